@@ -1,0 +1,12 @@
+"""Artefacts: a model file plus the JSON manifest that says what it is and how it was made.
+
+Torch-free: the builder writes manifests, the runtime reads them and nothing else to know
+what it runs.
+"""
+
+from artefact.manifest import (  # noqa: F401
+    MANIFEST_FORMAT,
+    ArtefactError,
+    Manifest,
+    load_manifest,
+)

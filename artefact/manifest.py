@@ -1,0 +1,126 @@
+"""The manifest schema (`NAME.json` beside the model file) and its compatibility checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from artefact.files import atomic_write_json, sha256_file
+
+MANIFEST_FORMAT = "pspnet-rt/1"
+BACKENDS = ("tensorrt", "openvino", "onnxruntime")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class ArtefactError(RuntimeError):
+    """An artefact that cannot be used as it is; the message says how to rebuild it."""
+
+
+@dataclass
+class Manifest:
+    """What an artefact is. The runtime needs nothing else to run it.
+
+    `model_file` is relative to the manifest's folder, so artefact folders can be moved.
+    The fused contract: input `input_name` uint8 NHWC BGR 1xHxWx3, output `output_name` uint8
+    class ids 1xHxW (plus float logits when `logits_name` is set).
+    """
+
+    name: str
+    model: str
+    backend: str
+    precision: str
+    model_file: str
+    classes: list[str]
+    palette: list[list[int]]
+    input_size: list[int]  # [H, W]; -1 where dynamic
+    mean: list[float]
+    std: list[float]
+    channel_order: str = "RGB"  # what the network expects; the graph converts from BGR
+    input_name: str = "image"
+    input_layout: str = "NHWC"
+    input_dtype: str = "uint8"
+    input_channels: str = "BGR"
+    output_name: str = "labels"
+    logits_name: str | None = None
+    dynamic_shape: bool = False
+    ignore_index: int = 255
+    model_sha256: str = ""
+    onnx_sha256: str = ""
+    weights: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    verification: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, Any] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)
+    format: str = MANIFEST_FORMAT
+
+    path: Path | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def model_path(self) -> Path:
+        base = self.path.parent if self.path else Path(".")
+        return base / self.model_file
+
+    @property
+    def height(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.input_size[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(path, self.to_dict())
+        self.path = Path(path)
+
+    def verify_file(self) -> None:
+        """Refuse a model file that is missing or differs from the one the manifest describes."""
+        if not self.model_path.is_file():
+            raise ArtefactError(f"{self.model_path} is missing; rebuild with "
+                                f"{self.rebuild_hint()}")
+        if self.model_sha256 and sha256_file(self.model_path) != self.model_sha256:
+            raise ArtefactError(f"{self.model_path} does not match the sha256 in {self.path}; "
+                                f"the file was changed after the build. Rebuild with "
+                                f"{self.rebuild_hint()}")
+
+    def rebuild_hint(self) -> str:
+        cmd = self.build.get("command")
+        if cmd:
+            return f"`{cmd} --force`"
+        return (f"`python -m build_engine --model {self.model} --precision {self.precision} "
+                f"--backend {self.backend} --force`")
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read a manifest (or the manifest beside a model file) with a clear error when it is not one."""
+    path = Path(path)
+    if path.suffix != ".json":
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        raise ArtefactError(f"no manifest at {path}: an artefact is a model file plus NAME.json "
+                            "written by `python -m build_engine`")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtefactError(f"{path} is not a readable JSON manifest ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise ArtefactError(f"{path} is not a {MANIFEST_FORMAT} manifest "
+                            f"(format={data.get('format') if isinstance(data, dict) else None!r})")
+    known = {f.name for f in fields(Manifest)} - {"path"}
+    missing = [f.name for f in fields(Manifest) if f.name in known and f.name not in data
+               and f.default is MISSING and f.default_factory is MISSING]
+    try:
+        manifest = Manifest(**{k: v for k, v in data.items() if k in known})
+    except TypeError as exc:
+        raise ArtefactError(f"{path} lacks required fields ({exc}); missing: {missing}") from None
+    if manifest.backend not in BACKENDS or manifest.precision not in PRECISIONS:
+        raise ArtefactError(f"{path}: unknown backend/precision {manifest.backend}/{manifest.precision}")
+    manifest.path = path
+    return manifest

@@ -1,0 +1,53 @@
+"""pspnet-rt: PyTorch PSPNet -> fused ONNX -> TensorRT / OpenVINO / ONNX Runtime, on live video.
+
+The base install is the lean runtime (no torch). Extras:
+  export    torch (CPU build: install `torch==2.13.0` or use the CPU index first), onnx, onnxslim
+  tensorrt  TensorRT + CUDA bindings (NVIDIA GPUs only; see README for NVIDIA's index)
+  test      pytest and friends
+"""
+
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "numpy>=1.24",
+    "opencv-python-headless>=4.8",
+    "onnxruntime>=1.18",
+    "openvino>=2024.4",
+    "tqdm>=4.66",
+]
+EXPORT = [
+    # A bare `torch` on a CPU machine pulls a multi-GB CUDA build; the README installs the CPU
+    # wheel first, and this range is satisfied by it, so nothing more is downloaded.
+    "torch>=2.4",
+    "onnx>=1.16",
+    "onnxscript>=0.1",
+    "onnxslim>=0.1.30",
+    "onnxconverter-common>=1.14",
+    "h5py>=3.8",
+]
+BENCH = ["matplotlib>=3.7", "psutil>=5.9"]
+TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", *BENCH]
+
+setup(
+    name="pspnet-rt",
+    version="0.1.0",
+    description="PSPNet to the edge: fused ONNX export, FP32/FP16/INT8 engines, streaming runtime",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists(
+        "README.md") else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pspnet*", "segdata*", "artefact*", "build_engine*", "calib*",
+                                    "runtime*", "benchmarks*"]),
+    package_data={"pspnet": ["weights/*.pth", "weights/*.json"]},
+    install_requires=RUNTIME,
+    extras_require={
+        "export": EXPORT,
+        "bench": BENCH,
+        "tensorrt": ["tensorrt>=10.0", "cuda-python>=12.0"],
+        "pycuda": ["pycuda>=2024.1"],
+        "test": TEST,
+        "all": [*EXPORT, *BENCH, *TEST],
+    },
+    entry_points={"console_scripts": ["pspnet-rt=runtime.cli:main"]},
+)
