@@ -48,6 +48,7 @@ class Manifest:
     ignore_index: int = 255
     model_sha256: str = ""
     onnx_sha256: str = ""
+    companion_files: dict[str, str] = field(default_factory=dict)  # e.g. OpenVINO's .bin: sha256
     weights: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
     verification: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +90,11 @@ class Manifest:
             raise ArtefactError(f"{self.model_path} does not match the sha256 in {self.path}; "
                                 f"the file was changed after the build. Rebuild with "
                                 f"{self.rebuild_hint()}")
+        for name, digest in self.companion_files.items():
+            companion = self.model_path.parent / name
+            if not companion.is_file() or sha256_file(companion) != digest:
+                raise ArtefactError(f"{companion} is missing or changed since the build; rebuild "
+                                    f"with {self.rebuild_hint()}")
 
     def rebuild_hint(self) -> str:
         cmd = self.build.get("command")

@@ -21,10 +21,11 @@ def adaptive_avg_pool(x: Tensor, bins: int) -> Tensor:
     h, w = x.shape[-2], x.shape[-1]
     if isinstance(h, int) and isinstance(w, int) and h % bins == 0 and w % bins == 0:
         return F.adaptive_avg_pool2d(x, bins)
-    rows = [x[:, :, (i * h) // bins: -((-(i + 1) * h) // bins)].mean(2, keepdim=True)
+    # Only non-negative integer division: ONNX's Div truncates where Python's // floors.
+    rows = [x[:, :, (i * h) // bins: ((i + 1) * h + bins - 1) // bins].mean(2, keepdim=True)
             for i in range(bins)]
     x = torch.cat(rows, 2)
-    cols = [x[:, :, :, (j * w) // bins: -((-(j + 1) * w) // bins)].mean(3, keepdim=True)
+    cols = [x[:, :, :, (j * w) // bins: ((j + 1) * w + bins - 1) // bins].mean(3, keepdim=True)
             for j in range(bins)]
     return torch.cat(cols, 3)
 

@@ -77,7 +77,7 @@ class DilatedResNet(nn.Module):
         if depth not in BLOCKS:
             raise ValueError(f"ResNet depth must be one of {sorted(BLOCKS)}, got {depth}")
         block, counts = BLOCKS[depth]
-        c = [max(8, int(round(ch * width))) for ch in (64, 128, 256, 512)]
+        c = [max(8, round(ch * width)) for ch in (64, 128, 256, 512)]
         stem = [c[0], c[0], c[1]]
         self.layer0 = nn.Sequential(
             _conv3x3(3, stem[0], stride=2), nn.BatchNorm2d(stem[0]), nn.ReLU(inplace=True),

@@ -1,0 +1,3 @@
+from build_engine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""`python -m build_engine`: model -> fused ONNX -> FP32/FP16/INT8 artefact for a backend."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+
+EXAMPLES = """\
+examples:
+  python -m build_engine --precision fp16
+      the shipped demo model, FP16, on the best backend here (TensorRT > OpenVINO > ORT)
+  python -m build_engine --precision int8 --calib-data synthetic:calib:200 --calib-method entropy
+      INT8 with real calibration frames; fails if mIoU drops more than --max-miou-drop
+  python -m build_engine --model pspnet101_cityscapes --weights train_epoch_200.pth \\
+      --precision fp32 --backend openvino
+      an hszhao/semseg checkpoint at its native 713x713
+  python -m build_engine --weights pspnet50_ade20k.h5 --precision fp32
+      the seeds' Keras weights (model inferred from the file)
+  python -m build_engine --list-models
+
+prints the path of the artefact's manifest (model file + NAME.json beside it).
+exit codes: 0 ok, 1 build failed (verification or accuracy gate), 2 bad input, 130 interrupted
+"""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 480x960, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m build_engine", description=__doc__,
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
+    p.add_argument("--weights", help="checkpoint: semseg .pth (module. prefixes fine) or a seed .h5")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime"),
+                   default="auto", help="auto = tensorrt with a GPU, else openvino, else onnxruntime")
+    p.add_argument("--input-size", type=parse_size, metavar="HxW",
+                   help="export size (default: the model's native size)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic H/W input (exact pyramid pooling)")
+    p.add_argument("--with-logits", action="store_true", help="also output float logits")
+    p.add_argument("--calib-data", metavar="SRC",
+                   help="calibration frames: folder, glob, video, dataset or synthetic:calib:N "
+                        "(default: a synthetic calibration clip)")
+    p.add_argument("--calib-images", type=int, default=200, metavar="N")
+    p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="entropy")
+    p.add_argument("--eval-data", metavar="SRC",
+                   help="held-out labelled frames for the accuracy gate (default: synthetic:val)")
+    p.add_argument("--eval-images", type=int, default=48, metavar="N")
+    p.add_argument("--max-miou-drop", type=float, default=1.0, metavar="POINTS",
+                   help="fail an fp16/int8 build whose mIoU drops more than this vs FP32")
+    p.add_argument("--fallback", action="store_true",
+                   help="INT8: keep the most sensitive blocks in float until the gate passes")
+    p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace")
+    p.add_argument("--output", metavar="DIR", help="artefact folder (default ~/.cache/pspnet-rt/artefacts)")
+    p.add_argument("--force", action="store_true", help="rebuild even if a cached artefact matches")
+    p.add_argument("--list-models", action="store_true", help="list the model zoo and exit")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def list_models() -> None:
+    from pspnet.zoo import REGISTRY
+
+    for spec in REGISTRY.values():
+        h, w = spec.input_size
+        print(f"{spec.name:28s} R{spec.depth:<4d} {spec.num_classes:4d} classes {h}x{w:<6d} "
+              f"{spec.description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * args.verbose,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("torch").setLevel(logging.ERROR)
+    if args.list_models:
+        list_models()
+        return 0
+    try:
+        from build_engine.api import Builder, BuildError, BuildOptions
+    except ImportError as exc:
+        print(f"error: building needs the export extra ({exc.name} missing): "
+              "pip install -e .[export]", file=sys.stderr)
+        return 2
+    from artefact.manifest import ArtefactError
+    from build_engine.export import SizeError
+    from build_engine.tensorrt_builder import TensorRTUnavailable
+    from pspnet.errors import CheckpointError
+    from segdata.frames import FrameError
+
+    options = BuildOptions(
+        model=args.model, weights=args.weights, precision=args.precision, backend=args.backend,
+        input_size=args.input_size, dynamic=args.dynamic, with_logits=args.with_logits,
+        output=args.output, force=args.force, calib_data=args.calib_data,
+        calib_images=args.calib_images, calib_method=args.calib_method, eval_data=args.eval_data,
+        eval_images=args.eval_images, max_miou_drop=args.max_miou_drop, fallback=args.fallback,
+        workspace_mb=args.workspace_mb,
+        command=shlex.join(["python", "-m", "build_engine", *(sys.argv[1:] if argv is None else argv)]),
+    )
+    usage_errors = (CheckpointError, SizeError, KeyError, FrameError, TensorRTUnavailable,
+                    ArtefactError, FileNotFoundError)
+    try:
+        from segdata.datasets import DatasetError
+
+        usage_errors = (*usage_errors, DatasetError)
+    except ImportError:
+        pass
+    try:
+        path = Builder(options).run()
+    except usage_errors as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except BuildError as exc:
+        print(f"build failed: {exc}", file=sys.stderr)
+        return 1
+    except NotImplementedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no artefact was written", file=sys.stderr)
+        return 130
+    print(path)
+    return 0

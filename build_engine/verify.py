@@ -1,0 +1,54 @@
+"""Compare an exported graph with the PyTorch model it came from, on real frames."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+FP32_MIN_AGREEMENT = 0.999
+
+
+@dataclass
+class Agreement:
+    """How closely two predictors agree on the same frames."""
+
+    frames: int
+    pixel_agreement: float  # share of pixels with the same class id
+    max_abs_logit_diff: float | None  # None when one side gives no logits
+    mean_abs_logit_diff: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        logit = ("" if self.max_abs_logit_diff is None else
+                 f", max |Δlogit| {self.max_abs_logit_diff:.2e}")
+        return f"{self.pixel_agreement * 100:.3f} % pixels agree over {self.frames} frames{logit}"
+
+
+def compare(reference: list[tuple[np.ndarray, np.ndarray | None]],
+            candidate: list[tuple[np.ndarray, np.ndarray | None]]) -> Agreement:
+    """Each list holds (labels HxW, logits CxHxW or None) per frame, in the same order."""
+    same = total = 0
+    diffs_max, diffs_mean = [], []
+    for (ref_labels, ref_logits), (cand_labels, cand_logits) in zip(reference, candidate):
+        same += int(np.count_nonzero(ref_labels == cand_labels))
+        total += ref_labels.size
+        if ref_logits is not None and cand_logits is not None:
+            diff = np.abs(ref_logits.astype(np.float32) - cand_logits.astype(np.float32))
+            diffs_max.append(float(diff.max()))
+            diffs_mean.append(float(diff.mean()))
+    return Agreement(
+        frames=len(reference),
+        pixel_agreement=same / max(total, 1),
+        max_abs_logit_diff=max(diffs_max) if diffs_max else None,
+        mean_abs_logit_diff=float(np.mean(diffs_mean)) if diffs_mean else None,
+    )
+
+
+def verification_frames(height: int, width: int, count: int = 4, seed: int = 7) -> list[np.ndarray]:
+    """Street scenes (not noise): agreement on noise says little about agreement on roads."""
+    from segdata.synthetic import render_scene, split_seeds
+
+    return [render_scene(s, height, width)[0] for s in split_seeds("test", count)[:count]]

@@ -1,0 +1,121 @@
+"""Weight import: semseg `.pth` checkpoints, our own, and (via keras_import) the seeds' `.h5`.
+
+Loading is strict on purpose: semseg loads with strict=False, which hides a wrong depth or
+class count behind garbage predictions. Only `aux.*` is dropped, deliberately, for inference.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from pspnet.errors import CheckpointError
+from pspnet.model import PSPNet
+from pspnet.zoo import REGISTRY, ModelSpec
+
+PREFIXES = ("module.", "model.")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors, whether saved bare, under 'state_dict', or from DataParallel."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
+            OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first[:200]}); "
+                              "expected a .pth saved with torch.save") from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} holds no state_dict (found {type(obj).__name__}); expected "
+                              "{'state_dict': ...} as semseg saves, or a bare state_dict")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        for prefix in PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
+        out[key] = value
+    return out
+
+
+def describe_state_dict(sd: Mapping[str, torch.Tensor]) -> str:
+    """Depth and class count a state_dict implies, in words, for error messages."""
+    depth = guess_depth(sd)
+    cls = sd.get("cls.4.weight")
+    classes = int(cls.shape[0]) if cls is not None else None
+    return f"ResNet-{depth or '?'} with {classes if classes is not None else '?'} classes"
+
+
+def guess_depth(sd: Mapping[str, torch.Tensor]) -> int | None:
+    blocks = [len({k.split(".")[1] for k in sd if k.startswith(f"layer{i}.")}) for i in (1, 2, 3, 4)]
+    bottleneck = any(k.endswith("conv3.weight") for k in sd if k.startswith("layer1."))
+    table = {(2, 2, 2, 2, False): 18, (3, 4, 6, 3, False): 34, (3, 4, 6, 3, True): 50,
+             (3, 4, 23, 3, True): 101, (3, 8, 36, 3, True): 152}
+    return table.get((*blocks, bottleneck))
+
+
+def likely_models(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    depth = guess_depth(sd)
+    cls = sd.get("cls.4.weight")
+    classes = int(cls.shape[0]) if cls is not None else None
+    return [s.name for s in REGISTRY.values()
+            if s.depth == depth and s.num_classes == classes and not s.stride_on_1x1]
+
+
+def load_state_dict_strict(model: PSPNet, sd: Mapping[str, torch.Tensor], source: str,
+                           spec_name: str) -> None:
+    """Load every tensor or refuse, naming expected vs found and the likely right --model."""
+    sd = {k: v for k, v in sd.items() if not k.startswith("aux.") or model.aux is not None}
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unused = [k for k in sd if k not in own]
+    wrong = [f"{k}: expected {tuple(own[k].shape)}, found {tuple(sd[k].shape)}"
+             for k in own if k in sd and own[k].shape != sd[k].shape]
+    if missing or unused or wrong:
+        hint = likely_models(sd)
+        lines = [f"{source} does not fit --model {spec_name}: expected {describe_state_dict(own)}, "
+                 f"found {describe_state_dict(sd)}."]
+        if wrong:
+            lines.append(f"{len(wrong)} shape mismatches, e.g. {'; '.join(wrong[:3])}.")
+        if missing:
+            lines.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:4])}.")
+        if unused:
+            lines.append(f"{len(unused)} unexpected keys, e.g. {', '.join(unused[:4])}.")
+        lines.append(f"Try --model {' or '.join(hint)}." if hint else
+                     "No registered model matches it; see `python -m build_engine --list-models`.")
+        raise CheckpointError(" ".join(lines))
+    model.load_state_dict(sd, strict=True)
+
+
+def load_weights(model: PSPNet, path: str | Path, spec: ModelSpec) -> None:
+    """Fill `model` from a .pth/.pt checkpoint or a seed's Keras .h5."""
+    path = Path(path)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        from pspnet.keras_import import load_keras_h5
+
+        load_keras_h5(model, path)
+        return
+    sd = read_state_dict(path)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    load_state_dict_strict(model, sd, str(path), spec.name)
+
+
+def save_checkpoint(path: str | Path, model: PSPNet, epoch: int = 0,
+                    optimizer: Mapping | None = None, half: bool = False, **extra) -> None:
+    """semseg's format ({'epoch','state_dict','optimizer'}, `module.` keys) so semseg loads it too."""
+    from artefact.files import atomic_path
+
+    sd = {f"module.{k}": (v.half() if half and v.is_floating_point() else v).clone()
+          for k, v in model.state_dict().items()}
+    payload = {"epoch": epoch, "state_dict": sd, "optimizer": optimizer or {}, **extra}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
