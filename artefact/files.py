@@ -29,6 +29,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; artefacts are shared files
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

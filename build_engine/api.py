@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import shlex
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,16 +20,13 @@ from tqdm import tqdm
 from artefact.files import atomic_path, cache_key, sha256_file
 from artefact.manifest import ArtefactError, Manifest, load_manifest
 from build_engine import environment
+from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 
 log = logging.getLogger(__name__)
 CODE_VERSION = "1"  # bump when the export graph changes, so caches rebuild
 DEFAULT_OUTPUT = Path.home() / ".cache" / "pspnet-rt" / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
-
-
-class BuildError(RuntimeError):
-    """The build ran but its result is not acceptable (verification or accuracy gate)."""
 
 
 @dataclass
@@ -164,9 +160,6 @@ class Builder:
             log.warning(note)
         steps = tqdm(total=5, desc=f"build {self.name}", unit="step", disable=None)
         net, weights_info = load_model(self.spec, self.weights_file())
-        if weights_info["source"] == "random":
-            tqdm.write(f"warning: {self.spec.name} has no weights; the artefact uses RANDOM "
-                       "weights (pass --weights CKPT)", file=sys.stderr)
 
         steps.set_postfix_str("export")
         t0 = time.perf_counter()

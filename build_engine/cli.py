@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
               "pip install -e .[export]", file=sys.stderr)
         return 2
     from artefact.manifest import ArtefactError
-    from build_engine.export import SizeError
+    from build_engine.errors import BuildError, SizeError
     from build_engine.tensorrt_builder import TensorRTUnavailable
     from pspnet.errors import CheckpointError
     from segdata.frames import FrameError

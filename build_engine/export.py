@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from build_engine.errors import SizeError
 from pspnet.model import PSPNet, output_size
 from pspnet.zoo import ModelSpec
 
@@ -24,10 +25,6 @@ log = logging.getLogger(__name__)
 OPSET = 18
 INPUT_NAME, LABELS_NAME, LOGITS_NAME = "image", "labels", "logits"
 MIN_SIDE = 33  # three stride-2 stages must leave at least a 5x5 map for the 3x3 head
-
-
-class SizeError(ValueError):
-    """An input size the model cannot be exported at; the message proposes valid ones."""
 
 
 class FusedSegmenter(nn.Module):

@@ -1,0 +1,42 @@
+"""Shared fixtures: real artefacts of a tiny PSPNet, built once per session by the real builder."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+TINY_SIZE = (96, 192)
+
+
+def _has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+@pytest.fixture(scope="session")
+def artefact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("artefacts")
+
+
+@pytest.fixture(scope="session")
+def demo_artefacts(artefact_dir: Path) -> dict[str, Path]:
+    """backend -> manifest path of the demo model exported at 96x192, FP32 (OpenVINO and ORT)."""
+    if not _has_torch():
+        pytest.skip("building artefacts needs the export extra (torch)")
+    from build_engine.api import build_artefact
+
+    return {backend: build_artefact("demo", "fp32", backend, TINY_SIZE, output=artefact_dir)
+            for backend in ("openvino", "onnxruntime")}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`gpu` tests skip cleanly where TensorRT or a CUDA device is absent."""
+    from build_engine.environment import tensorrt_usable
+
+    if tensorrt_usable():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU with TensorRT (not present here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
