@@ -29,6 +29,9 @@ PERSON, CAR, TRUCK, BUS, BICYCLE = 11, 13, 14, 15, 18
 FPS = 15.0  # clip frame rate: frame i is at t = i / FPS seconds
 CHUNK = 40.0  # metres of world generated per random chunk
 VIEW_FAR = 260.0  # static objects beyond this depth are not drawn
+# Compact objects further than this are not drawn: no swarm of specks at the vanishing point.
+_FAR = {"sign": 70.0, "tlight": 80.0, "lamp": 110.0, "bicycle": 40.0, "person": 60.0, "car": 150.0,
+        "bush": 120.0}
 SHIFT = 4  # fillPoly sub-pixel bits: vertices are exact to 1/16 px at any resolution
 _ONE = 1 << SHIFT
 
@@ -61,10 +64,11 @@ def _rng(*keys: int) -> np.random.Generator:
     return np.random.default_rng([2 * k if k >= 0 else -2 * k - 1 for k in keys])
 
 
-def _jit(rng: np.random.Generator, bgr: tuple[float, float, float], amount: float) -> np.ndarray:
+def _jit(rng: np.random.Generator, bgr, amount: float, tint: float | None = None) -> np.ndarray:
     """A class colour with brightness and per-channel jitter (kept plausible for the class)."""
     base = np.asarray(bgr, np.float64)
-    return np.clip(base * rng.uniform(1 - amount, 1 + amount) + rng.normal(0, amount * 40, 3), 0, 255)
+    tint = amount * 40 if tint is None else tint
+    return np.clip(base * rng.uniform(1 - amount, 1 + amount) + rng.normal(0, tint, 3), 0, 255)
 
 
 # ----------------------------------------------------------------------------------- scene
@@ -124,7 +128,7 @@ def _make_scene(seed: int) -> _Scene:
     right_lanes = [i for i in range(lanes) if (i + 0.5) * lane_w - half > 0]
     my_lane = int(rng.choice(right_lanes))
     cam_x = (my_lane + 0.5) * lane_w - half + rng.uniform(-0.3, 0.3)
-    road_col = _jit(rng, (95, 90, 88), 0.2)
+    road_col = _jit(rng, (92, 90, 90), 0.25, tint=3.0)
     sides: dict[int, _Side] = {}
     for s in (-1, 1):
         style = str(rng.choice(["urban", "urban", "green", "rural"], p=[0.3, 0.2, 0.3, 0.2]))
@@ -748,8 +752,8 @@ def _draw_vehicle(v: _View, o: _Obj, z: float) -> None:
         v.fill([side], v.haze(col * 0.8, zn), cls)
         if p["kind"] == "car":
             cx = sx + math.copysign(0.12, x - sx)
-            cab = v.proj(np.full(4, cx), np.array([body_h, body_h, h, h]),
-                         np.array([zn + 0.5, zf - 0.9, zf - 1.6, zn + 1.2]))
+            cab = v.proj(np.array([sx, sx, cx, cx]), np.array([body_h, body_h, h, h]),
+                         np.array([zn, zf - 0.9, zf - 1.6, zn + 1.2]))
             v.fill([cab], v.haze(col * 0.75, zn), cls)
             win = v.proj(np.full(4, cx), np.array([body_h + 0.05, body_h + 0.05, h - 0.07, h - 0.07]),
                          np.array([zn + 0.65, zf - 1.05, zf - 1.65, zn + 1.3]))
@@ -776,9 +780,9 @@ def _draw_vehicle(v: _View, o: _Obj, z: float) -> None:
     v.rect(cxp - hw, gy - (low + 0.15) * sc, cxp + hw, gy - low * sc, dark, None)  # bumper
     if p["kind"] == "car":
         # Cabin (rear or front window), slanted: drawn at the near face, slightly narrower.
-        scb = v.scale(zn + 0.9)
-        cxb = v.screen_x(x, zn + 0.9)
-        gb = v.ground_y(zn + 0.9)
+        scb = v.scale(zn + 1.2)
+        cxb = v.screen_x(x, zn + 1.2)
+        gb = v.ground_y(zn + 1.2)
         top_w = (w / 2 - 0.2) * scb
         cab = np.array([[cxp - hw + 0.1 * sc, gy - body_h * sc], [cxp + hw - 0.1 * sc, gy - body_h * sc],
                         [cxb + top_w, gb - h * scb], [cxb - top_w, gb - h * scb]])
@@ -825,7 +829,7 @@ class _World:
         for k in range(math.floor(lo / CHUNK), math.floor(hi / CHUNK) + 1):
             bs, os_ = self._chunk(k)
             buildings += [b for b in bs if b["z1"] > cam_z and b["z0"] < hi]
-            objs += [(o.z, o) for o in os_ if cam_z + 0.5 < o.z < cam_z + 160.0]
+            objs += [(o.z, o) for o in os_ if cam_z + 0.5 < o.z < cam_z + _FAR.get(o.kind, 160.0)]
         for lane, vl in s.lane_speeds.items():
             off = vl * t
             k0, k1 = math.floor((cam_z - off - 10) / CHUNK), math.floor((cam_z - off + 200) / CHUNK)
@@ -838,7 +842,7 @@ class _World:
                     z = o.z + off + a * math.sin(om * t + ph)
                     if abs(o.x - s.cam_x) < s.lane_w / 2 and z - cam_z < 8.0:
                         continue  # never inside or right on top of the camera's own car
-                    if cam_z + 1.0 < z < cam_z + 200.0:
+                    if cam_z + 1.0 < z < cam_z + _FAR["car"]:
                         objs.append((z, o))
         for side in (-1, 1):
             for flow in (-1, 1):

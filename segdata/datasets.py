@@ -1,0 +1,388 @@
+"""Loaders for the real data-set layouts and the synthetic street scenes.
+
+Why here (numpy + OpenCV only): evaluation, calibration and the accuracy gate run on edge
+boxes without torch. Every loader yields `Sample(name, image BGR uint8, label uint8 | None)`
+with labels already in the training ids of its label set (255 = ignore), so a metric never
+has to know where the data came from. Wrong or partial folders fail early with a
+`DatasetError` that says what was expected and where it looked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segdata.frames import FrameError, read_image, to_bgr8
+from segdata.labels import ade20k_to_train, cityscapes_labelids_to_trainids, voc_palette
+
+LAYOUTS = ("cityscapes", "kitti", "ade20k", "voc", "synthetic")
+_SHOW = 5  # how many example names an error message lists
+
+
+class DatasetError(ValueError):
+    """A data source that cannot be read as asked (the message names the expected files)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    image: np.ndarray  # BGR uint8 HxWx3
+    label: np.ndarray | None  # uint8 HxW training ids (255 = ignore), None when unlabelled
+
+
+class SegDataset:
+    """A sized, indexable, iterable set of samples; `label_set` keys segdata.labels.LABEL_SETS."""
+
+    label_set: str = "cityscapes"
+    description: str = ""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Sample:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def _index(self, i: int) -> int:
+        n = len(self)
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError(f"sample index must be an int, got {type(i).__name__}")
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"sample {i} out of range for a data set of {n}")
+        return int(i)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description} ({len(self)} samples, {self.label_set})>"
+
+
+# ----------------------------------------------------------------------------------- files
+class FileDataset(SegDataset):
+    """Image/label file pairs plus the conversion from stored label values to training ids."""
+
+    def __init__(self, pairs: list[tuple[str, Path, Path | None]], label_set: str,
+                 convert: Callable[[np.ndarray], np.ndarray], description: str,
+                 color_labels: bool = False) -> None:
+        self.pairs = pairs
+        self.label_set = label_set
+        self.convert = convert
+        self.description = description
+        self.color_labels = color_labels  # palette PNGs: cv2 hands them over as BGR colours
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> Sample:
+        name, img_path, lab_path = self.pairs[self._index(i)]
+        try:
+            image = to_bgr8(read_image(str(img_path)))
+        except FrameError as e:
+            raise DatasetError(f"{self.description}: image of sample {name!r}: {e}") from e
+        label = None
+        if lab_path is not None:
+            raw = cv2.imread(str(lab_path), cv2.IMREAD_UNCHANGED)
+            if raw is None:
+                raise DatasetError(f"{self.description}: cannot read label {lab_path} of sample {name!r}")
+            label = self._decode(raw, lab_path)
+            if label.shape != image.shape[:2]:
+                (lh, lw), (ih, iw) = label.shape, image.shape[:2]
+                raise DatasetError(f"{self.description}: label {lab_path} is {lw}x{lh} "
+                                   f"but its image {img_path} is {iw}x{ih}")
+        return Sample(name, image, label)
+
+    def _decode(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        if self.color_labels and raw.ndim == 3:
+            return self.convert(raw[:, :, :3])
+        if raw.ndim == 3:
+            # Some tools save single-channel label maps as three equal channels.
+            if raw.shape[2] >= 3 and np.array_equal(raw[:, :, 0], raw[:, :, 1]) and \
+                    np.array_equal(raw[:, :, 0], raw[:, :, 2]):
+                raw = raw[:, :, 0]
+            else:
+                raise DatasetError(f"{self.description}: label {path} has colour channels; expected a "
+                                   "single-channel PNG of class ids")
+        if raw.dtype != np.uint8:
+            if raw.max() > 255:
+                raise DatasetError(f"{self.description}: label {path} holds ids above 255")
+            raw = raw.astype(np.uint8)
+        return self.convert(raw)
+
+
+def _identity(label: np.ndarray) -> np.ndarray:
+    return label
+
+
+# VOC: palette PNG colours -> class ids. The border colour (224,224,192) is palette entry 255.
+_VOC_IDS = [*range(21), 255]
+_VOC_PAL = voc_palette(256)
+_VOC_CODES = np.array([(_VOC_PAL[i][2] << 16) | (_VOC_PAL[i][1] << 8) | _VOC_PAL[i][0] for i in _VOC_IDS],
+                      np.int64)  # BGR packed as b<<16 | g<<8 | r
+_VOC_ORDER = np.argsort(_VOC_CODES)
+_VOC_SORTED = _VOC_CODES[_VOC_ORDER]
+_VOC_SORTED_IDS = np.array(_VOC_IDS, np.uint8)[_VOC_ORDER]
+
+
+def voc_colors_to_ids(bgr: np.ndarray) -> np.ndarray:
+    """VOC SegmentationClass colours (as cv2 reads them, BGR) -> class ids; unknown colours -> 255."""
+    b = bgr[:, :, 0].astype(np.int64)
+    g = bgr[:, :, 1].astype(np.int64)
+    r = bgr[:, :, 2].astype(np.int64)
+    code = (b << 16) | (g << 8) | r
+    pos = np.clip(np.searchsorted(_VOC_SORTED, code), 0, len(_VOC_SORTED) - 1)
+    out = _VOC_SORTED_IDS[pos]
+    out[_VOC_SORTED[pos] != code] = 255
+    return out
+
+
+def _voc_label(raw: np.ndarray) -> np.ndarray:
+    """Colour PNGs go through the palette; index PNGs (e.g. SegmentationClassAug) are ids already."""
+    if raw.ndim == 3:
+        return voc_colors_to_ids(raw)
+    out = raw.copy()
+    out[(out > 20) & (out != 255)] = 255
+    return out
+
+
+# ----------------------------------------------------------------------------------- layouts
+def _require_dir(path: Path, what: str, layout: str) -> None:
+    if not path.is_dir():
+        parent = path.parent
+        have = sorted(p.name for p in parent.iterdir())[:10] if parent.is_dir() else []
+        found = f"; {parent} holds {have}" if parent.is_dir() else f"; {parent} is missing too"
+        raise DatasetError(f"{layout}: expected folder {path} ({what}) but it does not exist{found}")
+
+
+def _report_unpaired(layout: str, root: Path, no_label: list[str], no_image: list[str],
+                     img_pattern: str, lab_pattern: str) -> None:
+    if not no_label and not no_image:
+        return
+    msg = [f"{layout} at {root}: images and labels do not pair up"]
+    if no_label:
+        msg.append(f"{len(no_label)} image(s) without a label {lab_pattern}, e.g. {no_label[:_SHOW]}")
+    if no_image:
+        msg.append(f"{len(no_image)} label(s) without an image {img_pattern}, e.g. {no_image[:_SHOW]}")
+    raise DatasetError("; ".join(msg))
+
+
+def _empty(layout: str, where: Path, pattern: str) -> DatasetError:
+    return DatasetError(f"{layout}: no files matching {pattern} under {where}")
+
+
+def _cityscapes(root: Path, split: str) -> FileDataset:
+    img_dir = root / "leftImg8bit" / split
+    gt_dir = root / "gtFine" / split
+    _require_dir(img_dir, f"leftImg8bit/{split}/<city>/*_leftImg8bit.png", "cityscapes")
+    _require_dir(gt_dir, f"gtFine/{split}/<city>/*_gtFine_labelIds.png or *_gtFine_labelTrainIds.png",
+                 "cityscapes")
+    images = {p.relative_to(img_dir).as_posix()[: -len("_leftImg8bit.png")]: p
+              for p in img_dir.glob("*/*_leftImg8bit.png")}
+    train_ids = {p.relative_to(gt_dir).as_posix()[: -len("_gtFine_labelTrainIds.png")]: p
+                 for p in gt_dir.glob("*/*_gtFine_labelTrainIds.png")}
+    label_ids = {p.relative_to(gt_dir).as_posix()[: -len("_gtFine_labelIds.png")]: p
+                 for p in gt_dir.glob("*/*_gtFine_labelIds.png")}
+    if not images:
+        raise _empty("cityscapes", img_dir, "<city>/*_leftImg8bit.png")
+    # One conversion for the whole set: trainIds where every image has them, else labelIds.
+    use_train = bool(train_ids) and set(images) <= set(train_ids)
+    labels = train_ids if use_train else label_ids
+    kind = "labelTrainIds" if use_train else "labelIds"
+    _report_unpaired("cityscapes", root, sorted(set(images) - set(labels)), sorted(set(labels) - set(images)),
+                     f"leftImg8bit/{split}/<city>/<name>_leftImg8bit.png",
+                     f"gtFine/{split}/<city>/<name>_gtFine_{kind}.png")
+    pairs = [(k.split("/")[-1], images[k], labels[k]) for k in sorted(images)]
+    convert = _identity if use_train else cityscapes_labelids_to_trainids
+    return FileDataset(pairs, "cityscapes", convert, f"cityscapes:{root} [{split}]")
+
+
+def _kitti(root: Path, split: str) -> FileDataset:
+    # KITTI semantics ships one labelled folder (training/) and an unlabelled testing/.
+    if split in ("test", "testing"):
+        img_dir = root / "testing" / "image_2"
+        _require_dir(img_dir, "testing/image_2/*.png", "kitti")
+        images = sorted(img_dir.glob("*.png"))
+        if not images:
+            raise _empty("kitti", img_dir, "*.png")
+        return FileDataset([(p.stem, p, None) for p in images], "cityscapes", _identity,
+                           f"kitti:{root} [testing, unlabelled]")
+    img_dir, lab_dir = root / "training" / "image_2", root / "training" / "semantic"
+    _require_dir(img_dir, "training/image_2/*.png", "kitti")
+    _require_dir(lab_dir, "training/semantic/*.png (Cityscapes labelIds)", "kitti")
+    images = {p.stem: p for p in img_dir.glob("*.png")}
+    labels = {p.stem: p for p in lab_dir.glob("*.png")}
+    if not images:
+        raise _empty("kitti", img_dir, "*.png")
+    _report_unpaired("kitti", root, sorted(set(images) - set(labels)), sorted(set(labels) - set(images)),
+                     "training/image_2/<name>.png", "training/semantic/<name>.png")
+    pairs = [(k, images[k], labels[k]) for k in sorted(images)]
+    return FileDataset(pairs, "cityscapes", cityscapes_labelids_to_trainids, f"kitti:{root} [training]")
+
+
+_ADE_SPLITS = {"train": "training", "training": "training", "val": "validation", "validation": "validation"}
+
+
+def _ade20k(root: Path, split: str) -> FileDataset:
+    if (root / "ADEChallengeData2016").is_dir():
+        root = root / "ADEChallengeData2016"
+    if split not in _ADE_SPLITS:
+        raise DatasetError(f"ade20k: unknown split {split!r}; expected one of {sorted(_ADE_SPLITS)}")
+    sub = _ADE_SPLITS[split]
+    img_dir, lab_dir = root / "images" / sub, root / "annotations" / sub
+    _require_dir(img_dir, f"images/{sub}/*.jpg", "ade20k")
+    _require_dir(lab_dir, f"annotations/{sub}/*.png", "ade20k")
+    images = {p.stem: p for p in img_dir.glob("*.jpg")}
+    labels = {p.stem: p for p in lab_dir.glob("*.png")}
+    if not images:
+        raise _empty("ade20k", img_dir, "*.jpg")
+    _report_unpaired("ade20k", root, sorted(set(images) - set(labels)), sorted(set(labels) - set(images)),
+                     f"images/{sub}/<name>.jpg", f"annotations/{sub}/<name>.png")
+    pairs = [(k, images[k], labels[k]) for k in sorted(images)]
+    return FileDataset(pairs, "ade20k", ade20k_to_train, f"ade20k:{root} [{sub}]")
+
+
+def _voc_root(root: Path) -> Path:
+    for cand in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
+        if (cand / "JPEGImages").is_dir() or (cand / "SegmentationClass").is_dir():
+            return cand
+    return root
+
+
+def _voc(root: Path, split: str) -> FileDataset:
+    root = _voc_root(root)
+    img_dir, lab_dir = root / "JPEGImages", root / "SegmentationClass"
+    _require_dir(img_dir, "JPEGImages/*.jpg", "voc")
+    _require_dir(lab_dir, "SegmentationClass/*.png (palette PNGs)", "voc")
+    list_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if list_file.is_file():
+        names = [ln.split()[0] for ln in list_file.read_text().splitlines() if ln.strip()]
+        if not names:
+            raise DatasetError(f"voc: split list {list_file} is empty")
+        no_label = [n for n in names if not (lab_dir / f"{n}.png").is_file()]
+        no_image = [n for n in names if not (img_dir / f"{n}.jpg").is_file()]
+        _report_unpaired("voc", root, no_label, no_image, "JPEGImages/<name>.jpg",
+                         "SegmentationClass/<name>.png")
+        where = f"{split} list"
+    else:
+        # No split list: every label file with its image (most JPEGs are unlabelled in VOC).
+        names = sorted(p.stem for p in lab_dir.glob("*.png"))
+        if not names:
+            raise _empty("voc", lab_dir, "*.png")
+        no_image = [n for n in names if not (img_dir / f"{n}.jpg").is_file()]
+        _report_unpaired("voc", root, [], no_image, "JPEGImages/<name>.jpg", "SegmentationClass/<name>.png")
+        where = f"all of SegmentationClass (no ImageSets/Segmentation/{split}.txt)"
+    pairs = [(n, img_dir / f"{n}.jpg", lab_dir / f"{n}.png") for n in names]
+    return FileDataset(pairs, "voc2012", _voc_label, f"voc:{root} [{where}]", color_labels=True)
+
+
+_LOADERS: dict[str, Callable[[Path, str], FileDataset]] = {
+    "cityscapes": _cityscapes, "kitti": _kitti, "ade20k": _ade20k, "voc": _voc,
+}
+
+
+def detect_layout(root: Path) -> str:
+    """Which layout a folder holds, from its characteristic sub-folders."""
+    if not root.is_dir():
+        raise DatasetError(f"data folder {root} does not exist")
+    if (root / "leftImg8bit").is_dir() or (root / "gtFine").is_dir():
+        return "cityscapes"
+    if (root / "training" / "image_2").is_dir() or (root / "testing" / "image_2").is_dir():
+        return "kitti"
+    ade = root / "ADEChallengeData2016" if (root / "ADEChallengeData2016").is_dir() else root
+    if (ade / "images").is_dir() and (ade / "annotations").is_dir():
+        return "ade20k"
+    voc = _voc_root(root)
+    if (voc / "JPEGImages").is_dir() or (voc / "SegmentationClass").is_dir():
+        return "voc"
+    have = sorted(p.name for p in root.iterdir())[:10]
+    raise DatasetError(
+        f"cannot tell the data-set layout of {root} (it holds {have}); expected one of: "
+        "cityscapes (leftImg8bit/<split>/<city>/*_leftImg8bit.png + gtFine/<split>/<city>/"
+        "*_gtFine_labelIds.png), kitti (training/image_2/*.png + training/semantic/*.png), "
+        "ade20k (ADEChallengeData2016/images/{training,validation}/*.jpg + annotations/.../*.png), "
+        "voc (JPEGImages/*.jpg + SegmentationClass/*.png); or name it: cityscapes:/path, kitti:/path, "
+        "ade20k:/path, voc:/path, synthetic[:split][:N][@HxW]")
+
+
+# ----------------------------------------------------------------------------------- synthetic
+class SyntheticDataset(SegDataset):
+    """Seeded synthetic street scenes of one split (see segdata.synthetic.split_seeds)."""
+
+    label_set = "cityscapes"
+
+    def __init__(self, split: str = "val", n: int = 100, height: int = 240, width: int = 480) -> None:
+        from segdata.synthetic import split_seeds
+
+        try:
+            self.seeds = split_seeds(split, n)
+        except ValueError as e:
+            raise DatasetError(f"synthetic: {e}") from e
+        self.split, self.height, self.width = split, height, width
+        self.description = f"synthetic:{split}:{n}@{height}x{width}"
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def __getitem__(self, i: int) -> Sample:
+        from segdata.synthetic import render_scene
+
+        seed = self.seeds[self._index(i)]
+        image, label = render_scene(seed, self.height, self.width)
+        return Sample(f"synthetic_{self.split}_{seed}", image, label)
+
+
+_SYN = re.compile(r"^synthetic(?::(?P<split>[a-z]+))?(?::(?P<n>\d+))?(?:@(?P<h>\d+)x(?P<w>\d+))?$")
+
+
+def _synthetic(spec: str, split: str, limit: int | None) -> SyntheticDataset:
+    m = _SYN.match(spec)
+    if not m:
+        raise DatasetError(f"cannot parse synthetic source {spec!r}; expected synthetic[:split][:N][@HxW], "
+                           "e.g. synthetic:val:64@240x480")
+    n = int(m["n"]) if m["n"] else 100
+    if limit is not None:
+        n = min(n, limit)
+    h, w = (int(m["h"]), int(m["w"])) if m["h"] else (240, 480)
+    if h < 8 or w < 8:
+        raise DatasetError(f"synthetic image size must be at least 8x8, got {h}x{w}")
+    return SyntheticDataset(m["split"] or split, n, h, w)
+
+
+class _Limited(SegDataset):
+    def __init__(self, base: FileDataset, limit: int) -> None:
+        self.base = base
+        self.n = min(limit, len(base))
+        self.label_set = base.label_set
+        self.description = f"{base.description} first {self.n}"
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.base[self._index(i)]
+
+
+def open_dataset(source: str, split: str = "val", limit: int | None = None) -> SegDataset:
+    """A data set from a folder (layout auto-detected), `layout:/path`, or `synthetic[:split][:N][@HxW]`."""
+    if limit is not None and limit < 0:
+        raise DatasetError(f"limit must be >= 0, got {limit}")
+    source = str(source)
+    if source == "synthetic" or source.startswith(("synthetic:", "synthetic@")):
+        return _synthetic(source, split, limit)
+    layout, _, rest = source.partition(":")
+    if rest and layout in _LOADERS:
+        root = Path(rest).expanduser()
+        if not root.is_dir():
+            raise DatasetError(f"{layout}: data folder {root} does not exist")
+    else:
+        root = Path(source).expanduser()
+        layout = detect_layout(root)
+    ds = _LOADERS[layout](root, split)
+    return ds if limit is None or limit >= len(ds) else _Limited(ds, limit)
