@@ -70,6 +70,10 @@ class Builder:
         from pspnet.zoo import get_spec
 
         self.options = options
+        if options.weights and not Path(options.weights).is_file():
+            from pspnet.errors import CheckpointError
+
+            raise CheckpointError(f"weights file {options.weights} does not exist")
         self.backend = environment.resolve_backend(options.backend)
         if options.weights and Path(options.weights).suffix.lower() in (".h5", ".hdf5") \
                 and options.model == "demo":
@@ -256,9 +260,8 @@ class Builder:
 
             _, bin_path = onnx_to_ir(onnx_path, self.model_path)
             return {bin_path.name: sha256_file(bin_path)}
-        from runtime.cuda import device_info
-
         from build_engine.tensorrt_builder import TensorRTOptions, build_engine
+        from runtime.cuda import device_info
 
         options = TensorRTOptions(workspace_mb=self.options.workspace_mb,
                                   timing_cache=self.output / "timing.cache")
