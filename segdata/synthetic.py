@@ -24,14 +24,13 @@ import numpy as np
 
 # Cityscapes trainIds used here.
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY = range(11)
-PERSON, CAR, TRUCK, BUS, BICYCLE = 11, 13, 14, 15, 18
+PERSON, CAR, TRUCK, BUS = 11, 13, 14, 15
 
 FPS = 15.0  # clip frame rate: frame i is at t = i / FPS seconds
 CHUNK = 40.0  # metres of world generated per random chunk
 VIEW_FAR = 260.0  # static objects beyond this depth are not drawn
 # Compact objects further than this are not drawn: no swarm of specks at the vanishing point.
-_FAR = {"sign": 70.0, "tlight": 80.0, "lamp": 110.0, "bicycle": 40.0, "person": 60.0, "car": 150.0,
-        "bush": 120.0}
+_FAR = {"sign": 60.0, "tlight": 70.0, "lamp": 100.0, "person": 45.0, "car": 150.0, "bush": 120.0}
 SHIFT = 4  # fillPoly sub-pixel bits: vertices are exact to 1/16 px at any resolution
 _ONE = 1 << SHIFT
 
@@ -53,7 +52,7 @@ def split_seeds(split: str, n: int) -> list[int]:
 _TEXTURE = np.zeros(256, np.int16)
 for _cls, _amp in {ROAD: 9, SIDEWALK: 10, BUILDING: 8, WALL: 12, FENCE: 8, POLE: 4, LIGHT: 3,
                    SIGN: 3, VEGETATION: 30, TERRAIN: 22, SKY: 2, PERSON: 6, CAR: 4, TRUCK: 5,
-                   BUS: 4, BICYCLE: 3}.items():
+                   BUS: 4}.items():
     _TEXTURE[_cls] = _amp
 _GROUND = np.zeros(256, np.float32)
 _GROUND[[ROAD, SIDEWALK, TERRAIN]] = 1.0
@@ -117,6 +116,9 @@ class _Scene:
     skyline_cls: int
     skyline_col: np.ndarray
     lane_speeds: dict[int, float] = field(default_factory=dict)  # lane index -> world speed
+    sun: int = 0  # side the sun shines from (-1 left, 1 right), 0 = overcast, no shadows
+    shadow_k: float = 0.5  # shadow length per metre of height
+    shadow_dark: float = 0.6  # brightness factor inside shadows
 
 
 def _make_scene(seed: int) -> _Scene:
@@ -170,7 +172,7 @@ def _make_scene(seed: int) -> _Scene:
             lane_speeds[i] = speed + rng.uniform(-3.0, 3.0)
         else:
             lane_speeds[i] = -rng.uniform(7.0, 14.0)
-    return _Scene(
+    scene = _Scene(
         seed=seed, horizon=rng.uniform(0.38, 0.5), focal=rng.uniform(0.7, 0.95),
         cam_h=rng.uniform(1.2, 1.7), cam_x=cam_x, curve=rng.uniform(-1.0, 1.0) * 8e-4,
         speed=speed, lanes=lanes, lane_w=lane_w, half=half, sides=sides, road_col=road_col,
@@ -184,6 +186,11 @@ def _make_scene(seed: int) -> _Scene:
         skyline_col=_jit(rng, (90, 120, 80) if rural else (150, 140, 135), 0.15),
         lane_speeds=lane_speeds,
     )
+    if not overcast and rng.random() < 0.75:
+        scene.sun = int(rng.choice([-1, 1]))
+        scene.shadow_k = rng.uniform(0.3, 1.2)
+        scene.shadow_dark = rng.uniform(0.45, 0.7)
+    return scene
 
 
 # ----------------------------------------------------------------------------------- canvas
@@ -358,10 +365,8 @@ def _chunk_objects(scene: _Scene, k: int) -> tuple[list[dict], list[_Obj]]:
                     car = _car_params(rng, oncoming=False, kind="car")
                     objs.append(_Obj("car", s * (sd.road - 1.15), zc, car))
                 zc += rng.uniform(5.2, 9.0)
-        # Parked bicycles on wide urban sidewalks.
-        if sd.style == "urban" and sd.sidewalk - sd.road > 2.5 and rng.random() < 0.25:
-            objs.append(_Obj("bicycle", s * (sd.sidewalk - 0.6), rng.uniform(z0, z1), {
-                "col": _jit(rng, rng.choice([(40, 40, 40), (40, 40, 160), (150, 90, 40)]), 0.2)}))
+    if rng.random() < 0.2:
+        objs.append(_Obj("xwalk", 0.0, rng.uniform(z0 + 5, z1 - 5), {"w": rng.uniform(2.5, 4.0)}))
     return buildings, objs
 
 
@@ -487,7 +492,7 @@ def _draw_ground(v: _View) -> None:
         x = i * s.lane_w - s.half
         if abs(x) < 1e-6:
             d = np.linspace(v.d_near, 300.0, 24)
-            centre.append(_strip(v, x - wm, x + wm, d) if True else None)
+            centre.append(_strip(v, x - wm, x + wm, d))
             continue
         for z in dash_z:
             za, zb = max(z, v.cam_z + v.d_near), z + 3.5
@@ -502,6 +507,64 @@ def _draw_ground(v: _View) -> None:
     v.fill(centre, v.haze(s.centre_col, v.cam_z + 30), ROAD)
 
 
+def _draw_crosswalks(v: _View, zs: list[float]) -> None:
+    """Zebra stripes across the road (image only: a crossing is road)."""
+    s = v.s
+    polys = []
+    for z in zs:
+        z0, z1 = max(z, v.cam_z + v.d_near), z + 3.0
+        if z1 <= z0 or z0 - v.cam_z > 90:
+            continue
+        d = np.array([z0, z1]) - v.cam_z
+        for x in np.arange(-s.half + 0.4, s.half - 0.5, 1.0):
+            polys.append(_strip(v, x, x + 0.5, d))
+    v.fill(polys, v.haze(s.mark_col, v.cam_z + 30), None)
+
+
+def _draw_shadows(v: _View, buildings: list[dict], objs: list[tuple[float, _Obj]]) -> None:
+    """Cast shadows on the ground (image only), before anything stands on it.
+
+    The sun shines from side `sun`, so buildings on that side throw a strip of shadow towards
+    the street and trees, poles and cars throw theirs away from the sun.
+    """
+    s = v.s
+    polys = []
+    away = -s.sun
+    for b in buildings:
+        if b["side"] != s.sun:
+            continue
+        z0, z1 = max(b["z0"], v.cam_z + v.d_near), min(b["z1"], v.cam_z + 150)
+        if z1 <= z0:
+            continue
+        n = max(2, int((z1 - z0) / 8) + 2)
+        d = np.linspace(z0, z1, n) - v.cam_z
+        polys.append(_strip(v, b["x"], b["x"] + away * b["h"] * s.shadow_k, d))
+    for z, o in objs:
+        if z - v.cam_z > 80 or z - v.cam_z < v.d_near:
+            continue
+        if o.kind == "tree":
+            r = o.p["crown"]
+            cx = o.x + away * (o.p["trunk_h"] + r) * s.shadow_k
+            ring = _ellipse(cx, z, r, r * 0.8, 12)
+        elif o.kind == "lamp":
+            ln = o.p["h"] * s.shadow_k
+            ring = np.array([[o.x, z - 0.12], [o.x + away * ln, z - 0.12], [o.x + away * ln, z + 0.12],
+                             [o.x, z + 0.12]])
+        else:
+            continue
+        zz = np.maximum(ring[:, 1], v.cam_z + v.d_near)
+        polys.append(v.proj(ring[:, 0], np.zeros(len(ring)), zz))
+    if not polys:
+        return
+    hz = int(min(max(math.floor(v.cy), 0), v.h))
+    mask = np.zeros((v.h - hz, v.w), np.uint8)
+    pts = [np.round((p - [0, hz]) * _ONE).astype(np.int32) for p in polys]
+    cv2.fillPoly(mask, pts, 1, cv2.LINE_8, SHIFT)
+    sub = v.img[hz:]
+    dark = (sub * np.float32(s.shadow_dark)).astype(np.uint8)
+    np.copyto(sub, dark, where=mask[:, :, None].astype(bool))
+
+
 def _draw_building(v: _View, b: dict) -> None:
     s = b["side"]
     z0, z1 = max(b["z0"], v.cam_z + 0.3), b["z1"]
@@ -512,11 +575,13 @@ def _draw_building(v: _View, b: dict) -> None:
     # Front face (perpendicular to the road) when it is ahead of the camera.
     if b["z0"] > v.cam_z + 0.3:
         p = v.proj(np.array([x, x + s * 12, x + s * 12, x]), np.array([0, 0, h, h]), np.full(4, b["z0"]))
-        v.fill([p], v.haze(col * 0.75, b["z0"]), BUILDING)
+        v.fill([p], v.haze(col * (0.9 if v.s.sun == s else 0.7), b["z0"]), BUILDING)
     n = max(2, int((z1 - z0) / 6) + 2)
     zs = np.linspace(z0, z1, n)
     bottom = v.proj(np.full(n, x), np.zeros(n), zs)
     top = v.proj(np.full(n, x), np.full(n, h), zs)
+    lit = 1.0 if v.s.sun == 0 else (v.s.shadow_dark + 0.1 if v.s.sun == s else 1.1)
+    col = np.minimum(col * lit, 255)
     v.fill([np.concatenate([bottom, top[::-1]])], v.haze(col, z0), BUILDING)
     # Windows and floor bands (image only: they are building).
     if z0 - v.cam_z > 150:
@@ -598,8 +663,8 @@ def _draw_bush(v: _View, o: _Obj, z: float) -> None:
 
 
 def _pole_w(v: _View, w_m: float, z: float) -> float:
-    """Half width in px of a pole: true size, but never thinner than ~2 px per side at 480 wide."""
-    return max(0.5 * w_m * v.scale(z), 0.0045 * v.w)
+    """Half width in px of a pole: true size, but never thinner than ~6 px in all at 480 wide."""
+    return max(0.5 * w_m * v.scale(z), 0.006 * v.w)
 
 
 def _draw_lamp(v: _View, o: _Obj, z: float) -> None:
@@ -620,7 +685,7 @@ def _draw_sign(v: _View, o: _Obj, z: float) -> None:
     bx, by = v.screen_x(o.x, z), v.ground_y(z)
     hw = _pole_w(v, o.p["w"], z)
     cy = by - o.p["h"] * sc
-    r = max(o.p["r"] * sc, 0.008 * v.w)
+    r = max(o.p["r"] * sc, 0.011 * v.w)
     v.rect(bx - hw, cy, bx + hw, by, v.haze(np.array([140.0, 140, 140]), z), POLE)
     shape, style = o.p["shape"], o.p["style"]
     if shape == "circle":
@@ -655,7 +720,7 @@ def _draw_tlight(v: _View, o: _Obj, z: float) -> None:
     if o.p["arm"]:
         hx = bx - math.copysign(2.5 * sc, o.x)
         v.rect(min(hx, bx), top, max(hx, bx), top + max(0.12 * sc, 0.006 * v.h), col, POLE)
-    bw, bh = max(0.2 * sc, 0.006 * v.w), max(0.55 * sc, 0.02 * v.h)
+    bw, bh = max(0.2 * sc, 0.008 * v.w), max(0.55 * sc, 0.025 * v.h)
     y0 = top - (0.1 * sc if o.p["arm"] else bh)
     v.rect(hx - bw, y0, hx + bw, y0 + 2 * bh, v.haze(np.array([35.0, 40, 40]), z), LIGHT)
     lamps = [(40, 40, 230), (30, 180, 240), (60, 220, 60)]
@@ -694,30 +759,6 @@ def _draw_person(v: _View, o: _Obj, z: float, t: float) -> None:
     hr = 0.065 * h
     v.ellipse(bx, sho - 0.9 * hr, 0.85 * hr, hr, skin, PERSON, 16)
     v.fill([_ellipse(bx, sho - 1.25 * hr, 0.88 * hr, 0.65 * hr, 12)], v.haze(o.p["hair"], z), PERSON)
-
-
-def _draw_bicycle(v: _View, o: _Obj, z: float) -> None:
-    # Parked side-on along the sidewalk: drawn as a side view in the plane x = o.x.
-    col = v.haze(o.p["col"], z)
-    r = 0.34
-    polys = []
-    for zc in (z, z + 1.1):
-        ring = _ellipse(zc, r, r, r, 16)
-        inner = _ellipse(zc, r, r * 0.72, r * 0.72, 16)
-        out = v.proj(np.full(16, o.x), ring[:, 1], ring[:, 0])
-        inn = v.proj(np.full(16, o.x), inner[:, 1], inner[:, 0])
-        # A ring as one polygon: outer loop, then inner loop reversed, joined at a seam.
-        polys.append(np.concatenate([out, out[:1], inn[:1], inn[::-1]]))
-    v.fill(polys, v.haze(np.array([35.0, 35, 35]), z), BICYCLE)
-    frame = []
-    th = 0.05
-    for (za, ya), (zb, yb) in (((z, r), (z + 0.5, 0.85)), ((z + 0.5, 0.85), (z + 1.1, r)),
-                               ((z + 0.5, 0.85), (z + 0.95, 0.9)), ((z + 0.95, 0.9), (z + 1.1, r)),
-                               ((z + 0.45, 0.85), (z + 0.45, 1.0)), ((z + 0.95, 0.9), (z + 0.95, 1.1))):
-        pts = v.proj(np.full(4, o.x), np.array([ya - th, ya + th, yb + th, yb - th]),
-                     np.array([za, za, zb, zb]))
-        frame.append(pts)
-    v.fill(frame, col, BICYCLE)
 
 
 def _draw_vehicle(v: _View, o: _Obj, z: float) -> None:
@@ -846,13 +887,17 @@ class _World:
                         objs.append((z, o))
         for side in (-1, 1):
             for flow in (-1, 1):
-                for k in range(math.floor((cam_z - 30) / CHUNK) - 1, math.floor((cam_z + 80) / CHUNK) + 2):
+                # Walker speeds are flow * [0.9, 1.6]: the flow-coordinate window that can be in view.
+                vs = (flow * 0.9 * t, flow * 1.6 * t)
+                k0 = math.floor((cam_z - max(vs)) / CHUNK)
+                k1 = math.floor((cam_z + _FAR["person"] - min(vs)) / CHUNK)
+                for k in range(k0, k1 + 1):
                     key = (side, flow, k)
                     if key not in self._walk:
                         self._walk[key] = _walkers(s, side, flow, k)
                     for o in self._walk[key]:
                         z = o.z + o.p["v"] * t
-                        if cam_z + 1.5 < z < cam_z + 60.0:
+                        if cam_z + 1.5 < z < cam_z + _FAR["person"]:
                             objs.append((z, o))
         return buildings, objs
 
@@ -871,7 +916,7 @@ class _World:
             c2 = rng.standard_normal((20, 40)).astype(np.float32)
             cloud = (cv2.resize(c1, (width, height), interpolation=cv2.INTER_CUBIC)
                      + 0.5 * cv2.resize(c2, (width, height), interpolation=cv2.INTER_CUBIC))
-            bank = rng.normal(0.0, 1.0, (height + 16, width + 16, 3)).astype(np.float32)
+            bank = rng.standard_normal((height + 16, width + 16, 3), dtype=np.float32)
             self._noise[key] = (tex16, cloud, bank)
         return self._noise[key]
 
@@ -883,6 +928,9 @@ class _World:
         _draw_sky(v)
         _draw_ground(v)
         buildings, objs = self._visible(t)
+        _draw_crosswalks(v, [z for z, o in objs if o.kind == "xwalk"])
+        if s.sun:
+            _draw_shadows(v, buildings, [(z, o) for z, o in objs if o.kind in ("tree", "lamp", "car")])
         for side in (-1, 1):
             for b in sorted((b for b in buildings if b["side"] == side), key=lambda b: -b["z0"]):
                 _draw_building(v, b)
@@ -905,8 +953,6 @@ class _World:
                 _draw_tlight(v, o, z)
             elif k == "person":
                 _draw_person(v, o, z, t)
-            elif k == "bicycle":
-                _draw_bicycle(v, o, z)
         return self._finish(v, frame_key), v.lab
 
     def _finish(self, v: _View, frame_key: int) -> np.ndarray:

@@ -59,7 +59,7 @@ def test_other_class_count_names_the_right_model(tmp_path):
 def test_other_depth_is_refused(tmp_path):
     path = tmp_path / "r101.pth"
     semseg_checkpoint(path, PSPNet(101, 19))
-    with pytest.raises(CheckpointError, match="ResNet-101.*|missing|unexpected"):
+    with pytest.raises(CheckpointError, match=r"ResNet-101"):
         load_weights(create_model(get_spec("pspnet50_cityscapes")), path,
                      get_spec("pspnet50_cityscapes"))
 
