@@ -353,7 +353,7 @@ def _chunk_objects(scene: _Scene, k: int) -> tuple[list[dict], list[_Obj]]:
                 "shape": str(rng.choice(["circle", "triangle", "rect", "octagon", "diamond"])),
                 "style": int(rng.integers(0, 4)), "w": rng.uniform(0.1, 0.14)}))
         # Traffic lights.
-        if rng.random() < (0.25 if sd.style == "urban" else 0.08):
+        if rng.random() < (0.45 if sd.style == "urban" else 0.15):
             objs.append(_Obj("tlight", s * (sd.road + 0.5), rng.uniform(z0, z1), {
                 "h": rng.uniform(2.6, 3.6), "w": rng.uniform(0.14, 0.2), "on": int(rng.integers(0, 3)),
                 "arm": rng.random() < 0.5}))
@@ -807,7 +807,7 @@ def _draw_vehicle(v: _View, o: _Obj, z: float) -> None:
                 v.fill([win], glass, None)
     # Roof of the cabin when the camera looks down on it.
     if p["kind"] == "car" and v.s.cam_h > h:
-        roof = v.proj(np.array([x - w / 2 + 0.15, x + w / 2 - 0.15, x + w / 2 - 0.15, x - w / 2 + 0.15]),
+        roof = v.proj(np.array([x - w / 2 + 0.12, x + w / 2 - 0.12, x + w / 2 - 0.12, x - w / 2 + 0.12]),
                       np.full(4, h), np.array([zn + 1.2, zn + 1.2, zf - 1.6, zf - 1.6]))
         v.fill([roof], v.haze(col * 1.05, zn), cls)
     # Near face.
@@ -824,8 +824,8 @@ def _draw_vehicle(v: _View, o: _Obj, z: float) -> None:
         scb = v.scale(zn + 1.2)
         cxb = v.screen_x(x, zn + 1.2)
         gb = v.ground_y(zn + 1.2)
-        top_w = (w / 2 - 0.2) * scb
-        cab = np.array([[cxp - hw + 0.1 * sc, gy - body_h * sc], [cxp + hw - 0.1 * sc, gy - body_h * sc],
+        top_w = (w / 2 - 0.12) * scb  # same corners as the side cabin and the roof: no gaps
+        cab = np.array([[cxp - hw, gy - body_h * sc], [cxp + hw, gy - body_h * sc],
                         [cxb + top_w, gb - h * scb], [cxb - top_w, gb - h * scb]])
         v.fill([cab], v.haze(col * 0.9, zn), cls)
         c = cab.mean(0)
