@@ -1,0 +1,108 @@
+"""The one small interface every backend implements, and the manifest checks they share."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from artefact.manifest import ArtefactError, Manifest
+
+log = logging.getLogger(__name__)
+
+
+class Backend:
+    """Runs a fused artefact: uint8 BGR HxWx3 in, uint8 HxW class ids out.
+
+    `infer` is the blocking call. The pipeline uses the async pair instead: `submit` up to
+    `max_in_flight` frames, then `collect` returns results in submission order. Subclasses with
+    real asynchrony (OpenVINO infer requests, TensorRT streams) override both; the default runs
+    `infer` at submit time, which already overlaps with the pipeline's other threads because
+    the libraries release the GIL while they compute.
+
+    Lifetime is explicit: use `with load_backend(...) as backend:` or call `close()`.
+    """
+
+    name = "backend"
+    max_in_flight = 1
+    OPTIONS: tuple[str, ...] = ()
+    startup_s = 0.0  # load + compile time, set by the CLI
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.device = "CPU"
+        self.precision_ran = manifest.precision  # what really ran; backends refine it
+        self.last_infer_ms = 0.0  # submit-to-done time of the job `collect` returned last
+        self._done: collections.deque[tuple[Any, np.ndarray, float]] = collections.deque()
+        self._closed = False
+
+    # -- shape -----------------------------------------------------------------------------
+    def input_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """Model input size for a frame: the manifest's, or the frame's own when dynamic."""
+        h, w = self.manifest.input_size
+        if self.manifest.dynamic_shape and (h <= 0 or w <= 0):
+            return frame_hw
+        return h, w
+
+    def _check_frame(self, frame: np.ndarray) -> None:
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"expected a uint8 HxWx3 BGR frame, got {frame.dtype} {frame.shape}")
+
+    # -- inference -------------------------------------------------------------------------
+    def infer(self, frame: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def submit(self, frame: np.ndarray, tag: Any) -> None:
+        t0 = time.perf_counter()
+        labels = self.infer(frame)
+        self._done.append((tag, labels, (time.perf_counter() - t0) * 1e3))
+
+    def collect(self) -> tuple[Any, np.ndarray]:
+        tag, labels, ms = self._done.popleft()
+        self.last_infer_ms = ms
+        return tag, labels
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._done)
+
+    # -- lifetime --------------------------------------------------------------------------
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        """What ran, for the start line, the summary and the stats file."""
+        return {"backend": self.name, "device": self.device, "precision": self.manifest.precision,
+                "precision_ran": self.precision_ran, "artefact": str(self.manifest.path or ""),
+                "input_size": list(self.manifest.input_size), "in_flight": self.max_in_flight}
+
+
+def check_backend(manifest: Manifest, backend: str) -> None:
+    """Refuse an artefact built for another backend, with the command that builds the right one."""
+    if manifest.backend != backend:
+        raise ArtefactError(
+            f"{manifest.path} was built for {manifest.backend}, not {backend}; run it with "
+            f"--backend {manifest.backend} (or auto), or build a {backend} one with `python -m build_engine "
+            f"--model {manifest.model} --precision {manifest.precision} --backend {backend}`")
+
+
+def labels_2d(out: np.ndarray, manifest: Manifest) -> np.ndarray:
+    """[1,H,W] (or [H,W]) graph output -> HxW uint8, refusing anything else loudly."""
+    if out.ndim == 3 and out.shape[0] == 1:
+        out = out[0]
+    if out.ndim != 2:
+        raise ArtefactError(f"{manifest.path}: output {manifest.output_name!r} has shape {out.shape}; "
+                            "the fused contract is uint8 [1,H,W] class ids. Rebuild with "
+                            f"{manifest.rebuild_hint()}")
+    if out.dtype != np.uint8:
+        out = out.astype(np.uint8)
+    return out

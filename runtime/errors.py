@@ -1,0 +1,23 @@
+"""The runtime's error kinds, each mapped to one exit code and one clear line by the CLI."""
+
+from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """Bad input from the user (source, flags, output paths): exit code 2, no traceback."""
+
+
+class SourceError(UsageError):
+    """A source that cannot be opened; the message names it and says how to fix it."""
+
+
+class OutputError(UsageError):
+    """An output that cannot be written (folder not writable, not a folder, disk full)."""
+
+
+class BackendUnavailable(UsageError):
+    """The backend's library (TensorRT, CUDA bindings, OpenVINO, ...) is not installed here."""
+
+
+class WriteError(RuntimeError):
+    """An output failed mid-run (disk full, device gone): exit code 1, what was written stays."""

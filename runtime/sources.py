@@ -1,0 +1,457 @@
+"""Video sources by URI, parsed in one place.
+
+    camN, /dev/videoN          V4L2 camera (live)
+    rtsp:// http(s):// udp:// rtmp:// tcp:// srt://   network stream via FFmpeg (live)
+    FILE.mp4 (any container)   video file (lossless)
+    DIR/ or 'DIR/*.png'        image folder or glob, natural-sorted (lossless)
+    IMAGE.png                  one image (lossless)
+    demo                       the synthetic street-scene clip (lossless)
+
+Lossless sources yield every frame in order. Live sources run a grabber thread that keeps only
+the newest frame: when inference is slower than the camera, stale frames are dropped (and
+counted) instead of piling up latency. A live stream that dies is reopened with bounded
+exponential backoff, then the source ends cleanly.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from runtime.errors import SourceError
+from segdata.frames import FrameError, read_image, to_bgr8
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                            ".pnm", ".jp2"})
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
+SOURCE_HELP = ("SRC is camN, /dev/videoN, a video file, an image folder or glob, "
+               "rtsp:// http(s):// udp:// URL, or demo")
+STALE = "stale (live source: a newer frame arrived before inference was free)"
+
+
+@dataclass
+class Frame:
+    """One decoded frame on its way through the pipeline."""
+
+    index: int  # position in the source's stream; gaps mean skipped or dropped frames
+    image: np.ndarray  # uint8 BGR HxWx3 at the source's own size
+    t_capture: float  # time.perf_counter() when the frame became available
+    capture_ms: float  # how long the pipeline waited for it (decode included)
+    name: str = ""  # file name for folder sources
+
+
+@dataclass
+class SourceOptions:
+    """Knobs the CLI exposes; defaults suit a file on a laptop."""
+
+    loop: bool = False
+    max_frames: int | None = None
+    capture_size: tuple[int, int] | None = None  # (width, height) asked of a camera
+    capture_fps: float | None = None
+    reconnect: int = 5  # attempts before a lost live stream ends the run
+    reconnect_delay: float = 0.5  # first backoff in seconds; doubles, capped at 8 s
+    timeout: float = 10.0  # network open/read timeout in seconds
+    demo_size: tuple[int, int] = (240, 480)  # (H, W); the CLI passes the artefact's input size
+    demo_frames: int = 300
+    demo_seed: int = 0
+
+
+class _Item(NamedTuple):
+    index: int  # position within one pass over the content
+    image: np.ndarray
+    name: str = ""
+    t_grab: float | None = None  # live sources: when the grabber got it
+
+
+def redact(uri: str) -> str:
+    """Hide a password in a URL before it is printed or logged."""
+    return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", uri)
+
+
+def _natural_key(path: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path)]
+
+
+class Source:
+    """Base: turns one pass over the content (`_pass`) into numbered Frames with loop/max-frames."""
+
+    kind = "source"
+    live = False
+
+    def __init__(self, uri: str, options: SourceOptions) -> None:
+        self.uri = uri
+        self.options = options
+        self.drops: Counter[str] = Counter()
+        self.fps: float | None = None
+        self.end_reason: str | None = None
+        self.reconnects = 0
+        self._pass_length = 0
+
+    def __enter__(self) -> Source:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"{self.kind} {redact(self.uri)}"
+
+    def open(self) -> None:
+        """Open the content or raise SourceError naming it and the fix."""
+
+    def close(self) -> None:
+        """Release what open() took."""
+
+    def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
+        raise NotImplementedError
+
+    def frames(self, stop: threading.Event | None = None) -> Iterator[Frame]:
+        """Frames in order until the content ends, --max-frames is reached or `stop` is set."""
+        stop = stop or threading.Event()
+        emitted, offset, first = 0, 0, True
+        limit = self.options.max_frames
+        while not stop.is_set():
+            emitted_this_pass = 0
+            t0 = time.perf_counter()
+            for item in self._pass(stop, first):
+                t = time.perf_counter()
+                try:
+                    image = to_bgr8(item.image)
+                except FrameError as exc:
+                    self.drops["corrupt frame"] += 1
+                    log.warning("%s: frame %d skipped: %s", self.describe(), offset + item.index, exc)
+                    t0 = time.perf_counter()
+                    continue
+                yield Frame(offset + item.index, image, item.t_grab or t, (t - t0) * 1e3, item.name)
+                emitted += 1
+                emitted_this_pass += 1
+                if limit is not None and emitted >= limit:
+                    self.end_reason = f"--max-frames {limit} reached"
+                    return
+                if stop.is_set():
+                    return
+                t0 = time.perf_counter()
+            first = False
+            if self.live or not self.options.loop or emitted_this_pass == 0:
+                break
+            offset += self._pass_length
+        if stop.is_set() and self.end_reason is None:
+            self.end_reason = "stopped"
+
+
+class DemoSource(Source):
+    """The built-in synthetic street clip: a source that needs no camera, file or network."""
+
+    kind = "demo"
+
+    def open(self) -> None:
+        try:
+            from segdata.synthetic import StreetClip
+        except ImportError as exc:
+            raise SourceError(f"the demo source needs segdata.synthetic, which failed to import ({exc}); "
+                              "reinstall pspnet-rt or pass a video file, folder or camera") from None
+        h, w = self.options.demo_size
+        self._clip = StreetClip(seed=self.options.demo_seed, height=h, width=w,
+                                frames=self.options.demo_frames)
+        self.fps = float(getattr(self._clip, "fps", 10.0) or 10.0)
+
+    def describe(self) -> str:
+        h, w = self.options.demo_size
+        return (f"demo (synthetic street clip, {len(self._clip)} frames at {h}x{w}, "
+                f"seed {self.options.demo_seed})")
+
+    def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
+        self._pass_length = len(self._clip)
+        for i in range(len(self._clip)):
+            if stop.is_set():
+                return
+            yield _Item(i, self._clip[i][0])
+
+
+class ImageFolderSource(Source):
+    """A folder or glob of images, natural-sorted so frame_2 comes before frame_10."""
+
+    kind = "images"
+
+    def __init__(self, uri: str, options: SourceOptions, files: list[str]) -> None:
+        super().__init__(uri, options)
+        self.files = files
+
+    @classmethod
+    def from_uri(cls, uri: str, options: SourceOptions) -> ImageFolderSource:
+        if os.path.isdir(uri):
+            names = [os.path.join(uri, n) for n in os.listdir(uri)
+                     if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith(".")]
+            where = f"folder {uri}"
+        else:
+            names = [p for p in glob.glob(uri) if os.path.isfile(p)]
+            where = f"glob {uri!r}"
+        if not names:
+            raise SourceError(f"no images in {where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
+                              "point --video at a folder of images, a video file, or use demo")
+        return cls(uri, options, sorted(names, key=_natural_key))
+
+    def describe(self) -> str:
+        return f"images {self.uri} ({len(self.files)} files)"
+
+    def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
+        self._pass_length = len(self.files)
+        for i, path in enumerate(self.files):
+            if stop.is_set():
+                return
+            try:
+                image = read_image(path)
+            except FrameError as exc:
+                self.drops["unreadable image"] += 1
+                log.warning("skipped %s", exc)
+                continue
+            yield _Item(i, image, os.path.basename(path))
+
+
+class VideoFileSource(Source):
+    """A video file decoded by OpenCV's FFmpeg backend, every frame in order."""
+
+    kind = "video"
+    MAX_CONSECUTIVE_DECODE_FAILURES = 8
+
+    def _capture(self) -> cv2.VideoCapture:
+        return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG)
+
+    def open(self) -> None:
+        self._cap = self._capture()
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise SourceError(f"cannot open video file {self.uri}: OpenCV's FFmpeg backend cannot decode it "
+                              f"(not a video, truncated, or an unsupported codec); check it with "
+                              f"`ffprobe {self.uri}`")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else None
+        self._count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+    def close(self) -> None:
+        if getattr(self, "_cap", None) is not None:
+            self._cap.release()
+            self._cap = None
+
+    def describe(self) -> str:
+        fps = f", {self.fps:.3g} fps" if self.fps else ""
+        n = f", {self._count} frames" if getattr(self, "_count", 0) > 0 else ""
+        return f"video {self.uri}{n}{fps}"
+
+    def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
+        if not first:  # --loop: reopen rather than seek, which is frame-inaccurate in many codecs
+            self.close()
+            self.open()
+        index = failures = 0
+        while not stop.is_set():
+            ok, image = self._cap.read()
+            if ok:
+                failures = 0
+                yield _Item(index, image)
+                index += 1
+                continue
+            # read() is False at the end and on an undecodable frame; trust the container's count.
+            if self._count and index < self._count - 1 and failures < self.MAX_CONSECUTIVE_DECODE_FAILURES:
+                failures += 1
+                self.drops["decode failure"] += 1
+                log.warning("%s: decode failure near frame %d; skipping", self.uri, index)
+                continue
+            break
+        self._pass_length = index
+
+
+class LiveSource(Source):
+    """Camera or network stream: a grabber thread keeps the newest frame, drops stale ones,
+    and reopens a lost stream with bounded backoff."""
+
+    live = True
+
+    def _capture(self) -> cv2.VideoCapture:
+        raise NotImplementedError
+
+    def _open_error(self) -> str:
+        raise NotImplementedError
+
+    def open(self) -> None:
+        cap = self._capture()
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(self._open_error())
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else None
+        self._cap: cv2.VideoCapture | None = cap
+        self._cond = threading.Condition()
+        self._slot: _Item | None = None
+        self._ended = False
+        self._closing = threading.Event()
+        self._grabbed = 0
+        self._grabber = threading.Thread(target=self._grab_loop, name=f"grab-{self.kind}", daemon=True)
+        self._grabber.start()
+
+    def _grab_loop(self) -> None:
+        failures = 0
+        try:
+            while not self._closing.is_set():
+                ok, image = self._cap.read() if self._cap is not None else (False, None)
+                if ok:
+                    failures = 0
+                    item = _Item(self._grabbed, image, "", time.perf_counter())
+                    self._grabbed += 1
+                    with self._cond:
+                        if self._slot is not None:
+                            self.drops[STALE] += 1
+                        self._slot = item
+                        self._cond.notify_all()
+                    continue
+                if self._closing.is_set():
+                    break
+                failures += 1
+                if failures > self.options.reconnect:
+                    self.end_reason = (f"stream lost; {self.options.reconnect} reconnect attempt(s) failed"
+                                       if self.options.reconnect else "stream ended")
+                    log.warning("%s: %s", self.describe(), self.end_reason)
+                    break
+                delay = min(self.options.reconnect_delay * 2 ** (failures - 1), 8.0)
+                log.warning("%s: no frame; reconnecting (%d/%d) in %.1f s", self.describe(), failures,
+                            self.options.reconnect, delay)
+                if self._closing.wait(delay):
+                    break
+                if self._cap is not None:
+                    self._cap.release()
+                cap = self._capture()
+                self._cap = cap if cap.isOpened() else None
+                if self._cap is None:
+                    cap.release()
+                else:
+                    self.reconnects += 1
+        except Exception as exc:  # a crashing grabber must still end the source, not hang it
+            self.end_reason = f"capture failed: {exc}"
+            log.exception("%s: grabber failed", self.describe())
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
+        while not stop.is_set():
+            with self._cond:
+                self._cond.wait_for(lambda: self._slot is not None or self._ended, timeout=0.1)
+                item, self._slot = self._slot, None
+                ended = self._ended
+            if item is not None:
+                yield item
+            elif ended:
+                return
+
+    def close(self) -> None:
+        if getattr(self, "_grabber", None) is None:
+            return
+        self._closing.set()
+        self._grabber.join(timeout=self.options.timeout + 2)
+        if self._grabber.is_alive():  # stuck in a blocking read: releasing under it could crash
+            log.warning("%s: capture thread did not stop; leaving it to exit with the process",
+                        self.describe())
+        elif self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self._grabber = None
+
+
+class CameraSource(LiveSource):
+    """A V4L2 camera: camN is /dev/videoN."""
+
+    kind = "camera"
+
+    def __init__(self, uri: str, options: SourceOptions, device: int) -> None:
+        super().__init__(uri, options)
+        self.device = device
+
+    def describe(self) -> str:
+        return f"camera /dev/video{self.device}"
+
+    def _capture(self) -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        if cap.isOpened():
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue would add latency
+            if self.options.capture_size:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.options.capture_size[0])
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.options.capture_size[1])
+            if self.options.capture_fps:
+                cap.set(cv2.CAP_PROP_FPS, self.options.capture_fps)
+        return cap
+
+    def _open_error(self) -> str:
+        dev = f"/dev/video{self.device}"
+        if not os.path.exists(dev):
+            return (f"cannot open camera {self.uri}: {dev} does not exist; list cameras with "
+                    "`ls /dev/video*` (in a container, pass --device " + dev + ")")
+        return (f"cannot open camera {self.uri} ({dev}): busy or permission denied; close other apps using "
+                "it and check you are in the `video` group")
+
+
+class StreamSource(LiveSource):
+    """A network stream through OpenCV's FFmpeg backend, with open/read timeouts so a dead
+    sender cannot hang the run."""
+
+    kind = "stream"
+
+    def _capture(self) -> cv2.VideoCapture:
+        ms = int(self.options.timeout * 1000)
+        return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG,
+                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+
+    def _open_error(self) -> str:
+        hint = ("is the sender running and sending to this host/port?" if self.uri.startswith("udp")
+                else "check the URL, credentials, that the server is up and reachable")
+        return (f"cannot open stream {redact(self.uri)}: no video within {self.options.timeout:g} s; {hint} "
+                "(raise the wait with --timeout; RTSP over TCP: "
+                "OPENCV_FFMPEG_CAPTURE_OPTIONS='rtsp_transport;tcp')")
+
+
+def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
+    """The one URI parser: SRC string -> an unopened Source (call .open() or use `with`)."""
+    options = options or SourceOptions()
+    uri = uri.strip()
+    if not uri:
+        raise SourceError(f"empty --video; {SOURCE_HELP}")
+    if uri == "demo":
+        return DemoSource(uri, options)
+    m = re.fullmatch(r"cam(\d+)|/dev/video(\d+)", uri)
+    if m:
+        return CameraSource(uri, options, int(m.group(1) or m.group(2)))
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme in NETWORK_SCHEMES:
+        return StreamSource(uri, options)
+    if scheme == "file":
+        uri = uri[len("file://"):]
+    elif scheme:
+        raise SourceError(f"unsupported URL scheme {scheme}:// in {redact(uri)}; {SOURCE_HELP}")
+    if os.path.isdir(uri) or any(c in uri for c in "*?["):
+        return ImageFolderSource.from_uri(uri, options)
+    if os.path.isfile(uri):
+        if Path(uri).suffix.lower() in IMAGE_SUFFIXES:
+            return ImageFolderSource(uri, options, [uri])
+        return VideoFileSource(uri, options)
+    raise SourceError(f"no such file or folder: {uri}; {SOURCE_HELP}")
+
+
+def open_source(uri: str, options: SourceOptions | None = None) -> Source:
+    """parse_source + open, so a bad source fails before any model is loaded."""
+    source = parse_source(uri, options)
+    source.open()
+    return source
