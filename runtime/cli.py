@@ -1,0 +1,381 @@
+"""`pspnet-rt`: segment a video source with a PSPNet artefact and write what it saw."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+EXAMPLES = """\
+examples:
+  pspnet-rt --video demo --output demo.mp4
+      the built-in synthetic street clip through the default artefact (built once, cached)
+  pspnet-rt --video drive.mp4 --engine artefacts/demo-240x480-fp32-openvino.json \\
+            --output out.mp4 --masks masks/ --stats stats.jsonl
+      every frame of a file, in order: overlay video, class-id PNGs, per-frame timings
+  pspnet-rt --video cam0 --engine model.engine --show
+      a V4L2 camera (/dev/video0) on TensorRT; stale frames are dropped, never queued
+  pspnet-rt --video 'frames/*.png' --engine m.json --visualize side-by-side --output sbs.mp4
+  pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
+  pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
+      bare inference FPS first, then the whole pipeline on the same frames
+
+SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
+or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
+the stats are flushed and the summary is printed.
+exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, output path), 130 Ctrl-C,
+143 SIGTERM
+"""
+
+log = logging.getLogger("pspnet-rt")
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
+
+
+def _size(text: str, order: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {order} such as 480x960, got {text!r}") from None
+    if a <= 0 or b <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return a, b
+
+
+def _alpha(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"--alpha must be within 0..1, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pspnet-rt", description=__doc__, epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    io = p.add_argument_group("input and model")
+    io.add_argument("--video", required=True, metavar="SRC",
+                    help="camN, /dev/videoN, file, folder, glob, URL or demo")
+    io.add_argument("--engine", metavar="ARTEFACT",
+                    help="artefact manifest (.json), its model file, or a folder holding one")
+    io.add_argument("--model", default="demo",
+                    help="build (once, cached) this zoo model when no --engine is given")
+    io.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                    help="precision of the artefact to build when no --engine is given")
+    io.add_argument("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt"), default="auto",
+                    help="auto = the artefact's own backend")
+    io.add_argument("--input-size", type=lambda t: _size(t, "HxW"), metavar="HxW",
+                    help="model input size for --model builds and dynamic-shape artefacts")
+    io.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
+
+    out = p.add_argument_group("outputs")
+    out.add_argument("--output", metavar="FILE.mp4", help="rendered video (H.264 via ffmpeg when present)")
+    out.add_argument("--masks", metavar="DIR",
+                     help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
+    out.add_argument("--show", action="store_true",
+                     help="show a window (needs a display and OpenCV with GUI)")
+    out.add_argument("--stats", metavar="FILE.jsonl", help="one JSON object per frame with per-stage ms")
+    out.add_argument("--summary-json", metavar="FILE", help="also write the exit summary as JSON")
+    out.add_argument("--visualize", choices=("overlay", "mask", "side-by-side"), default="overlay")
+    out.add_argument("--alpha", type=_alpha, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
+    out.add_argument("--fps", type=float, help="output video frame rate (default: the source's)")
+
+    rt = p.add_argument_group("runtime tuning")
+    rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
+    rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
+                    help="OpenVINO performance hint; auto = throughput for files, latency for live")
+    rt.add_argument("--requests", type=_positive_int, metavar="N", help="OpenVINO infer requests in flight")
+    rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
+    rt.add_argument("--benchmark", action="store_true",
+                    help="measure bare inference FPS on the first frames before the run")
+
+    live = p.add_argument_group("live sources")
+    live.add_argument("--capture-size", type=lambda t: _size(t, "WxH"), metavar="WxH",
+                      help="camera resolution")
+    live.add_argument("--capture-fps", type=float, metavar="F", help="camera frame rate")
+    live.add_argument("--reconnect", type=int, default=5, metavar="N",
+                      help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
+    live.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S", help=argparse.SUPPRESS)
+    live.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                      help="network stream open/read timeout in seconds")
+    live.add_argument("--demo-frames", type=_positive_int, default=300, metavar="N",
+                      help="length of the demo clip")
+    live.add_argument("--demo-seed", type=int, default=0, metavar="N", help="seed of the demo street")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v progress, -vv debug")
+    return p
+
+
+class _Signals:
+    """SIGINT -> 130, SIGTERM -> 143. Before the pipeline runs a signal aborts at once; while it
+    runs the first signal stops it cleanly (outputs finalised) and a second one exits now."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.code: int | None = None
+        self.running = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        code = EXIT_INT if signum == signal.SIGINT else EXIT_TERM
+        if self.code is not None:
+            print(f"pspnet-rt: {signal.Signals(signum).name} again: exiting without finishing outputs",
+                  file=sys.stderr, flush=True)
+            os._exit(code)
+        self.code = code
+        self.stop.set()
+        if not self.running:
+            raise KeyboardInterrupt
+        print(f"pspnet-rt: {signal.Signals(signum).name}: finishing the frames in flight and closing outputs "
+              "(again to abort)", file=sys.stderr, flush=True)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"pspnet-rt: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def resolve_artefact(args: argparse.Namespace) -> Path:
+    """--engine as given (manifest, model file or folder), else the cached default build."""
+    from artefact.manifest import ArtefactError
+
+    if args.engine:
+        path = Path(args.engine)
+        if path.is_dir():
+            manifests = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
+            if args.backend != "auto":
+                manifests = [m for m in manifests if f"-{args.backend}" in m.stem] or manifests
+            if len(manifests) != 1:
+                names = ", ".join(m.name for m in manifests) or "none"
+                raise ArtefactError(f"--engine {path} is a folder with {len(manifests)} manifests ({names}); "
+                                    "pass the .json you mean")
+            return manifests[0]
+        return path
+    try:
+        from build_engine.api import build_artefact
+    except ImportError as exc:
+        raise _NoBuilder(exc) from None
+    log.warning("no --engine: building (or finding in the cache) %s %s for backend %s", args.model,
+                args.precision, args.backend)
+    try:
+        return build_artefact(model=args.model, precision=args.precision, backend=args.backend,
+                              input_size=args.input_size)
+    except ImportError as exc:
+        raise _NoBuilder(exc) from None
+
+
+class _NoBuilder(Exception):
+    def __init__(self, exc: ImportError) -> None:
+        super().__init__(f"building the default artefact needs the export extra "
+                         f"(`pip install 'pspnet-rt[export]'`: {exc.name or exc}); "
+                         "or pass --engine ARTEFACT.json")
+
+
+def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:
+    hint = args.hint if args.hint != "auto" else ("latency" if live else "throughput")
+    opts: dict[str, Any] = {"hint": hint, "requests": args.requests, "cuda_graph": args.cuda_graph}
+    if args.device is not None:
+        if args.device.isdigit():
+            opts["device_index"] = int(args.device)
+        else:
+            opts["device"] = args.device
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see EXAMPLES)."""
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="pspnet-rt: %(message)s" if level > logging.DEBUG
+                        else "%(asctime)s %(threadName)s %(name)s: %(message)s", stream=sys.stderr)
+    signals = _Signals()
+    signals.install()
+    try:
+        return _run(args, signals)
+    except KeyboardInterrupt:
+        return _fail("interrupted", signals.code or EXIT_INT)
+    finally:
+        signals.restore()
+
+
+def _run(args: argparse.Namespace, signals: _Signals) -> int:
+    from artefact.manifest import ArtefactError
+    from runtime.errors import UsageError, WriteError
+    from runtime.sources import SourceOptions, parse_source
+
+    opened: list[Any] = []  # closed in reverse order whatever happens
+    try:
+        options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
+                                capture_fps=args.capture_fps, reconnect=max(0, args.reconnect),
+                                reconnect_delay=args.reconnect_delay, timeout=args.timeout,
+                                demo_frames=args.demo_frames, demo_seed=args.demo_seed)
+        source = parse_source(args.video, options)  # a missing file fails before any model work
+        from artefact.manifest import load_manifest
+
+        manifest = load_manifest(resolve_artefact(args))
+        h, w = manifest.input_size
+        options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
+        source.open()
+        opened.append(source)
+        outputs, renderer = _open_outputs(args, manifest, source, opened)
+        backend = _load_backend(args, manifest, source)
+        opened.append(backend)
+        return _stream(args, signals, source, backend, outputs, renderer, opened)
+    except (UsageError, ArtefactError, _NoBuilder) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except WriteError as exc:
+        return _fail(str(exc), EXIT_FAIL)
+    finally:
+        for thing in reversed(opened):
+            try:
+                thing.close()
+            except Exception as exc:  # closing must not hide the run's own result
+                print(f"pspnet-rt: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
+
+
+def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: list[Any]) -> tuple[Any, Any]:
+    from runtime.pipeline import Outputs
+    from runtime.render import Renderer
+    from runtime.sinks import MaskSink, StatsSink, VideoSink, WindowSink
+
+    outputs = Outputs()
+    if args.output:
+        outputs.video = VideoSink(args.output, args.fps or source.fps or 25.0)
+    if args.masks:
+        outputs.masks = MaskSink(args.masks)
+    if args.stats:
+        outputs.stats = StatsSink(args.stats)
+    if args.show:
+        outputs.window = WindowSink()
+    for sink in outputs.all():
+        sink.open()
+        opened.append(sink)
+    if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
+        log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
+    renderer = Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha,
+                                      legend=not args.no_legend)
+    return outputs, renderer
+
+
+def _load_backend(args: argparse.Namespace, manifest: Any, source: Any) -> Any:
+    from runtime.backends import load_backend
+
+    t0 = time.perf_counter()
+    backend = load_backend(manifest, args.backend, **_backend_options(args, source.live))
+    backend.startup_s = time.perf_counter() - t0
+    info = backend.describe()
+    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", source.describe(),
+             info["backend"], info["device"], info["precision_ran"], info["precision"], info["in_flight"],
+             backend.startup_s)
+    return backend
+
+
+def _benchmark(args: argparse.Namespace, source: Any, backend: Any) -> dict[str, float] | None:
+    """Bare inference on preloaded frames of the same source: the ceiling for the pipeline."""
+    from runtime.errors import UsageError
+    from runtime.pipeline import bare_inference_fps
+    from runtime.sources import parse_source
+    from segdata.frames import to_model_input
+
+    if source.live:
+        raise UsageError("--benchmark needs a file, folder or demo source (live frames cannot be replayed)")
+    replay = parse_source(args.video, source.options)
+    replay.options = type(source.options)(**{**vars(source.options), "loop": False,
+                                             "max_frames": args.max_frames or 100})
+    frames = []
+    with replay:
+        for frame in replay.frames():
+            frames.append(to_model_input(frame.image, *backend.input_hw(frame.image.shape[:2])))
+    result = bare_inference_fps(backend, frames)
+    print(f"bare inference on {len(frames)} preloaded frames: {result['sync']:.2f} FPS infer(), "
+          f"{result['async']:.2f} FPS submit/collect with {backend.max_in_flight} in flight", flush=True)
+    return result
+
+
+def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: Any, outputs: Any,
+            renderer: Any, opened: list[Any]) -> int:
+    from runtime.errors import WriteError
+    from runtime.pipeline import Pipeline
+    from runtime.stats import RunStats
+
+    bare = _benchmark(args, source, backend) if args.benchmark else None
+    stats = RunStats()
+    stats.startup_s = backend.startup_s
+    pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
+    signals.running = True
+    try:
+        pipeline.run()
+    finally:
+        signals.running = False
+    stats.drops.update(source.drops)
+    close_errors = []
+    for sink in outputs.all():  # finalise now so the summary can vouch for the files
+        try:
+            sink.close()
+        except WriteError as exc:
+            close_errors.append(str(exc))
+        opened.remove(sink)
+
+    info = backend.describe()
+    extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
+                         f"(manifest {info['precision']}), {info['in_flight']} in flight"),
+             ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
+              + (f", {source.reconnects} reconnects" if source.reconnects else ""))]
+    if bare:
+        extra.append(("vs bare", f"pipeline {stats.fps:.2f} FPS = {stats.fps / bare['async']:.2f} x bare "
+                                 f"async inference ({bare['async']:.2f} FPS), "
+                                 f"{stats.fps / bare['sync']:.2f} x sync ({bare['sync']:.2f} FPS)"))
+    print(stats.summary("pspnet-rt summary", extra), flush=True)
+    if args.summary_json:
+        from artefact.files import atomic_write_json
+
+        atomic_write_json(args.summary_json, {**stats.to_dict(), "backend": info, "source": source.describe(),
+                                              "end_reason": source.end_reason, "bare_inference_fps": bare,
+                                              "exit_signal": signals.code})
+    code = EXIT_OK
+    for stage, exc in pipeline.errors:
+        if isinstance(exc, WriteError):
+            _fail(str(exc), EXIT_FAIL)
+        else:
+            _fail(f"{stage} failed: {type(exc).__name__}: {exc}", EXIT_FAIL)
+            if args.verbose:
+                import traceback
+
+                traceback.print_exception(exc)
+        code = EXIT_FAIL
+    for message in close_errors:
+        _fail(message, EXIT_FAIL)
+        code = EXIT_FAIL
+    if signals.code is not None:
+        return signals.code
+    if stats.frames == 0 and code == EXIT_OK:
+        return _fail(f"no frames came from {source.describe()} ({source.end_reason or 'empty'})", EXIT_FAIL)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

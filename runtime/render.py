@@ -1,0 +1,95 @@
+"""Class maps -> pictures: palette LUT, alpha overlay, side-by-side, and a legend of the classes
+present in the frame. The per-frame work is one LUT gather and one blend; legends are drawn
+once per set of classes and cached."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from artefact.manifest import Manifest
+from segdata.labels import palette_lut_bgr
+
+MODES = ("overlay", "mask", "side-by-side")
+NEUTRAL_BGR = (128, 128, 128)  # ignore / unknown ids: grey, so they read as 'no class'
+LEGEND_MAX_ROWS = 12
+
+
+def present_classes(labels: np.ndarray, num_classes: int) -> list[int]:
+    """Class ids that occur in a label map, most frequent first (ignore and unknown ids left out)."""
+    counts = np.bincount(labels.ravel(), minlength=256)[:num_classes]
+    ids = np.flatnonzero(counts)
+    return [int(i) for i in ids[np.argsort(-counts[ids], kind="stable")]]
+
+
+class Renderer:
+    """Draws one frame in one of MODES; build once per run (the LUT and legends are cached)."""
+
+    def __init__(self, classes: list[str], palette: list[list[int]], *, mode: str = "overlay",
+                 alpha: float = 0.5, legend: bool = True) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown --visualize {mode!r}; choose {', '.join(MODES)}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"--alpha must be within 0..1, got {alpha}")
+        self.classes = list(classes)
+        self.palette = [tuple(int(c) for c in p) for p in palette]
+        self.mode = mode
+        self.alpha = float(alpha)
+        self.legend = legend
+        self.lut = palette_lut_bgr(self.palette, NEUTRAL_BGR)  # 256x3, ids past the palette -> grey
+        self._lut_cv = np.ascontiguousarray(self.lut.reshape(256, 1, 3))
+        self._legend = lru_cache(maxsize=256)(self._draw_legend)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, **kwargs: object) -> Renderer:
+        return cls(manifest.classes, manifest.palette, **kwargs)  # type: ignore[arg-type]
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        # cv2.LUT on a 3-channel copy is ~6x faster than numpy fancy indexing (lut[labels])
+        return cv2.LUT(cv2.merge((labels, labels, labels)), self._lut_cv)
+
+    def render(self, frame: np.ndarray, labels: np.ndarray, present: list[int] | None = None) -> np.ndarray:
+        """frame (HxWx3 BGR) + labels (HxW, same size) -> the picture for this mode."""
+        color = self.colorize(labels)
+        if self.mode == "mask":
+            out, legend_x = color, 0
+        elif self.mode == "overlay":
+            out = cv2.addWeighted(frame, 1.0 - self.alpha, color, self.alpha, 0.0)
+            legend_x = 0
+        else:
+            out, legend_x = np.hstack([frame, color]), frame.shape[1]
+        if self.legend:
+            if present is None:
+                present = present_classes(labels, len(self.classes))
+            self._blend_legend(out, present, legend_x, frame.shape[0])
+        return out
+
+    def _blend_legend(self, out: np.ndarray, present: list[int], x0: int, height: int) -> None:
+        row = max(12, min(24, height // 16))
+        rows = max(1, min(LEGEND_MAX_ROWS, (height - 8) // row))
+        shown = tuple(sorted(present[:rows] if len(present) <= rows else present[: rows - 1]))
+        more = len(present) - len(shown)
+        if not shown:
+            return
+        patch = self._legend(shown, more, row)
+        h = min(patch.shape[0], out.shape[0] - 4)
+        w = min(patch.shape[1], out.shape[1] - x0 - 4)
+        if h <= 0 or w <= 0:
+            return
+        roi = out[4:4 + h, x0 + 4:x0 + 4 + w]
+        roi[:] = cv2.addWeighted(roi, 0.25, patch[:h, :w], 0.75, 0.0)
+
+    def _draw_legend(self, ids: tuple[int, ...], more: int, row: int) -> np.ndarray:
+        font, scale = cv2.FONT_HERSHEY_SIMPLEX, row / 32.0
+        texts = [self.classes[i] for i in ids] + ([f"+{more} more"] if more else [])
+        width = max(cv2.getTextSize(t, font, scale, 1)[0][0] for t in texts) + row + 12
+        patch = np.full((row * len(texts) + 4, width, 3), 32, np.uint8)
+        for r, text in enumerate(texts):
+            y = 2 + r * row
+            if r < len(ids):
+                b, g, rr = (int(c) for c in self.lut[ids[r]])
+                cv2.rectangle(patch, (3, y + 2), (row - 1, y + row - 2), (b, g, rr), -1)
+            cv2.putText(patch, text, (row + 4, y + row - 4), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        return patch

@@ -1,0 +1,261 @@
+"""Where rendered frames and class maps go: an H.264 video, lossless mask PNGs, a window, and
+the per-frame JSONL stats. Each sink checks at open() that it can write (so a bad path fails
+before any model is loaded, exit 2) and makes every file it finishes whole: masks by temp file
++ rename, the video by encoding to a hidden temp name that is renamed when the encoder closed
+it, stats by flushing every line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+
+from artefact.files import atomic_path
+from runtime.errors import OutputError, WriteError
+
+log = logging.getLogger(__name__)
+
+INSTALL_FFMPEG = "install ffmpeg (apt-get install ffmpeg, or scripts/install-system-deps.sh)"
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _probe_dir(folder: Path, what: str) -> None:
+    """Create `folder` if needed and prove a file can be written there (root ignores modes)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".pspnet-rt-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write {what} to {folder}: {_why(exc)}; choose a writable folder") from None
+
+
+class VideoSink:
+    """The rendered frames as a video. H.264 (libx264, yuv420p, +faststart: plays in browsers)
+    through an ffmpeg subprocess when ffmpeg exists, else OpenCV's mp4v writer with a warning."""
+
+    def __init__(self, path: str | Path, fps: float, *, preset: str = "veryfast", crf: int = 23,
+                 ffmpeg: str | None = "auto") -> None:
+        self.path = Path(path)
+        self.fps = float(fps) if fps and fps > 0 else 25.0
+        self.preset, self.crf = preset, crf
+        self.ffmpeg = shutil.which("ffmpeg") if ffmpeg == "auto" else ffmpeg
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        self.size: tuple[int, int] | None = None  # (w, h) fixed by the first frame
+        self.frames = 0
+        self._proc: subprocess.Popen | None = None
+        self._stderr: IO[bytes] | None = None
+        self._writer: cv2.VideoWriter | None = None
+
+    def describe(self) -> str:
+        how = "H.264 via ffmpeg" if self.ffmpeg else "mp4v via OpenCV"
+        return f"video {self.path} ({how}, {self.fps:g} fps)"
+
+    def open(self) -> None:
+        if self.path.is_dir():
+            raise OutputError(f"--output {self.path} is a folder; give a file name such as "
+                              f"{self.path}/out.mp4")
+        _probe_dir(self.path.parent, "the video")
+        if not self.ffmpeg:
+            log.warning("ffmpeg not found: writing %s as MPEG-4 Part 2 (mp4v) with OpenCV, which "
+                        "browsers may not play; %s", self.path, INSTALL_FFMPEG)
+
+    def _start(self, w: int, h: int) -> None:
+        self.size = (w, h)
+        if self.ffmpeg:
+            cmd = [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+                   "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}", "-r", f"{self.fps:g}",
+                   "-i", "pipe:0",
+                   "-an", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",  # yuv420p needs even sides
+                   "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf), "-pix_fmt", "yuv420p"]
+            if self.tmp.suffix.lower() in (".mp4", ".m4v", ".mov"):
+                cmd += ["-movflags", "+faststart"]
+            cmd.append(str(self.tmp))
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+            # its own session: a Ctrl-C in the terminal reaches only us, and we close the video cleanly
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=self._stderr, start_new_session=True)
+        else:
+            self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise WriteError(f"OpenCV cannot write {self.path}; {INSTALL_FFMPEG}")
+
+    def _ffmpeg_error(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace").strip().splitlines()
+        return " | ".join(text[-3:])
+
+    def write(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        if self.size is None:
+            self._start(w, h)
+        elif (w, h) != self.size:  # folders of mixed sizes: the video keeps the first frame's size
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        if self._proc is not None:
+            try:
+                self._proc.stdin.write(np.ascontiguousarray(image).data)
+            except (BrokenPipeError, OSError) as exc:
+                self._proc.wait()
+                detail = self._ffmpeg_error() or _why(exc)
+                raise WriteError(f"cannot write video {self.path}: ffmpeg stopped ({detail})") from None
+        else:
+            self._writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file (moov atom, faststart) and move it to its name; safe to call twice."""
+        proc, self._proc = self._proc, None
+        writer, self._writer = self._writer, None
+        if proc is not None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                proc.stdin.close()
+            try:
+                rc = proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+            if rc != 0:
+                err = self._ffmpeg_error()
+                self.tmp.unlink(missing_ok=True)
+                raise WriteError(f"ffmpeg could not finish {self.path} (exit {rc}): {err}")
+        if writer is not None:
+            writer.release()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        if self.frames and self.tmp.exists():
+            os.replace(self.tmp, self.path)
+        elif not self.frames:
+            log.info("no frames; %s not written", self.path)
+
+
+class MaskSink:
+    """Lossless class-id PNGs, one per frame, named by frame index; each written whole."""
+
+    def __init__(self, folder: str | Path, compression: int = 1) -> None:
+        self.folder = Path(folder)
+        self.params = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]  # lossless at any level
+        self.frames = 0
+
+    def describe(self) -> str:
+        return f"masks {self.folder}/NNNNNN.png"
+
+    def open(self) -> None:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise OutputError(f"--masks {self.folder} is a file, not a folder; choose a folder")
+        _probe_dir(self.folder, "masks")
+        old = sum(1 for _ in self.folder.glob("*.png"))
+        if old:
+            log.warning("%s already holds %d PNGs; frames with the same index are replaced", self.folder, old)
+
+    def path_for(self, index: int) -> Path:
+        return self.folder / f"{index:06d}.png"
+
+    def write(self, index: int, labels: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".png", labels, self.params)
+        if not ok:
+            raise WriteError(f"cannot encode mask for frame {index}")
+        target = self.path_for(index)
+        try:
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(buf.data)
+        except OSError as exc:
+            raise WriteError(f"cannot write mask {target}: {_why(exc)}") from None
+        self.frames += 1
+
+    def close(self) -> None:
+        pass
+
+
+class StatsSink:
+    """One JSON object per frame, flushed as it is written, so a killed run keeps every line."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fh: IO[str] | None = None
+        self.lines = 0
+
+    def describe(self) -> str:
+        return f"stats {self.path}"
+
+    def open(self) -> None:
+        if self.path.is_dir():
+            raise OutputError(f"--stats {self.path} is a folder; give a file name such as "
+                              f"{self.path}/stats.jsonl")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives for the run)
+        except OSError as exc:
+            raise OutputError(f"cannot write stats to {self.path}: {_why(exc)}; "
+                              "choose a writable path") from None
+
+    def write(self, record: dict[str, Any]) -> None:
+        try:
+            self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._fh.flush()
+        except OSError as exc:
+            raise WriteError(f"cannot write stats {self.path}: {_why(exc)}") from None
+        self.lines += 1
+
+    def close(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError as exc:
+                raise WriteError(f"cannot write stats {self.path}: {_why(exc)}") from None
+
+
+class WindowSink:
+    """A live window when a display exists; otherwise one clear message and the run goes on."""
+
+    TITLE = "pspnet-rt"
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.quit_requested = False
+
+    def describe(self) -> str:
+        return "window" if self.enabled else "window (unavailable)"
+
+    def open(self) -> None:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or
+                                                     os.environ.get("WAYLAND_DISPLAY")):
+            log.warning("--show: no display here (DISPLAY and WAYLAND_DISPLAY are unset); running without a "
+                        "window - write a video with --output instead")
+            return
+        try:
+            cv2.namedWindow(self.TITLE, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            log.warning("--show: this OpenCV has no GUI (opencv-python-headless); "
+                        "`pip install opencv-python` for a window, or use --output; running without a window")
+            return
+        self.enabled = True
+
+    def write(self, image: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        cv2.imshow(self.TITLE, image)
+        if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+            self.quit_requested = True
+
+    def close(self) -> None:
+        if self.enabled:
+            with contextlib.suppress(cv2.error):
+                cv2.destroyWindow(self.TITLE)
+            self.enabled = False
