@@ -50,6 +50,7 @@ class BuildOptions:
     workspace_mb: int = 1024
     verify_frames: int = 4
     command: str | None = None
+    backend_resolved: str = ""
     extra: dict = field(default_factory=dict)
 
 
@@ -199,8 +200,9 @@ class Builder:
         from calib.precision import PrecisionResult, apply_precision
 
         final_outputs = outputs if self.options.with_logits else ["labels"]
+        self.options.backend_resolved = self.backend
         precision: PrecisionResult = apply_precision(fp32_onnx, work, self.options, self.spec,
-                                                     final_outputs)
+                                                     final_outputs, self.output / "calibration")
         steps.update()
 
         steps.set_postfix_str(f"compile {self.backend}")

@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     from artefact.manifest import ArtefactError
     from build_engine.errors import BuildError, SizeError
     from build_engine.tensorrt_builder import TensorRTUnavailable
+    from calib.precision import GateFailed
+    from calib.sources import CalibrationError
     from pspnet.errors import CheckpointError
     from segdata.frames import FrameError
 
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         command=shlex.join(["python", "-m", "build_engine", *(sys.argv[1:] if argv is None else argv)]),
     )
     usage_errors = (CheckpointError, SizeError, KeyError, FrameError, TensorRTUnavailable,
-                    ArtefactError, FileNotFoundError)
+                    ArtefactError, FileNotFoundError, CalibrationError)
     try:
         from segdata.datasets import DatasetError
 
@@ -120,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except GateFailed as exc:
+        print(f"build failed: {exc}", file=sys.stderr)
+        return 1
     except BuildError as exc:
         print(f"build failed: {exc}", file=sys.stderr)
         return 1

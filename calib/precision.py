@@ -1,4 +1,4 @@
-"""FP32 ONNX -> the ONNX of the requested precision, with its calibration and accuracy record.
+"""FP32 ONNX -> the ONNX of the requested precision, gated on held-out frames.
 
 Precision lives in the ONNX (float16 compute for FP16, explicit Q/DQ for INT8), so one graph
 serves TensorRT's strongly typed builder, OpenVINO and ONNX Runtime alike.
@@ -6,11 +6,31 @@ serves TensorRT's strongly typed builder, OpenVINO and ONNX Runtime alike.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnx
+from tqdm import tqdm
+
+from artefact.files import sha256_file
+from calib.evaluate import predict_all
+from calib.gate import GateReport, gate
+from calib.runners import predictor_for
+from calib.sources import CalibrationError, FrameSet, load_frames
+
+log = logging.getLogger(__name__)
+GATE_BACKENDS = {"openvino": "openvino", "onnxruntime": "onnxruntime",
+                 "tensorrt": "onnxruntime"}  # no GPU at build-gate time is assumed: ORT CPU proxy
+
+
+class GateFailed(RuntimeError):
+    """The reduced-precision model lost more accuracy than allowed (message holds the table)."""
+
+    def __init__(self, message: str, report: GateReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -21,7 +41,8 @@ class PrecisionResult:
     tools: dict[str, Any] = field(default_factory=dict)
 
 
-def _final_graph(src: Path, dst: Path, outputs: list[str]) -> Path:
+def final_graph(src: Path, dst: Path, outputs: list[str]) -> Path:
+    """The FP32 graph with only the outputs the artefact keeps (before any precision change)."""
     from calib.onnx_tools import keep_outputs, slim
 
     model = onnx.load(str(src))
@@ -31,9 +52,144 @@ def _final_graph(src: Path, dst: Path, outputs: list[str]) -> Path:
     return dst
 
 
-def apply_precision(fp32_onnx: Path, work: Path, options: Any, spec: Any,
-                    outputs: list[str]) -> PrecisionResult:
+def apply_precision(fp32_onnx: Path, work: Path, options: Any, spec: Any, outputs: list[str],
+                    cache_dir: Path) -> PrecisionResult:
     """`options` is build_engine's BuildOptions (precision, calibration and gate settings)."""
+    base = final_graph(fp32_onnx, work / "fp32_final.onnx", outputs)
     if options.precision == "fp32":
-        return PrecisionResult(_final_graph(fp32_onnx, work / "final.onnx", outputs))
-    raise NotImplementedError(f"--precision {options.precision} is not available yet")
+        return PrecisionResult(base)
+    height, width = spec.input_size
+    if options.dynamic:
+        raise ValueError("fp16/int8 builds need a fixed --input-size (calibration and the gate "
+                         "run at one size); drop --dynamic")
+    evalset = load_frames(options.eval_data or "synthetic:val", options.eval_images, height,
+                          width, seed=1, default_split="val")
+    gate_backend = GATE_BACKENDS[options.backend_resolved]
+    fp32_run = predictor_for(gate_backend, base, "fp32")
+    fp32_preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
+    classes = list(spec.classes)
+
+    if options.precision == "fp16":
+        from calib.fp16 import convert_fp16
+
+        path, kept = convert_fp16(base, work / "fp16.onnx")
+        report = _gate(gate_backend, path, "fp16", fp32_preds, evalset, classes, options)
+        return PrecisionResult(path, None, _accuracy(report, evalset, gate_backend, kept_fp32=kept),
+                               {"onnxconverter_common": _version("onnxconverter-common")})
+
+    return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes)
+
+
+def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
+          fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str]
+          ) -> PrecisionResult:
+    from calib.graph_parts import conv_blocks, final_classifier
+    from calib.quantize import check_tensorrt_compatible, preprocess, quantize_int8
+
+    height, width = spec.input_size
+    calibset = load_frames(options.calib_data or "synthetic:calib", options.calib_images, height,
+                           width, seed=0, default_split="calib")
+    overlap = len(calibset.hashes() & evalset.hashes())
+    if overlap:
+        raise CalibrationError(f"{overlap} of the {len(evalset.frames)} evaluation frames are also "
+                         "calibration frames; the gate must use held-out data (--eval-data)")
+    pre = preprocess(base, work / "int8_pre.onnx")
+    graph = onnx.load(str(pre))
+    exclude: list[str] = []
+    cls = final_classifier(graph)
+    if cls is not None and not options.extra.get("quantize_classifier"):
+        exclude.append(cls.name)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache = cache_dir / (f"{sha256_file(base)[:16]}-{calibset.fingerprint()}-"
+                         f"{options.calib_method}.calib")
+    cached = cache.is_file()
+    tqdm.write(f"calibration: {len(calibset.frames)} frames from {calibset.source} "
+               f"({options.calib_method}{', cached ranges' if cached else ''})")
+    out = quantize_int8(pre, work / "int8.onnx", None if cached else calibset.frames,
+                        options.calib_method, exclude, cache)
+    report = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options, fail=False)
+    kept_blocks: list[str] = []
+    if not report.passed and options.fallback:
+        blocks = conv_blocks(graph)
+        ranking = sensitivity(pre, work, blocks, exclude, options, cache, evalset, fp32_preds,
+                              gate_backend)
+        for block, _ in ranking:
+            kept_blocks.append(block)
+            names = exclude + [n for b in kept_blocks for n in blocks[b]]
+            out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, names, cache)
+            report = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
+                           fail=False)
+            tqdm.write(f"fallback: kept {', '.join(kept_blocks)} in float -> drop "
+                       f"{report.miou_drop_points} points, agreement "
+                       f"{report.pixel_agreement * 100:.2f} %")
+            if report.passed:
+                break
+    if not report.passed:
+        raise GateFailed(_fail_message(report, "int8") +
+                         ("" if options.fallback else " (try --fallback, --calib-method, or more "
+                          "--calib-images)"), report)
+    problems = check_tensorrt_compatible(out)
+    if problems:
+        raise RuntimeError(f"Q/DQ graph is not TensorRT-compatible: {problems[:3]}")
+    calibration = {**calibset.describe(), "method": options.calib_method,
+                   "cache": str(cache), "excluded_nodes": exclude,
+                   "kept_float_blocks": kept_blocks,
+                   "scheme": "QDQ, symmetric int8 activations per tensor, weights per channel "
+                             "(axis 0), bias float"}
+    return PrecisionResult(out, calibration, _accuracy(report, evalset, gate_backend),
+                           {"onnxruntime_quantization": _version("onnxruntime")})
+
+
+def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: list[str],
+                options: Any, cache: Path, evalset: FrameSet, fp32_preds: list,
+                gate_backend: str) -> list[tuple[str, float]]:
+    """Per block: agreement with FP32 when ONLY that block is INT8. Worst first."""
+    from calib.evaluate import agreement
+    from calib.quantize import quantize_int8
+
+    frames = evalset.frames[:16]
+    scores = []
+    all_convs = [n for names in blocks.values() for n in names]
+    for block, names in tqdm(blocks.items(), desc="sensitivity", unit="block", disable=None):
+        if set(names) <= set(exclude):
+            continue
+        others = [n for n in all_convs if n not in names] + exclude
+        path = quantize_int8(pre, work / "probe.onnx", None, options.calib_method, others, cache)
+        run = predictor_for(gate_backend, path, "int8")
+        scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
+    scores.sort(key=lambda s: s[1])
+    tqdm.write("sensitivity (agreement with FP32 when only this block is INT8): " +
+               ", ".join(f"{b} {a * 100:.2f}%" for b, a in scores[:6]))
+    return scores
+
+
+def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
+          classes: list[str], options: Any, fail: bool = True) -> GateReport:
+    run = predictor_for(backend, path, precision)
+    preds = predict_all(run, evalset.frames, f"{precision} gate")
+    report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
+    tqdm.write(report.table())
+    if fail and not report.passed:
+        raise GateFailed(_fail_message(report, precision), report)
+    return report
+
+
+def _fail_message(report: GateReport, precision: str) -> str:
+    drop = (f"mIoU drop {report.miou_drop_points:.2f} points" if report.miou_drop_points is not None
+            else f"mIoU vs FP32 {report.miou_vs_fp32 * 100:.2f}")
+    return (f"{precision} accuracy gate failed: {drop} > --max-miou-drop "
+            f"{report.limit_points}\n{report.table()}")
+
+
+def _accuracy(report: GateReport, evalset: FrameSet, backend: str, **extra: Any) -> dict:
+    return {"gate": report.to_dict(), "eval_data": evalset.describe(), "gate_backend": backend,
+            **extra}
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None

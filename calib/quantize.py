@@ -1,0 +1,98 @@
+"""INT8 as explicit Q/DQ ONNX, with the settings TensorRT's parser accepts.
+
+Symmetric int8 activations (per tensor) and weights (per output channel, axis 0), bias left in
+float: ONNX Runtime's defaults (asymmetric activations) are refused by TensorRT ("zeroPt must
+be all zeros"). The same Q/DQ file runs on OpenVINO and ORT's CPU provider with real int8
+kernels, so what TensorRT will get is testable on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+METHODS = ("entropy", "minmax", "percentile")
+
+
+def _reader(frames: Sequence[np.ndarray], input_name: str):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class FrameReader(CalibrationDataReader):
+        """Feeds raw uint8 frames: the fused graph's own pre-processing runs during calibration."""
+
+        def __init__(self) -> None:
+            self.bar = tqdm(total=len(frames), desc="calibrate", unit="img", leave=False,
+                            disable=None)
+            self.items = iter(frames)
+
+        def get_next(self) -> dict | None:
+            frame = next(self.items, None)
+            if frame is None:
+                self.bar.close()
+                return None
+            self.bar.update()
+            return {input_name: frame[None]}
+
+        def __len__(self) -> int:
+            return len(frames)
+
+    return FrameReader()
+
+
+def preprocess(fp32_onnx: Path, out: Path) -> Path:
+    """ORT's quant_pre_process: shape inference and graph clean-up before inserting Q/DQ."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(fp32_onnx), str(out), skip_symbolic_shape=True)
+    return out
+
+
+def quantize_int8(model_path: Path, out: Path, frames: Sequence[np.ndarray] | None, method: str,
+                  exclude: Sequence[str], cache_path: Path | None) -> Path:
+    """Insert Q/DQ around every Conv except `exclude`; ranges come from `cache_path` when present."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    calib_method = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
+                    "percentile": CalibrationMethod.Percentile}[method]
+    extra = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,
+        "CalibPercentile": 99.99,
+        "CalibMovingAverage": False,
+    }
+    reader = _reader(frames, "image") if frames is not None else None
+    quantize_static(
+        str(model_path), str(out), reader,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(exclude),
+        calibrate_method=calib_method,
+        extra_options=extra,
+        calibration_cache_path=str(cache_path) if cache_path else None,
+    )
+    return out
+
+
+def check_tensorrt_compatible(path: Path) -> list[str]:
+    """What TensorRT's parser would refuse: non-zero zero points, non-int8 Q/DQ."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    problems = []
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+            zp = inits.get(node.input[2])
+            if zp is not None and (zp.dtype != np.int8 or np.any(zp != 0)):
+                problems.append(f"{node.name}: zero point {zp.dtype} non-zero")
+    return problems
