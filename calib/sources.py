@@ -10,6 +10,7 @@ import glob
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -56,7 +57,7 @@ def even_sample(total: int, n: int, seed: int = 0) -> list[int]:
         return list(range(total))
     rng = np.random.default_rng(seed)
     edges = np.linspace(0, total, n + 1)
-    return [int(min(total - 1, np.floor(rng.uniform(a, b)))) for a, b in zip(edges[:-1], edges[1:])]
+    return [int(min(total - 1, np.floor(rng.uniform(a, b)))) for a, b in pairwise(edges)]
 
 
 def load_frames(source: str, n: int, height: int, width: int, seed: int = 0,

@@ -144,6 +144,7 @@ class Source:
                     self.end_reason = f"--max-frames {limit} reached"
                     return
                 if stop.is_set():
+                    self.end_reason = self.end_reason or "stopped"
                     return
                 t0 = time.perf_counter()
             first = False
