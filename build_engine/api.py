@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import shlex
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ class Builder:
 
         ort_run = onnxruntime_predictor(fp32_onnx)
         onnx_agreement = compare(reference, [ort_run(f) for f in frames])
-        tqdm.write(f"ONNX Runtime vs PyTorch: {onnx_agreement.summary()}")
+        tqdm.write(f"ONNX Runtime vs PyTorch: {onnx_agreement.summary()}", file=sys.stderr)
         if onnx_agreement.pixel_agreement < FP32_MIN_AGREEMENT:
             raise BuildError(f"the exported ONNX disagrees with PyTorch: {onnx_agreement.summary()} "
                              f"(need >= {FP32_MIN_AGREEMENT * 100:.1f} %)")
@@ -212,7 +213,7 @@ class Builder:
         steps.close()
         if backend_agreement is not None:
             tqdm.write(f"{self.backend} {self.options.precision} vs PyTorch FP32: "
-                       f"{backend_agreement.summary()}")
+                       f"{backend_agreement.summary()}", file=sys.stderr)
             if self.options.precision == "fp32" and \
                     backend_agreement.pixel_agreement < FP32_MIN_AGREEMENT:
                 raise BuildError(f"{self.backend} FP32 disagrees with PyTorch: "

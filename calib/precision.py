@@ -7,6 +7,7 @@ serves TensorRT's strongly typed builder, OpenVINO and ONNX Runtime alike.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
                          f"{options.calib_method}.calib")
     cached = cache.is_file()
     tqdm.write(f"calibration: {len(calibset.frames)} frames from {calibset.source} "
-               f"({options.calib_method}{', cached ranges' if cached else ''})")
+               f"({options.calib_method}{', cached ranges' if cached else ''})", file=sys.stderr)
     out = quantize_int8(pre, work / "int8.onnx", None if cached else calibset.frames,
                         options.calib_method, exclude, cache)
     report = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options, fail=False)
@@ -121,7 +122,7 @@ def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
                            fail=False)
             tqdm.write(f"fallback: kept {', '.join(kept_blocks)} in float -> drop "
                        f"{report.miou_drop_points} points, agreement "
-                       f"{report.pixel_agreement * 100:.2f} %")
+                       f"{report.pixel_agreement * 100:.2f} %", file=sys.stderr)
             if report.passed:
                 break
     if not report.passed:
@@ -159,7 +160,7 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
         scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
     scores.sort(key=lambda s: s[1])
     tqdm.write("sensitivity (agreement with FP32 when only this block is INT8): " +
-               ", ".join(f"{b} {a * 100:.2f}%" for b, a in scores[:6]))
+               ", ".join(f"{b} {a * 100:.2f}%" for b, a in scores[:6]), file=sys.stderr)
     return scores
 
 
@@ -168,7 +169,7 @@ def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: F
     run = predictor_for(backend, path, precision)
     preds = predict_all(run, evalset.frames, f"{precision} gate")
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
-    tqdm.write(report.table())
+    tqdm.write(report.table(), file=sys.stderr)
     if fail and not report.passed:
         raise GateFailed(_fail_message(report, precision), report)
     return report

@@ -93,8 +93,11 @@ def classify(source: str) -> str:
     path = Path(source).expanduser()
     if path.is_file():
         return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "images"
-    if path.is_dir() and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir()):
-        return "dataset"  # a folder of folders: try the data-set layouts
+    if path.is_dir():
+        entries = list(path.iterdir())
+        if any(p.is_dir() for p in entries) and not any(
+                p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
+            return "dataset"  # a folder of folders: try the data-set layouts
     return "images"
 
 

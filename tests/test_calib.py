@@ -1,0 +1,178 @@
+"""INT8/FP16: calibration sources, the Q/DQ scheme TensorRT accepts, cache, gate, failures."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from calib.graph_parts import final_classifier, preprocessing_nodes
+from calib.quantize import check_tensorrt_compatible, preprocess, quantize_int8
+from calib.sources import CalibrationError, even_sample, load_frames
+from tests.conftest import TINY_SIZE
+
+H, W = TINY_SIZE
+
+
+def test_even_sample_spreads_over_the_source():
+    idx = even_sample(1000, 10, seed=3)
+    assert len(idx) == 10 and len(set(idx)) == 10
+    assert all(i * 100 <= v < (i + 1) * 100 for i, v in enumerate(idx))
+    assert even_sample(1000, 10, seed=3) == idx and even_sample(5, 10) == [0, 1, 2, 3, 4]
+
+
+def test_odd_images_are_converted_and_broken_ones_skipped(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / "a_gray.png"), rng.integers(0, 255, (50, 70), np.uint8))
+    cv2.imwrite(str(tmp_path / "b_rgba.png"), rng.integers(0, 255, (64, 64, 4), np.uint8))
+    cv2.imwrite(str(tmp_path / "c_16bit.png"), rng.integers(0, 65535, (40, 90, 3), np.uint16))
+    cv2.imwrite(str(tmp_path / "d_big.jpg"), rng.integers(0, 255, (300, 500, 3), np.uint8))
+    (tmp_path / "e_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (tmp_path / "notes.txt").write_text("ignored")
+    with caplog.at_level(logging.WARNING):
+        frames = load_frames(str(tmp_path), 10, H, W)
+    assert len(frames.frames) == 4 and frames.available == 5
+    assert all(f.shape == (H, W, 3) and f.dtype == np.uint8 for f in frames.frames)
+    assert any("e_broken.png" in s for s in frames.skipped)
+    assert "only 4 usable images" in caplog.text
+
+
+def test_empty_and_missing_sources_are_clear(tmp_path):
+    with pytest.raises(CalibrationError, match="holds no images"):
+        load_frames(str(tmp_path), 5, H, W)
+    with pytest.raises(CalibrationError, match="does not exist"):
+        load_frames(str(tmp_path / "nope"), 5, H, W)
+    (tmp_path / "x.png").write_bytes(b"garbage")
+    with pytest.raises(CalibrationError, match="no usable image"):
+        load_frames(str(tmp_path / "*.png"), 5, H, W)
+
+
+def test_video_file_source(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(20):
+        writer.write(np.full((120, 160, 3), i * 10, np.uint8))
+    writer.release()
+    frames = load_frames(str(path), 5, H, W)
+    assert len(frames.frames) == 5 and frames.available == 20
+    means = [f.mean() for f in frames.frames]
+    assert means == sorted(means)  # evenly spread, in order
+
+
+def test_synthetic_labelled_source():
+    frames = load_frames("synthetic:calib:6", 3, H, W)
+    assert len(frames.frames) == 3 and all(lb is not None and lb.shape == (H, W)
+                                           for lb in frames.labels)
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(tmp_path_factory):
+    from build_engine.export import export_fused_onnx
+    from calib.precision import final_graph
+    from pspnet.build import load_model
+    from pspnet.zoo import get_spec
+
+    tmp = tmp_path_factory.mktemp("q")
+    spec = get_spec("demo")
+    net, _ = load_model(spec)
+    raw = export_fused_onnx(net, spec, tmp / "raw.onnx", H, W)
+    return final_graph(raw, tmp / "fp32.onnx", ["labels"])
+
+
+def test_int8_qdq_scheme_is_what_tensorrt_accepts(tmp_path, fp32_onnx):
+    pre = preprocess(fp32_onnx, tmp_path / "pre.onnx")
+    cls = final_classifier(onnx.load(str(pre)))
+    frames = load_frames("synthetic:calib:8", 8, H, W).frames
+    cache = tmp_path / "ranges.calib"
+    out = quantize_int8(pre, tmp_path / "int8.onnx", frames, "minmax", [cls.name], cache)
+    model = onnx.load(str(out))
+    assert check_tensorrt_compatible(out) == []
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert qs, "no Q/DQ nodes were inserted"
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:  # a weight
+            scale = inits[node.input[1]]
+            if scale.size > 1:
+                assert dict((a.name, a.i) for a in node.attribute).get("axis", 1) == 0
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    by_output = {o: n for n in model.graph.node for o in n.output}
+    final = next(n for n in convs if n.name == cls.name)
+    assert by_output[final.input[0]].op_type != "DequantizeLinear"  # classifier stays float
+    pre_region = set(preprocessing_nodes(model))
+    # Only the first Conv's own input is quantized; normalisation itself runs in float.
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node if n.name in pre_region) == 1
+    # The cache alone (no frames) gives the same model.
+    again = quantize_int8(pre, tmp_path / "int8b.onnx", None, "minmax", [cls.name], cache)
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_fp16_graph_keeps_uint8_io_and_runs(tmp_path, fp32_onnx):
+    from calib.fp16 import convert_fp16
+    from calib.runners import onnxruntime_predictor
+
+    path, kept = convert_fp16(fp32_onnx, tmp_path / "fp16.onnx")
+    model = onnx.load(str(path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    assert kept  # pre/post-processing stayed float32
+    frame = load_frames("synthetic:val:1", 1, H, W).frames[0]
+    labels, _ = onnxruntime_predictor(path)(frame)
+    ref, _ = onnxruntime_predictor(fp32_onnx)(frame)
+    assert (labels == ref).mean() > 0.95
+
+
+def run_build(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "build_engine", "--input-size", f"{H}x{W}",
+                           *args], capture_output=True, text=True, timeout=600)
+
+
+def test_int8_build_writes_gated_manifest(tmp_path):
+    from artefact.manifest import load_manifest
+
+    result = run_build("--precision", "int8", "--backend", "onnxruntime", "--output", str(tmp_path),
+                       "--calib-images", "8", "--eval-images", "6", "--calib-method", "minmax",
+                       "--max-miou-drop", "100")
+    assert result.returncode == 0, result.stderr
+    m = load_manifest(result.stdout.strip())
+    assert m.precision == "int8" and m.calibration["images"] == 8
+    assert m.calibration["method"] == "minmax" and m.calibration["excluded_nodes"]
+    gate = m.accuracy["gate"]
+    assert gate["images"] == 6 and 0 <= gate["pixel_agreement"] <= 1
+    assert "road" in gate["per_class"]
+
+
+def test_failed_gate_exits_1_and_writes_nothing(tmp_path):
+    result = run_build("--precision", "fp16", "--backend", "onnxruntime", "--output", str(tmp_path),
+                       "--eval-images", "4", "--max-miou-drop", "-100")
+    assert result.returncode == 1
+    assert "accuracy gate failed" in result.stderr and "mIoU" in result.stderr
+    assert not list(tmp_path.glob("*.json")) and not list(tmp_path.glob("*.onnx"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_calibration_overlapping_eval_is_refused(tmp_path):
+    result = run_build("--precision", "int8", "--backend", "onnxruntime", "--output", str(tmp_path),
+                       "--calib-data", "synthetic:val:4", "--eval-data", "synthetic:val:4",
+                       "--calib-images", "4", "--eval-images", "4")
+    assert result.returncode == 2 and "held-out" in result.stderr
+
+
+def test_interrupted_build_leaves_no_artefact(tmp_path, monkeypatch):
+    from build_engine import api
+
+    def interrupted(self, onnx_path, work):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api.Builder, "_compile", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        api.build_artefact("demo", "fp32", "onnxruntime", TINY_SIZE, output=tmp_path)
+    assert list(tmp_path.iterdir()) == []
