@@ -183,8 +183,15 @@ def _fail_message(report: GateReport, precision: str) -> str:
 
 
 def _accuracy(report: GateReport, evalset: FrameSet, backend: str, **extra: Any) -> dict:
+    precision = "int8" if "kept_fp32" not in extra else "fp16"
+    if backend == "openvino":
+        from calib.runners import openvino_hint
+
+        float_layers = openvino_hint(precision)  # what OpenVINO really ran, not what was asked
+    else:
+        float_layers = "f16" if precision == "fp16" else "f32"
     return {"gate": report.to_dict(), "eval_data": evalset.describe(), "gate_backend": backend,
-            **extra}
+            "gate_float_precision": float_layers, **extra}
 
 
 def _version(dist: str) -> str | None:

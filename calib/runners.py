@@ -15,8 +15,6 @@ import numpy as np
 Prediction = tuple[np.ndarray, np.ndarray | None]
 Predictor = Callable[[np.ndarray], Prediction]
 
-# OpenVINO silently runs FP32 models in BF16 on AMX/AVX512-BF16 CPUs unless told otherwise.
-OPENVINO_HINTS = {"fp32": "f32", "fp16": "bf16", "int8": "f32"}
 
 
 def cpu_threads() -> int:
@@ -62,9 +60,23 @@ def openvino_predictor(path: str | Path, precision_hint: str = "f32",
     return predict
 
 
+def openvino_hint(precision: str) -> str:
+    """The float precision OpenVINO will really use, chosen exactly as the runtime chooses it.
+
+    OpenVINO silently runs "FP32" models in BF16 on BF16-capable CPUs unless told; the gate
+    must measure the arithmetic the runtime will run, so both ask one function.
+    """
+    import openvino as ov
+
+    from runtime.backends.openvino_backend import choose_precision
+
+    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return choose_precision(precision, list(caps))
+
+
 def predictor_for(backend: str, path: str | Path, precision: str = "fp32") -> Predictor:
     if backend == "onnxruntime":
         return onnxruntime_predictor(path)
     if backend == "openvino":
-        return openvino_predictor(path, OPENVINO_HINTS.get(precision, "f32"))
+        return openvino_predictor(path, openvino_hint(precision))
     raise ValueError(f"no CPU predictor for backend {backend!r}")

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up pspnet-rt in ./.venv on a CPU machine without pulling a multi-GB CUDA torch.
+#   bash scripts/setup.sh          runtime + export (torch CPU build) + test tools
+# Idempotent: a second run only checks. Needs python3 (3.10+) with venv; as root it also
+# installs ffmpeg (H.264 output and the stream tests) through scripts/install-system-deps.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+PY="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  # A plain `pip install torch` on Linux x86-64 fetches the CUDA build (several GB). Take a CPU
+  # wheel already on this machine's pip find-links if there is one, else PyTorch's CPU index.
+  if ! "${PIP[@]}" install --no-index --no-deps "torch==${TORCH_VERSION}" 2>/dev/null; then
+    "${PIP[@]}" install --no-deps "torch==${TORCH_VERSION}" \
+      --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+# torch is now satisfied, so this only adds its small pure-Python dependencies.
+"${PIP[@]}" install -e ".[export,test]"
+
+if [ "$(id -u)" = "0" ] && [ -x scripts/install-system-deps.sh ]; then
+  bash scripts/install-system-deps.sh || echo "warning: ffmpeg could not be installed; H.264 output and stream tests will be skipped" >&2
+fi
+.venv/bin/python - <<'PY'
+import importlib.metadata as md
+print("pspnet-rt ready:", ", ".join(f"{d} {md.version(d)}" for d in
+      ("torch", "onnxruntime", "openvino", "opencv-python-headless")))
+PY
