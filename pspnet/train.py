@@ -8,6 +8,7 @@ losing at most `--save-every` iterations). Checkpoints are semseg's format.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import signal
@@ -176,6 +177,7 @@ def train(args: argparse.Namespace) -> int:
     old = signal.signal(signal.SIGTERM, request_stop)
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="train", unit="it")
     t0, it = time.perf_counter(), start
+    recent: list[float] = []
     try:
         for it in bar:
             rng = np.random.default_rng([args.seed, it])  # per-iteration: resume is reproducible
@@ -196,14 +198,16 @@ def train(args: argparse.Namespace) -> int:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            bar.set_postfix(loss=f"{loss_main.item():.3f}", lr=f"{lr:.4f}")
+            recent.append(loss_main.item())
+            bar.set_postfix(loss=f"{recent[-1]:.3f}", lr=f"{lr:.4f}")
             done = it + 1
             if done % args.eval_every == 0 or done == args.iters:
                 metrics = evaluate(model, spec, val_images, val_labels)
-                record = {"iteration": done, "loss": loss_main.item(), "miou": metrics["miou"],
-                          "seconds": round(time.perf_counter() - t0, 1)}
+                record = {"iteration": done, "train_loss": float(np.mean(recent)),
+                          "miou": metrics["miou"], "seconds": round(time.perf_counter() - t0, 1)}
+                recent.clear()
                 with history_path.open("a") as fh:
-                    fh.write(__import__("json").dumps(record) + "\n")
+                    fh.write(json.dumps(record) + "\n")
                 tqdm.write(f"iter {done}: held-out mIoU {metrics['miou']:.4f}")
                 if metrics["miou"] > best:
                     best = metrics["miou"]
