@@ -182,6 +182,7 @@ class Builder:
         fp32_onnx = work / "fp32.onnx"
         onnx.save(graph, str(fp32_onnx))
         after = node_count(graph)
+        tqdm.write(f"exported in {export_s:.1f} s; onnxslim: {before} -> {after} nodes", file=sys.stderr)
         steps.update()
 
         steps.set_postfix_str("verify")
