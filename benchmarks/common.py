@@ -1,0 +1,328 @@
+"""What every benchmark shares: the machine's description, latency summaries, output files.
+
+Why one module: a figure is only worth reporting next to the machine that produced it (CPU
+flags decide whether VNNI INT8 and BF16 kernels exist at all) and the load the machine was
+under, so every JSON carries the same `environment` block, and every table is written the
+same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import importlib.metadata as md
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("benchmarks")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+SEED_SECONDS_PER_FRAME = 0.6  # hellochick's TF PSPNet "Inference time: ~0.6s" (reference.md)
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+             "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16")
+LIBRARIES = ("torch", "onnxruntime", "openvino", "onnx", "numpy", "opencv-python-headless",
+             "opencv-python", "tensorrt", "matplotlib")
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark that cannot run as asked (the message says what to change)."""
+
+
+# ----------------------------------------------------------------------------- environment
+def cpu_info() -> dict[str, Any]:
+    """CPU model, the SIMD flags that decide which kernels exist, and the cores we may use."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    return {"model": model, "logical_cores": os.cpu_count(), "usable_cores": usable,
+            "flags": {f: f in flags for f in CPU_FLAGS}}
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """The CUDA device TensorRT would use, or None (never raises: absence is the common case)."""
+    try:
+        from runtime.cuda import device_info
+
+        info = device_info()
+    except Exception:
+        info = None
+    if info is None and shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            info = {"name": out} if out else None
+        except (OSError, subprocess.SubprocessError):
+            info = None
+    return info
+
+
+def gpu_memory_used_mb() -> float | None:
+    """Device memory in use (nvidia-smi), for GPU contenders; None without a GPU."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10).stdout.split()
+        return float(out[0]) if out else None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in LIBRARIES:
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def openvino_capabilities() -> list[str] | None:
+    try:
+        import openvino as ov
+
+        return [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    except Exception:
+        return None
+
+
+def busy_processes() -> list[str]:
+    """Other processes using CPU right now (e.g. a training job): their load skews timings."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    me = os.getpid()
+    procs = list(psutil.process_iter(["pid", "cmdline"]))
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.cpu_percent(None)
+    time.sleep(0.3)
+    busy = []
+    for p in procs:
+        try:
+            pct = p.cpu_percent(None)
+            if p.pid != me and pct >= 20:
+                cmd = " ".join(p.info["cmdline"] or [])[:120]
+                busy.append(f"pid {p.pid} {pct:.0f}% {cmd}")
+        except psutil.Error:
+            pass
+    return busy
+
+
+def environment() -> dict[str, Any]:
+    """The `environment` block of every result file."""
+    try:
+        import psutil
+
+        memory_gb = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        memory_gb = None
+    env = {
+        "cpu": cpu_info(), "memory_gb": memory_gb, "os": platform.platform(),
+        "libraries": library_versions(), "openvino_cpu_capabilities": openvino_capabilities(),
+        "gpu": gpu_info(), "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "busy_processes": busy_processes(),
+        "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "PSPNET_RT_THREADS")
+                        if k in os.environ},
+    }
+    if env["busy_processes"]:
+        log.warning("other processes are using the CPU, timings will be slower and noisier: %s",
+                    "; ".join(env["busy_processes"]))
+    return env
+
+
+def describe_cpu(env: dict[str, Any]) -> str:
+    cpu = env["cpu"]
+    flags = ", ".join(f for f, on in cpu["flags"].items() if on and f.startswith(("avx512_", "amx")))
+    return f"{cpu['model']}, {cpu['usable_cores']} cores ({flags or 'no AVX-512 VNNI/BF16, no AMX'})"
+
+
+# --------------------------------------------------------------------------------- numbers
+def summarize_ms(values: Sequence[float]) -> dict[str, float | None]:
+    """mean/p50/p90/p99/min/max/std of a latency list in ms (None when empty)."""
+    if len(values) == 0:
+        return dict.fromkeys(("mean", "p50", "p90", "p99", "min", "max", "std"))
+    a = np.asarray(values, np.float64)
+    p50, p90, p99 = np.percentile(a, (50, 90, 99))
+    return {"mean": _r(a.mean()), "p50": _r(p50), "p90": _r(p90), "p99": _r(p99), "min": _r(a.min()),
+            "max": _r(a.max()), "std": _r(a.std())}
+
+
+def _r(x: float, digits: int = 3) -> float:
+    return round(float(x), digits)
+
+
+def fps_of(mean_ms: float | None) -> float | None:
+    return round(1000.0 / mean_ms, 3) if mean_ms else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None where either is missing (JSON cannot hold NaN)."""
+    if a is None or b is None or b == 0 or (isinstance(a, float) and math.isnan(a)):
+        return None
+    return round(a / b, 3)
+
+
+def fmt(x: float | None, spec: str = ".1f", none: str = "–") -> str:
+    return none if x is None else format(x, spec)
+
+
+# --------------------------------------------------------------------------------- outputs
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
+    """A GitHub-flavoured table; `align` is one char per column (l/r)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """The same table for the terminal: columns padded, first left-aligned, rest right."""
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    out = []
+    for n, row in enumerate(cells):
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    from artefact.files import atomic_write_json
+
+    atomic_write_json(path, _jsonable(data))
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    from artefact.files import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars/arrays and NaN -> plain JSON (NaN becomes null)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def header_block(title: str, env: dict[str, Any], command: str) -> str:
+    libs = env["libraries"]
+    lib_text = ", ".join(f"{k} {v}" for k, v in libs.items() if v and k in
+                         ("torch", "onnxruntime", "openvino", "tensorrt"))
+    gpu = env.get("gpu")
+    lines = [f"# {title}", "", f"- command: `{command}`", f"- created: {now()}",
+             f"- CPU: {describe_cpu(env)}", f"- GPU: {gpu['name'] if gpu else 'none'}",
+             f"- libraries: {lib_text}",
+             f"- load average at start: {', '.join(f'{x:.2f}' for x in env['load_average'] or [])}"]
+    if env.get("busy_processes"):
+        lines.append(f"- **other CPU load during the run**: {'; '.join(env['busy_processes'])}")
+    return "\n".join(lines) + "\n"
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def command_line(prog: str, argv: Sequence[str] | None) -> str:
+    return shlex.join(["python", "-m", prog, *(sys.argv[1:] if argv is None else argv)])
+
+
+# ------------------------------------------------------------------------------------- CLI
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 240x480, got {text!r}") from None
+    if h < 33 or w < 33:
+        raise argparse.ArgumentTypeError(f"{text}: both sides must be at least 33 pixels")
+    return h, w
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def csv_list(choices: Sequence[str]) -> Any:
+    def parse(text: str) -> list[str]:
+        items = [t.strip().lower() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)} (comma-separated)")
+        return items
+    return parse
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
+    if verbose == 0:
+        # builds log the random-weights warning once per artefact; the result files say it once
+        logging.getLogger("pspnet.build").setLevel(logging.ERROR)
+
+
+def fail(prog: str, message: str, code: int) -> int:
+    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(_jsonable(obj))

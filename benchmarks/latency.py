@@ -1,0 +1,361 @@
+"""`python -m benchmarks.latency`: every contender on the same video frames, in one run, interleaved.
+
+Contenders: PyTorch eager FP32 (what users run today), the strongest plain-PyTorch peer
+(channels_last + BF16 autocast, optionally torch.compile), and each backend x precision the
+machine can run, built through build_engine (cached). Each figure is labelled with the
+precision that really ran. Per frame: pre (to_model_input), inference, post (resize + overlay
+render) — FPS figures that hide pre/post are what users complain about. Then, per contender,
+peak RSS in a fresh process, and the whole threaded pipeline (`pspnet-rt`) on the OpenVINO
+INT8 artefact for the FPS a user really gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    BenchmarkError,
+    command_line,
+    csv_list,
+    describe_cpu,
+    environment,
+    fail,
+    fmt,
+    header_block,
+    markdown_table,
+    non_negative_int,
+    now,
+    parse_size,
+    positive_int,
+    ratio,
+    setup_logging,
+    summarize_ms,
+    text_table,
+    write_json,
+    write_text,
+)
+from benchmarks.contenders import (
+    ContenderSpec,
+    artefact_spec,
+    manifest_spec,
+    open_contender,
+    pytorch_specs,
+    select_combos,
+    unique_names,
+)
+from benchmarks.probe import child_env
+
+log = logging.getLogger("benchmarks")
+PROG = "benchmarks.latency"
+PIPELINE_CONTENDER = "openvino-int8"
+PIPELINE_TARGET_X = 15.0  # issue 6: OpenVINO INT8 whole pipeline >= 15x PyTorch eager FP32 FPS
+
+EXAMPLES = """\
+examples:
+  python -m benchmarks.latency --frames 100 --out results/
+      the demo model on 100 frames of the demo clip: PyTorch eager/peer, OpenVINO FP32/FP16/INT8,
+      ONNX Runtime FP32/INT8 (TensorRT where a GPU exists), then RSS probes and pspnet-rt
+  python -m benchmarks.latency --video drive.mp4 --frames 50 --model pspnet50_ade20k
+  python -m benchmarks.latency --engine a.json b.json --frames 30 --no-rss
+      your own artefacts beside the PyTorch baselines
+  python -m benchmarks.latency --frames 3 --input-size 96x192 --backends openvino --precisions fp32
+      a seconds-long smoke run
+exit codes: 0 ok, 1 a benchmark failed, 2 bad arguments
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--video", default="demo", metavar="SRC",
+                   help="demo (synthetic street clip at the model's size), a video file, a folder or glob")
+    p.add_argument("--frames", type=positive_int, default=100, metavar="N", help="timed frames (default 100)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, metavar="K",
+                   help="untimed frames per contender first (default 5)")
+    p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/latency.{json,md,png}")
+    p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
+    p.add_argument("--input-size", type=parse_size, metavar="HxW",
+                   help="model input size (default: the model's)")
+    p.add_argument("--engine", nargs="+", metavar="MANIFEST", help="use these artefacts instead of building")
+    p.add_argument("--backends", type=csv_list(("openvino", "onnxruntime", "tensorrt")),
+                   help="comma-separated (default: openvino, onnxruntime, tensorrt where present)")
+    p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), help="comma-separated")
+    p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
+    p.add_argument("--calib-images", type=positive_int, default=None, metavar="N",
+                   help="INT8 calibration images (default: build_engine's)")
+    p.add_argument("--no-pytorch", action="store_true", help="leave out the PyTorch baselines")
+    p.add_argument("--compile", action="store_true",
+                   help="add torch.compile'd PyTorch peer (compiling takes minutes)")
+    p.add_argument("--no-rss", action="store_true", help="skip the per-contender peak-RSS subprocesses")
+    p.add_argument("--rss-frames", type=positive_int, default=3, metavar="N", help="frames per RSS probe")
+    p.add_argument("--no-pipeline", action="store_true", help="skip the pspnet-rt whole-pipeline run")
+    p.add_argument("--pipeline-frames", type=positive_int, metavar="N", help="default: --frames")
+    p.add_argument("--pipeline-contender", default=PIPELINE_CONTENDER, metavar="NAME",
+                   help=f"artefact pspnet-rt runs (default {PIPELINE_CONTENDER}, the issue-6 target)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        result = run(args, command_line(PROG, argv))
+    except BenchmarkError as exc:
+        return fail(PROG, str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return fail(PROG, "interrupted", 130)
+    failed = [c["name"] for c in result["contenders"] if c["status"].startswith("failed")]
+    if failed:
+        return fail(PROG, f"these contenders failed: {', '.join(failed)} (see the status column)", EXIT_FAIL)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------- the run
+def contender_specs(args: argparse.Namespace, size: tuple[int, int]) -> list[ContenderSpec]:
+    specs: list[ContenderSpec] = []
+    if not args.no_pytorch:
+        specs += pytorch_specs(args.model, size, args.compile)
+    if args.engine:
+        specs += [manifest_spec(m) for m in args.engine]
+        return unique_names(specs)
+    build: dict[str, Any] = {}
+    if args.calib_images:
+        build["calib_images"] = args.calib_images
+    for backend, precision in select_combos(args.backends, args.precisions):
+        print(f"artefact {backend} {precision}: building or finding in the cache ...", file=sys.stderr,
+              flush=True)
+        specs.append(artefact_spec(args.model, backend, precision, size, args.artefacts, **build))
+    return unique_names(specs)
+
+
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from benchmarks.probe import measure_rss
+    from benchmarks.timing import FramePath, add_speedups, run_interleaved, summarize
+    from benchmarks.video import load_video
+    from pspnet.zoo import get_spec
+
+    try:
+        model_spec = get_spec(args.model)
+    except KeyError as exc:
+        raise BenchmarkError(str(exc.args[0])) from None
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    env = environment()
+    size = tuple(args.input_size or model_spec.input_size)
+    if args.engine:
+        from artefact.manifest import ArtefactError
+
+        try:
+            first = manifest_spec(args.engine[0])
+        except ArtefactError as exc:
+            raise BenchmarkError(str(exc)) from None
+        size, args.model = first.input_size, first.model
+        model_spec = get_spec(args.model)
+    clip = load_video(args.video, args.frames, size)
+    specs = contender_specs(args, size)
+
+    contenders = []
+    for spec in specs:
+        if not spec.ok:
+            continue
+        try:
+            contenders.append(open_contender(spec))
+        except Exception as exc:
+            spec.status = f"failed: cannot open: {type(exc).__name__}: {str(exc)[:300]}"
+    if not contenders:
+        raise BenchmarkError("no contender could run: " + "; ".join(f"{s.name}: {s.status}" for s in specs))
+    print(f"timing {len(contenders)} contenders on {len(clip.frames)} frames of {clip.description}, "
+          f"interleaved, {args.warmup} warm-up frames each", file=sys.stderr, flush=True)
+    path = FramePath(model_spec.classes, model_spec.palette)
+    with tqdm(total=len(clip.frames), desc="latency", unit="frame", disable=None) as bar:
+        times = run_interleaved(contenders, clip.frames, path, args.warmup, bar.update)
+
+    results: list[dict[str, Any]] = []
+    opened = {c.spec.name: c for c in contenders}
+    for spec in specs:
+        c = opened.get(spec.name)
+        entry = c.describe() if c else {**spec.to_dict(), "label": spec.name, "precision_ran": None}
+        if c:
+            entry.update(summarize(times[spec.name]))
+            c.close()
+        results.append(entry)
+    del contenders, opened
+    add_speedups(results)
+
+    if not args.no_rss:
+        for entry, spec in zip(results, specs):
+            if spec.ok and entry["status"] == "ok":
+                print(f"peak RSS of {spec.name} in a fresh process ...", file=sys.stderr, flush=True)
+                entry["memory"] = measure_rss(spec, args.video, args.rss_frames)
+
+    pipeline = None
+    if not args.no_pipeline:
+        target = next((s for s in specs if s.name == args.pipeline_contender and s.ok), None)
+        if target is None or target.kind != "artefact":
+            pipeline = {"status": f"skipped: no {args.pipeline_contender} artefact in this run"}
+        else:
+            print(f"whole pipeline: pspnet-rt on {target.name} ...", file=sys.stderr, flush=True)
+            pipeline = run_pipeline(target, args.video, args.pipeline_frames or args.frames, out)
+            eager = next((r for r in results if r["kind"] == "pytorch-eager" and r["status"] == "ok"), None)
+            if eager and pipeline.get("fps"):
+                x = ratio(pipeline["fps"], eager["fps"]["pipeline_sequential"])
+                pipeline["speedup_vs_pytorch_eager_fp32"] = x
+                if target.name == PIPELINE_CONTENDER:
+                    pipeline["target"] = {"min_speedup": PIPELINE_TARGET_X,
+                                          "met": x is not None and x >= PIPELINE_TARGET_X}
+
+    unavailable = [{"name": s.name, "status": s.status} for s in specs if not s.ok]
+    result = {
+        "benchmark": "latency", "created": now(), "command": command, "environment": env,
+        "config": {"video": args.video, "video_description": clip.description, "frames": len(clip.frames),
+                   "frame_size": list(clip.size), "warmup": args.warmup, "model": args.model,
+                   "input_size": list(size), "weights": specs[0].weights if specs else None,
+                   "order": "interleaved: round-robin per frame, the first contender rotating per frame",
+                   "stages": {"pre": "segdata.frames.to_model_input (resize to the model input)",
+                              "inference": "one blocking infer() (latency hint); PyTorch: the fused "
+                                           "module incl. normalise, resize, argmax",
+                              "post": "labels_to_size + present_classes + overlay render with legend "
+                                      "(runtime.render)"},
+                   "threads": "each library's default on this machine (all usable cores)"},
+        "contenders": results, "unavailable": unavailable, "pipeline": pipeline,
+    }
+    result["environment"]["load_average_end"] = list(os.getloadavg())
+    write_outputs(result, out)
+    print(terminal_report(result), flush=True)
+    return result
+
+
+def run_pipeline(spec: ContenderSpec, video: str, frames: int, out: Path) -> dict[str, Any]:
+    """`pspnet-rt` in a subprocess writing a video and masks; its stats JSONL -> stage figures."""
+    stats_path = out / "latency_pipeline_stats.jsonl"
+    with tempfile.TemporaryDirectory(prefix="pspnet-bench-") as tmp:
+        summary_path = Path(tmp) / "summary.json"
+        cmd = [sys.executable, "-m", "runtime", "--video", video, "--engine", str(spec.manifest),
+               "--max-frames", str(frames), "--output", str(Path(tmp) / "out.mp4"),
+               "--masks", str(Path(tmp) / "masks"), "--stats", str(stats_path),
+               "--summary-json", str(summary_path)]
+        if video == "demo":
+            cmd += ["--demo-frames", str(frames)]
+        shown = ["pspnet-rt", *cmd[3:]]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=child_env())
+        except subprocess.TimeoutExpired:
+            return {"status": "failed: pspnet-rt timed out", "command": shown}
+        if done.returncode != 0 or not summary_path.is_file():
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"status": f"failed: pspnet-rt exited {done.returncode}: {tail[:300]}", "command": shown}
+        summary = json.loads(summary_path.read_text())
+    records = [json.loads(line) for line in stats_path.read_text().splitlines() if line.strip()]
+    stages: dict[str, Any] = {}
+    for key in ("capture", "pre", "inference", "post", "render", "write", "e2e"):
+        values = [r[f"{key}_ms"] for r in records if f"{key}_ms" in r]
+        if values:
+            stages[key] = summarize_ms(values)
+    backend = summary.get("backend", {})
+    return {"status": "ok", "contender": spec.name, "command": shown, "frames": summary.get("frames"),
+            "fps": summary.get("fps"), "wall_s": summary.get("wall_s"), "startup_s": summary.get("startup_s"),
+            "peak_rss_mb": summary.get("peak_rss_mb"), "dropped": summary.get("dropped"),
+            "precision_ran": backend.get("precision_ran"), "in_flight": backend.get("in_flight"),
+            "hint": backend.get("hint"), "stages_ms": stages, "stats_jsonl": str(stats_path),
+            "note": "threaded pipeline: capture, inference, render and write (H.264 video + mask PNGs) "
+                    "overlap, so its FPS exceeds 1 / (sum of stage times)"}
+
+
+# ------------------------------------------------------------------------------- reporting
+def _row(r: dict[str, Any]) -> list[str]:
+    if r["status"] != "ok":
+        return [r.get("label") or r["name"], r["status"], *[""] * 9]
+    lat, sp = r["latency_ms"], r.get("speedup") or {}
+    mem = r.get("memory") or {}
+    rss = fmt(mem.get("peak_rss_mb"), ".0f") if "error" not in mem else "error"
+    return [r["label"], str(r.get("precision_ran")), fmt(lat["pre"]["mean"], ".2f"),
+            f"{lat['inference']['mean']:.1f} / {lat['inference']['p50']:.1f} / {lat['inference']['p90']:.1f}"
+            f" / {lat['inference']['p99']:.1f}",
+            fmt(lat["post"]["mean"], ".2f"), fmt(lat["total"]["mean"], ".1f"),
+            fmt(r["fps"]["pipeline_sequential"], ".1f"), fmt(sp.get("vs_pytorch_eager_fp32"), ".1f"),
+            fmt(sp.get("vs_best_pytorch_peer"), ".1f"), fmt(sp.get("vs_seed_0.6s_per_frame"), ".1f"), rss]
+
+
+HEADER = ["contender", "ran", "pre ms", "inference ms mean/p50/p90/p99", "post ms", "total ms", "FPS",
+          "x eager", "x peer", "x seed", "peak RSS MB"]
+
+
+def terminal_report(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    lines = [f"latency: {cfg['model']} ({cfg['weights']}) at {cfg['input_size'][0]}x{cfg['input_size'][1]}, "
+             f"{cfg['frames']} frames of {cfg['video_description']}, interleaved",
+             f"machine: {describe_cpu(result['environment'])}", "",
+             text_table(HEADER, [_row(r) for r in result["contenders"]])]
+    p = result.get("pipeline")
+    if p:
+        lines.append("")
+        lines.append(pipeline_line(p))
+    return "\n".join(lines)
+
+
+def pipeline_line(p: dict[str, Any]) -> str:
+    if p.get("status") != "ok":
+        return f"whole pipeline (pspnet-rt): {p.get('status')}"
+    text = (f"whole pipeline (pspnet-rt, {p['contender']}, ran {p['precision_ran']}, "
+            f"{p['in_flight']} in flight): {p['fps']:.1f} FPS over {p['frames']} frames, "
+            f"peak RSS {fmt(p.get('peak_rss_mb'), '.0f')} MB")
+    x = p.get("speedup_vs_pytorch_eager_fp32")
+    if x is not None:
+        text += f"; x{x:.1f} PyTorch eager FP32 FPS"
+        if p.get("target"):
+            text += f" (target >= x{PIPELINE_TARGET_X:.0f}: {'met' if p['target']['met'] else 'NOT met'})"
+    return text
+
+
+def write_outputs(result: dict[str, Any], out: Path) -> None:
+    from benchmarks.plots import latency_figure
+
+    write_json(out / "latency.json", result)
+    latency_figure(result, out / "latency.png")
+    write_text(out / "latency.md", markdown_report(result))
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    parts = [header_block("Latency benchmark", result["environment"], result["command"]),
+             f"Model **{cfg['model']}** ({cfg['weights']} weights) at "
+             f"{cfg['input_size'][0]}x{cfg['input_size'][1]}; {cfg['frames']} frames of "
+             f"{cfg['video_description']}; {cfg['warmup']} warm-up frames per contender; {cfg['order']}.", "",
+             "Per frame: **pre** = to_model_input, **inference** = one blocking call, **post** = labels "
+             "to the frame size + overlay render. *total* = their sum; FPS = 1000 / mean total (one frame "
+             "at a time). Speed-ups are ratios of mean total latency; *x seed* compares with the seed's "
+             "0.6 s/frame (inference only, so conservative). *ran* is the precision the backend reports "
+             "it ran. Peak RSS is measured per contender in a fresh process.", "",
+             markdown_table(HEADER, [_row(r) for r in result["contenders"]]), ""]
+    p = result.get("pipeline")
+    if p:
+        parts += ["## Whole pipeline (pspnet-rt)", "", pipeline_line(p), ""]
+        if p.get("status") == "ok":
+            parts += [f"Command: `{' '.join(p['command'])}`", "",
+                      markdown_table(["stage", "mean ms", "p50", "p90", "p99"],
+                                     [[k, fmt(v["mean"], ".2f"), fmt(v["p50"], ".2f"), fmt(v["p90"], ".2f"),
+                                       fmt(v["p99"], ".2f")] for k, v in p["stages_ms"].items()]), "",
+                      p["note"] + ".", ""]
+    parts += ["![latency](latency.png)", ""]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""PNG figures (matplotlib, Agg): distributions, per-stage breakdown, drift over time, scaling.
+
+Why these three views of latency: a mean hides jitter (the distribution shows it), an
+inference-only figure hides pre/post cost (the stacked breakdown shows the whole frame), and
+a single number hides drift or thermal throttling during the run (the time series shows it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+STAGE_COLOURS = {"pre": "#8da0cb", "inference": "#fc8d62", "post": "#66c2a5"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ok(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in results if r.get("status") == "ok" and r.get("per_frame_ms")]
+
+
+def latency_figure(result: dict[str, Any], path: Path) -> Path:
+    """Three panels: total-latency distribution, mean stage breakdown, per-frame latency."""
+    plt = _pyplot()
+    runs = _ok(result["contenders"])
+    labels = [r["label"] for r in runs]
+    totals = [[sum(v) for v in zip(*(r["per_frame_ms"][s] for s in ("pre", "inference", "post")))]
+              for r in runs]
+    fig, axes = plt.subplots(3, 1, figsize=(11, 4 + 1.6 * max(len(runs), 1) + 4))
+    cfg = result["config"]
+    fig.suptitle(f"{cfg['model']} at {cfg['input_size'][0]}x{cfg['input_size'][1]}, {cfg['frames']} frames "
+                 f"of {cfg['video']} (interleaved), {result['environment']['cpu']['model']} "
+                 f"x{result['environment']['cpu']['usable_cores']} cores", fontsize=10)
+
+    ax = axes[0]
+    if runs:
+        parts = ax.violinplot(totals, vert=False, showmedians=True, showextrema=True)
+        for body in parts["bodies"]:
+            body.set_alpha(0.5)
+        ax.set_yticks(range(1, len(runs) + 1), labels, fontsize=8)
+        for i, r in enumerate(runs, 1):
+            med = r["latency_ms"]["total"]["p50"]
+            ax.annotate(f"p50 {med:.1f} ms", (med, i), xytext=(4, 6), textcoords="offset points", fontsize=7)
+        ax.invert_yaxis()  # first contender on top, as in the breakdown below
+    ax.set_xscale("log")
+    ax.set_xlabel("whole-frame latency per frame, ms (pre + inference + post, log scale)")
+    ax.set_title("latency distribution", fontsize=9)
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+
+    ax = axes[1]
+    left = [0.0] * len(runs)
+    for stage in ("pre", "inference", "post"):
+        widths = [r["latency_ms"][stage]["mean"] for r in runs]
+        ax.barh(range(len(runs)), widths, left=left, color=STAGE_COLOURS[stage], label=stage)
+        left = [a + b for a, b in zip(left, widths)]
+    for i, r in enumerate(runs):
+        fps = r["fps"]["pipeline_sequential"]
+        speed = (r.get("speedup") or {}).get("vs_pytorch_eager_fp32")
+        text = f" {left[i]:.1f} ms, {fps:.1f} FPS" + (f", x{speed:.1f} vs eager" if speed else "")
+        ax.text(left[i], i, text, va="center", fontsize=7)
+    ax.set_yticks(range(len(runs)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(left or [1]) * 1.45)
+    ax.set_xlabel("mean ms per frame")
+    ax.set_title("where a frame's time goes (mean per stage)", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+
+    ax = axes[2]
+    for label, t in zip(labels, totals):
+        ax.plot(range(len(t)), t, label=label, linewidth=0.9)
+    ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("ms (log)")
+    ax.set_title("per-frame whole-frame latency over the run (drift, outliers)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    if runs:
+        ax.legend(fontsize=7, ncol=2, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scaling_figure(result: dict[str, Any], path: Path) -> Path:
+    """Latency vs input size (log-log over megapixels) and vs backbone (grouped bars)."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    fig.suptitle(f"inference latency, mean ms per frame ({result['environment']['cpu']['model']} "
+                 f"x{result['environment']['cpu']['usable_cores']} cores)", fontsize=10)
+    sizes = [p for p in result.get("sizes", []) if p.get("contenders")]
+    series: dict[str, list[tuple[float, float, str]]] = {}
+    for point in sizes:
+        h, w = point["input_size"]
+        for c in point["contenders"]:
+            if c.get("status") == "ok":
+                series.setdefault(c["label"], []).append((h * w / 1e6, c["latency_ms"]["inference"]["mean"],
+                                                          f"{h}x{w}"))
+    for label, pts in series.items():
+        ax1.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
+    ticks = sorted({(p[0], p[2]) for pts in series.values() for p in pts})
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    if ticks:
+        ax1.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=8, rotation=20)
+        ax1.minorticks_off()
+    model = sizes[0]["model"] if sizes else ""
+    ax1.set_title(f"vs input size ({model})", fontsize=9)
+    ax1.set_xlabel("input size (log pixels)")
+    ax1.set_ylabel("ms (log)")
+    ax1.grid(True, which="both", alpha=0.3)
+    if series:
+        ax1.legend(fontsize=8)
+
+    points = [p for p in result.get("backbones", []) if p.get("contenders")]
+    labels = sorted({c["label"] for p in points for c in p["contenders"] if c.get("status") == "ok"},
+                    key=lambda s: (not s.startswith("PyTorch"), s))
+    width = 0.8 / max(len(labels), 1)
+    for j, label in enumerate(labels):
+        xs, ys = [], []
+        for i, p in enumerate(points):
+            c = next((c for c in p["contenders"] if c["label"] == label and c.get("status") == "ok"), None)
+            if c:
+                xs.append(i + j * width - 0.4 + width / 2)
+                ys.append(c["latency_ms"]["inference"]["mean"])
+        bars = ax2.bar(xs, ys, width, label=label)
+        ax2.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax2.set_xticks(range(len(points)),
+                   [f"{p['model']}\n{p['input_size'][0]}x{p['input_size'][1]}\n({p['weights']})"
+                    for p in points], fontsize=7)
+    ax2.set_yscale("log")
+    ax2.axhline(300, color="red", linestyle="--", linewidth=0.8)
+    ax2.text(-0.45, 310, "0.3 s/frame target", color="red", fontsize=7)
+    ax2.set_ylabel("ms (log)")
+    ax2.set_title("vs backbone", fontsize=9)
+    ax2.grid(True, axis="y", which="both", alpha=0.3)
+    if labels:
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

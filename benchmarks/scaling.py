@@ -1,0 +1,326 @@
+"""`python -m benchmarks.scaling`: latency vs input size and vs backbone, and the issue-6 targets.
+
+Why a separate command: big inputs and deep backbones take seconds per PyTorch frame, so
+this run measures few frames per point (as many as fit a per-point time budget, at least 2)
+and reuses one small code path for every point: build (cached), open, warm up, time the
+contenders interleaved on the same demo-clip frames, close.
+
+Random weights: the zoo's R18/R50/R101 Cityscapes entries ship no trained weights here, so
+they run with random weights (their speed is the speed of any weights; the output says
+"random"). INT8 needs calibration all the same: the scaling run calibrates on a few synthetic
+frames with min/max ranges and turns the accuracy gate off (max_miou_drop=100), because a
+gate on random predictions means nothing. These INT8 artefacts are for timing only; measure
+accuracy with `python -m benchmarks.accuracy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    BenchmarkError,
+    command_line,
+    csv_list,
+    describe_cpu,
+    environment,
+    fail,
+    fmt,
+    header_block,
+    markdown_table,
+    now,
+    parse_size,
+    positive_int,
+    setup_logging,
+    text_table,
+    write_json,
+    write_text,
+)
+from benchmarks.contenders import ContenderSpec, artefact_spec, open_contender, pytorch_specs
+
+log = logging.getLogger("benchmarks")
+PROG = "benchmarks.scaling"
+SIZES = ((240, 480), (480, 960), (512, 1024), (1024, 2048))
+BACKBONES = ("pspnet18_cityscapes", "pspnet50_cityscapes", "pspnet101_cityscapes")
+BACKBONE_SIZE = (713, 713)  # the seed's Cityscapes setting
+SPEED_ONLY_INT8 = {"calib_images": 8, "calib_method": "minmax", "eval_images": 4, "max_miou_drop": 100.0,
+                   "verify_frames": 2}
+TARGET_MODEL, TARGET_S = "pspnet101_cityscapes", 0.3  # issue 6: < 0.3 s/frame at 713x713 INT8
+RSS_MODEL, RSS_TARGET_MB = "pspnet50_cityscapes", 300.0  # issue 6: PSPNet50 INT8 runtime peak RSS
+
+EXAMPLES = """\
+examples:
+  python -m benchmarks.scaling --out results/
+      demo model at 240x480..1024x2048, R18/R50/R101 at 713x713, the issue-6 targets (~10 min cold,
+      much less once the artefacts are cached)
+  python -m benchmarks.scaling --sizes 240x480,480x960 --backbones pspnet18_cityscapes --no-pytorch
+  python -m benchmarks.scaling --sizes 96x192 --backbones none --frames 2     # a smoke run
+exit codes: 0 ok, 1 a point failed, 2 bad arguments
+"""
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    return [] if text.strip().lower() == "none" else [parse_size(t) for t in text.split(",") if t.strip()]
+
+
+def _models(text: str) -> list[str]:
+    return [] if text.strip().lower() == "none" else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/scaling.{json,md,png}")
+    p.add_argument("--model", default="demo", help="model for the size sweep (default: demo)")
+    p.add_argument("--sizes", type=_sizes, default=list(SIZES), metavar="HxW,...",
+                   help="size sweep (default 240x480,480x960,512x1024,1024x2048; 'none' to skip)")
+    p.add_argument("--backbones", type=_models, default=list(BACKBONES), metavar="NAME,...",
+                   help="backbone sweep (default R18, R50, R101 Cityscapes; 'none' to skip)")
+    p.add_argument("--backbone-size", type=parse_size, default=BACKBONE_SIZE, metavar="HxW",
+                   help="input size of the backbone sweep (default 713x713, the seed's)")
+    p.add_argument("--backend", choices=("openvino", "onnxruntime", "tensorrt"), default="openvino")
+    p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), default=["fp32", "int8"])
+    p.add_argument("--no-pytorch", action="store_true", help="leave out PyTorch eager FP32")
+    p.add_argument("--frames", type=positive_int, default=10, metavar="N", help="most frames per point")
+    p.add_argument("--point-budget", type=float, default=15.0, metavar="S",
+                   help="seconds of timed frames per point; frames = budget / one round, 2..--frames")
+    p.add_argument("--no-rss", action="store_true", help="skip the PSPNet50 INT8 pspnet-rt memory run")
+    p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        result = run(args, command_line(PROG, argv))
+    except BenchmarkError as exc:
+        return fail(PROG, str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return fail(PROG, "interrupted", 130)
+    failed = [f"{p['model']}@{p['input_size'][0]}x{p['input_size'][1]} {c['name']}"
+              for p in result["sizes"] + result["backbones"] for c in p["contenders"]
+              if c["status"].startswith("failed")]
+    if failed:
+        return fail(PROG, f"failed: {'; '.join(failed)}", EXIT_FAIL)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------- a point
+def point_specs(model: str, size: tuple[int, int], args: argparse.Namespace) -> list[ContenderSpec]:
+    from benchmarks.contenders import weights_kind
+
+    specs = [] if args.no_pytorch else pytorch_specs(model, size)[:1]
+    random = weights_kind(model) == "random"
+    for precision in args.precisions:
+        options: dict[str, Any] = dict(SPEED_ONLY_INT8) if precision != "fp32" else {"verify_frames": 2}
+        if precision == "fp16" and not random:
+            options.pop("max_miou_drop")
+        print(f"{model} {size[0]}x{size[1]} {args.backend} {precision}: building or finding in the cache ...",
+              file=sys.stderr, flush=True)
+        specs.append(artefact_spec(model, args.backend, precision, size, args.artefacts, **options))
+    return specs
+
+
+def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace) -> dict[str, Any]:
+    """Build, open, warm up once, then time as many interleaved frames as the budget allows."""
+    from benchmarks.contenders import weights_kind
+    from benchmarks.timing import FramePath, add_speedups, run_interleaved, summarize
+    from benchmarks.video import load_video
+    from pspnet.zoo import get_spec
+
+    model_spec = get_spec(model)
+    specs = point_specs(model, size, args)
+    contenders = []
+    for spec in specs:
+        if spec.ok:
+            try:
+                contenders.append(open_contender(spec))
+            except Exception as exc:
+                spec.status = f"failed: cannot open: {type(exc).__name__}: {str(exc)[:300]}"
+    path = FramePath(model_spec.classes, model_spec.palette)
+    results = []
+    n = 0
+    if contenders:
+        first = load_video("demo", 1, size).frames
+        round_s = 0.0
+        for c in contenders:  # warm-up, also tells how long one round takes
+            path.run(c, first[0])
+            t0 = time.perf_counter()
+            path.run(c, first[0])
+            round_s += time.perf_counter() - t0
+        n = max(2, min(args.frames, int(args.point_budget / max(round_s, 1e-6))))
+        clip = load_video("demo", n, size)
+        print(f"  timing {len(contenders)} contenders on {n} frames ({round_s:.2f} s per round)",
+              file=sys.stderr, flush=True)
+        times = run_interleaved(contenders, clip.frames, path, warmup=0)
+    opened = {c.spec.name: c for c in contenders}
+    for spec in specs:
+        c = opened.get(spec.name)
+        entry = c.describe() if c else {**spec.to_dict(), "label": spec.name, "precision_ran": None}
+        if c:
+            entry.update(summarize(times[spec.name]))
+            entry.pop("per_frame_ms")
+            c.close()
+        results.append(entry)
+    add_speedups(results)
+    return {"model": model, "input_size": list(size), "weights": weights_kind(model), "frames": n,
+            "contenders": results}
+
+
+def runtime_rss(manifest: str, frames: int = 5) -> dict[str, Any]:
+    """Peak RSS of `pspnet-rt` itself running an artefact on the demo clip (writing masks)."""
+    from benchmarks.probe import child_env
+
+    with tempfile.TemporaryDirectory(prefix="pspnet-bench-") as tmp:
+        summary = Path(tmp) / "summary.json"
+        cmd = [sys.executable, "-m", "runtime", "--video", "demo", "--engine", manifest, "--max-frames",
+               str(frames), "--demo-frames", str(frames), "--masks", str(Path(tmp) / "masks"),
+               "--summary-json", str(summary)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=child_env())
+        except subprocess.TimeoutExpired:
+            return {"status": "failed: pspnet-rt timed out"}
+        if done.returncode != 0 or not summary.is_file():
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"status": f"failed: pspnet-rt exited {done.returncode}: {tail[:300]}"}
+        data = json.loads(summary.read_text())
+    return {"status": "ok", "command": ["pspnet-rt", *cmd[3:]], "peak_rss_mb": data.get("peak_rss_mb"),
+            "frames": data.get("frames"), "fps": data.get("fps"),
+            "precision_ran": data.get("backend", {}).get("precision_ran")}
+
+
+# --------------------------------------------------------------------------------- the run
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    from pspnet.zoo import get_spec
+
+    for name in [args.model, *args.backbones]:
+        try:
+            get_spec(name)
+        except KeyError as exc:
+            raise BenchmarkError(str(exc.args[0])) from None
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    env = environment()
+    t0 = time.perf_counter()
+    sizes = [measure_point(args.model, tuple(s), args) for s in args.sizes]
+    backbones = [measure_point(m, tuple(args.backbone_size), args) for m in args.backbones]
+
+    targets: dict[str, Any] = {}
+    target_point = next((p for p in backbones if p["model"] == TARGET_MODEL), None)
+    if target_point and tuple(target_point["input_size"]) == BACKBONE_SIZE:
+        c = next((c for c in target_point["contenders"] if c["precision"] == "int8" and c["status"] == "ok"),
+                 None)
+        if c:
+            s = c["latency_ms"]["inference"]["mean"] / 1000
+            targets["pspnet101_cityscapes_713_int8"] = {
+                "what": f"{TARGET_MODEL} 713x713 INT8 inference < {TARGET_S} s/frame", "label": c["label"],
+                "seconds_per_frame": round(s, 4),
+                "p90_s": round(c["latency_ms"]["inference"]["p90"] / 1000, 4),
+                "whole_frame_s": round(c["latency_ms"]["total"]["mean"] / 1000, 4), "frames": c["frames"],
+                "met": s < TARGET_S}
+    if not args.no_rss and RSS_MODEL in args.backbones:
+        point = next(p for p in backbones if p["model"] == RSS_MODEL)
+        c = next((c for c in point["contenders"] if c["precision"] == "int8" and c["status"] == "ok"), None)
+        if c and c.get("artefact"):
+            print(f"peak RSS of pspnet-rt running {RSS_MODEL} INT8 ...", file=sys.stderr, flush=True)
+            rss = runtime_rss(c["artefact"])
+            h, w = point["input_size"]
+            rss["what"] = f"{RSS_MODEL} {h}x{w} INT8: pspnet-rt peak RSS <= {RSS_TARGET_MB:.0f} MB"
+            if rss.get("peak_rss_mb") is not None:
+                rss["met"] = rss["peak_rss_mb"] <= RSS_TARGET_MB
+            targets["pspnet50_int8_runtime_rss"] = rss
+
+    result = {"benchmark": "scaling", "created": now(), "command": command, "environment": env,
+              "config": {"backend": args.backend, "precisions": args.precisions, "frames_max": args.frames,
+                         "point_budget_s": args.point_budget, "int8_build_options": SPEED_ONLY_INT8,
+                         "video": "demo (synthetic street clip rendered at each input size)",
+                         "note": "INT8 artefacts here are calibrated for timing only (min/max ranges on 8 "
+                                 "synthetic frames, accuracy gate off); random-weight models say so in "
+                                 "`weights`"},
+              "sizes": sizes, "backbones": backbones, "targets": targets,
+              "wall_s": round(time.perf_counter() - t0, 1)}
+    from benchmarks.plots import scaling_figure
+
+    write_json(out / "scaling.json", result)
+    scaling_figure(result, out / "scaling.png")
+    write_text(out / "scaling.md", markdown_report(result))
+    print(terminal_report(result), flush=True)
+    return result
+
+
+# ------------------------------------------------------------------------------- reporting
+HEADER = ["model", "input", "weights", "contender", "ran", "frames", "inference ms mean / p90", "total ms",
+          "FPS", "x eager"]
+
+
+def rows(points: list[dict[str, Any]]) -> list[list[str]]:
+    out = []
+    for p in points:
+        for c in p["contenders"]:
+            head = [p["model"], f"{p['input_size'][0]}x{p['input_size'][1]}", p["weights"], c["label"]]
+            if c["status"] != "ok":
+                out.append([*head, c["status"], "", "", "", "", ""])
+                continue
+            lat = c["latency_ms"]
+            out.append([*head, str(c["precision_ran"]), str(c["frames"]),
+                        f"{lat['inference']['mean']:.1f} / {lat['inference']['p90']:.1f}",
+                        fmt(lat["total"]["mean"], ".1f"), fmt(c["fps"]["pipeline_sequential"], ".2f"),
+                        fmt((c.get("speedup") or {}).get("vs_pytorch_eager_fp32"), ".1f")])
+    return out
+
+
+def target_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    t = result["targets"].get("pspnet101_cityscapes_713_int8")
+    if t:
+        lines.append(f"target: {t['what']}: {t['seconds_per_frame']:.3f} s/frame inference "
+                     f"({t['whole_frame_s']:.3f} s whole frame, {t['frames']} frames) -> "
+                     f"{'met' if t['met'] else 'NOT met'}")
+    r = result["targets"].get("pspnet50_int8_runtime_rss")
+    if r:
+        if r.get("status") == "ok":
+            lines.append(f"target: {r['what']}: {fmt(r['peak_rss_mb'], '.0f')} MB -> "
+                         f"{'met' if r.get('met') else 'NOT met'}")
+        else:
+            lines.append(f"target: {r['what']}: {r['status']}")
+    return lines
+
+
+def terminal_report(result: dict[str, Any]) -> str:
+    lines = [f"scaling on {describe_cpu(result['environment'])} ({result['wall_s']:.0f} s)", ""]
+    lines.append(text_table(HEADER, rows(result["sizes"] + result["backbones"])))
+    lines += ["", *target_lines(result)]
+    return "\n".join(lines)
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    parts = [header_block("Scaling benchmark", result["environment"], result["command"]),
+             f"Backend {cfg['backend']}; frames per point: as many as fit {cfg['point_budget_s']:g} s, 2 to "
+             f"{cfg['frames_max']}, interleaved, after one warm-up each; frames of the {cfg['video']}. "
+             f"{cfg['note']}.", "",
+             "## Latency vs input size", "", markdown_table(HEADER, rows(result["sizes"])), "",
+             "## Latency vs backbone", "", markdown_table(HEADER, rows(result["backbones"])), "",
+             "## Targets (issue 6)", ""]
+    parts += [f"- {line.removeprefix('target: ')}" for line in target_lines(result)] or ["- not measured"]
+    parts += ["", "![scaling](scaling.png)", ""]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
