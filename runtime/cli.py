@@ -206,12 +206,24 @@ def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:
     return opts
 
 
+def _quiet_native_logs(verbose: int) -> None:
+    """OpenCV and FFmpeg print their own warnings to stderr; keep them for -v, so that by default
+    an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)"""
+    import cv2
+
+    if verbose == 0:
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
+    level = cv2.utils.logging.LOG_LEVEL_ERROR if verbose == 0 else cv2.utils.logging.LOG_LEVEL_WARNING
+    cv2.utils.logging.setLogLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see EXAMPLES)."""
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="pspnet-rt: %(message)s" if level > logging.DEBUG
                         else "%(asctime)s %(threadName)s %(name)s: %(message)s", stream=sys.stderr)
+    _quiet_native_logs(args.verbose)
     signals = _Signals()
     signals.install()
     try:
@@ -272,10 +284,12 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
     if args.show:
         outputs.window = WindowSink()
     for sink in outputs.all():
-        sink.open()
+        if sink is outputs.video and source.frame_size:
+            w, h = source.frame_size
+            sink.open((w * 2 if args.visualize == "side-by-side" else w, h))
+        else:
+            sink.open()
         opened.append(sink)
-    if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
-        log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
     renderer = Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha,
                                       legend=not args.no_legend)
     return outputs, renderer
@@ -322,6 +336,8 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
     from runtime.pipeline import Pipeline
     from runtime.stats import RunStats
 
+    if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
+        log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
     bare = _benchmark(args, source, backend) if args.benchmark else None
     stats = RunStats()
     stats.startup_s = backend.startup_s
@@ -353,9 +369,9 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
     if args.summary_json:
         from artefact.files import atomic_write_json
 
-        atomic_write_json(args.summary_json, {**stats.to_dict(), "backend": info, "source": source.describe(),
-                                              "end_reason": source.end_reason, "bare_inference_fps": bare,
-                                              "exit_signal": signals.code})
+        atomic_write_json(args.summary_json, {
+            **stats.to_dict(), "backend": info, "source": source.describe(), "end_reason": source.end_reason,
+            "reconnects": source.reconnects, "bare_inference_fps": bare, "exit_signal": signals.code})
     code = EXIT_OK
     for stage, exc in pipeline.errors:
         if isinstance(exc, WriteError):

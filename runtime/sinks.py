@@ -64,7 +64,9 @@ class VideoSink:
         how = "H.264 via ffmpeg" if self.ffmpeg else "mp4v via OpenCV"
         return f"video {self.path} ({how}, {self.fps:g} fps)"
 
-    def open(self) -> None:
+    def open(self, size: tuple[int, int] | None = None) -> None:
+        """Check the path; with the frame size (w, h) known, start the encoder now so its
+        start-up (a second on a busy machine) does not stall the first frames."""
         if self.path.is_dir():
             raise OutputError(f"--output {self.path} is a folder; give a file name such as "
                               f"{self.path}/out.mp4")
@@ -72,6 +74,8 @@ class VideoSink:
         if not self.ffmpeg:
             log.warning("ffmpeg not found: writing %s as MPEG-4 Part 2 (mp4v) with OpenCV, which "
                         "browsers may not play; %s", self.path, INSTALL_FFMPEG)
+        if size is not None:
+            self._start(*size)
 
     def _start(self, w: int, h: int) -> None:
         self.size = (w, h)
@@ -129,7 +133,7 @@ class VideoSink:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 rc = proc.wait()
-            if rc != 0:
+            if rc != 0 and self.frames:
                 err = self._ffmpeg_error()
                 self.tmp.unlink(missing_ok=True)
                 raise WriteError(f"ffmpeg could not finish {self.path} (exit {rc}): {err}")
@@ -141,6 +145,7 @@ class VideoSink:
         if self.frames and self.tmp.exists():
             os.replace(self.tmp, self.path)
         elif not self.frames:
+            self.tmp.unlink(missing_ok=True)
             log.info("no frames; %s not written", self.path)
 
 

@@ -82,6 +82,11 @@ def redact(uri: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", uri)
 
 
+def _cap_size(cap: cv2.VideoCapture) -> tuple[int, int] | None:
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    return (w, h) if w > 0 and h > 0 else None
+
+
 def _natural_key(path: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path)]
 
@@ -99,6 +104,7 @@ class Source:
         self.fps: float | None = None
         self.end_reason: str | None = None
         self.reconnects = 0
+        self.frame_size: tuple[int, int] | None = None  # (width, height) when known before decoding
         self._pass_length = 0
 
     def __enter__(self) -> Source:
@@ -170,6 +176,7 @@ class DemoSource(Source):
         self._clip = StreetClip(seed=self.options.demo_seed, height=h, width=w,
                                 frames=self.options.demo_frames)
         self.fps = float(getattr(self._clip, "fps", 10.0) or 10.0)
+        self.frame_size = (w, h)
 
     def describe(self) -> str:
         h, w = self.options.demo_size
@@ -243,6 +250,7 @@ class VideoFileSource(Source):
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else None
         self._count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_size = _cap_size(self._cap)
 
     def close(self) -> None:
         if getattr(self, "_cap", None) is not None:
@@ -295,6 +303,7 @@ class LiveSource(Source):
             raise SourceError(self._open_error())
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else None
+        self.frame_size = _cap_size(cap)
         self._cap: cv2.VideoCapture | None = cap
         self._cond = threading.Condition()
         self._slot: _Item | None = None
@@ -328,7 +337,7 @@ class LiveSource(Source):
                     log.warning("%s: %s", self.describe(), self.end_reason)
                     break
                 delay = min(self.options.reconnect_delay * 2 ** (failures - 1), 8.0)
-                log.warning("%s: no frame; reconnecting (%d/%d) in %.1f s", self.describe(), failures,
+                log.warning("%s: no frame; reconnecting (%d/%d) in %.2g s", self.describe(), failures,
                             self.options.reconnect, delay)
                 if self._closing.wait(delay):
                     break

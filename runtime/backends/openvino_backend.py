@@ -42,6 +42,29 @@ def choose_precision(manifest_precision: str, capabilities: list[str], override:
     return "f32"
 
 
+class _Completions:
+    """Where OpenVINO's callback thread drops finished results. Deliberately holds no reference to
+    the backend or the compiled model: OpenVINO may release the callback in its own worker thread,
+    and if that released the last reference to the compiled model its executor would try to join
+    the very thread it runs on (std::terminate)."""
+
+    def __init__(self, output_index: int, manifest: Manifest) -> None:
+        self.output_index = output_index
+        self.manifest = manifest
+        self.cond = threading.Condition()
+        self.results: dict[int, tuple[np.ndarray | BaseException, float]] = {}
+
+    def __call__(self, request: Any, seq: int) -> None:
+        try:
+            result: np.ndarray | BaseException = labels_2d(
+                request.get_output_tensor(self.output_index).data.copy(), self.manifest)
+        except BaseException as exc:  # surfaced by collect(), never lost in OpenVINO's thread
+            result = exc
+        with self.cond:
+            self.results[seq] = (result, time.perf_counter())
+            self.cond.notify_all()
+
+
 class OpenVINOBackend(Backend):
     name = "openvino"
     OPTIONS = ("device", "hint", "requests", "precision_hint", "cache")
@@ -93,11 +116,12 @@ class OpenVINOBackend(Backend):
         optimal = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.max_in_flight = max(1, requests or max(2, optimal))
         self._sync = self._compiled.create_infer_request()
+        out_index = next(i for i, o in enumerate(self._compiled.outputs)
+                         if manifest.output_name in o.get_names())
+        self._done_box = _Completions(out_index, manifest)
         self._queue = ov.AsyncInferQueue(self._compiled, self.max_in_flight)
-        self._queue.set_callback(self._on_done)
-        self._cond = threading.Condition()
+        self._queue.set_callback(self._done_box)
         self._pending: collections.deque[tuple[int, Any, float, np.ndarray]] = collections.deque()
-        self._results: dict[int, tuple[np.ndarray | BaseException, float]] = {}
         self._seq = 0
         log.info("openvino: %s on %s, %s hint, precision %s (manifest %s), %d requests, compiled in %.2f s%s",
                  manifest.model_path.name, self.device, hint, self.precision_ran, manifest.precision,
@@ -118,16 +142,6 @@ class OpenVINOBackend(Backend):
         self._sync.infer({self._in_port: frame[None]}, share_inputs=True)
         return labels_2d(self._sync.get_tensor(self._out_port).data.copy(), self.manifest)
 
-    def _on_done(self, request: Any, seq: int) -> None:
-        try:
-            result: np.ndarray | BaseException = labels_2d(request.get_tensor(self._out_port).data.copy(),
-                                                           self.manifest)
-        except BaseException as exc:  # surfaced by collect(), never lost in OpenVINO's thread
-            result = exc
-        with self._cond:
-            self._results[seq] = (result, time.perf_counter())
-            self._cond.notify_all()
-
     def submit(self, frame: np.ndarray, tag: Any) -> None:
         self._check_frame(frame)
         if len(self._pending) >= self.max_in_flight:
@@ -141,9 +155,10 @@ class OpenVINOBackend(Backend):
 
     def collect(self) -> tuple[Any, np.ndarray]:
         seq, tag, t0, _batch = self._pending[0]
-        with self._cond:
-            self._cond.wait_for(lambda: seq in self._results)
-            result, t_done = self._results.pop(seq)
+        box = self._done_box
+        with box.cond:
+            box.cond.wait_for(lambda: seq in box.results)
+            result, t_done = box.results.pop(seq)
         self._pending.popleft()
         if isinstance(result, BaseException):
             raise result
@@ -160,7 +175,10 @@ class OpenVINOBackend(Backend):
         queue = getattr(self, "_queue", None)
         if queue is not None:
             queue.wait_all()
-        self._queue = self._sync = self._compiled = None
+        # release in this thread, newest first: requests, then the compiled model
+        self._queue = self._sync = None
+        self._in_port = self._out_port = None
+        self._compiled = None
         super().close()
 
     def describe(self) -> dict[str, Any]:

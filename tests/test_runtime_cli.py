@@ -1,0 +1,318 @@
+"""`pspnet-rt` end to end on real artefacts, real OpenCV/ffmpeg I/O and real signals.
+
+Most runs go through `main(argv)` in-process (fast); exit-code, signal, stream and no-torch
+checks run `python -m runtime` as a subprocess, the way users run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.cli import main
+from tests.test_runtime_backends import clone_artefact
+from tests.test_runtime_sources import write_video
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                                  reason="needs ffmpeg/ffprobe (scripts/install-system-deps.sh)")
+
+
+def run_cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runtime", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def probe(video: Path) -> dict:
+    """ffprobe's view of a video (decodes every frame, so a truncated file fails here)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                          "-show_entries", "stream=codec_name,pix_fmt,width,height,nb_read_frames",
+                          "-of", "json", str(video)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout)["streams"][0]
+
+
+def check_masks(folder: Path, size: tuple[int, int] | None = None) -> list[str]:
+    names = sorted(p.name for p in folder.iterdir())
+    assert not [n for n in names if not n.endswith(".png")], names  # no temp files left behind
+    for name in names:
+        mask = cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED)
+        assert mask is not None and mask.dtype == np.uint8 and mask.ndim == 2, name  # whole, class ids
+        if size:
+            assert mask.shape == size
+    return names
+
+
+def read_stats(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def ov(demo_artefacts: dict[str, Path]) -> str:
+    return str(demo_artefacts["openvino"])
+
+
+@needs_ffmpeg
+def test_demo_to_video_masks_stats(ov: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    code = main(["--video", "demo", "--demo-frames", "6", "--engine", ov, "--output", str(out / "demo.mp4"),
+                 "--masks", str(out / "masks"), "--stats", str(out / "stats.jsonl"),
+                 "--summary-json", str(out / "summary.json")])
+    assert code == 0
+    video = probe(out / "demo.mp4")
+    assert (video["codec_name"], video["pix_fmt"]) == ("h264", "yuv420p")  # plays in browsers
+    assert (int(video["width"]), int(video["height"]), int(video["nb_read_frames"])) == (192, 96, 6)
+    data = (out / "demo.mp4").read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # +faststart
+    assert check_masks(out / "masks", (96, 192)) == [f"{i:06d}.png" for i in range(6)]
+    stats = read_stats(out / "stats.jsonl")
+    assert [s["frame"] for s in stats] == list(range(6))
+    for key in ("capture_ms", "pre_ms", "inference_ms", "post_ms", "render_ms", "write_ms", "e2e_ms"):
+        assert all(s[key] >= 0 for s in stats), key
+    assert all(set(s["classes"]) <= set(range(19)) for s in stats)
+    summary = capsys.readouterr().out
+    for words in ("6 written, 0 dropped", "FPS", "precision f32 (manifest fp32)", "inference", "p99",
+                  "end-to-end", "seed TF PSPNet ~0.6 s/frame", "peak RSS"):
+        assert words in summary
+    result = json.loads((out / "summary.json").read_text())
+    assert result["frames"] == 6 and result["backend"]["precision_ran"] == "f32"
+
+
+def test_video_file_is_lossless_and_in_order(ov: str, tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "clip.mp4", frames=15, size=(80, 40))
+    code = main(["--video", str(clip), "--engine", ov, "--masks", str(tmp_path / "m"),
+                 "--stats", str(tmp_path / "s.jsonl")])
+    assert code == 0
+    assert check_masks(tmp_path / "m", (40, 80)) == [f"{i:06d}.png" for i in range(15)]  # frame's own size
+    assert [s["frame"] for s in read_stats(tmp_path / "s.jsonl")] == list(range(15))
+
+
+def test_image_folder_with_a_corrupt_file(ov: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(folder / f"img{i}.jpg"), np.full((50, 70, 3), 40 * i, np.uint8))
+    (folder / "img2.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    code = main(["--video", str(folder), "--engine", ov, "--masks", str(tmp_path / "m"),
+                 "--stats", str(tmp_path / "s.jsonl")])
+    assert code == 0
+    assert check_masks(tmp_path / "m", (50, 70)) == ["000000.png", "000001.png", "000003.png", "000004.png"]
+    assert [s["name"] for s in read_stats(tmp_path / "s.jsonl")] == ["img0.jpg", "img1.jpg", "img3.jpg",
+                                                                      "img4.jpg"]
+    assert "4 written, 1 dropped (1 unreadable image)" in capsys.readouterr().out
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("mode, width", [("side-by-side", 384), ("mask", 192), ("overlay", 192)])
+def test_render_modes(ov: str, tmp_path: Path, mode: str, width: int) -> None:
+    video = tmp_path / f"{mode}.mp4"
+    assert main(["--video", "demo", "--demo-frames", "2", "--engine", ov, "--output", str(video),
+                 "--visualize", mode, "--alpha", "0.7"]) == 0
+    info = probe(video)
+    assert (int(info["width"]), int(info["nb_read_frames"])) == (width, 2)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one clear line, no traceback
+    assert lines[0].startswith("pspnet-rt: ")
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unopenable_sources_exit_2_with_one_line(ov: str, tmp_path: Path) -> None:
+    r = run_cli("--video", str(tmp_path / "nope.mp4"), "--engine", ov)
+    assert r.returncode == 2
+    one_line_error(r, "no such file or folder", "nope.mp4", "camN")
+    r = run_cli("--video", "cam97", "--engine", ov)
+    assert r.returncode == 2
+    one_line_error(r, "cannot open camera cam97", "/dev/video97 does not exist")
+    port = free_udp_port()
+    r = run_cli("--video", f"udp://127.0.0.1:{port}", "--engine", ov, "--timeout", "1")
+    assert r.returncode == 2
+    assert f"pspnet-rt: cannot open stream udp://127.0.0.1:{port}: no video within 1 s" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_manifest_mismatch_is_refused_with_rebuild_hint(demo_artefacts: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    r = run_cli("--video", "demo", "--engine", str(demo_artefacts["openvino"]), "--backend", "onnxruntime")
+    assert r.returncode == 2
+    one_line_error(r, "built for openvino, not onnxruntime", "python -m build_engine")
+    tampered = clone_artefact(demo_artefacts["onnxruntime"], tmp_path / "sha")
+    model = tampered.with_suffix(".onnx")
+    model.write_bytes(model.read_bytes()[:-1] + b"!")
+    r = run_cli("--video", "demo", "--engine", str(tampered))
+    assert r.returncode == 2
+    one_line_error(r, "does not match the sha256", "--force")
+    engine = clone_artefact(demo_artefacts["onnxruntime"], tmp_path / "trt", backend="tensorrt",
+                            **{"tools.tensorrt": "10.16.0.72"})
+    r = run_cli("--video", "demo", "--engine", str(engine))
+    assert r.returncode == 2
+    one_line_error(r, "tensorrt")
+
+
+def test_unwritable_outputs_exit_2(ov: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    r = run_cli("--video", "demo", "--engine", ov, "--masks", str(blocker / "masks"))
+    assert r.returncode == 2
+    one_line_error(r, "cannot write masks to", "choose a writable folder")
+    r = run_cli("--video", "demo", "--engine", ov, "--output", str(blocker / "o.mp4"))
+    assert r.returncode == 2
+    one_line_error(r, "cannot write the video to")
+    if os.geteuid() != 0:  # root writes through permission bits
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        r = run_cli("--video", "demo", "--engine", ov, "--masks", str(locked))
+        assert r.returncode == 2
+
+
+@needs_ffmpeg
+def test_disk_full_mid_run_keeps_what_was_written(ov: str, tmp_path: Path) -> None:
+    """/dev/full answers every write with ENOSPC: the run stops with exit 1, and the video and
+    masks written up to then are complete and consistent."""
+    r = run_cli("--video", "demo", "--demo-frames", "20", "--engine", ov, "--output", str(tmp_path / "o.mp4"),
+                "--masks", str(tmp_path / "m"), "--stats", "/dev/full")
+    assert r.returncode == 1
+    assert "cannot write stats /dev/full: No space left on device" in r.stderr
+    assert "Traceback" not in r.stderr
+    written = len(check_masks(tmp_path / "m"))
+    assert written >= 1
+    assert int(probe(tmp_path / "o.mp4")["nb_read_frames"]) == written
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_finalises_outputs(ov: str, tmp_path: Path, sig: int, code: int) -> None:
+    stats = tmp_path / "s.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "--video", "demo", "--loop", "--demo-frames",
+                             "30", "--engine", ov, "--output", str(tmp_path / "o.mp4"),
+                             "--masks", str(tmp_path / "m"), "--stats", str(stats)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if stats.exists() and len(stats.read_text().splitlines()) >= 5:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    assert "pspnet-rt summary" in out and "Traceback" not in err
+    lines = read_stats(stats)  # every line whole JSON
+    masks = check_masks(tmp_path / "m", (96, 192))
+    assert len(masks) == len(lines) >= 5
+    assert int(probe(tmp_path / "o.mp4")["nb_read_frames"]) == len(lines)  # closed, playable, complete
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+@needs_ffmpeg
+def test_udp_stream_reconnects_then_exits_cleanly(ov: str, tmp_path: Path) -> None:
+    """A local ffmpeg sends 2.5 s of H.264/MPEG-TS to udp://127.0.0.1, goes silent for longer than
+    the read timeout, sends again, then stops for good: pspnet-rt reconnects, gets the second
+    stream, gives up after the last attempt and exits 0 with whole, consistent outputs."""
+    port = free_udp_port()
+    send = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+            "testsrc=size=192x96:rate=10", "-t", "2.5", "-c:v", "libx264", "-preset", "ultrafast", "-tune",
+            "zerolatency", "-g", "5", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"]
+    sender = subprocess.Popen(send)
+    env = {"OPENCV_FFMPEG_CAPTURE_OPTIONS": "analyzeduration;500000"}  # quicker stream probing
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "--video", f"udp://127.0.0.1:{port}",
+                             "--engine", ov, "--timeout", "2", "--reconnect", "1", "--reconnect-delay", "0.2",
+                             "--output", str(tmp_path / "o.mp4"), "--masks", str(tmp_path / "m"),
+                             "--stats", str(tmp_path / "s.jsonl"),
+                             "--summary-json", str(tmp_path / "sum.json")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env})
+    try:
+        sender.wait(timeout=30)
+        first = len(read_stats(tmp_path / "s.jsonl")) if (tmp_path / "s.jsonl").exists() else 0
+        time.sleep(2.5)  # silent longer than --timeout: the receiver's read fails and it reconnects
+        sender = subprocess.Popen(send)
+        sender.wait(timeout=30)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        for p in (proc, sender):
+            if p.poll() is None:
+                p.kill()
+    assert proc.returncode == 0, err
+    summary = json.loads((tmp_path / "sum.json").read_text())
+    assert summary["reconnects"] >= 1, err
+    assert summary["end_reason"] == "stream lost; 1 reconnect attempt(s) failed"
+    lines = read_stats(tmp_path / "s.jsonl")
+    assert len(lines) > max(first, 1)  # frames from the second stream arrived after the reconnect
+    assert [s["frame"] for s in lines] == sorted(s["frame"] for s in lines)
+    assert len(check_masks(tmp_path / "m")) == len(lines)
+    assert int(probe(tmp_path / "o.mp4")["nb_read_frames"]) == len(lines)
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_runtime_never_imports_torch(demo_artefacts: dict[str, Path], tmp_path: Path, backend: str) -> None:
+    script = (
+        "import sys\n"
+        "import runtime, runtime.cli\n"
+        "from runtime.cli import main\n"
+        f"code = main(['--video', 'demo', '--demo-frames', '3',\n"
+        f"             '--engine', {str(demo_artefacts[backend])!r},\n"
+        f"             '--masks', {str(tmp_path / 'm')!r}])\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "print('TORCH', loaded)\n"
+        "sys.exit(code)\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "TORCH []" in r.stdout
+    assert len(check_masks(tmp_path / "m")) == 3
+
+
+def test_no_engine_and_no_builder_says_what_to_install(tmp_path: Path) -> None:
+    script = ("import sys\n"
+              "sys.modules['build_engine.api'] = None  # as on an edge box without the export extra\n"
+              "from runtime.cli import main\nsys.exit(main(['--video', 'demo']))\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    one_line_error(r, "export extra", "pip install 'pspnet-rt[export]'", "--engine")
+
+
+def test_show_without_display_carries_on(ov: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run([sys.executable, "-m", "runtime", "--video", "demo", "--demo-frames", "2",
+                        "--engine", ov, "--show", "--masks", str(tmp_path / "m")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0
+    assert "--show: no display here" in r.stderr
+    assert len(check_masks(tmp_path / "m")) == 2
+
+
+def test_help_has_examples() -> None:
+    r = run_cli("--help")
+    assert r.returncode == 0
+    assert "examples:" in r.stdout and "--video demo" in r.stdout and "exit codes" in r.stdout
+
+
+def test_benchmark_reports_bare_inference(ov: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--video", "demo", "--demo-frames", "4", "--engine", ov, "--benchmark"]) == 0
+    out = capsys.readouterr().out
+    assert "bare inference on 4 preloaded frames" in out and "x bare async inference" in out
