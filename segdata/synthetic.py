@@ -30,7 +30,7 @@ FPS = 15.0  # clip frame rate: frame i is at t = i / FPS seconds
 CHUNK = 40.0  # metres of world generated per random chunk
 VIEW_FAR = 260.0  # static objects beyond this depth are not drawn
 # Compact objects further than this are not drawn: no swarm of specks at the vanishing point.
-_FAR = {"sign": 60.0, "tlight": 70.0, "lamp": 100.0, "person": 45.0, "car": 150.0, "bush": 120.0}
+_FAR = {"sign": 40.0, "tlight": 40.0, "lamp": 100.0, "person": 32.0, "car": 150.0, "bush": 120.0}
 SHIFT = 4  # fillPoly sub-pixel bits: vertices are exact to 1/16 px at any resolution
 _ONE = 1 << SHIFT
 
@@ -303,7 +303,7 @@ def _chunk_objects(scene: _Scene, k: int) -> tuple[list[dict], list[_Obj]]:
             fx = s * (sd.sidewalk + 0.15 if sd.style != "urban" else sd.build - 0.3)
             fz0 = z0 + rng.uniform(0, 15)
             fz1 = min(z1, fz0 + rng.uniform(10, 40))
-            fh = {"fence": rng.uniform(1.0, 2.0), "wall": rng.uniform(0.7, 1.6),
+            fh = {"fence": rng.uniform(1.4, 2.4), "wall": rng.uniform(1.4, 2.6),
                   "hedge": rng.uniform(0.9, 1.8)}[sd.fence_kind]
             base = {"fence": rng.choice([(60, 90, 120), (70, 110, 80), (120, 120, 120), (50, 60, 80)]),
                     "wall": rng.choice([(160, 165, 170), (130, 140, 150), (110, 120, 140)]),
@@ -663,8 +663,12 @@ def _draw_bush(v: _View, o: _Obj, z: float) -> None:
 
 
 def _pole_w(v: _View, w_m: float, z: float) -> float:
-    """Half width in px of a pole: true size, but never thinner than ~6 px in all at 480 wide."""
-    return max(0.5 * w_m * v.scale(z), 0.006 * v.w)
+    """Half width in px of a pole: true size, but never thinner than ~10 px in all at 480 wide.
+
+    At output stride 8 a thinner pole is a fraction of one feature cell, and no model of the
+    demo's size could segment it; the demo trades a little realism for a learnable class.
+    """
+    return max(0.5 * w_m * v.scale(z), 0.011 * v.w)
 
 
 def _draw_lamp(v: _View, o: _Obj, z: float) -> None:
@@ -676,7 +680,7 @@ def _draw_lamp(v: _View, o: _Obj, z: float) -> None:
     v.rect(bx - hw, top, bx + hw, by, col, POLE)
     # Arm towards the road and a lamp head, both pole.
     ax = bx - math.copysign(o.p["arm"] * sc, o.x)
-    v.rect(min(ax, bx), top, max(ax, bx), top + max(0.12 * sc, 0.006 * v.h), col, POLE)
+    v.rect(min(ax, bx), top, max(ax, bx), top + max(0.12 * sc, 0.014 * v.h), col, POLE)
     v.rect(ax - 0.3 * sc, top, ax + 0.3 * sc, top + max(0.22 * sc, 0.01 * v.h), col, POLE)
 
 
@@ -685,7 +689,7 @@ def _draw_sign(v: _View, o: _Obj, z: float) -> None:
     bx, by = v.screen_x(o.x, z), v.ground_y(z)
     hw = _pole_w(v, o.p["w"], z)
     cy = by - o.p["h"] * sc
-    r = max(o.p["r"] * sc, 0.011 * v.w)
+    r = max(o.p["r"] * sc, 0.021 * v.w)
     v.rect(bx - hw, cy, bx + hw, by, v.haze(np.array([140.0, 140, 140]), z), POLE)
     shape, style = o.p["shape"], o.p["style"]
     if shape == "circle":
@@ -719,8 +723,8 @@ def _draw_tlight(v: _View, o: _Obj, z: float) -> None:
     hx = bx
     if o.p["arm"]:
         hx = bx - math.copysign(2.5 * sc, o.x)
-        v.rect(min(hx, bx), top, max(hx, bx), top + max(0.12 * sc, 0.006 * v.h), col, POLE)
-    bw, bh = max(0.2 * sc, 0.008 * v.w), max(0.55 * sc, 0.025 * v.h)
+        v.rect(min(hx, bx), top, max(hx, bx), top + max(0.12 * sc, 0.014 * v.h), col, POLE)
+    bw, bh = max(0.2 * sc, 0.016 * v.w), max(0.55 * sc, 0.045 * v.h)
     y0 = top - (0.1 * sc if o.p["arm"] else bh)
     v.rect(hx - bw, y0, hx + bw, y0 + 2 * bh, v.haze(np.array([35.0, 40, 40]), z), LIGHT)
     lamps = [(40, 40, 230), (30, 180, 240), (60, 220, 60)]
