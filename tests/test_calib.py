@@ -176,3 +176,29 @@ def test_interrupted_build_leaves_no_artefact(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         api.build_artefact("demo", "fp32", "onnxruntime", TINY_SIZE, output=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_fallback_keeps_sensitive_blocks_in_float_until_the_gate_passes(tmp_path):
+    """Unlabelled eval frames and a 0-point limit: INT8 must agree with FP32 on every pixel.
+
+    Plain INT8 does not, so the fallback has to rank blocks and keep them in float; on ONNX
+    Runtime a graph with every Conv in float computes exactly FP32, so the loop always ends.
+    """
+    from artefact.manifest import load_manifest
+    from segdata.synthetic import render_scene
+
+    frames = tmp_path / "eval"
+    frames.mkdir()
+    for seed in (40_000_001, 40_000_002, 40_000_003):
+        cv2.imwrite(str(frames / f"{seed}.png"), render_scene(seed, H, W)[0])
+    result = run_build("--precision", "int8", "--backend", "onnxruntime", "--output",
+                       str(tmp_path / "out"), "--calib-images", "8", "--eval-data", str(frames),
+                       "--eval-images", "3", "--calib-method", "minmax", "--max-miou-drop", "0",
+                       "--fallback")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "sensitivity" in result.stderr and "fallback: kept" in result.stderr
+    manifest = load_manifest(result.stdout.strip())
+    kept = manifest.calibration["kept_float_blocks"]
+    assert kept and set(kept) <= {b for b in kept if isinstance(b, str)}
+    assert manifest.accuracy["gate"]["passed"] and manifest.accuracy["gate"]["pixel_agreement"] == 1.0
