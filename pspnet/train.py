@@ -90,6 +90,18 @@ def evaluate(model: PSPNet, spec: ModelSpec, images: list[np.ndarray], labels: l
     return cm.to_dict(list(spec.classes))
 
 
+def class_weights(labels: list[np.ndarray], num_classes: int, cap: float = 5.0) -> torch.Tensor:
+    """sqrt of median-frequency balancing (Eigen & Fergus), capped: absent classes get 0."""
+    counts = np.zeros(num_classes, np.float64)
+    for label in labels:
+        counts += np.bincount(label.ravel(), minlength=256)[:num_classes]
+    present = counts > 0
+    freq = counts / counts.sum()
+    weights = np.zeros(num_classes)
+    weights[present] = np.sqrt(np.median(freq[present]) / freq[present])
+    return torch.tensor(np.minimum(weights, cap), dtype=torch.float32)
+
+
 def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
     return base * (1 - it / total) ** power
 
@@ -113,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--aux-weight", type=float, default=0.4)
+    p.add_argument("--class-weights", choices=("none", "sqrt-median"), default="none",
+                   help="sqrt-median: weight = sqrt(median frequency / class frequency), so thin "
+                        "and rare classes count in the loss as they count in mIoU")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CPUs that have it (master weights stay fp32)")
     p.add_argument("--threads", type=int, default=0)
@@ -167,6 +182,10 @@ def train(args: argparse.Namespace) -> int:
     images, labels = load_all(args.data, args.workers, "training set")
     val_images, val_labels = load_all(args.val, args.workers, "held-out set")
     bf16 = args.bf16 and torch.backends.mkldnn.is_available()
+    weight = class_weights(labels, spec.num_classes) if args.class_weights != "none" else None
+    if weight is not None:
+        print("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weight)
+                                            if w > 0), file=sys.stderr)
     history_path = out / "history.jsonl"
 
     stop = {"flag": False}
@@ -193,8 +212,9 @@ def train(args: argparse.Namespace) -> int:
             size = y.shape[-2:]
             main_out = F.interpolate(main_out.float(), size, mode="bilinear", align_corners=True)
             aux_out = F.interpolate(aux_out.float(), size, mode="bilinear", align_corners=True)
-            loss_main = F.cross_entropy(main_out, y, ignore_index=255)
-            loss = loss_main + args.aux_weight * F.cross_entropy(aux_out, y, ignore_index=255)
+            loss_main = F.cross_entropy(main_out, y, weight=weight, ignore_index=255)
+            loss = loss_main + args.aux_weight * F.cross_entropy(aux_out, y, weight=weight,
+                                                                 ignore_index=255)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
