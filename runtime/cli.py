@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -25,7 +26,7 @@ examples:
   pspnet-rt --video 'frames/*.png' --engine m.json --visualize side-by-side --output sbs.mp4
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
-      bare inference FPS first, then the whole pipeline on the same frames
+      bare inference FPS before and after the whole pipeline on the same frames
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--alpha", type=_alpha, default=0.5, help="overlay opacity 0..1 (default 0.5)")
     out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
     out.add_argument("--fps", type=float, help="output video frame rate (default: the source's)")
+    out.add_argument("--x264-preset", default="superfast",
+                     choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
+                     help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
 
     rt = p.add_argument_group("runtime tuning")
     rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
@@ -101,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--requests", type=_positive_int, metavar="N", help="OpenVINO infer requests in flight")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
-                    help="measure bare inference FPS on the first frames before the run")
+                    help="measure bare inference on the same frames before and after the run")
 
     live = p.add_argument_group("live sources")
     live.add_argument("--capture-size", type=lambda t: _size(t, "WxH"), metavar="WxH",
@@ -168,7 +172,7 @@ def resolve_artefact(args: argparse.Namespace) -> Path:
         if path.is_dir():
             manifests = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
             if args.backend != "auto":
-                manifests = [m for m in manifests if f"-{args.backend}" in m.stem] or manifests
+                manifests = [m for m in manifests if _manifest_backend(m) == args.backend]
             if len(manifests) != 1:
                 names = ", ".join(m.name for m in manifests) or "none"
                 raise ArtefactError(f"--engine {path} is a folder with {len(manifests)} manifests ({names}); "
@@ -188,6 +192,13 @@ def resolve_artefact(args: argparse.Namespace) -> Path:
         raise _NoBuilder(exc) from None
 
 
+def _manifest_backend(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 class _NoBuilder(Exception):
     def __init__(self, exc: ImportError) -> None:
         super().__init__(f"building the default artefact needs the export extra "
@@ -197,7 +208,9 @@ class _NoBuilder(Exception):
 
 def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:
     hint = args.hint if args.hint != "auto" else ("latency" if live else "throughput")
-    opts: dict[str, Any] = {"hint": hint, "requests": args.requests, "cuda_graph": args.cuda_graph}
+    # live: one request in flight, so every inference starts on the newest frame
+    requests = args.requests or (1 if live else None)
+    opts: dict[str, Any] = {"hint": hint, "requests": requests, "cuda_graph": args.cuda_graph}
     if args.device is not None:
         if args.device.isdigit():
             opts["device_index"] = int(args.device)
@@ -276,7 +289,7 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
 
     outputs = Outputs()
     if args.output:
-        outputs.video = VideoSink(args.output, args.fps or source.fps or 25.0)
+        outputs.video = VideoSink(args.output, args.fps or source.fps or 25.0, preset=args.x264_preset)
     if args.masks:
         outputs.masks = MaskSink(args.masks)
     if args.stats:
@@ -308,26 +321,53 @@ def _load_backend(args: argparse.Namespace, manifest: Any, source: Any) -> Any:
     return backend
 
 
-def _benchmark(args: argparse.Namespace, source: Any, backend: Any) -> dict[str, float] | None:
-    """Bare inference on preloaded frames of the same source: the ceiling for the pipeline."""
-    from runtime.errors import UsageError
-    from runtime.pipeline import bare_inference_fps
-    from runtime.sources import parse_source
-    from segdata.frames import to_model_input
+class _Bench:
+    """--benchmark: bare inference on preloaded frames of the same source, measured just before
+    and just after the pipeline run (the mean brackets it, so a neighbour's load drifting
+    during the run biases neither side)."""
 
-    if source.live:
-        raise UsageError("--benchmark needs a file, folder or demo source (live frames cannot be replayed)")
-    replay = parse_source(args.video, source.options)
-    replay.options = type(source.options)(**{**vars(source.options), "loop": False,
-                                             "max_frames": args.max_frames or 100})
-    frames = []
-    with replay:
-        for frame in replay.frames():
-            frames.append(to_model_input(frame.image, *backend.input_hw(frame.image.shape[:2])))
-    result = bare_inference_fps(backend, frames)
-    print(f"bare inference on {len(frames)} preloaded frames: {result['sync']:.2f} FPS infer(), "
-          f"{result['async']:.2f} FPS submit/collect with {backend.max_in_flight} in flight", flush=True)
-    return result
+    def __init__(self, args: argparse.Namespace, source: Any, backend: Any) -> None:
+        from runtime.errors import UsageError
+        from runtime.sources import SourceOptions, parse_source
+        from segdata.frames import to_model_input
+
+        if source.live:
+            raise UsageError("--benchmark needs a file, folder or demo source "
+                             "(live frames cannot be replayed)")
+        options = SourceOptions(**{**vars(source.options), "loop": False,
+                                   "max_frames": args.max_frames or 100})
+        self.backend = backend
+        self.frames = []
+        with parse_source(args.video, options) as replay:
+            for frame in replay.frames():
+                self.frames.append(to_model_input(frame.image, *backend.input_hw(frame.image.shape[:2])))
+        self.runs = [self._measure("before")]
+
+    def _measure(self, when: str) -> dict[str, float]:
+        from runtime.pipeline import bare_inference
+
+        r = bare_inference(self.backend, self.frames)
+        print(f"bare inference {when}, {len(self.frames)} preloaded frames: infer() {r['sync_fps']:.2f} FPS "
+              f"({r['sync_cpu_ms']:.0f} CPU ms/frame), submit/collect with {self.backend.max_in_flight} in "
+              f"flight {r['async_fps']:.2f} FPS ({r['async_cpu_ms']:.0f} CPU ms/frame)", flush=True)
+        return r
+
+    def finish(self, fps: float, cpu_ms: float) -> tuple[str, dict[str, Any]]:
+        self.runs.append(self._measure("after"))
+        bare = sum(r["fps"] for r in self.runs) / len(self.runs)
+        bare_cpu = sum(min(r["sync_cpu_ms"], r["async_cpu_ms"]) for r in self.runs) / len(self.runs)
+        line = (f"pipeline {fps:.2f} FPS = {fps / bare:.2f} x bare inference ({bare:.2f} FPS, best mode, "
+                f"mean of before/after); CPU per frame {cpu_ms:.0f} ms pipeline vs {bare_cpu:.0f} ms bare")
+        return line, {"runs": self.runs, "bare_fps": bare, "ratio": fps / bare, "pipeline_cpu_ms": cpu_ms,
+                      "bare_cpu_ms": bare_cpu}
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (ffmpeg)."""
+    import resource
+
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + child.ru_utime + child.ru_stime
 
 
 def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: Any, outputs: Any,
@@ -338,10 +378,11 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
 
     if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
         log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
-    bare = _benchmark(args, source, backend) if args.benchmark else None
+    bench = _Bench(args, source, backend) if args.benchmark else None
     stats = RunStats()
     stats.startup_s = backend.startup_s
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
+    cpu0 = _cpu_s()
     signals.running = True
     try:
         pipeline.run()
@@ -355,23 +396,25 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
         except WriteError as exc:
             close_errors.append(str(exc))
         opened.remove(sink)
+    cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
 
     info = backend.describe()
     extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
                          f"(manifest {info['precision']}), {info['in_flight']} in flight"),
              ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
               + (f", {source.reconnects} reconnects" if source.reconnects else ""))]
-    if bare:
-        extra.append(("vs bare", f"pipeline {stats.fps:.2f} FPS = {stats.fps / bare['async']:.2f} x bare "
-                                 f"async inference ({bare['async']:.2f} FPS), "
-                                 f"{stats.fps / bare['sync']:.2f} x sync ({bare['sync']:.2f} FPS)"))
+    bare = None
+    if bench is not None and stats.frames and signals.code is None:
+        line, bare = bench.finish(stats.fps, cpu_ms)
+        extra.append(("vs bare", line))
     print(stats.summary("pspnet-rt summary", extra), flush=True)
     if args.summary_json:
         from artefact.files import atomic_write_json
 
         atomic_write_json(args.summary_json, {
             **stats.to_dict(), "backend": info, "source": source.describe(), "end_reason": source.end_reason,
-            "reconnects": source.reconnects, "bare_inference_fps": bare, "exit_signal": signals.code})
+            "reconnects": source.reconnects, "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare,
+            "exit_signal": signals.code})
     code = EXIT_OK
     for stage, exc in pipeline.errors:
         if isinstance(exc, WriteError):

@@ -45,9 +45,13 @@ def _probe_dir(folder: Path, what: str) -> None:
 
 class VideoSink:
     """The rendered frames as a video. H.264 (libx264, yuv420p, +faststart: plays in browsers)
-    through an ffmpeg subprocess when ffmpeg exists, else OpenCV's mp4v writer with a warning."""
+    through an ffmpeg subprocess when ffmpeg exists, else OpenCV's mp4v writer with a warning.
 
-    def __init__(self, path: str | Path, fps: float, *, preset: str = "veryfast", crf: int = 23,
+    x264 preset 'superfast' by default: at 240x480 it costs ~3 ms CPU per frame against ~5.5 ms
+    for 'veryfast', which matters when the encoder shares two cores with inference.
+    """
+
+    def __init__(self, path: str | Path, fps: float, *, preset: str = "superfast", crf: int = 23,
                  ffmpeg: str | None = "auto") -> None:
         self.path = Path(path)
         self.fps = float(fps) if fps and fps > 0 else 25.0
@@ -154,7 +158,9 @@ class MaskSink:
 
     def __init__(self, folder: str | Path, compression: int = 1) -> None:
         self.folder = Path(folder)
-        self.params = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]  # lossless at any level
+        # lossless at any level; run-length strategy: class maps are long runs (~30 % smaller, same CPU)
+        self.params = [cv2.IMWRITE_PNG_COMPRESSION, int(compression),
+                       cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
         self.frames = 0
 
     def describe(self) -> str:

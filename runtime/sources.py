@@ -162,19 +162,29 @@ class Source:
 
 
 class DemoSource(Source):
-    """The built-in synthetic street clip: a source that needs no camera, file or network."""
+    """The built-in synthetic street clip: a source that needs no camera, file or network.
+
+    Frames come from segdata.clip_cache (rendered once, then memory-mapped), because rendering
+    a frame live costs about as much CPU as inference and would make every pipeline figure a
+    measurement of the generator; where the cache folder is not writable it renders live.
+    """
 
     kind = "demo"
 
     def open(self) -> None:
         try:
+            from segdata.clip_cache import CachedClip
             from segdata.synthetic import StreetClip
         except ImportError as exc:
             raise SourceError(f"the demo source needs segdata.synthetic, which failed to import ({exc}); "
                               "reinstall pspnet-rt or pass a video file, folder or camera") from None
         h, w = self.options.demo_size
-        self._clip = StreetClip(seed=self.options.demo_seed, height=h, width=w,
-                                frames=self.options.demo_frames)
+        kwargs = {"seed": self.options.demo_seed, "height": h, "width": w, "frames": self.options.demo_frames}
+        try:
+            self._clip = CachedClip(**kwargs)
+        except OSError as exc:
+            log.warning("demo clip cache unusable (%s); rendering frames live, which costs CPU", exc)
+            self._clip = StreetClip(**kwargs)
         self.fps = float(getattr(self._clip, "fps", 10.0) or 10.0)
         self.frame_size = (w, h)
 

@@ -347,8 +347,11 @@ class TensorRTBackend(Backend):
         if self._closed:
             return
         self.cuda.activate()
-        self._stack.close()
-        super().close()
+        try:
+            self._ring.synchronize()  # nothing may still run when graphs and buffers are released
+        finally:
+            self._stack.close()
+            super().close()
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
