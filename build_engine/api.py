@@ -89,7 +89,9 @@ class Builder:
         self.height, self.width = self.spec.input_size
         self.output = Path(options.output) if options.output else DEFAULT_OUTPUT
         size = "dyn" if options.dynamic else f"{self.height}x{self.width}"
-        self.name = f"{self.spec.name}-{size}-{options.precision}-{self.backend}"
+        # INT8 artefacts of different calibration methods live side by side (to be compared).
+        tag = f"int8-{options.calib_method}" if options.precision == "int8" else options.precision
+        self.name = f"{self.spec.name}-{size}-{tag}-{self.backend}"
         self.manifest_path = self.output / f"{self.name}.json"
         self.model_path = self.output / f"{self.name}{EXTENSIONS[self.backend]}"
 
