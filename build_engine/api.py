@@ -25,7 +25,7 @@ from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 
 log = logging.getLogger(__name__)
-CODE_VERSION = "1"  # bump when the export graph changes, so caches rebuild
+CODE_VERSION = "2"  # bump when the export graph changes, so caches rebuild
 DEFAULT_OUTPUT = Path.home() / ".cache" / "pspnet-rt" / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
 
@@ -43,7 +43,7 @@ class BuildOptions:
     force: bool = False
     calib_data: str | None = None
     calib_images: int = 200
-    calib_method: str = "entropy"
+    calib_method: str = "percentile"
     eval_data: str | None = None
     eval_images: int = 48
     max_miou_drop: float = 1.0

@@ -11,7 +11,7 @@ EXAMPLES = """\
 examples:
   python -m build_engine --precision fp16
       the shipped demo model, FP16, on the best backend here (TensorRT > OpenVINO > ORT)
-  python -m build_engine --precision int8 --calib-data synthetic:calib:200 --calib-method entropy
+  python -m build_engine --precision int8 --calib-data synthetic:calib:200 --calib-method minmax
       INT8 with real calibration frames; fails if mIoU drops more than --max-miou-drop
   python -m build_engine --model pspnet101_cityscapes --weights train_epoch_200.pth \\
       --precision fp32 --backend openvino
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration frames: folder, glob, video, dataset or synthetic:calib:N "
                         "(default: a synthetic calibration clip)")
     p.add_argument("--calib-images", type=int, default=200, metavar="N")
-    p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="entropy")
+    p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="percentile",
+                   help="percentile (default: best agreement with FP32 on the demo model; see README), "
+                        "entropy (KL, 2048 bins as TensorRT), minmax")
     p.add_argument("--eval-data", metavar="SRC",
                    help="held-out labelled frames for the accuracy gate (default: synthetic:val)")
     p.add_argument("--eval-images", type=int, default=48, metavar="N")

@@ -102,7 +102,7 @@ def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
         exclude.append(cls.name)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir / (f"{sha256_file(base)[:16]}-{calibset.fingerprint()}-"
-                         f"{options.calib_method}.calib")
+                         f"{options.calib_method}-v2.calib")
     cached = cache.is_file()
     tqdm.write(f"calibration: {len(calibset.frames)} frames from {calibset.source} "
                f"({options.calib_method}{', cached ranges' if cached else ''})", file=sys.stderr)

@@ -55,20 +55,21 @@ def preprocess(fp32_onnx: Path, out: Path) -> Path:
 def quantize_int8(model_path: Path, out: Path, frames: Sequence[np.ndarray] | None, method: str,
                   exclude: Sequence[str], cache_path: Path | None) -> Path:
     """Insert Q/DQ around every Conv except `exclude`; ranges come from `cache_path` when present."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    calib_method = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
-                    "percentile": CalibrationMethod.Percentile}[method]
+    calib_method = _method_enum()[method]
     extra = {
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
         "QuantizeBias": False,
-        "CalibPercentile": 99.99,
-        "CalibMovingAverage": False,
     }
-    reader = _reader(frames, "image") if frames is not None else None
+    if cache_path is None or not Path(cache_path).is_file():
+        if frames is None:
+            raise ValueError("no calibration frames and no calibration cache")
+        cache_path = cache_path or out.with_suffix(".calib")
+        calibrate(model_path, frames, method, Path(cache_path))
     quantize_static(
-        str(model_path), str(out), reader,
+        str(model_path), str(out), None,
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["Conv"],
         per_channel=True,
@@ -77,9 +78,45 @@ def quantize_int8(model_path: Path, out: Path, frames: Sequence[np.ndarray] | No
         nodes_to_exclude=list(exclude),
         calibrate_method=calib_method,
         extra_options=extra,
-        calibration_cache_path=str(cache_path) if cache_path else None,
+        calibration_cache_path=str(cache_path),
     )
     return out
+
+
+# ORT's entropy defaults (128 bins, 128 quantized bins) leave the KL search one candidate, the
+# full range, which makes "entropy" identical to minmax; quantize_static does not pass the bin
+# counts through, so calibration runs here. TensorRT's entropy calibrator searches 2048 bins for
+# a 128-level threshold; so does this one.
+CALIBRATOR_OPTIONS = {
+    "entropy": {"num_bins": 2048, "num_quantized_bins": 128, "symmetric": True},
+    "percentile": {"num_bins": 2048, "percentile": 99.99, "symmetric": True},
+    "minmax": {"symmetric": True, "moving_average": False},
+}
+
+
+def calibrate(model_path: Path, frames: Sequence[np.ndarray], method: str, cache: Path) -> None:
+    """Collect activation ranges over the frames and save them as ORT's calibration cache."""
+    import tempfile
+
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    with tempfile.TemporaryDirectory(prefix="pspnet-calib.") as tmp:
+        calibrator = create_calibrator(model_path, ["Conv"], str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=_method_enum()[method],
+                                       extra_options=CALIBRATOR_OPTIONS[method])
+        calibrator.collect_data(_reader(frames, "image"))
+        ranges = calibrator.compute_data()
+    from artefact.files import atomic_path
+
+    with atomic_path(cache) as tmp_cache:
+        save_tensors_data(ranges, tmp_cache)
+
+
+def _method_enum() -> dict:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
+            "percentile": CalibrationMethod.Percentile}
 
 
 def check_tensorrt_compatible(path: Path) -> list[str]:
