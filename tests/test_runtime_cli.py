@@ -329,7 +329,9 @@ def test_show_without_display_carries_on(ov: str, tmp_path: Path) -> None:
 
 def test_engine_folder_picks_the_backend(demo_artefacts: dict[str, Path], tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
-    folder = str(demo_artefacts["onnxruntime"].parent)
+    for artefact in demo_artefacts.values():  # a folder of exactly these two artefacts
+        clone_artefact(artefact, tmp_path / "arts")
+    folder = str(tmp_path / "arts")
     assert main(["--video", "demo", "--demo-frames", "2", "--engine", folder, "--backend", "onnxruntime",
                  "--masks", str(tmp_path / "m")]) == 0
     assert "backend     onnxruntime on CPU" in capsys.readouterr().out
