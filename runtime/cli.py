@@ -31,6 +31,9 @@ examples:
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
 the stats are flushed and the summary is printed.
+A live stream that stays lost after --reconnect attempts ends the run normally (exit 0, with
+the reason in the summary). FFmpeg options for network sources go in
+OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
 exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, output path), 130 Ctrl-C,
 143 SIGTERM
 """
