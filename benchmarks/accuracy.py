@@ -26,6 +26,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slide/ms: long side at scale 1.0 (default: the image's own; semseg uses 2048 "
                         "for Cityscapes, 512 for ADE20K/VOC)")
     p.add_argument("--scales", default=",".join(map(str, SCALES)), help="ms scales (default semseg's)")
+    p.add_argument("--weights", metavar="CKPT",
+                   help="a checkpoint (e.g. semseg's .pth) instead of the model's shipped weights")
     p.add_argument("--no-pytorch", action="store_true", help="artefacts only (e.g. where torch is absent)")
     p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
     p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/accuracy.{json,md}")
@@ -275,6 +278,7 @@ class Evaluator:
     pixels: int = 0
     close: Callable[[], None] = field(default=lambda: None)
     cm: Any = None
+    weights_sha256: str | None = None  # which weights it computes with (None: random)
 
 
 def torch_evaluator(spec: ContenderSpec) -> Evaluator:
@@ -286,9 +290,10 @@ def torch_evaluator(spec: ContenderSpec) -> Evaluator:
     from pspnet.build import load_model
     from pspnet.zoo import get_spec
 
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # never written
     torch.set_num_threads(torch_threads())
     model_spec = get_spec(spec.model).with_size(*spec.input_size)
-    net, _ = load_model(model_spec)
+    net, weights = load_model(model_spec, spec.weights_file)
     fused = FusedSegmenter(net, model_spec).eval()
 
     def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -296,7 +301,8 @@ def torch_evaluator(spec: ContenderSpec) -> Evaluator:
             labels, logits = fused(torch.from_numpy(x[None]))
         return labels[0].numpy(), logits[0].numpy()
 
-    return Evaluator(spec, lambda x: run(x)[0], lambda x: run(x)[1], "fp32")
+    return Evaluator(spec, lambda x: run(x)[0], lambda x: run(x)[1], "fp32",
+                     weights_sha256=weights.get("sha256"))
 
 
 def artefact_evaluator(spec: ContenderSpec, needs_logits: bool) -> Evaluator:
@@ -305,6 +311,12 @@ def artefact_evaluator(spec: ContenderSpec, needs_logits: bool) -> Evaluator:
     from artefact.manifest import load_manifest
 
     manifest = load_manifest(spec.manifest or "")
+    ev = _artefact_evaluator(spec, manifest, needs_logits)
+    ev.weights_sha256 = manifest.weights.get("sha256")
+    return ev
+
+
+def _artefact_evaluator(spec: ContenderSpec, manifest: Any, needs_logits: bool) -> Evaluator:
     if not needs_logits:
         from runtime.backends import load_backend
 
@@ -376,13 +388,14 @@ def contender_specs(args: argparse.Namespace, model: str, size: tuple[int, int],
     specs: list[ContenderSpec] = []
     if not args.no_pytorch:
         specs.append(ContenderSpec("pytorch-fp32", "pytorch-eager", "pytorch", "fp32", model, size,
-                                   weights=weights_kind(model)))
+                                   weights=weights_kind(model, args.weights), weights_file=args.weights))
     if args.engine:
         return unique_names(specs + [manifest_spec(m) for m in args.engine])
     for backend, precision in select_combos(args.backends, args.precisions):
         print(f"artefact {backend} {precision}: building or finding in the cache ...", file=sys.stderr,
               flush=True)
-        specs.append(artefact_spec(model, backend, precision, size, args.artefacts, with_logits=needs_logits))
+        specs.append(artefact_spec(model, backend, precision, size, args.artefacts, args.weights,
+                                   with_logits=needs_logits))
     return unique_names(specs)
 
 
@@ -489,6 +502,9 @@ def assemble(args: argparse.Namespace, command: str, env: dict[str, Any], model:
             entry.update(metrics)
             entry["seconds"] = round(ev.seconds, 2)
             entry["ms_per_image"] = round(ev.seconds * 1000 / max(len(indices) - unlabelled, 1), 1)
+            if reference and ev is not reference and ev.weights_sha256 != reference.weights_sha256:
+                entry["note"] = ("built from other weights than the PyTorch reference (the manifest's "
+                                 "weights sha256 differs): Δ compares different models")
             if ev is not reference and ref_miou is not None and metrics["miou"] is not None:
                 entry["miou_delta_vs_pytorch_points"] = round((metrics["miou"] - ref_miou) * 100, 3)
                 entry["pixel_agreement_with_pytorch"] = round(ev.agree / ev.pixels, 6) if ev.pixels else None
@@ -496,16 +512,17 @@ def assemble(args: argparse.Namespace, command: str, env: dict[str, Any], model:
     what = f"FP32 artefact mIoU within {FP32_TOLERANCE_POINTS} point of PyTorch"
     # Random weights are drawn afresh by every load, so PyTorch and the artefact are different
     # random models there: the comparison means nothing and is not judged.
-    random = weights_kind(model) == "random"
+    random = weights_kind(model, args.weights) == "random"
     checks = [{"name": r["name"], "what": what, "delta_points": r["miou_delta_vs_pytorch_points"],
-               "passed": None if random else abs(r["miou_delta_vs_pytorch_points"]) <= FP32_TOLERANCE_POINTS,
+               "passed": None if random or "note" in r
+               else abs(r["miou_delta_vs_pytorch_points"]) <= FP32_TOLERANCE_POINTS,
                **({"note": "not judged: random weights (PyTorch and the artefact are different random draws)"}
-                  if random else {})}
+                  if random else {"note": "not judged: " + r["note"]} if "note" in r else {})}
               for r in results if r.get("precision") == "fp32" and r["backend"] != "pytorch"
               and r.get("miou_delta_vs_pytorch_points") is not None]
     return {
         "benchmark": "accuracy", "created": now(), "command": command, "environment": env,
-        "config": {"model": model, "weights": weights_kind(model), "input_size": list(size),
+        "config": {"model": model, "weights": weights_kind(model, args.weights), "input_size": list(size),
                    "data": dataset.description, "images": len(indices) - unlabelled,
                    "unlabelled_skipped": unlabelled, "mode": protocol.mode,
                    "scales": list(protocol.scales) if protocol.mode == "ms" else None,

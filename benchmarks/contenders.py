@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class ContenderSpec:
     manifest: str | None = None
     compile: bool = False
     weights: str | None = None  # "random" where no trained weights exist
+    weights_file: str | None = None  # --weights CKPT instead of the zoo's shipped weights
     status: str = "ok"
     build_s: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -83,23 +85,24 @@ def label_for(backend: str, precision: str, precision_ran: str | None, kind: str
 
 
 # ---------------------------------------------------------------------------- construction
-def pytorch_specs(model: str, size: tuple[int, int], compile_peer: bool = False) -> list[ContenderSpec]:
+def pytorch_specs(model: str, size: tuple[int, int], compile_peer: bool = False,
+                  weights_file: str | None = None) -> list[ContenderSpec]:
     """The users' baseline (eager FP32) and the strongest plain-PyTorch peer."""
-    weights = weights_kind(model)
-    specs = [ContenderSpec("pytorch-eager-fp32", "pytorch-eager", "pytorch", "fp32", model, size,
-                           weights=weights),
-             ContenderSpec("pytorch-peer-bf16", "pytorch-peer", "pytorch", "bf16", model, size,
-                           weights=weights)]
+    common: dict[str, Any] = {"weights": weights_kind(model, weights_file), "weights_file": weights_file}
+    specs = [ContenderSpec("pytorch-eager-fp32", "pytorch-eager", "pytorch", "fp32", model, size, **common),
+             ContenderSpec("pytorch-peer-bf16", "pytorch-peer", "pytorch", "bf16", model, size, **common)]
     if compile_peer:
         specs.append(ContenderSpec("pytorch-peer-bf16-compiled", "pytorch-peer", "pytorch", "bf16", model,
-                                   size, compile=True, weights=weights))
+                                   size, compile=True, **common))
     return specs
 
 
-def weights_kind(model: str) -> str:
+def weights_kind(model: str, weights_file: str | None = None) -> str:
     """"trained (file)" or "random": the output must say when figures come from random weights."""
     from pspnet.zoo import get_spec
 
+    if weights_file:
+        return f"file ({Path(weights_file).name})"
     path = get_spec(model).weights_path
     return f"trained ({path.name})" if path is not None and path.is_file() else "random"
 
@@ -115,10 +118,14 @@ def unavailable_reason(backend: str) -> str | None:
 
 
 def artefact_spec(model: str, backend: str, precision: str, size: tuple[int, int],
-                  output: str | Path | None = None, **build_options: Any) -> ContenderSpec:
+                  output: str | Path | None = None, weights_file: str | None = None,
+                  **build_options: Any) -> ContenderSpec:
     """Build (or find in the cache) one artefact; a failed build becomes a reported status."""
     name = f"{backend}-{precision}"
-    spec = ContenderSpec(name, "artefact", backend, precision, model, size, weights=weights_kind(model))
+    spec = ContenderSpec(name, "artefact", backend, precision, model, size,
+                         weights=weights_kind(model, weights_file), weights_file=weights_file)
+    if weights_file:
+        build_options["weights"] = weights_file
     reason = unavailable_reason(backend)
     if reason:
         spec.status = reason
@@ -218,9 +225,11 @@ class TorchContender(Contender):
         from pspnet.zoo import get_spec
 
         t0 = time.perf_counter()
+        # frames may be read-only views (cached clips); the model never writes to its input
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         torch.set_num_threads(torch_threads())
         model_spec = get_spec(spec.model).with_size(*spec.input_size)
-        net, weights = load_model(model_spec)
+        net, weights = load_model(model_spec, self.spec.weights_file)
         self.peer = spec.kind == "pytorch-peer"
         if self.peer:
             net = net.to(memory_format=torch.channels_last)

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,14 @@ from benchmarks.common import (
 from benchmarks.contenders import (
     ContenderSpec,
     artefact_spec,
+    label_for,
     manifest_spec,
     open_contender,
     pytorch_specs,
     select_combos,
     unique_names,
 )
-from benchmarks.probe import child_env
+from benchmarks.probe import run_isolated
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.latency"
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
     p.add_argument("--input-size", type=parse_size, metavar="HxW",
                    help="model input size (default: the model's)")
+    p.add_argument("--weights", metavar="CKPT",
+                   help="a checkpoint instead of the model's shipped weights (PyTorch and the builds)")
     p.add_argument("--engine", nargs="+", metavar="MANIFEST", help="use these artefacts instead of building")
     p.add_argument("--backends", type=csv_list(("openvino", "onnxruntime", "tensorrt")),
                    help="comma-separated (default: openvino, onnxruntime, tensorrt where present)")
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 def contender_specs(args: argparse.Namespace, size: tuple[int, int]) -> list[ContenderSpec]:
     specs: list[ContenderSpec] = []
     if not args.no_pytorch:
-        specs += pytorch_specs(args.model, size, args.compile)
+        specs += pytorch_specs(args.model, size, args.compile, args.weights)
     if args.engine:
         specs += [manifest_spec(m) for m in args.engine]
         return unique_names(specs)
@@ -136,7 +140,8 @@ def contender_specs(args: argparse.Namespace, size: tuple[int, int]) -> list[Con
     for backend, precision in select_combos(args.backends, args.precisions):
         print(f"artefact {backend} {precision}: building or finding in the cache ...", file=sys.stderr,
               flush=True)
-        specs.append(artefact_spec(args.model, backend, precision, size, args.artefacts, **build))
+        specs.append(artefact_spec(args.model, backend, precision, size, args.artefacts, args.weights,
+                                   **build))
     return unique_names(specs)
 
 
@@ -168,8 +173,11 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             raise BenchmarkError(str(exc)) from None
         size, args.model = first.input_size, first.model
         model_spec = get_spec(args.model)
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
     clip = load_video(args.video, args.frames, size)
     specs = contender_specs(args, size)
+    phases["frames_and_artefacts_s"] = time.perf_counter() - t0
 
     contenders = []
     for spec in specs:
@@ -184,14 +192,17 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     print(f"timing {len(contenders)} contenders on {len(clip.frames)} frames of {clip.description}, "
           f"interleaved, {args.warmup} warm-up frames each", file=sys.stderr, flush=True)
     path = FramePath(model_spec.classes, model_spec.palette)
+    t0 = time.perf_counter()
     with tqdm(total=len(clip.frames), desc="latency", unit="frame", disable=None) as bar:
         times = run_interleaved(contenders, clip.frames, path, args.warmup, bar.update)
+    phases["timing_s"] = time.perf_counter() - t0
 
     results: list[dict[str, Any]] = []
     opened = {c.spec.name: c for c in contenders}
     for spec in specs:
         c = opened.get(spec.name)
-        entry = c.describe() if c else {**spec.to_dict(), "label": spec.name, "precision_ran": None}
+        entry = c.describe() if c else {**spec.to_dict(), "precision_ran": None,
+                                         "label": label_for(spec.backend, spec.precision, None, spec.kind)}
         if c:
             entry.update(summarize(times[spec.name]))
             c.close()
@@ -199,12 +210,17 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     del contenders, opened
     add_speedups(results)
 
+    t0 = time.perf_counter()
     if not args.no_rss:
         for entry, spec in zip(results, specs):
-            if spec.ok and entry["status"] == "ok":
+            if spec.ok and entry["status"] == "ok" and spec.compile:
+                entry["memory"] = {"error": "not probed: a fresh process would compile for minutes"}
+            elif spec.ok and entry["status"] == "ok":
                 print(f"peak RSS of {spec.name} in a fresh process ...", file=sys.stderr, flush=True)
                 entry["memory"] = measure_rss(spec, args.video, args.rss_frames)
 
+    phases["rss_probes_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     pipeline = None
     if not args.no_pipeline:
         target = next((s for s in specs if s.name == args.pipeline_contender and s.ok), None)
@@ -221,6 +237,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                     pipeline["target"] = {"min_speedup": PIPELINE_TARGET_X,
                                           "met": x is not None and x >= PIPELINE_TARGET_X}
 
+    phases["pipeline_s"] = time.perf_counter() - t0
     unavailable = [{"name": s.name, "status": s.status} for s in specs if not s.ok]
     result = {
         "benchmark": "latency", "created": now(), "command": command, "environment": env,
@@ -235,6 +252,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                                       "(runtime.render)"},
                    "threads": "each library's default on this machine (all usable cores)"},
         "contenders": results, "unavailable": unavailable, "pipeline": pipeline,
+        "phases_s": {k: round(v, 1) for k, v in phases.items()},
     }
     result["environment"]["load_average_end"] = list(os.getloadavg())
     write_outputs(result, out)
@@ -255,7 +273,7 @@ def run_pipeline(spec: ContenderSpec, video: str, frames: int, out: Path) -> dic
             cmd += ["--demo-frames", str(frames)]
         shown = ["pspnet-rt", *cmd[3:]]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=child_env())
+            done = run_isolated(cmd, timeout=1800)
         except subprocess.TimeoutExpired:
             return {"status": "failed: pspnet-rt timed out", "command": shown}
         if done.returncode != 0 or not summary_path.is_file():
@@ -281,7 +299,7 @@ def run_pipeline(spec: ContenderSpec, video: str, frames: int, out: Path) -> dic
 # ------------------------------------------------------------------------------- reporting
 def _row(r: dict[str, Any]) -> list[str]:
     if r["status"] != "ok":
-        return [r.get("label") or r["name"], r["status"], *[""] * 9]
+        return [r.get("label") or r["name"], "n/a" if "not available" in r["status"] else "FAILED", *[""] * 9]
     lat, sp = r["latency_ms"], r.get("speedup") or {}
     mem = r.get("memory") or {}
     rss = fmt(mem.get("peak_rss_mb"), ".0f") if "error" not in mem else "error"
@@ -302,12 +320,24 @@ def terminal_report(result: dict[str, Any]) -> str:
     lines = [f"latency: {cfg['model']} ({cfg['weights']}) at {cfg['input_size'][0]}x{cfg['input_size'][1]}, "
              f"{cfg['frames']} frames of {cfg['video_description']}, interleaved",
              f"machine: {describe_cpu(result['environment'])}", "",
-             text_table(HEADER, [_row(r) for r in result["contenders"]])]
+             text_table(HEADER, [_row(r) for r in result["contenders"]]), *status_lines(result)]
     p = result.get("pipeline")
     if p:
         lines.append("")
         lines.append(pipeline_line(p))
+    ph = result.get("phases_s") or {}
+    if ph:
+        lines.append(f"run: {sum(ph.values()):.0f} s (frames + artefacts "
+                     f"{ph.get('frames_and_artefacts_s', 0):.0f} s, "
+                     f"timing {ph.get('timing_s', 0):.0f} s, RSS probes {ph.get('rss_probes_s', 0):.0f} s, "
+                     f"pipeline {ph.get('pipeline_s', 0):.0f} s)")
     return "\n".join(lines)
+
+
+def status_lines(result: dict[str, Any]) -> list[str]:
+    """Why a contender has no figures (not available here, or failed), one line each."""
+    return [f"{r.get('label') or r['name']}: {r['status']}" for r in result["contenders"]
+            if r["status"] != "ok"]
 
 
 def pipeline_line(p: dict[str, Any]) -> str:
@@ -343,7 +373,8 @@ def markdown_report(result: dict[str, Any]) -> str:
              "at a time). Speed-ups are ratios of mean total latency; *x seed* compares with the seed's "
              "0.6 s/frame (inference only, so conservative). *ran* is the precision the backend reports "
              "it ran. Peak RSS is measured per contender in a fresh process.", "",
-             markdown_table(HEADER, [_row(r) for r in result["contenders"]]), ""]
+             markdown_table(HEADER, [_row(r) for r in result["contenders"]]), "",
+             *[f"- {line}" for line in status_lines(result)], ""]
     p = result.get("pipeline")
     if p:
         parts += ["## Whole pipeline (pspnet-rt)", "", pipeline_line(p), ""]

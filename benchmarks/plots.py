@@ -120,6 +120,9 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
         ax1.legend(fontsize=8)
 
     points = [p for p in result.get("backbones", []) if p.get("contenders")]
+    if not points:
+        ax2.axis("off")
+        ax2.text(0.5, 0.5, "backbone sweep not run", ha="center", va="center", transform=ax2.transAxes)
     labels = sorted({c["label"] for p in points for c in p["contenders"] if c.get("status") == "ok"},
                     key=lambda s: (not s.startswith("PyTorch"), s))
     width = 0.8 / max(len(labels), 1)
@@ -132,12 +135,17 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
                 ys.append(c["latency_ms"]["inference"]["mean"])
         bars = ax2.bar(xs, ys, width, label=label)
         ax2.bar_label(bars, fmt="%.0f", fontsize=7)
+    if not points:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
     ax2.set_xticks(range(len(points)),
                    [f"{p['model']}\n{p['input_size'][0]}x{p['input_size'][1]}\n({p['weights']})"
                     for p in points], fontsize=7)
     ax2.set_yscale("log")
     ax2.axhline(300, color="red", linestyle="--", linewidth=0.8)
-    ax2.text(-0.45, 310, "0.3 s/frame target", color="red", fontsize=7)
+    ax2.text(0.01, 310, "0.3 s/frame target", color="red", fontsize=7, transform=ax2.get_yaxis_transform())
     ax2.set_ylabel("ms (log)")
     ax2.set_title("vs backbone", fontsize=9)
     ax2.grid(True, axis="y", which="both", alpha=0.3)

@@ -46,7 +46,7 @@ from benchmarks.common import (
     write_json,
     write_text,
 )
-from benchmarks.contenders import ContenderSpec, artefact_spec, open_contender, pytorch_specs
+from benchmarks.contenders import ContenderSpec, artefact_spec, label_for, open_contender, pytorch_specs
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.scaling"
@@ -119,14 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------------- a point
 def point_specs(model: str, size: tuple[int, int], args: argparse.Namespace) -> list[ContenderSpec]:
-    from benchmarks.contenders import weights_kind
-
     specs = [] if args.no_pytorch else pytorch_specs(model, size)[:1]
-    random = weights_kind(model) == "random"
     for precision in args.precisions:
         options: dict[str, Any] = dict(SPEED_ONLY_INT8) if precision != "fp32" else {"verify_frames": 2}
-        if precision == "fp16" and not random:
-            options.pop("max_miou_drop")
         print(f"{model} {size[0]}x{size[1]} {args.backend} {precision}: building or finding in the cache ...",
               file=sys.stderr, flush=True)
         specs.append(artefact_spec(model, args.backend, precision, size, args.artefacts, **options))
@@ -168,7 +163,8 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace) -
     opened = {c.spec.name: c for c in contenders}
     for spec in specs:
         c = opened.get(spec.name)
-        entry = c.describe() if c else {**spec.to_dict(), "label": spec.name, "precision_ran": None}
+        entry = c.describe() if c else {**spec.to_dict(), "precision_ran": None,
+                                         "label": label_for(spec.backend, spec.precision, None, spec.kind)}
         if c:
             entry.update(summarize(times[spec.name]))
             entry.pop("per_frame_ms")
@@ -181,7 +177,7 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace) -
 
 def runtime_rss(manifest: str, frames: int = 5) -> dict[str, Any]:
     """Peak RSS of `pspnet-rt` itself running an artefact on the demo clip (writing masks)."""
-    from benchmarks.probe import child_env
+    from benchmarks.probe import run_isolated
 
     with tempfile.TemporaryDirectory(prefix="pspnet-bench-") as tmp:
         summary = Path(tmp) / "summary.json"
@@ -189,7 +185,7 @@ def runtime_rss(manifest: str, frames: int = 5) -> dict[str, Any]:
                str(frames), "--demo-frames", str(frames), "--masks", str(Path(tmp) / "masks"),
                "--summary-json", str(summary)]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=child_env())
+            done = run_isolated(cmd, timeout=900)
         except subprocess.TimeoutExpired:
             return {"status": "failed: pspnet-rt timed out"}
         if done.returncode != 0 or not summary.is_file():
@@ -274,7 +270,7 @@ def rows(points: list[dict[str, Any]]) -> list[list[str]]:
         for c in p["contenders"]:
             head = [p["model"], f"{p['input_size'][0]}x{p['input_size'][1]}", p["weights"], c["label"]]
             if c["status"] != "ok":
-                out.append([*head, c["status"], "", "", "", "", ""])
+                out.append([*head, c["status"][:60], "", "", "", "", ""])
                 continue
             lat = c["latency_ms"]
             out.append([*head, str(c["precision_ran"]), str(c["frames"]),
