@@ -161,12 +161,43 @@ class Source:
             self.end_reason = "stopped"
 
 
+class _NpyFrames:
+    """Frame i of an (N, H, W, 3) .npy file by pread: no memory map, so the clip's pages stay in
+    the page cache instead of counting ~100 MB towards the runtime's resident memory."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version[0] not in (1, 2):
+                raise OSError(f"{path}: unsupported .npy format version {version}")
+            fmt = np.lib.format
+            read = fmt.read_array_header_1_0 if version[0] == 1 else fmt.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            self.offset = fh.tell()
+        if fortran or len(shape) != 4:
+            raise OSError(f"{path} is not an (N, H, W, 3) C-order frame array")
+        self.shape, self.dtype = tuple(shape[1:]), np.dtype(dtype)
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        self.count = int(shape[0])
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, None]:
+        buf = os.pread(self.fd, self.nbytes, self.offset + i * self.nbytes)
+        return np.frombuffer(buf, self.dtype).reshape(self.shape), None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class DemoSource(Source):
     """The built-in synthetic street clip: a source that needs no camera, file or network.
 
-    Frames come from segdata.clip_cache (rendered once, then memory-mapped), because rendering
-    a frame live costs about as much CPU as inference and would make every pipeline figure a
-    measurement of the generator; where the cache folder is not writable it renders live.
+    Frames come from segdata.clip_cache (rendered once, then read back from disk), because
+    rendering a frame live costs about as much CPU as inference and would make every pipeline
+    figure a measurement of the generator; where the cache folder is not writable it renders live.
     """
 
     kind = "demo"
@@ -174,23 +205,28 @@ class DemoSource(Source):
     def open(self) -> None:
         try:
             from segdata.clip_cache import CachedClip
-            from segdata.synthetic import StreetClip
+            from segdata.synthetic import FPS, StreetClip
         except ImportError as exc:
             raise SourceError(f"the demo source needs segdata.synthetic, which failed to import ({exc}); "
                               "reinstall pspnet-rt or pass a video file, folder or camera") from None
         h, w = self.options.demo_size
         kwargs = {"seed": self.options.demo_seed, "height": h, "width": w, "frames": self.options.demo_frames}
         try:
-            self._clip = CachedClip(**kwargs)
+            self._clip = _NpyFrames(CachedClip(**kwargs).image_path)
         except OSError as exc:
             log.warning("demo clip cache unusable (%s); rendering frames live, which costs CPU", exc)
             self._clip = StreetClip(**kwargs)
-        self.fps = float(getattr(self._clip, "fps", 10.0) or 10.0)
+        self.fps = FPS
         self.frame_size = (w, h)
+
+    def close(self) -> None:
+        if isinstance(getattr(self, "_clip", None), _NpyFrames):
+            self._clip.close()
+        self._clip = None
 
     def describe(self) -> str:
         h, w = self.options.demo_size
-        return (f"demo (synthetic street clip, {len(self._clip)} frames at {h}x{w}, "
+        return (f"demo (synthetic street clip, {self.options.demo_frames} frames at {h}x{w}, "
                 f"seed {self.options.demo_seed})")
 
     def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
@@ -359,6 +395,7 @@ class LiveSource(Source):
                     cap.release()
                 else:
                     self.reconnects += 1
+                    log.warning("%s: reconnected", self.describe())
         except Exception as exc:  # a crashing grabber must still end the source, not hang it
             self.end_reason = f"capture failed: {exc}"
             log.exception("%s: grabber failed", self.describe())
