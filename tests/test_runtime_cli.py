@@ -252,7 +252,7 @@ def test_udp_stream_reconnects_then_exits_cleanly(ov: str, tmp_path: Path) -> No
     env = {**os.environ, "OPENCV_FFMPEG_CAPTURE_OPTIONS": "analyzeduration;500000"}  # quicker probing
     sender = subprocess.Popen(send, stdin=subprocess.DEVNULL)
     proc = subprocess.Popen([sys.executable, "-m", "runtime", "--video", f"udp://127.0.0.1:{port}",
-                             "--engine", ov, "--timeout", "4", "--reconnect", "1", "--reconnect-delay", "0.2",
+                             "--engine", ov, "--timeout", "4", "--reconnect", "3", "--reconnect-delay", "0.2",
                              "--output", str(tmp_path / "o.mp4"), "--masks", str(tmp_path / "m"),
                              "--stats", str(stats), "--summary-json", str(tmp_path / "sum.json")],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -267,9 +267,12 @@ def test_udp_stream_reconnects_then_exits_cleanly(ov: str, tmp_path: Path) -> No
         wait_for(lambda: frames() >= 2, "frames from the first stream")
         sender.terminate()  # the stream dies
         sender.wait(timeout=30)
-        wait_for(lambda: any("reconnecting (1/1)" in line for line in err_lines), "the reconnect")
-        first = frames()  # the read timed out long after the last frame: everything is written
+        wait_for(lambda: any("reconnecting (1/3)" in line for line in err_lines), "the reconnect")
         sender = subprocess.Popen(send, stdin=subprocess.DEVNULL)  # ... and comes back
+        # Three attempts with backoff leave the sender time to start; wait for a real re-open.
+        wait_for(lambda: any(line.rstrip().endswith("reconnected") for line in err_lines),
+                 "a successful reconnect")
+        first = frames()
         wait_for(lambda: frames() > first + 1, "frames after the reconnect")
         sender.terminate()  # gone for good
         sender.wait(timeout=30)
@@ -283,7 +286,7 @@ def test_udp_stream_reconnects_then_exits_cleanly(ov: str, tmp_path: Path) -> No
     assert proc.returncode == 0, err
     summary = json.loads((tmp_path / "sum.json").read_text())
     assert summary["reconnects"] >= 1, err
-    assert summary["end_reason"] == "stream lost; 1 reconnect attempt(s) failed"
+    assert summary["end_reason"] == "stream lost; 3 reconnect attempt(s) failed"
     lines = read_stats(stats)
     assert [s["frame"] for s in lines] == sorted(s["frame"] for s in lines)
     assert len(check_masks(tmp_path / "m")) == len(lines)
