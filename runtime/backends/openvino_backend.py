@@ -113,8 +113,11 @@ class OpenVINOBackend(Backend):
             raise ArtefactError(f"{manifest.model_path} has tensors {names}, not the manifest's "
                                 f"{manifest.input_name!r} -> {manifest.output_name!r}; rebuild with "
                                 f"{manifest.rebuild_hint()}") from None
+        # Twice OpenVINO's optimum: results are collected in order, so a stream that finishes
+        # early still has a queued request to start instead of idling (measured on the 2-core box:
+        # THROUGHPUT 2 -> 4 requests, pipeline/bare FPS 0.88 -> 0.94 with video + masks).
         optimal = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self.max_in_flight = max(1, requests or max(2, optimal))
+        self.max_in_flight = max(1, requests or max(2, 2 * optimal))
         self._sync = self._compiled.create_infer_request()
         out_index = next(i for i, o in enumerate(self._compiled.outputs)
                          if manifest.output_name in o.get_names())
