@@ -101,9 +101,11 @@ class OpenVINOBackend(Backend):
                                 f"rebuild with {manifest.rebuild_hint()}") from None
         self.compile_s = time.perf_counter() - t0
         ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.precision_ran = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
-        if self.precision_ran != wanted:
-            log.warning("OpenVINO asked for %s but runs %s on %s", wanted, self.precision_ran, self.device)
+        ran = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
+        if ran != wanted:
+            log.warning("OpenVINO asked for %s but runs %s on %s", wanted, ran, self.device)
+        # an INT8 (Q/DQ) model runs its quantized layers in int8 and the rest at the hint's precision
+        self.precision_ran = f"int8/{ran}" if manifest.precision == "int8" else ran
         self.hint = hint.lower()
         try:
             self._in_port = self._compiled.input(manifest.input_name)
