@@ -277,6 +277,12 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except WriteError as exc:
         return _fail(str(exc), EXIT_FAIL)
+    except Exception as exc:  # a runtime failure: one line, the traceback with -v
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        return _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", EXIT_FAIL)
     finally:
         for thing in reversed(opened):
             try:

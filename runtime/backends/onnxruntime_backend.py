@@ -62,7 +62,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             self._session = ort.InferenceSession(str(manifest.model_path), options, providers=chosen)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            raise ArtefactError(f"ONNX Runtime cannot load {manifest.model_path}: {str(exc).strip()[:400]}; "
+            detail = " ".join(str(exc).split())[-300:]
+            raise ArtefactError(f"ONNX Runtime cannot load {manifest.model_path}: {detail}; "
                                 f"rebuild with {manifest.rebuild_hint()}") from None
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = [o.name for o in self._session.get_outputs()]

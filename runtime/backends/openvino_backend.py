@@ -84,9 +84,9 @@ class OpenVINOBackend(Backend):
         config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
         try:
             caps = list(core.get_property(self.device, "OPTIMIZATION_CAPABILITIES"))
-        except RuntimeError as exc:
-            raise BackendUnavailable(f"OpenVINO has no device {self.device!r} here "
-                                     f"(available: {', '.join(core.available_devices)}): {exc}") from None
+        except RuntimeError:
+            raise BackendUnavailable(f"OpenVINO has no device {self.device!r} here (available: "
+                                     f"{', '.join(core.available_devices)}); pass --device CPU") from None
         wanted = choose_precision(manifest.precision, caps, precision_hint)
         config["INFERENCE_PRECISION_HINT"] = wanted
         self.cache_dir = self._cache_dir() if cache else None
@@ -97,7 +97,8 @@ class OpenVINOBackend(Backend):
             # compile_model from a path lets a cache hit skip reading the model entirely
             self._compiled = core.compile_model(str(manifest.model_path), self.device, config)
         except RuntimeError as exc:
-            raise ArtefactError(f"OpenVINO cannot compile {manifest.model_path}: {str(exc).strip()[:400]}; "
+            detail = " ".join(str(exc).split())[-300:]  # OpenVINO's text spans lines; keep one
+            raise ArtefactError(f"OpenVINO cannot compile {manifest.model_path}: {detail}; "
                                 f"rebuild with {manifest.rebuild_hint()}") from None
         self.compile_s = time.perf_counter() - t0
         ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
