@@ -6,7 +6,11 @@ The base install is the lean runtime (no torch). Extras:
   test      pytest and friends
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+README = Path(__file__).with_name("README.md")
 
 RUNTIME = [
     "numpy>=1.24",
@@ -32,8 +36,7 @@ setup(
     name="pspnet-rt",
     version="0.1.0",
     description="PSPNet to the edge: fused ONNX export, FP32/FP16/INT8 engines, streaming runtime",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists(
-        "README.md") else "",
+    long_description=README.read_text(encoding="utf-8") if README.is_file() else "",
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
