@@ -353,3 +353,18 @@ def test_benchmark_reports_bare_inference(ov: str, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "bare inference before, 4 preloaded frames" in out and "bare inference after" in out
     assert "x bare inference" in out and "CPU per frame" in out
+
+
+def test_video_falls_back_to_opencv_without_ffmpeg(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from runtime.sinks import VideoSink
+
+    sink = VideoSink(tmp_path / "o.mp4", 10, ffmpeg=None)  # as on a box without ffmpeg
+    sink.open((64, 48))
+    for i in range(5):
+        sink.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    sink.close()
+    assert "ffmpeg not found" in caplog.text and "install-system-deps.sh" in caplog.text
+    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and cap.read()[0]
+    cap.release()
+    assert [p.name for p in tmp_path.iterdir()] == ["o.mp4"]  # the hidden partial file was renamed
