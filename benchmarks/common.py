@@ -136,6 +136,82 @@ def busy_processes() -> list[str]:
     return busy
 
 
+class LoadMonitor:
+    """Samples, every `interval` s, how much CPU processes other than this one (and its children)
+    use while a benchmark runs. On a shared 2-core box that is what makes one run's figures 3x
+    another's, so the result files state it rather than leave the reader to guess."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        import threading
+
+        self.interval = interval
+        self.samples: list[float] = []
+        self.culprits: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-monitor", daemon=True)
+
+    def __enter__(self) -> LoadMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        try:
+            import psutil
+        except ImportError:
+            return
+        me = psutil.Process()
+        procs: dict[int, Any] = {}
+        psutil.cpu_percent(None)
+        while not self._stop.wait(self.interval):
+            total = psutil.cpu_percent(None) * (psutil.cpu_count() or 1)
+            ours = {me.pid} | {c.pid for c in _children(me)}
+            others = 0.0
+            for p in psutil.process_iter(["pid", "cmdline"]):
+                proc = procs.setdefault(p.pid, p)
+                try:
+                    pct = proc.cpu_percent(None)
+                except psutil.Error:
+                    continue
+                if p.pid not in ours and pct >= 5:
+                    others += pct
+                    cmd = " ".join(p.info.get("cmdline") or [])[:100]
+                    self.culprits[cmd] = max(self.culprits.get(cmd, 0.0), pct)
+            self.samples.append(min(others, total) if total else others)
+
+    def summary(self) -> dict[str, Any]:
+        s = self.samples
+        top = sorted(self.culprits.items(), key=lambda kv: -kv[1])[:3]
+        return {"samples": len(s), "interval_s": self.interval,
+                "other_cpu_percent_mean": round(float(np.mean(s)), 1) if s else None,
+                "other_cpu_percent_max": round(float(np.max(s)), 1) if s else None,
+                "top_other_processes": [f"{pct:.0f}% {cmd}" for cmd, pct in top],
+                "unit": "percent of one core (200 = both cores of a 2-core machine)"}
+
+
+def _children(proc: Any) -> list[Any]:
+    try:
+        return proc.children(recursive=True)
+    except Exception:
+        return []
+
+
+def load_note(load: dict[str, Any] | None) -> str | None:
+    """A warning line when other processes used noticeable CPU during the run."""
+    if not load or load.get("other_cpu_percent_mean") is None:
+        return None
+    mean = load["other_cpu_percent_mean"]
+    if mean < 10:
+        return None
+    peak = load["other_cpu_percent_max"]
+    return (f"other processes used {mean:.0f}% of a core on average (max {peak:.0f}%) during the run: "
+            f"figures are slower and noisier than on an idle machine "
+            f"({'; '.join(load['top_other_processes'][:2])})")
+
+
 def environment() -> dict[str, Any]:
     """The `environment` block of every result file."""
     try:
@@ -258,7 +334,10 @@ def header_block(title: str, env: dict[str, Any], command: str) -> str:
              f"- libraries: {lib_text}",
              f"- load average at start: {', '.join(f'{x:.2f}' for x in env['load_average'] or [])}"]
     if env.get("busy_processes"):
-        lines.append(f"- **other CPU load during the run**: {'; '.join(env['busy_processes'])}")
+        lines.append(f"- **other CPU load at start**: {'; '.join(env['busy_processes'])}")
+    note = load_note(env.get("load_during_run"))
+    if note:
+        lines.append(f"- **{note}**")
     return "\n".join(lines) + "\n"
 
 

@@ -75,12 +75,14 @@ def label_for(backend: str, precision: str, precision_ran: str | None, kind: str
         return "PyTorch channels_last+BF16 autocast" + (" +compile" if compiled else "")
     base = f"{BACKEND_NAMES.get(backend, backend)} {precision.upper()}"
     ran = (precision_ran or "").lower()
+    if precision == "int8" and ran.startswith("int8/"):
+        ran = ran.split("/", 1)[1]  # the runtime reports "int8/<float type of the unquantized layers>"
     if not ran or ran == precision.lower() or (precision == "fp32" and ran == "f32"):
         return base
     if precision == "fp16" and ran in ("bf16", "f32"):
         return f"{base}→{ran.upper()}"  # no FP16 units: OpenVINO runs the FP16 model in BF16
     if precision == "int8":
-        return f"{base} (+{ran.upper()} float layers)"
+        return f"{base} (+{ran.upper()} float layers)" if ran != "int8" else base
     return f"{base} (ran {ran.upper()}!)"
 
 

@@ -27,6 +27,7 @@ from benchmarks.common import (
     EXIT_OK,
     EXIT_USAGE,
     BenchmarkError,
+    LoadMonitor,
     command_line,
     csv_list,
     describe_cpu,
@@ -34,6 +35,7 @@ from benchmarks.common import (
     fail,
     fmt,
     header_block,
+    load_note,
     markdown_table,
     non_negative_int,
     now,
@@ -193,8 +195,10 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
           f"interleaved, {args.warmup} warm-up frames each", file=sys.stderr, flush=True)
     path = FramePath(model_spec.classes, model_spec.palette)
     t0 = time.perf_counter()
-    with tqdm(total=len(clip.frames), desc="latency", unit="frame", disable=None) as bar:
+    with LoadMonitor() as load, \
+            tqdm(total=len(clip.frames), desc="latency", unit="frame", disable=None) as bar:
         times = run_interleaved(contenders, clip.frames, path, args.warmup, bar.update)
+    env["load_during_run"] = load.summary()
     phases["timing_s"] = time.perf_counter() - t0
 
     results: list[dict[str, Any]] = []
@@ -228,7 +232,9 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             pipeline = {"status": f"skipped: no {args.pipeline_contender} artefact in this run"}
         else:
             print(f"whole pipeline: pspnet-rt on {target.name} ...", file=sys.stderr, flush=True)
-            pipeline = run_pipeline(target, args.video, args.pipeline_frames or args.frames, out)
+            with LoadMonitor() as load:
+                pipeline = run_pipeline(target, args.video, args.pipeline_frames or args.frames, out)
+            pipeline["load_during_run"] = load.summary()
             eager = next((r for r in results if r["kind"] == "pytorch-eager" and r["status"] == "ok"), None)
             if eager and pipeline.get("fps"):
                 x = ratio(pipeline["fps"], eager["fps"]["pipeline_sequential"])
@@ -319,7 +325,8 @@ def terminal_report(result: dict[str, Any]) -> str:
     cfg = result["config"]
     lines = [f"latency: {cfg['model']} ({cfg['weights']}) at {cfg['input_size'][0]}x{cfg['input_size'][1]}, "
              f"{cfg['frames']} frames of {cfg['video_description']}, interleaved",
-             f"machine: {describe_cpu(result['environment'])}", "",
+             f"machine: {describe_cpu(result['environment'])}",
+             *[f"WARNING: {n}" for n in [load_note(result["environment"].get("load_during_run"))] if n], "",
              text_table(HEADER, [_row(r) for r in result["contenders"]]), *status_lines(result)]
     p = result.get("pipeline")
     if p:

@@ -67,6 +67,7 @@ def test_labels_name_the_precision_that_ran() -> None:
     assert "ran BF16" in label_for("openvino", "fp32", "bf16")
     assert label_for("openvino", "fp16", "bf16") == "OpenVINO FP16→BF16"
     assert "BF16 float layers" in label_for("openvino", "int8", "bf16")
+    assert label_for("openvino", "int8", "int8/bf16") == "OpenVINO INT8 (+BF16 float layers)"
     assert label_for("onnxruntime", "int8", "int8") == "ONNX Runtime INT8"
 
 
