@@ -83,7 +83,7 @@ def latency_figure(result: dict[str, Any], path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     if runs:
         ax.legend(fontsize=7, ncol=2, loc="upper right")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # leave the suptitle its own line
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -109,7 +109,7 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
     ax1.set_xscale("log")
     ax1.set_yscale("log")
     if ticks:
-        ax1.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=8, rotation=20)
+        ax1.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=8, rotation=35, ha="right")
         ax1.minorticks_off()
     model = sizes[0]["model"] if sizes else ""
     ax1.set_title(f"vs input size ({model})", fontsize=9)
@@ -126,6 +126,7 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
     labels = sorted({c["label"] for p in points for c in p["contenders"] if c.get("status") == "ok"},
                     key=lambda s: (not s.startswith("PyTorch"), s))
     width = 0.8 / max(len(labels), 1)
+    lowest, highest = 300.0, 300.0
     for j, label in enumerate(labels):
         xs, ys = [], []
         for i, p in enumerate(points):
@@ -133,6 +134,7 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
             if c:
                 xs.append(i + j * width - 0.4 + width / 2)
                 ys.append(c["latency_ms"]["inference"]["mean"])
+        lowest, highest = min([lowest, *ys]), max([highest, *ys])
         bars = ax2.bar(xs, ys, width, label=label)
         ax2.bar_label(bars, fmt="%.0f", fontsize=7)
     if not points:
@@ -144,13 +146,14 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
                    [f"{p['model']}\n{p['input_size'][0]}x{p['input_size'][1]}\n({p['weights']})"
                     for p in points], fontsize=7)
     ax2.set_yscale("log")
+    ax2.set_ylim(lowest / 3, highest * 4)  # log bars need a floor below the shortest; room for the legend
     ax2.axhline(300, color="red", linestyle="--", linewidth=0.8)
     ax2.text(0.01, 310, "0.3 s/frame target", color="red", fontsize=7, transform=ax2.get_yaxis_transform())
     ax2.set_ylabel("ms (log)")
     ax2.set_title("vs backbone", fontsize=9)
     ax2.grid(True, axis="y", which="both", alpha=0.3)
     if labels:
-        ax2.legend(fontsize=8)
+        ax2.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
