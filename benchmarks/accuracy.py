@@ -551,7 +551,7 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
     rows = []
     for r in result["results"]:
         if "miou" not in r:
-            rows.append([r["label"], r["status"], "", "", "", "", "", ""])
+            rows.append([r["label"], "n/a" if "not available" in r["status"] else "FAILED", *[""] * 6])
             continue
         delta = r.get("miou_delta_vs_pytorch_points")
         agree = r.get("pixel_agreement_with_pytorch")
@@ -559,6 +559,11 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
                      _pct(r["all_acc"]), "" if delta is None else f"{delta:+.2f}", _pct(agree),
                      fmt(r["ms_per_image"], ".1f")])
     return rows
+
+
+def status_lines(result: dict[str, Any]) -> list[str]:
+    """Why a contender has no figures (not available here, or failed), one line each."""
+    return [f"{r['label']}: {r['status']}" for r in result["results"] if "miou" not in r]
 
 
 SUMMARY_HEADER = ["contender", "ran", "mIoU %", "mAcc %", "allAcc %", "Δ mIoU vs PyTorch (points)",
@@ -570,7 +575,7 @@ def terminal_report(result: dict[str, Any]) -> str:
     lines = [f"accuracy ({cfg['mode']}): {cfg['model']} ({cfg['weights']}) at {cfg['input_size'][0]}x"
              f"{cfg['input_size'][1]} on {cfg['images']} images of {cfg['data']}",
              f"machine: {describe_cpu(result['environment'])}", "",
-             text_table(SUMMARY_HEADER, summary_rows(result))]
+             text_table(SUMMARY_HEADER, summary_rows(result)), *status_lines(result)]
     for c in result["checks"]:
         lines.append(f"check {c['name']}: Δ {c['delta_points']:+.3f} points vs PyTorch -> "
                      f"{_verdict(c)} (|Δ| <= {FP32_TOLERANCE_POINTS})")
@@ -594,7 +599,8 @@ def markdown_report(result: dict[str, Any]) -> str:
              f"{cfg['input_size'][1]}; **{cfg['images']} images** of `{cfg['data']}`; "
              f"mode **{cfg['mode']}**: {mode_text}. Every contender saw the same images in the same order. "
              f"{cfg['metrics']}.", "",
-             markdown_table(SUMMARY_HEADER, summary_rows(result)), ""]
+             markdown_table(SUMMARY_HEADER, summary_rows(result)), "",
+             *[f"- {line}" for line in status_lines(result)]]
     for c in result["checks"]:
         parts.append(f"- check `{c['name']}`: Δ {c['delta_points']:+.3f} points vs PyTorch: "
                      f"**{_verdict(c)}** (|Δ| ≤ {FP32_TOLERANCE_POINTS})")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segdata.synthetic import FPS, StreetClip
+from segdata.synthetic import FPS, GENERATOR_VERSION, StreetClip
 
 CACHE_ENV = "PSPNET_RT_CACHE"
 
@@ -29,7 +29,7 @@ class CachedClip:
                  folder: Path | None = None, progress: bool = True) -> None:
         self.seed, self.height, self.width, self.frames = seed, height, width, frames
         folder = folder or cache_dir()
-        stem = f"street-s{seed}-{height}x{width}-n{frames}"
+        stem = f"street-v{GENERATOR_VERSION}-s{seed}-{height}x{width}-n{frames}"
         self.image_path = folder / f"{stem}-images.npy"
         self.label_path = folder / f"{stem}-labels.npy"
         if not (self.image_path.is_file() and self.label_path.is_file()):

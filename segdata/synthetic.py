@@ -30,7 +30,11 @@ FPS = 15.0  # clip frame rate: frame i is at t = i / FPS seconds
 CHUNK = 40.0  # metres of world generated per random chunk
 VIEW_FAR = 260.0  # static objects beyond this depth are not drawn
 # Compact objects further than this are not drawn: no swarm of specks at the vanishing point.
-_FAR = {"sign": 40.0, "tlight": 40.0, "lamp": 100.0, "person": 32.0, "car": 150.0, "bush": 120.0}
+# A person at 22 m is about 25 px tall and 3 px wide per limb at 240x480: further away it is
+# a fraction of one stride-8 feature cell, which the demo model cannot label.
+_FAR = {"sign": 32.0, "tlight": 30.0, "lamp": 100.0, "person": 22.0, "car": 150.0, "bush": 120.0}
+# Bumped whenever the same seed renders differently, so cached clips are rendered again.
+GENERATOR_VERSION = 2
 SHIFT = 4  # fillPoly sub-pixel bits: vertices are exact to 1/16 px at any resolution
 _ONE = 1 << SHIFT
 
@@ -663,12 +667,12 @@ def _draw_bush(v: _View, o: _Obj, z: float) -> None:
 
 
 def _pole_w(v: _View, w_m: float, z: float) -> float:
-    """Half width in px of a pole: true size, but never thinner than ~10 px in all at 480 wide.
+    """Half width in px of a pole: true size, but never thinner than ~13 px in all at 480 wide.
 
     At output stride 8 a thinner pole is a fraction of one feature cell, and no model of the
     demo's size could segment it; the demo trades a little realism for a learnable class.
     """
-    return max(0.5 * w_m * v.scale(z), 0.011 * v.w)
+    return max(0.5 * w_m * v.scale(z), 0.014 * v.w)
 
 
 def _draw_lamp(v: _View, o: _Obj, z: float) -> None:
