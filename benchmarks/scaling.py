@@ -49,6 +49,7 @@ from benchmarks.common import (
     write_text,
 )
 from benchmarks.contenders import ContenderSpec, artefact_spec, label_for, open_contender, pytorch_specs
+from benchmarks.work import gmac_per_frame, gmac_per_second
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.scaling"
@@ -208,8 +209,13 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace,
             c.close()
         results.append(entry)
     add_speedups(results)
+    gmac = gmac_per_frame(model, *size)
+    for entry in results:
+        if entry.get("status") == "ok":
+            rate = gmac_per_second(gmac, entry["latency_ms"]["inference"]["mean"])
+            entry["gmac_per_s"] = round(rate, 1) if rate else None
     return {"model": model, "input_size": list(size), "weights": weights_kind(model), "frames": n,
-            "contenders": results}
+            "gmac_per_frame": round(gmac, 2), "contenders": results}
 
 
 def runtime_rss(manifest: str, frames: int = 5, extra: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -265,7 +271,12 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                  None)
         if c:
             s = c["latency_ms"]["inference"]["mean"] / 1000
+            gmac = target_point["gmac_per_frame"]
+            best = max((x.get("gmac_per_s") or 0.0 for p in sizes + backbones for x in p["contenders"]),
+                       default=0.0)
             targets["pspnet101_cityscapes_713_int8"] = {
+                "gmac_per_frame": gmac, "gmac_per_s_needed": round(gmac / TARGET_S, 1),
+                "gmac_per_s_best_measured": best,
                 "what": f"{TARGET_MODEL} 713x713 INT8 inference < {TARGET_S} s/frame", "label": c["label"],
                 "seconds_per_frame": round(s, 4),
                 "p90_s": round(c["latency_ms"]["inference"]["p90"] / 1000, 4),
@@ -306,22 +317,24 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- reporting
-HEADER = ["model", "input", "weights", "contender", "ran", "frames", "inference ms mean / p90", "total ms",
-          "FPS", "x eager"]
+HEADER = ["model", "input", "GMAC", "weights", "contender", "ran", "frames", "inference ms mean / p90",
+          "GMAC/s", "total ms", "FPS", "x eager"]
 
 
 def rows(points: list[dict[str, Any]]) -> list[list[str]]:
     out = []
     for p in points:
         for c in p["contenders"]:
-            head = [p["model"], f"{p['input_size'][0]}x{p['input_size'][1]}", p["weights"], c["label"]]
+            head = [p["model"], f"{p['input_size'][0]}x{p['input_size'][1]}",
+                    fmt(p.get("gmac_per_frame"), ".1f"), p["weights"], c["label"]]
             if c["status"] != "ok":
-                out.append([*head, c["status"][:60], "", "", "", "", ""])
+                out.append([*head, c["status"][:60], *[""] * 6])
                 continue
             lat = c["latency_ms"]
             out.append([*head, str(c["precision_ran"]), str(c["frames"]),
                         f"{lat['inference']['mean']:.1f} / {lat['inference']['p90']:.1f}",
-                        fmt(lat["total"]["mean"], ".1f"), fmt(c["fps"]["pipeline_sequential"], ".2f"),
+                        fmt(c.get("gmac_per_s"), ".0f"), fmt(lat["total"]["mean"], ".1f"),
+                        fmt(c["fps"]["pipeline_sequential"], ".2f"),
                         fmt((c.get("speedup") or {}).get("vs_pytorch_eager_fp32"), ".1f")])
     return out
 
@@ -333,6 +346,10 @@ def target_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"target: {t['what']}: {t['seconds_per_frame']:.3f} s/frame inference "
                      f"({t['whole_frame_s']:.3f} s whole frame, {t['frames']} frames) -> "
                      f"{'met' if t['met'] else 'NOT met'}")
+        if t.get("gmac_per_s_needed"):
+            lines.append(f"work: {t['gmac_per_frame']:.0f} GMAC per frame, so {t['gmac_per_s_needed']:.0f} "
+                         f"GMAC/s are needed; the fastest contender of this run sustained "
+                         f"{t['gmac_per_s_best_measured']:.0f} GMAC/s")
     r = result["targets"].get("pspnet50_int8_runtime_rss")
     if r:
         if r.get("status") == "ok":
