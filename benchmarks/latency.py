@@ -58,7 +58,7 @@ from benchmarks.contenders import (
     select_combos,
     unique_names,
 )
-from benchmarks.probe import run_isolated
+from benchmarks.probe import run_child
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.latency"
@@ -284,7 +284,7 @@ def run_pipeline(spec: ContenderSpec, video: str, frames: int, out: Path) -> dic
             cmd += ["--demo-frames", str(frames)]
         shown = ["pspnet-rt", *cmd[3:]]
         try:
-            done = run_isolated(cmd, timeout=1800)
+            done = run_child(cmd, timeout=1800)
         except subprocess.TimeoutExpired:
             return {"status": "failed: pspnet-rt timed out", "command": shown}
         if done.returncode != 0 or not summary_path.is_file():

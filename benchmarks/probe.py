@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import gpu_memory_used_mb
+from runtime.stats import peak_rss_mb
 
 
 def current_rss_mb() -> float:
@@ -30,30 +30,8 @@ def current_rss_mb() -> float:
         return float("nan")
 
 
-def peak_rss_mb() -> float:
-    """This address space's high-water RSS.
-
-    Linux's VmHWM, not getrusage's ru_maxrss: a child forked from a big parent inherits the
-    parent's resident size into ru_maxrss at exec (measured: a 13 MB child of a 600 MB parent
-    reports 627 MB), which would charge this process with the benchmark's own memory.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def run_isolated(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """Run `cmd` as a grandchild through /bin/sh, so a tool that reports getrusage's ru_maxrss
-    (pspnet-rt's summary does) does not inherit this big process's resident size (see
-    peak_rss_mb); `"$@"; exit $?` keeps the shell from exec'ing the command in its own place."""
-    if os.path.exists("/bin/sh"):
-        cmd = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *cmd]
+def run_child(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a command of this checkout (see child_env), capturing its output."""
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env())
 
 
@@ -93,7 +71,7 @@ def measure_rss(spec: Any, video: str, frames: int = 3, timeout: float = 600) ->
     cmd = [sys.executable, "-m", "benchmarks.probe", json.dumps(spec.to_dict()), "--video", video,
            "--frames", str(frames)]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env())
+        done = run_child(cmd, timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"probe timed out after {timeout:.0f} s"}
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]

@@ -220,7 +220,7 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace,
 
 def runtime_rss(manifest: str, frames: int = 5, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Peak RSS of `pspnet-rt` itself running an artefact on the demo clip (writing masks)."""
-    from benchmarks.probe import run_isolated
+    from benchmarks.probe import run_child
 
     with tempfile.TemporaryDirectory(prefix="pspnet-bench-") as tmp:
         summary = Path(tmp) / "summary.json"
@@ -228,7 +228,7 @@ def runtime_rss(manifest: str, frames: int = 5, extra: tuple[str, ...] = ()) -> 
                str(frames), "--demo-frames", str(frames), "--masks", str(Path(tmp) / "masks"),
                "--summary-json", str(summary), *extra]
         try:
-            done = run_isolated(cmd, timeout=900)
+            done = run_child(cmd, timeout=900)
         except subprocess.TimeoutExpired:
             return {"status": "failed: pspnet-rt timed out"}
         if done.returncode != 0 or not summary.is_file():

@@ -162,24 +162,15 @@ class Source:
 
 
 class _NpyFrames:
-    """Frame i of an (N, H, W, 3) .npy file by pread: no memory map, so the clip's pages stay in
-    the page cache instead of counting ~100 MB towards the runtime's resident memory."""
+    """Frame i of a cached clip's (N, H, W, 3) image array by pread: no memory map, so the clip's
+    pages stay in the page cache instead of counting ~100 MB towards the runtime's resident
+    memory. Shape, dtype and data offset come from numpy's own reading of the .npy header."""
 
-    def __init__(self, path: Path) -> None:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version[0] not in (1, 2):
-                raise OSError(f"{path}: unsupported .npy format version {version}")
-            fmt = np.lib.format
-            read = fmt.read_array_header_1_0 if version[0] == 1 else fmt.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
-            self.offset = fh.tell()
-        if fortran or len(shape) != 4:
-            raise OSError(f"{path} is not an (N, H, W, 3) C-order frame array")
-        self.shape, self.dtype = tuple(shape[1:]), np.dtype(dtype)
+    def __init__(self, images: np.memmap) -> None:
+        self.shape, self.dtype = tuple(images.shape[1:]), images.dtype
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        self.count = int(shape[0])
-        self.fd = os.open(path, os.O_RDONLY)
+        self.count, self.offset = int(images.shape[0]), int(images.offset)
+        self.fd = os.open(images.filename, os.O_RDONLY)
 
     def __len__(self) -> int:
         return self.count
@@ -212,7 +203,7 @@ class DemoSource(Source):
         h, w = self.options.demo_size
         kwargs = {"seed": self.options.demo_seed, "height": h, "width": w, "frames": self.options.demo_frames}
         try:
-            self._clip = _NpyFrames(CachedClip(**kwargs).image_path)
+            self._clip = _NpyFrames(CachedClip(**kwargs).images)
         except OSError as exc:
             log.warning("demo clip cache unusable (%s); rendering frames live, which costs CPU", exc)
             self._clip = StreetClip(**kwargs)

@@ -52,7 +52,20 @@ class Reservoir:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
+    """This address space's high-water RSS.
+
+    Linux's VmHWM, not getrusage's ru_maxrss: a process exec'd from a big parent inherits the
+    parent's resident size into ru_maxrss (measured: a 13 MB child of a 600 MB parent reports
+    627 MB), which would charge this run with its launcher's memory. Elsewhere ru_maxrss
+    (macOS reports bytes, Linux KiB).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
