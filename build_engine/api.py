@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -26,7 +27,8 @@ from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verifica
 
 log = logging.getLogger(__name__)
 CODE_VERSION = "2"  # bump when the export graph changes, so caches rebuild
-DEFAULT_OUTPUT = Path.home() / ".cache" / "pspnet-rt" / "artefacts"
+# $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
+DEFAULT_OUTPUT = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt")) / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
 
 

@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback", action="store_true",
                    help="INT8: keep the most sensitive blocks in float until the gate passes")
     p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace")
-    p.add_argument("--output", metavar="DIR", help="artefact folder (default ~/.cache/pspnet-rt/artefacts)")
+    p.add_argument("--output", metavar="DIR",
+                   help="artefact folder (default: CACHE/artefacts, where CACHE is $PSPNET_RT_CACHE "
+                        "or ~/.cache/pspnet-rt)")
     p.add_argument("--force", action="store_true", help="rebuild even if a cached artefact matches")
     p.add_argument("--list-models", action="store_true", help="list the model zoo and exit")
     p.add_argument("-v", "--verbose", action="count", default=0)
