@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from artefact.files import atomic_path, cache_key, sha256_file
-from artefact.manifest import ArtefactError, Manifest, load_manifest
+from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest, load_manifest
 from build_engine import environment
 from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
@@ -181,7 +181,7 @@ class Builder:
         steps.set_postfix_str("slim")
         graph = onnx.load(str(raw))
         before = node_count(graph)
-        outputs = ["labels", "logits"]
+        outputs = [LABELS_NAME, LOGITS_NAME]
         graph = slim(keep_outputs(graph, outputs))
         fp32_onnx = work / "fp32.onnx"
         onnx.save(graph, str(fp32_onnx))
@@ -205,7 +205,7 @@ class Builder:
         steps.set_postfix_str(self.options.precision)
         from calib.precision import PrecisionResult, apply_precision
 
-        final_outputs = outputs if self.options.with_logits else ["labels"]
+        final_outputs = outputs if self.options.with_logits else [LABELS_NAME]
         self.options.backend_resolved = self.backend
         precision: PrecisionResult = apply_precision(fp32_onnx, work, self.options, self.spec,
                                                      final_outputs, self.output / "calibration")
@@ -235,7 +235,7 @@ class Builder:
             input_size=[-1, -1] if self.options.dynamic else [self.height, self.width],
             mean=list(self.spec.mean), std=list(self.spec.std),
             channel_order=self.spec.channel_order,
-            logits_name="logits" if self.options.with_logits else None,
+            logits_name=LOGITS_NAME if self.options.with_logits else None,
             dynamic_shape=self.options.dynamic,
             model_sha256=sha256_file(self.model_path),
             onnx_sha256=sha256_file(precision.onnx_path),

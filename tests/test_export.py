@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
+from artefact.manifest import INPUT_NAME, LABELS_NAME, LOGITS_NAME
 from build_engine.errors import SizeError
 from build_engine.export import check_size, export_fused_onnx, torch_reference
 from build_engine.verify import compare, verification_frames
@@ -25,9 +26,11 @@ def test_fused_graph_contract(tmp_path, demo_net):
     path = export_fused_onnx(net, spec, tmp_path / "m.onnx", 96, 192)
     graph = onnx.load(str(path)).graph
     (inp,) = graph.input
+    # the tensor names are the manifest's contract (artefact.manifest owns them)
+    assert inp.name == INPUT_NAME and [o.name for o in graph.output] == [LABELS_NAME, LOGITS_NAME]
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 96, 192, 3]
-    labels = next(o for o in graph.output if o.name == "labels")
+    labels = next(o for o in graph.output if o.name == LABELS_NAME)
     assert labels.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert [d.dim_value for d in labels.type.tensor_type.shape.dim] == [1, 96, 192]
     ops = {n.op_type for n in graph.node}
