@@ -285,13 +285,13 @@ def torch_evaluator(spec: ContenderSpec) -> Evaluator:
     """The eager model with the shipped weights, through the exported module's own arithmetic."""
     import torch
 
-    from benchmarks.contenders import torch_threads
     from build_engine.export import FusedSegmenter
+    from devices import usable_cores
     from pspnet.build import load_model
     from pspnet.zoo import get_spec
 
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # never written
-    torch.set_num_threads(torch_threads())
+    torch.set_num_threads(usable_cores())
     model_spec = get_spec(spec.model).with_size(*spec.input_size)
     net, weights = load_model(model_spec, spec.weights_file)
     fused = FusedSegmenter(net, model_spec).eval()
@@ -325,38 +325,15 @@ def _artefact_evaluator(spec: ContenderSpec, manifest: Any, needs_logits: bool) 
     if not manifest.logits_name:
         raise BenchmarkError(f"{manifest.path} has no logits output; slide/flip/ms need one: rebuild with "
                              "with_logits=True (this CLI does that for the artefacts it builds)")
-    manifest.verify_file()
-    if manifest.backend == "openvino":
-        import openvino as ov
+    if manifest.backend == "tensorrt":
+        raise BenchmarkError(f"{spec.name}: --mode {'/'.join(MODES[1:])} is implemented for the CPU "
+                             "backends; use --mode whole for TensorRT")
+    from runtime.backends import artefact_runner
 
-        from runtime.backends.openvino_backend import choose_precision
-
-        core = ov.Core()
-        caps = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-        hint = choose_precision(manifest.precision, caps)
-        compiled = core.compile_model(str(manifest.model_path), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
-        ran = compiled.get_property("INFERENCE_PRECISION_HINT")
-        request = compiled.create_infer_request()
-        port = compiled.output(manifest.logits_name)
-
-        def ov_logits(x: np.ndarray) -> np.ndarray:
-            request.infer({0: x[None]})
-            return request.get_tensor(port).data[0].copy()
-
-        ran_name = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
-        return Evaluator(spec, None, ov_logits, ran_name)
-    if manifest.backend == "onnxruntime":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(manifest.model_path), providers=["CPUExecutionProvider"])
-
-        def ort_logits(x: np.ndarray) -> np.ndarray:
-            return session.run([manifest.logits_name], {manifest.input_name: x[None]})[0][0]
-
-        return Evaluator(spec, None, ort_logits, manifest.precision)
-    raise BenchmarkError(f"{spec.name}: --mode {'/'.join(MODES[1:])} is implemented for the CPU backends; "
-                         "use --mode whole for TensorRT")
+    runner = artefact_runner(manifest)
+    name = manifest.logits_name
+    return Evaluator(spec, None, lambda x: runner.infer(x, [name])[name], runner.precision_ran,
+                     close=runner.deactivate)
 
 
 # ------------------------------------------------------------------------------------ data

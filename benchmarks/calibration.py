@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from build_engine.api import build_artefact
-    from calib.runners import predictor_for
     from calib.sources import load_frames
+    from runtime.backends import open_runner
 
     args = build_parser().parse_args(argv)
     common = {"backend": args.backend, "output": args.artefacts,
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          **common))
     height, width = manifests["fp32"].input_size
     frames = load_frames("synthetic:test", args.frames, height, width).frames
-    runners = {k: predictor_for(args.backend, m.model_path, m.precision) for k, m in manifests.items()}
+    runners = {k: open_runner(args.backend, m.model_path, m.precision) for k, m in manifests.items()}
     times: dict[str, list[float]] = {k: [] for k in runners}
     for frame in frames[:3]:
         for run in runners.values():

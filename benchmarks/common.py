@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import importlib.metadata as md
 import json
 import logging
 import math
@@ -28,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from devices import cpu_info, device_info, openvino_capabilities, version
+
 log = logging.getLogger("benchmarks")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 SEED_SECONDS_PER_FRAME = 0.6  # hellochick's TF PSPNet "Inference time: ~0.6s" (reference.md)
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
-             "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16")
 LIBRARIES = ("torch", "onnxruntime", "openvino", "onnx", "numpy", "opencv-python-headless",
              "opencv-python", "tensorrt", "matplotlib")
 
@@ -43,34 +42,9 @@ class BenchmarkError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- environment
-def cpu_info() -> dict[str, Any]:
-    """CPU model, the SIMD flags that decide which kernels exist, and the cores we may use."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count() or 1
-    return {"model": model, "logical_cores": os.cpu_count(), "usable_cores": usable,
-            "flags": {f: f in flags for f in CPU_FLAGS}}
-
-
 def gpu_info() -> dict[str, Any] | None:
     """The CUDA device TensorRT would use, or None (never raises: absence is the common case)."""
-    try:
-        from runtime.cuda import device_info
-
-        info = device_info()
-    except Exception:
-        info = None
+    info = device_info()
     if info is None and shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
@@ -94,22 +68,7 @@ def gpu_memory_used_mb() -> float | None:
 
 
 def library_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in LIBRARIES:
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def openvino_capabilities() -> list[str] | None:
-    try:
-        import openvino as ov
-
-        return [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
-    except Exception:
-        return None
+    return {"python": platform.python_version(), **{dist: version(dist) for dist in LIBRARIES}}
 
 
 def busy_processes() -> list[str]:

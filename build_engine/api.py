@@ -192,10 +192,10 @@ class Builder:
         steps.set_postfix_str("verify")
         frames = verification_frames(self.height, self.width, self.options.verify_frames)
         reference = torch_reference(net, self.spec, frames)
-        from calib.runners import onnxruntime_predictor
+        from runtime.backends import open_runner
 
-        ort_run = onnxruntime_predictor(fp32_onnx)
-        onnx_agreement = compare(reference, [ort_run(f) for f in frames])
+        with open_runner("onnxruntime", fp32_onnx) as ort_run:
+            onnx_agreement = compare(reference, [ort_run.predict(f) for f in frames])
         tqdm.write(f"ONNX Runtime vs PyTorch: {onnx_agreement.summary()}", file=sys.stderr)
         if onnx_agreement.pixel_agreement < FP32_MIN_AGREEMENT:
             raise BuildError(f"the exported ONNX disagrees with PyTorch: {onnx_agreement.summary()} "
@@ -269,7 +269,7 @@ class Builder:
             _, bin_path = onnx_to_ir(onnx_path, self.model_path)
             return {bin_path.name: sha256_file(bin_path)}
         from build_engine.tensorrt_builder import TensorRTOptions, build_engine
-        from runtime.cuda import device_info
+        from devices import device_info
 
         options = TensorRTOptions(workspace_mb=self.options.workspace_mb,
                                   timing_cache=self.output / "timing.cache")
@@ -282,10 +282,10 @@ class Builder:
         """Run the written artefact where this machine can (not TensorRT without a GPU)."""
         if self.backend == "tensorrt":
             return None  # verified by the gpu-marked tests and the runtime's first frames
-        from calib.runners import predictor_for
+        from runtime.backends import open_runner
 
-        run = predictor_for(self.backend, self.model_path, self.options.precision)
-        return compare(reference, [run(f) for f in frames])
+        with open_runner(self.backend, self.model_path, self.options.precision) as run:
+            return compare(reference, [run.predict(f) for f in frames])
 
     def command_line(self) -> str:
         o = self.options

@@ -26,6 +26,7 @@ class GateReport:
     passed: bool = True
     limit_points: float = 1.0
     note: str = ""
+    precision_ran: str | None = None  # what the gate's runner reported it ran
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from artefact.files import sha256_file
 from calib.evaluate import predict_all
 from calib.gate import GateReport, gate
-from calib.runners import predictor_for
 from calib.sources import CalibrationError, FrameSet, load_frames
+from runtime.backends import open_runner
 
 log = logging.getLogger(__name__)
 GATE_BACKENDS = {"openvino": "openvino", "onnxruntime": "onnxruntime",
@@ -66,8 +66,8 @@ def apply_precision(fp32_onnx: Path, work: Path, options: Any, spec: Any, output
     evalset = load_frames(options.eval_data or "synthetic:val", options.eval_images, height,
                           width, seed=1, default_split="val")
     gate_backend = GATE_BACKENDS[options.backend_resolved]
-    fp32_run = predictor_for(gate_backend, base, "fp32")
-    fp32_preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
+    with open_runner(gate_backend, base, "fp32") as fp32_run:
+        fp32_preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
     classes = list(spec.classes)
 
     if options.precision == "fp16":
@@ -156,8 +156,8 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
             continue
         others = [n for n in all_convs if n not in names] + exclude
         path = quantize_int8(pre, work / "probe.onnx", None, options.calib_method, others, cache)
-        run = predictor_for(gate_backend, path, "int8")
-        scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
+        with open_runner(gate_backend, path, "int8") as run:
+            scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
     scores.sort(key=lambda s: s[1])
     tqdm.write("sensitivity (agreement with FP32 when only this block is INT8): " +
                ", ".join(f"{b} {a * 100:.2f}%" for b, a in scores[:6]), file=sys.stderr)
@@ -166,9 +166,10 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
 
 def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
           classes: list[str], options: Any, fail: bool = True) -> GateReport:
-    run = predictor_for(backend, path, precision)
-    preds = predict_all(run, evalset.frames, f"{precision} gate")
+    with open_runner(backend, path, precision) as run:
+        preds = predict_all(run, evalset.frames, f"{precision} gate")
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
+    report.precision_ran = run.precision_ran
     tqdm.write(report.table(), file=sys.stderr)
     if fail and not report.passed:
         raise GateFailed(_fail_message(report, precision), report)
@@ -184,10 +185,8 @@ def _fail_message(report: GateReport, precision: str) -> str:
 
 def _accuracy(report: GateReport, evalset: FrameSet, backend: str, **extra: Any) -> dict:
     precision = "int8" if "kept_fp32" not in extra else "fp16"
-    if backend == "openvino":
-        from calib.runners import openvino_hint
-
-        float_layers = openvino_hint(precision)  # what OpenVINO really ran, not what was asked
+    if backend == "openvino":  # what OpenVINO really ran (int8/<float> for Q/DQ), not what was asked
+        float_layers = (report.precision_ran or "").split("/")[-1]
     else:
         float_layers = "f16" if precision == "fp16" else "f32"
     return {"gate": report.to_dict(), "eval_data": evalset.describe(), "gate_backend": backend,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from clikit import UsageError  # bad input from the user: exit code 2, no traceback
 
-class UsageError(ValueError):
-    """Bad input from the user (source, flags, output paths): exit code 2, no traceback."""
+__all__ = ["BackendUnavailable", "OutputError", "SourceError", "UsageError", "WriteError"]
 
 
 class SourceError(UsageError):

@@ -113,7 +113,7 @@ def test_int8_qdq_scheme_is_what_tensorrt_accepts(tmp_path, fp32_onnx):
 
 def test_fp16_graph_keeps_uint8_io_and_runs(tmp_path, fp32_onnx):
     from calib.fp16 import convert_fp16
-    from calib.runners import onnxruntime_predictor
+    from runtime.backends import open_runner
 
     path, kept = convert_fp16(fp32_onnx, tmp_path / "fp16.onnx")
     model = onnx.load(str(path))
@@ -122,8 +122,9 @@ def test_fp16_graph_keeps_uint8_io_and_runs(tmp_path, fp32_onnx):
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
     assert kept  # pre/post-processing stayed float32
     frame = load_frames("synthetic:val:1", 1, H, W).frames[0]
-    labels, _ = onnxruntime_predictor(path)(frame)
-    ref, _ = onnxruntime_predictor(fp32_onnx)(frame)
+    with open_runner("onnxruntime", path, "fp16") as fp16, open_runner("onnxruntime", fp32_onnx) as fp32:
+        labels, _ = fp16.predict(frame)
+        ref, _ = fp32.predict(frame)
     assert (labels == ref).mean() > 0.95
 
 

@@ -1,7 +1,13 @@
-"""Backends behind one interface: `load_backend(manifest) -> Backend` (see base.Backend).
+"""Backends behind one interface, and the only code that opens a model on a backend.
 
-Each backend module imports its library lazily, so `import runtime.backends` costs nothing and
-a machine carries only the runtime it uses.
+    load_backend(manifest) -> Backend        an artefact, streaming (submit/collect) or blocking
+    open_runner(backend, path, precision)    a bare model file, blocking, every named output
+    artefact_runner(manifest)                an artefact's model file as a Runner (e.g. for logits)
+
+Each backend module has one loader (`load_session`, `compile_model`) that both use, and
+imports its library lazily, so `import runtime.backends` costs nothing and a machine carries
+only the runtime it uses. This package's public names are the seam other rooms (build_engine,
+calib, benchmarks) import; nothing else in runtime/ is theirs to reach into.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from typing import Any
 
 from artefact.manifest import BACKENDS, Manifest, load_manifest
 from runtime.backends.base import Backend, check_backend
+from runtime.backends.runner import Prediction, Runner
 from runtime.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "Backend", "backend_class", "check_backend", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "Prediction", "Runner", "artefact_runner", "backend_class", "check_backend",
+           "load_backend", "open_runner", "runner_class"]
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -32,6 +40,27 @@ def backend_class(name: str) -> type[Backend]:
     raise UsageError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
 
 
+def runner_class(name: str) -> type[Runner]:
+    if name == "openvino":
+        from runtime.backends.openvino_backend import OpenVINORunner
+        return OpenVINORunner
+    if name == "onnxruntime":
+        from runtime.backends.onnxruntime_backend import OnnxRuntimeRunner
+        return OnnxRuntimeRunner
+    if name == "tensorrt":
+        raise UsageError("a bare TensorRT engine has no runner: open its artefact with load_backend (the "
+                         "manifest names the TensorRT version and GPU the engine needs)")
+    raise UsageError(f"unknown backend {name!r}; choose {', '.join(BACKENDS)}")
+
+
+def _accepted(cls: type, opts: dict[str, Any]) -> dict[str, Any]:
+    """Options a class takes; the others are ignored, so one caller can pass them all."""
+    ignored = sorted(set(opts) - set(cls.OPTIONS))
+    if ignored:
+        log.debug("%s ignores options %s", cls.__name__, ignored)
+    return {k: v for k, v in opts.items() if k in cls.OPTIONS and v is not None}
+
+
 def load_backend(manifest: Manifest | str | Path, backend: str = "auto", **opts: Any) -> Backend:
     """Open an artefact on its backend ('auto' = the one the manifest names).
 
@@ -44,8 +73,26 @@ def load_backend(manifest: Manifest | str | Path, backend: str = "auto", **opts:
     name = manifest.backend if backend in (None, "", "auto") else backend
     cls = backend_class(name)
     check_backend(manifest, name)
-    accepted = {k: v for k, v in opts.items() if k in cls.OPTIONS and v is not None}
-    ignored = sorted(set(opts) - set(cls.OPTIONS))
-    if ignored:
-        log.debug("%s ignores options %s", name, ignored)
-    return cls(manifest, **accepted)
+    return cls(manifest, **_accepted(cls, opts))
+
+
+def open_runner(backend: str, path: str | Path, precision: str = "fp32", **opts: Any) -> Runner:
+    """A bare model file on `backend` (openvino, onnxruntime), opened and ready: `with` it, or call
+    deactivate(). On the CPU unless `device` says otherwise; options a runner does not take are
+    ignored. Raises ArtefactError when the file cannot be opened."""
+    cls = runner_class(backend)
+    return cls(path, precision, **_accepted(cls, opts)).activate()
+
+
+def artefact_runner(manifest: Manifest | str | Path, **opts: Any) -> Runner:
+    """An artefact's model file as a Runner, after the manifest's own checks (file hashes), with
+    the manifest's tensor names: for callers that need outputs the streaming backend does not
+    return, such as logits."""
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    manifest.verify_file()
+    cls = runner_class(manifest.backend)
+    names = {"input_name": manifest.input_name, "labels_name": manifest.output_name}
+    if manifest.logits_name:
+        names["logits_name"] = manifest.logits_name
+    return cls(manifest.model_path, manifest.precision, **_accepted(cls, opts), **names).activate()
