@@ -35,23 +35,17 @@ from typing import Any
 import cv2
 import numpy as np
 
+import clikit
 from benchmarks.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    EXIT_USAGE,
     BenchmarkError,
-    command_line,
-    csv_list,
     describe_cpu,
     environment,
-    fail,
     fmt,
     header_block,
     markdown_table,
     now,
     parse_size,
-    positive_int,
-    setup_logging,
+    run_benchmark,
     text_table,
     write_json,
     write_text,
@@ -65,6 +59,7 @@ from benchmarks.contenders import (
     unique_names,
     weights_kind,
 )
+from clikit import csv_list, positive_int
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.accuracy"
@@ -90,8 +85,7 @@ exit codes: 0 ok, 1 a contender failed or an FP32 artefact misses PyTorch's mIoU
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
     p.add_argument("--data", metavar="SRC",
                    help="labelled data: synthetic[:split][:N][@HxW], cityscapes:/path, kitti:/path, "
                         "ade20k:/path, voc:/path or a data-set folder (default: synthetic:val:N at the "
@@ -116,27 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pytorch", action="store_true", help="artefacts only (e.g. where torch is absent)")
     p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
     p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/accuracy.{json,md}")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    clikit.add_verbose(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        result = run(args, command_line(PROG, argv))
-    except BenchmarkError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted", 130)
+    return run_benchmark(PROG, build_parser(), run, _failures, argv)
+
+
+def _failures(result: dict[str, Any]) -> str | None:
     failed = [r["name"] for r in result["results"] if r["status"].startswith("failed")]
     missed = [c["name"] for c in result["checks"] if c["passed"] is False]
-    if failed or missed:
-        why = [f"failed: {', '.join(failed)}"] if failed else []
-        if missed:
-            why.append(f"FP32 off PyTorch by more than {FP32_TOLERANCE_POINTS} point: {', '.join(missed)}")
-        return fail(PROG, "; ".join(why), EXIT_FAIL)
-    return EXIT_OK
+    why = [f"failed: {', '.join(failed)}"] if failed else []
+    if missed:
+        why.append(f"FP32 off PyTorch by more than {FP32_TOLERANCE_POINTS} point: {', '.join(missed)}")
+    return "; ".join(why) or None
+
 
 
 # ------------------------------------------------------------------------------ prediction

@@ -22,27 +22,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import clikit
 from benchmarks.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    EXIT_USAGE,
     BenchmarkError,
     LoadMonitor,
-    command_line,
-    csv_list,
     describe_cpu,
     environment,
-    fail,
     fmt,
     header_block,
     load_note,
     markdown_table,
-    non_negative_int,
     now,
     parse_size,
-    positive_int,
     ratio,
-    setup_logging,
+    run_benchmark,
     summarize_ms,
     text_table,
     write_json,
@@ -59,6 +52,7 @@ from benchmarks.contenders import (
     unique_names,
 )
 from benchmarks.probe import run_child
+from clikit import csv_list, non_negative_int, positive_int
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.latency"
@@ -80,8 +74,7 @@ exit codes: 0 ok, 1 a benchmark failed, 2 bad arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
     p.add_argument("--video", default="demo", metavar="SRC",
                    help="demo (synthetic street clip at the model's size), a video file, a folder or glob")
     p.add_argument("--frames", type=positive_int, default=100, metavar="N", help="timed frames (default 100)")
@@ -109,23 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline-frames", type=positive_int, metavar="N", help="default: --frames")
     p.add_argument("--pipeline-contender", default=PIPELINE_CONTENDER, metavar="NAME",
                    help=f"artefact pspnet-rt runs (default {PIPELINE_CONTENDER}, the issue-6 target)")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    clikit.add_verbose(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        result = run(args, command_line(PROG, argv))
-    except BenchmarkError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted", 130)
+    return run_benchmark(PROG, build_parser(), run, _failures, argv)
+
+
+def _failures(result: dict[str, Any]) -> str | None:
     failed = [c["name"] for c in result["contenders"] if c["status"].startswith("failed")]
-    if failed:
-        return fail(PROG, f"these contenders failed: {', '.join(failed)} (see the status column)", EXIT_FAIL)
-    return EXIT_OK
+    return f"these contenders failed: {', '.join(failed)} (see the status column)" if failed else None
+
 
 
 # --------------------------------------------------------------------------------- the run

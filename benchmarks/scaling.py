@@ -25,31 +25,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+import clikit
 from benchmarks.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    EXIT_USAGE,
     BenchmarkError,
     LoadMonitor,
-    command_line,
-    csv_list,
     describe_cpu,
     environment,
-    fail,
     fmt,
     header_block,
     load_note,
     markdown_table,
     now,
     parse_size,
-    positive_int,
-    setup_logging,
+    run_benchmark,
     text_table,
     write_json,
     write_text,
 )
 from benchmarks.contenders import ContenderSpec, artefact_spec, label_for, open_contender, pytorch_specs
 from benchmarks.work import gmac_per_frame, gmac_per_second
+from clikit import csv_list, positive_int
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.scaling"
@@ -84,8 +79,7 @@ def _models(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
     p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/scaling.{json,md,png}")
     p.add_argument("--model", default="demo", help="model for the size sweep (default: demo)")
     p.add_argument("--sizes", type=_sizes, default=list(SIZES), metavar="HxW,...",
@@ -105,25 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of timed frames per point; frames = budget / one round, 2..--frames")
     p.add_argument("--no-rss", action="store_true", help="skip the PSPNet50 INT8 pspnet-rt memory run")
     p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    clikit.add_verbose(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        result = run(args, command_line(PROG, argv))
-    except BenchmarkError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted", 130)
+    return run_benchmark(PROG, build_parser(), run, _failures, argv)
+
+
+def _failures(result: dict[str, Any]) -> str | None:
     failed = [f"{p['model']}@{p['input_size'][0]}x{p['input_size'][1]} {c['name']}"
               for p in result["sizes"] + result["backbones"] for c in p["contenders"]
               if c["status"].startswith("failed")]
-    if failed:
-        return fail(PROG, f"failed: {'; '.join(failed)}", EXIT_FAIL)
-    return EXIT_OK
+    return f"failed: {'; '.join(failed)}" if failed else None
+
 
 
 # --------------------------------------------------------------------------------- a point

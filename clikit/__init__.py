@@ -165,7 +165,7 @@ def setup_logging(verbose: int, prog: str, quiet: Sequence[str] = ()) -> None:
         "%(asctime)s %(threadName)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
     for name in quiet:
-        logging.getLogger(name).setLevel(logging.ERROR if verbose < 2 else logging.DEBUG)
+        logging.getLogger(name).setLevel(logging.ERROR if verbose < 2 else logging.NOTSET)
 
 
 # ------------------------------------------------------------------------------- signals
@@ -178,8 +178,10 @@ class Signals:
     and prints what happens next; a second one exits at once.
     """
 
-    def __init__(self, prog: str) -> None:
+    def __init__(self, prog: str,
+                 finishing: str = "finishing the frames in flight and closing outputs") -> None:
         self.prog = prog
+        self.finishing = finishing  # what a graceful stop does, said when it starts
         self.stop = threading.Event()
         self.code: int | None = None
         self.graceful = False
@@ -213,8 +215,7 @@ class Signals:
         self.stop.set()
         if not self.graceful:
             raise Interrupted(code, name)
-        print(f"{self.prog}: {name}: finishing the frames in flight and closing outputs (again to abort)",
-              file=sys.stderr, flush=True)
+        print(f"{self.prog}: {name}: {self.finishing} (again to abort)", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------ the runner

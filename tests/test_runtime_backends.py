@@ -129,7 +129,7 @@ def test_runner_refusals(demo_artefacts: dict[str, Path], tmp_path: Path) -> Non
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     for backend in ("onnxruntime", "openvino"):
-        with pytest.raises(ArtefactError, match="junk.onnx"):
+        with pytest.raises(ArtefactError, match=r"junk\.onnx"):
             open_runner(backend, junk)
     with pytest.raises(UsageError, match="load_backend"):
         open_runner("tensorrt", junk)
