@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calib.evaluate import agreement, confusion
 from calib.sources import FrameSet
+from segdata.evaluation import agreement, confusion
 
 
 @dataclass

@@ -124,9 +124,8 @@ def test_rss_probe_and_pipeline_run(tmp_path: Path, demo_artefacts: dict[str, Pa
 def test_accuracy_cli_equals_a_direct_confusion_matrix(tmp_path: Path,
                                                        demo_artefacts: dict[str, Path]) -> None:
     from benchmarks.accuracy import main
-    from calib.sources import even_sample
     from runtime.backends import load_backend
-    from segdata.datasets import open_dataset
+    from segdata.datasets import even_sample, open_dataset
     from segdata.frames import labels_to_size, to_model_input
     from segdata.metrics import ConfusionMatrix
 
@@ -166,7 +165,7 @@ def test_default_eval_data_is_the_held_out_split_at_the_model_size() -> None:
 
 
 def test_sliding_window_grid_matches_semseg() -> None:
-    from benchmarks.accuracy import windows
+    from segdata.evaluation import windows
 
     assert windows(240, 480, 240, 480) == [(0, 0)]
     # stride ceil(2/3 crop) = 160 x 320; the last window sits flush with the edge
@@ -184,7 +183,7 @@ def _pixelwise_logits(x: np.ndarray) -> np.ndarray:
 def test_protocols_agree_on_a_pixelwise_model(mode: str) -> None:
     """A per-pixel classifier has one right answer at any crop, offset, flip or pad: every
     mode must give it back, which checks the window bookkeeping, padding and flips."""
-    from benchmarks.accuracy import Protocol
+    from segdata.evaluation import Protocol
 
     rng = np.random.default_rng(0)
     image = np.zeros((150, 260, 3), np.uint8)
