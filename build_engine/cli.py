@@ -7,6 +7,7 @@ import shlex
 import sys
 
 import clikit
+from build_engine.api import STEPS  # torch-free at import: torch loads in the export step
 
 EXAMPLES = """\
 examples:
@@ -19,6 +20,8 @@ examples:
       an hszhao/semseg checkpoint at its native 713x713
   python -m build_engine --weights pspnet50_ade20k.h5 --precision fp32
       the seeds' Keras weights (model inferred from the file)
+  python -m build_engine --precision int8 --backend onnxruntime --stop-after quantize
+      keep the INT8 Q/DQ graph (and its gate report) to look at, e.g. in Netron
   python -m build_engine --list-models
 
 prints the path of the artefact's manifest (model file + NAME.json beside it).
@@ -58,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artefact folder (default: CACHE/artefacts, where CACHE is $PSPNET_RT_CACHE "
                         "or ~/.cache/pspnet-rt)")
     p.add_argument("--force", action="store_true", help="rebuild even if a cached artefact matches")
+    p.add_argument("--stop-after", choices=STEPS, metavar="STEP",
+                   help=f"run the build up to STEP ({', '.join(STEPS)}), keep that step's output in "
+                        "--output as NAME.STEP.* (ONNX, JSON report or model file), print its path; no "
+                        "manifest is written and the cache is not used")
     p.add_argument("--list-models", action="store_true", help="list the model zoo and exit")
     clikit.add_verbose(p)
     return p
@@ -83,11 +90,15 @@ def _build(args: argparse.Namespace, command: str) -> int:
         list_models()
         return clikit.EXIT_OK
     try:
-        from build_engine.api import Builder, BuildOptions
-    except ImportError as exc:
+        return _run_build(args, command)
+    except ImportError as exc:  # torch, onnx, ...: the export extra is not installed
         raise clikit.UsageError(f"building needs the export extra ({exc.name} missing): "
                                 "pip install -e .[export]") from None
+
+
+def _run_build(args: argparse.Namespace, command: str) -> int:
     from artefact.manifest import ArtefactError
+    from build_engine.api import Builder, BuildOptions
     from build_engine.errors import BuildError, SizeError
     from build_engine.tensorrt_builder import TensorRTUnavailable
     from calib.precision import GateFailed
@@ -102,7 +113,7 @@ def _build(args: argparse.Namespace, command: str) -> int:
         output=args.output, force=args.force, calib_data=args.calib_data,
         calib_images=args.calib_images, calib_method=args.calib_method, eval_data=args.eval_data,
         eval_images=args.eval_images, max_miou_drop=args.max_miou_drop, fallback=args.fallback,
-        workspace_mb=args.workspace_mb, command=command)
+        workspace_mb=args.workspace_mb, command=command, stop_after=args.stop_after)
     usage_errors = (CheckpointError, SizeError, KeyError, FrameError, TensorRTUnavailable, ArtefactError,
                     FileNotFoundError, CalibrationError, DatasetError, NotImplementedError)
     try:

@@ -10,16 +10,19 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 from tqdm import tqdm
 
 from artefact.files import sha256_file
-from calib.evaluate import predict_all
 from calib.gate import GateReport, gate
 from calib.sources import CalibrationError, FrameSet, load_frames
 from runtime.backends import open_runner
+from segdata.evaluation import agreement, predict_all
+
+if TYPE_CHECKING:
+    from pspnet.zoo import ModelSpec
 
 log = logging.getLogger(__name__)
 GATE_BACKENDS = {"openvino": "openvino", "onnxruntime": "onnxruntime",
@@ -32,6 +35,22 @@ class GateFailed(RuntimeError):
     def __init__(self, message: str, report: GateReport) -> None:
         super().__init__(message)
         self.report = report
+
+
+@dataclass(frozen=True)
+class PrecisionOptions:
+    """What a reduced-precision build needs to know: the precision, calibration and gate settings."""
+
+    precision: str = "fp32"  # fp32 | fp16 | int8
+    dynamic: bool = False
+    calib_data: str | None = None
+    calib_images: int = 200
+    calib_method: str = "percentile"
+    eval_data: str | None = None
+    eval_images: int = 48
+    max_miou_drop: float = 1.0
+    fallback: bool = False
+    quantize_classifier: bool = False  # by default the final classifier stays in float
 
 
 @dataclass
@@ -53,9 +72,9 @@ def final_graph(src: Path, dst: Path, outputs: list[str]) -> Path:
     return dst
 
 
-def apply_precision(fp32_onnx: Path, work: Path, options: Any, spec: Any, outputs: list[str],
-                    cache_dir: Path) -> PrecisionResult:
-    """`options` is build_engine's BuildOptions (precision, calibration and gate settings)."""
+def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec: ModelSpec,
+                    outputs: list[str], cache_dir: Path, backend: str) -> PrecisionResult:
+    """The graph of `options.precision` for an artefact of `backend`, gated on held-out frames."""
     base = final_graph(fp32_onnx, work / "fp32_final.onnx", outputs)
     if options.precision == "fp32":
         return PrecisionResult(base)
@@ -65,7 +84,7 @@ def apply_precision(fp32_onnx: Path, work: Path, options: Any, spec: Any, output
                          "run at one size); drop --dynamic")
     evalset = load_frames(options.eval_data or "synthetic:val", options.eval_images, height,
                           width, seed=1, default_split="val")
-    gate_backend = GATE_BACKENDS[options.backend_resolved]
+    gate_backend = GATE_BACKENDS[backend]
     with open_runner(gate_backend, base, "fp32") as fp32_run:
         fp32_preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
     classes = list(spec.classes)
@@ -81,7 +100,7 @@ def apply_precision(fp32_onnx: Path, work: Path, options: Any, spec: Any, output
     return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes)
 
 
-def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
+def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
           fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str]
           ) -> PrecisionResult:
     from calib.graph_parts import conv_blocks, final_classifier
@@ -98,7 +117,7 @@ def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
     graph = onnx.load(str(pre))
     exclude: list[str] = []
     cls = final_classifier(graph)
-    if cls is not None and not options.extra.get("quantize_classifier"):
+    if cls is not None and not options.quantize_classifier:
         exclude.append(cls.name)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir / (f"{sha256_file(base)[:16]}-{calibset.fingerprint()}-"
@@ -142,10 +161,9 @@ def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
 
 
 def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: list[str],
-                options: Any, cache: Path, evalset: FrameSet, fp32_preds: list,
+                options: PrecisionOptions, cache: Path, evalset: FrameSet, fp32_preds: list,
                 gate_backend: str) -> list[tuple[str, float]]:
     """Per block: agreement with FP32 when ONLY that block is INT8. Worst first."""
-    from calib.evaluate import agreement
     from calib.quantize import quantize_int8
 
     frames = evalset.frames[:16]
@@ -165,7 +183,7 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
 
 
 def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
-          classes: list[str], options: Any, fail: bool = True) -> GateReport:
+          classes: list[str], options: PrecisionOptions, fail: bool = True) -> GateReport:
     with open_runner(backend, path, precision) as run:
         preds = predict_all(run, evalset.frames, f"{precision} gate")
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)

@@ -104,14 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_artefact(args: argparse.Namespace) -> Path:
     """--engine as given (manifest, model file or folder), else the cached default build."""
-    from artefact.manifest import ArtefactError
+    from artefact.manifest import BACKENDS, ArtefactError
 
     if args.engine:
         path = Path(args.engine)
         if path.is_dir():
-            manifests = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
-            if args.backend != "auto":
-                manifests = [m for m in manifests if _manifest_backend(m) == args.backend]
+            wanted = (args.backend,) if args.backend != "auto" else BACKENDS
+            manifests = [p for p in sorted(path.glob("*.json"))
+                         if not p.name.startswith(".") and _manifest_backend(p) in wanted]
             if len(manifests) != 1:
                 names = ", ".join(m.name for m in manifests) or "none"
                 raise ArtefactError(f"--engine {path} is a folder with {len(manifests)} manifests ({names}); "
@@ -127,10 +127,14 @@ def resolve_artefact(args: argparse.Namespace) -> Path:
 
 
 def _manifest_backend(path: Path) -> str | None:
+    """The backend a manifest names; None for any other JSON (e.g. a build step's report)."""
+    from artefact.manifest import MANIFEST_FORMAT
+
     try:
-        return json.loads(path.read_text()).get("backend")
-    except (OSError, ValueError, AttributeError):
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+    return data.get("backend") if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
 
 
 def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:

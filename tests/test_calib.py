@@ -12,7 +12,8 @@ from onnx import numpy_helper
 
 from calib.graph_parts import final_classifier, preprocessing_nodes
 from calib.quantize import check_tensorrt_compatible, preprocess, quantize_int8
-from calib.sources import CalibrationError, even_sample, load_frames
+from calib.sources import CalibrationError, load_frames
+from segdata.datasets import even_sample
 from tests.conftest import TINY_SIZE
 
 H, W = TINY_SIZE
@@ -61,6 +62,20 @@ def test_video_file_source(tmp_path):
     assert len(frames.frames) == 5 and frames.available == 20
     means = [f.mean() for f in frames.frames]
     assert means == sorted(means)  # evenly spread, in order
+
+
+def test_frame_sources_come_through_the_runtime_parser(tmp_path):
+    """One URI parser, one image-extension list: what pspnet-rt --video takes, calibration takes."""
+    from segdata.frames import IMAGE_SUFFIXES
+
+    assert {".pnm", ".jp2"} <= IMAGE_SUFFIXES  # once missing from calibration's own list
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"f{i}.pnm"), np.full((40, 60, 3), 50 * i, np.uint8))
+    assert len(load_frames(str(tmp_path), 3, H, W).frames) == 3
+    demo = load_frames("demo", 3, H, W)
+    assert len(demo.frames) == 3 and demo.frames[0].shape == (H, W, 3) and demo.labels == [None] * 3
+    with pytest.raises(CalibrationError, match=r"cam97.*cannot open camera"):
+        load_frames("cam97", 3, H, W)
 
 
 def test_synthetic_labelled_source():
@@ -170,10 +185,10 @@ def test_calibration_overlapping_eval_is_refused(tmp_path):
 def test_interrupted_build_leaves_no_artefact(tmp_path, monkeypatch):
     from build_engine import api
 
-    def interrupted(self, onnx_path, work):
+    def interrupted(self, *args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(api.Builder, "_compile", interrupted)
+    monkeypatch.setattr(api.Builder, "compile", interrupted)
     with pytest.raises(KeyboardInterrupt):
         api.build_artefact("demo", "fp32", "onnxruntime", TINY_SIZE, output=tmp_path)
     assert list(tmp_path.iterdir()) == []
