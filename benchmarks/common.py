@@ -31,7 +31,6 @@ from devices import cpu_info, device_info, openvino_capabilities, version
 
 log = logging.getLogger("benchmarks")
 
-SEED_SECONDS_PER_FRAME = 0.6  # hellochick's TF PSPNet "Inference time: ~0.6s" (reference.md)
 LIBRARIES = ("torch", "onnxruntime", "openvino", "onnx", "numpy", "opencv-python-headless",
              "opencv-python", "tensorrt", "matplotlib")
 

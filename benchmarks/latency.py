@@ -57,7 +57,7 @@ from clikit import csv_list, non_negative_int, positive_int
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.latency"
 PIPELINE_CONTENDER = "openvino-int8"
-PIPELINE_TARGET_X = 15.0  # issue 6: OpenVINO INT8 whole pipeline >= 15x PyTorch eager FP32 FPS
+PIPELINE_TARGET_X = 15.0  # target: OpenVINO INT8 whole pipeline >= 15x PyTorch eager FP32 FPS
 
 EXAMPLES = """\
 examples:
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pipeline", action="store_true", help="skip the pspnet-rt whole-pipeline run")
     p.add_argument("--pipeline-frames", type=positive_int, metavar="N", help="default: --frames")
     p.add_argument("--pipeline-contender", default=PIPELINE_CONTENDER, metavar="NAME",
-                   help=f"artefact pspnet-rt runs (default {PIPELINE_CONTENDER}, the issue-6 target)")
+                   help=f"artefact pspnet-rt runs (default {PIPELINE_CONTENDER}, the x15 target)")
     clikit.add_verbose(p)
     return p
 
@@ -315,11 +315,11 @@ def _row(r: dict[str, Any]) -> list[str]:
             f" / {lat['inference']['p99']:.1f}",
             fmt(lat["post"]["mean"], ".2f"), fmt(lat["total"]["mean"], ".1f"),
             fmt(r["fps"]["pipeline_sequential"], ".1f"), fmt(sp.get("vs_pytorch_eager_fp32"), ".1f"),
-            fmt(sp.get("vs_best_pytorch_peer"), ".1f"), fmt(sp.get("vs_seed_0.6s_per_frame"), ".1f"), rss]
+            fmt(sp.get("vs_best_pytorch_peer"), ".1f"), fmt(sp.get("vs_baseline_0.6s_per_frame"), ".1f"), rss]
 
 
 HEADER = ["contender", "ran", "pre ms", "inference ms mean/p50/p90/p99", "post ms", "total ms", "FPS",
-          "x eager", "x peer", "x seed", "peak RSS MB"]
+          "x eager", "x peer", "x baseline", "peak RSS MB"]
 
 
 def terminal_report(result: dict[str, Any]) -> str:
@@ -382,9 +382,9 @@ def markdown_report(result: dict[str, Any]) -> str:
              f"{cfg['video_description']}; {cfg['warmup']} warm-up frames per contender; {cfg['order']}.", "",
              "Per frame: **pre** = to_model_input, **inference** = one blocking call, **post** = labels "
              "to the frame size + overlay render. *total* = their sum; FPS = 1000 / mean total (one frame "
-             "at a time). Speed-ups are ratios of mean total latency; *x seed* compares with the seed's "
-             "0.6 s/frame (inference only, so conservative). *ran* is the precision the backend reports "
-             "it ran. Peak RSS is measured per contender in a fresh process.", "",
+             "at a time). Speed-ups are ratios of mean total latency; *x baseline* compares with the 2017 TF "
+             "baseline's 0.6 s/frame (inference only, so conservative). *ran* is the precision the backend "
+             "reports it ran. Peak RSS is measured per contender in a fresh process.", "",
              markdown_table(HEADER, [_row(r) for r in result["contenders"]]), "",
              *[f"- {line}" for line in status_lines(result)], ""]
     p = result.get("pipeline")

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.scaling`: latency vs input size and vs backbone, and the issue-6 targets.
+"""`python -m benchmarks.scaling`: latency vs input size and vs backbone, and the speed and memory targets.
 
 Why a separate command: big inputs and deep backbones take seconds per PyTorch frame, so
 this run measures few frames per point (as many as fit a per-point time budget, at least 2)
@@ -50,19 +50,19 @@ log = logging.getLogger("benchmarks")
 PROG = "benchmarks.scaling"
 SIZES = ((240, 480), (480, 960), (512, 1024), (1024, 2048))
 BACKBONES = ("pspnet18_cityscapes", "pspnet50_cityscapes", "pspnet101_cityscapes")
-BACKBONE_SIZE = (713, 713)  # the seed's Cityscapes setting
+BACKBONE_SIZE = (713, 713)  # the 2017 baselines' Cityscapes setting
 # INT8/FP16 here are for timing: few min/max calibration frames, a gate that cannot fail, checked
 # against FP32's own predictions on unlabelled frames (see eval_folder), one verification frame.
 SPEED_ONLY = {"calib_images": 4, "calib_method": "minmax", "eval_images": 2, "max_miou_drop": 100.0,
               "verify_frames": 1}
 EVAL_SEED_SPLIT = "test"  # the unlabelled gate frames: disjoint from the calibration seeds
-TARGET_MODEL, TARGET_S = "pspnet101_cityscapes", 0.3  # issue 6: < 0.3 s/frame at 713x713 INT8
-RSS_MODEL, RSS_TARGET_MB = "pspnet50_cityscapes", 300.0  # issue 6: PSPNet50 INT8 runtime peak RSS
+TARGET_MODEL, TARGET_S = "pspnet101_cityscapes", 0.3  # target: < 0.3 s/frame at 713x713 INT8
+RSS_MODEL, RSS_TARGET_MB = "pspnet50_cityscapes", 300.0  # target: PSPNet50 INT8 runtime peak RSS
 
 EXAMPLES = """\
 examples:
   python -m benchmarks.scaling --out results/
-      demo model at 240x480..1024x2048, R18/R50/R101 at 713x713, the issue-6 targets (~10 min cold,
+      demo model at 240x480..1024x2048, R18/R50/R101 at 713x713, the targets (~10 min cold,
       much less once the artefacts are cached)
   python -m benchmarks.scaling --sizes 240x480,480x960 --backbones pspnet18_cityscapes --no-pytorch
   python -m benchmarks.scaling --sizes 96x192 --backbones none --frames 2     # a smoke run
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbones", type=_models, default=list(BACKBONES), metavar="NAME,...",
                    help="backbone sweep (default R18, R50, R101 Cityscapes; 'none' to skip)")
     p.add_argument("--backbone-size", type=parse_size, default=BACKBONE_SIZE, metavar="HxW",
-                   help="input size of the backbone sweep (default 713x713, the seed's)")
+                   help="input size of the backbone sweep (default 713x713, the 2017 baselines')")
     p.add_argument("--backend", choices=("openvino", "onnxruntime", "tensorrt"), default="openvino")
     p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), default=["fp32", "int8"],
                    help="artefacts of the size sweep (default fp32,int8)")
@@ -368,7 +368,7 @@ def markdown_report(result: dict[str, Any]) -> str:
              f"{cfg['note']}.", "",
              "## Latency vs input size", "", markdown_table(HEADER, rows(result["sizes"])), "",
              "## Latency vs backbone", "", markdown_table(HEADER, rows(result["backbones"])), "",
-             "## Targets (issue 6)", ""]
+             "## Targets", ""]
     parts += [f"- {line.removeprefix('target: ')}" for line in target_lines(result)] or ["- not measured"]
     parts += ["", "![scaling](scaling.png)", ""]
     return "\n".join(parts)

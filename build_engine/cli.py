@@ -19,7 +19,7 @@ examples:
       --precision fp32 --backend openvino
       an hszhao/semseg checkpoint at its native 713x713
   python -m build_engine --weights pspnet50_ade20k.h5 --precision fp32
-      the seeds' Keras weights (model inferred from the file)
+      the 2017 baselines' Keras weights (model inferred from the file)
   python -m build_engine --precision int8 --backend onnxruntime --stop-after quantize
       keep the INT8 Q/DQ graph (and its gate report) to look at, e.g. in Netron
   python -m build_engine --list-models
@@ -34,7 +34,8 @@ PROG = "build_engine"
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser("python -m build_engine", __doc__, EXAMPLES)
     p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
-    p.add_argument("--weights", help="checkpoint: semseg .pth (module. prefixes fine) or a seed .h5")
+    p.add_argument("--weights",
+                   help="checkpoint: semseg .pth (module. prefixes fine) or a baseline's Keras .h5")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     p.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime"),
                    default="auto", help="auto = tensorrt with a GPU, else openvino, else onnxruntime")

@@ -92,7 +92,7 @@ def test_latency_cli_writes_json_md_png(tmp_path: Path, demo_artefacts: dict[str
         assert set(c["latency_ms"]) == {"pre", "inference", "post", "total"}
         assert {"mean", "p50", "p90", "p99"} <= set(c["latency_ms"]["total"])
         assert len(c["per_frame_ms"]["inference"]) == 3
-        assert {"vs_pytorch_eager_fp32", "vs_best_pytorch_peer", "vs_seed_0.6s_per_frame"} \
+        assert {"vs_pytorch_eager_fp32", "vs_best_pytorch_peer", "vs_baseline_0.6s_per_frame"} \
             <= set(c["speedup"])
         assert c["fps"]["pipeline_sequential"] > 0 and c["precision_ran"]
     ov = next(c for c in data["contenders"] if c["name"] == "openvino-fp32")

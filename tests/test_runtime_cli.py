@@ -85,7 +85,7 @@ def test_demo_to_video_masks_stats(ov: str, tmp_path: Path, capsys: pytest.Captu
     assert all(set(s["classes"]) <= set(range(19)) for s in stats)
     summary = capsys.readouterr().out
     for words in ("6 written, 0 dropped", "FPS", "precision f32 (manifest fp32)", "inference", "p99",
-                  "end-to-end", "seed TF PSPNet ~0.6 s/frame", "peak RSS"):
+                  "end-to-end", "baseline TF PSPNet ~0.6 s/frame", "peak RSS"):
         assert words in summary
     result = json.loads((out / "summary.json").read_text())
     assert result["frames"] == 6 and result["backend"]["precision_ran"] == "f32"
