@@ -37,11 +37,12 @@ from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest,
 from build_engine import environment
 from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
+from calib.options import PrecisionOptions
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from calib.precision import PrecisionOptions, PrecisionResult
+    from calib.precision import PrecisionResult
     from pspnet.model import PSPNet
 
 log = logging.getLogger(__name__)
@@ -53,39 +54,21 @@ STEPS = ("export", "slim", "verify", "quantize", "compile")
 
 
 @dataclass(frozen=True)
-class BuildOptions:
-    """Everything a build depends on; `build_artefact`'s keywords and the CLI's flags."""
+class BuildOptions(PrecisionOptions):
+    """Everything a build depends on; `build_artefact`'s keywords and the CLI's flags. The
+    precision, calibration and gate settings are the inherited calib.options.PrecisionOptions."""
 
     model: str = "demo"
     weights: str | None = None
-    precision: str = "fp32"
     backend: str = "auto"
     input_size: tuple[int, int] | None = None
-    dynamic: bool = False
     with_logits: bool = False
     output: str | None = None
     force: bool = False
-    calib_data: str | None = None
-    calib_images: int = 200
-    calib_method: str = "percentile"
-    eval_data: str | None = None
-    eval_images: int = 48
-    max_miou_drop: float = 1.0
-    fallback: bool = False
-    quantize_classifier: bool = False
     workspace_mb: int = 1024
     verify_frames: int = 4
     command: str | None = None
     stop_after: str | None = None  # one of STEPS: keep that step's output, write no manifest
-
-    def precision_options(self) -> PrecisionOptions:
-        from calib.precision import PrecisionOptions
-
-        return PrecisionOptions(
-            precision=self.precision, dynamic=self.dynamic, calib_data=self.calib_data,
-            calib_images=self.calib_images, calib_method=self.calib_method, eval_data=self.eval_data,
-            eval_images=self.eval_images, max_miou_drop=self.max_miou_drop, fallback=self.fallback,
-            quantize_classifier=self.quantize_classifier)
 
 
 # -- what each step returns ---------------------------------------------------------------
@@ -314,7 +297,7 @@ class Builder:
         from calib.precision import apply_precision
 
         outputs = [LABELS_NAME, LOGITS_NAME] if self.options.with_logits else [LABELS_NAME]
-        return apply_precision(verified.onnx, work, self.options.precision_options(), self.spec, outputs,
+        return apply_precision(verified.onnx, work, self.options, self.spec, outputs,
                                self.output / "calibration", self.backend)
 
     def compile(self, precision: PrecisionResult, verified: Verified, work: Path,

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from artefact.files import sha256_file
 from calib.gate import GateReport, gate
+from calib.options import PrecisionOptions
 from calib.sources import CalibrationError, FrameSet, load_frames
 from runtime.backends import open_runner
 from segdata.evaluation import agreement, predict_all
@@ -35,22 +36,6 @@ class GateFailed(RuntimeError):
     def __init__(self, message: str, report: GateReport) -> None:
         super().__init__(message)
         self.report = report
-
-
-@dataclass(frozen=True)
-class PrecisionOptions:
-    """What a reduced-precision build needs to know: the precision, calibration and gate settings."""
-
-    precision: str = "fp32"  # fp32 | fp16 | int8
-    dynamic: bool = False
-    calib_data: str | None = None
-    calib_images: int = 200
-    calib_method: str = "percentile"
-    eval_data: str | None = None
-    eval_images: int = 48
-    max_miou_drop: float = 1.0
-    fallback: bool = False
-    quantize_classifier: bool = False  # by default the final classifier stays in float
 
 
 @dataclass

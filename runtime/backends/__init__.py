@@ -12,6 +12,7 @@ calib, benchmarks) import; nothing else in runtime/ is theirs to reach into.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,30 +28,33 @@ __all__ = ["BACKENDS", "Backend", "Prediction", "Runner", "artefact_runner", "ba
            "load_backend", "open_runner", "runner_class"]
 
 
+# backend -> (its module, its Backend class, its Runner class or None); imported on first use,
+# so a machine needs only the libraries of the backends it runs. A new backend registers here.
+BACKEND_MODULES: dict[str, tuple[str, str, str | None]] = {
+    "openvino": ("runtime.backends.openvino_backend", "OpenVINOBackend", "OpenVINORunner"),
+    "onnxruntime": ("runtime.backends.onnxruntime_backend", "OnnxRuntimeBackend", "OnnxRuntimeRunner"),
+    "tensorrt": ("runtime.backends.tensorrt_backend", "TensorRTBackend", None),
+}
+
+
+def _registered(name: str) -> tuple[Any, str, str | None]:
+    if name not in BACKEND_MODULES:
+        raise UsageError(f"unknown backend {name!r}; choose auto, {', '.join(BACKEND_MODULES)}")
+    module, backend, runner = BACKEND_MODULES[name]
+    return importlib.import_module(module), backend, runner
+
+
 def backend_class(name: str) -> type[Backend]:
-    if name == "openvino":
-        from runtime.backends.openvino_backend import OpenVINOBackend
-        return OpenVINOBackend
-    if name == "onnxruntime":
-        from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-        return OnnxRuntimeBackend
-    if name == "tensorrt":
-        from runtime.backends.tensorrt_backend import TensorRTBackend
-        return TensorRTBackend
-    raise UsageError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
+    module, backend, _ = _registered(name)
+    return getattr(module, backend)
 
 
 def runner_class(name: str) -> type[Runner]:
-    if name == "openvino":
-        from runtime.backends.openvino_backend import OpenVINORunner
-        return OpenVINORunner
-    if name == "onnxruntime":
-        from runtime.backends.onnxruntime_backend import OnnxRuntimeRunner
-        return OnnxRuntimeRunner
-    if name == "tensorrt":
-        raise UsageError("a bare TensorRT engine has no runner: open its artefact with load_backend (the "
-                         "manifest names the TensorRT version and GPU the engine needs)")
-    raise UsageError(f"unknown backend {name!r}; choose {', '.join(BACKENDS)}")
+    module, _, runner = _registered(name)
+    if runner is None:
+        raise UsageError(f"a bare {name} model file has no runner: open its artefact with load_backend (for "
+                         "TensorRT the manifest names the TensorRT version and GPU the engine needs)")
+    return getattr(module, runner)
 
 
 def _accepted(cls: type, opts: dict[str, Any]) -> dict[str, Any]:
