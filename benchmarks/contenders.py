@@ -269,6 +269,19 @@ class ArtefactContender(Contender):
         self.backend.close()
 
 
+def open_contenders(specs: list[ContenderSpec]) -> list[Contender]:
+    """Every runnable spec opened; one that fails to open keeps a 'failed: cannot open' status."""
+    opened = []
+    for spec in specs:
+        if not spec.ok:
+            continue
+        try:
+            opened.append(open_contender(spec))
+        except Exception as exc:
+            spec.status = f"failed: cannot open: {type(exc).__name__}: {str(exc)[:300]}"
+    return opened
+
+
 def open_contender(spec: ContenderSpec) -> Contender:
     if not spec.ok:
         raise ValueError(f"{spec.name} cannot run: {spec.status}")

@@ -44,9 +44,8 @@ from benchmarks.common import (
 from benchmarks.contenders import (
     ContenderSpec,
     artefact_spec,
-    label_for,
     manifest_spec,
-    open_contender,
+    open_contenders,
     pytorch_specs,
     select_combos,
     unique_names,
@@ -139,7 +138,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from tqdm import tqdm
 
     from benchmarks.probe import measure_rss
-    from benchmarks.timing import FramePath, add_speedups, run_interleaved, summarize
+    from benchmarks.timing import FramePath, add_speedups, run_interleaved, timed_entries
     from benchmarks.video import load_video
     from pspnet.zoo import get_spec
 
@@ -169,14 +168,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     specs = contender_specs(args, size)
     phases["frames_and_artefacts_s"] = time.perf_counter() - t0
 
-    contenders = []
-    for spec in specs:
-        if not spec.ok:
-            continue
-        try:
-            contenders.append(open_contender(spec))
-        except Exception as exc:
-            spec.status = f"failed: cannot open: {type(exc).__name__}: {str(exc)[:300]}"
+    contenders = open_contenders(specs)
     if not contenders:
         raise BenchmarkError("no contender could run: " + "; ".join(f"{s.name}: {s.status}" for s in specs))
     print(f"timing {len(contenders)} contenders on {len(clip.frames)} frames of {clip.description}, "
@@ -189,17 +181,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     env["load_during_run"] = load.summary()
     phases["timing_s"] = time.perf_counter() - t0
 
-    results: list[dict[str, Any]] = []
-    opened = {c.spec.name: c for c in contenders}
-    for spec in specs:
-        c = opened.get(spec.name)
-        entry = c.describe() if c else {**spec.to_dict(), "precision_ran": None,
-                                         "label": label_for(spec.backend, spec.precision, None, spec.kind)}
-        if c:
-            entry.update(summarize(times[spec.name]))
-            c.close()
-        results.append(entry)
-    del contenders, opened
+    results = timed_entries(specs, contenders, times)
+    del contenders
     add_speedups(results)
 
     t0 = time.perf_counter()

@@ -42,7 +42,7 @@ from benchmarks.common import (
     write_json,
     write_text,
 )
-from benchmarks.contenders import ContenderSpec, artefact_spec, label_for, open_contender, pytorch_specs
+from benchmarks.contenders import ContenderSpec, artefact_spec, open_contenders, pytorch_specs
 from benchmarks.work import gmac_per_frame, gmac_per_second
 from clikit import csv_list, positive_int
 
@@ -158,21 +158,15 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace,
                   precisions: list[str]) -> dict[str, Any]:
     """Build, open, warm up once, then time as many interleaved frames as the budget allows."""
     from benchmarks.contenders import weights_kind
-    from benchmarks.timing import FramePath, add_speedups, run_interleaved, summarize
+    from benchmarks.timing import FramePath, add_speedups, run_interleaved, timed_entries
     from benchmarks.video import load_video
     from pspnet.zoo import get_spec
 
     model_spec = get_spec(model)
     specs = point_specs(model, size, args, precisions)
-    contenders = []
-    for spec in specs:
-        if spec.ok:
-            try:
-                contenders.append(open_contender(spec))
-            except Exception as exc:
-                spec.status = f"failed: cannot open: {type(exc).__name__}: {str(exc)[:300]}"
+    contenders = open_contenders(specs)
     path = FramePath(model_spec.classes, model_spec.palette)
-    results = []
+    times: dict[str, dict[str, list[float]]] = {}
     n = 0
     if contenders:
         first = load_video("demo", 1, size).frames
@@ -187,16 +181,7 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace,
         print(f"  timing {len(contenders)} contenders on {n} frames ({round_s:.2f} s per round)",
               file=sys.stderr, flush=True)
         times = run_interleaved(contenders, clip.frames, path, warmup=0)
-    opened = {c.spec.name: c for c in contenders}
-    for spec in specs:
-        c = opened.get(spec.name)
-        entry = c.describe() if c else {**spec.to_dict(), "precision_ran": None,
-                                         "label": label_for(spec.backend, spec.precision, None, spec.kind)}
-        if c:
-            entry.update(summarize(times[spec.name]))
-            entry.pop("per_frame_ms")
-            c.close()
-        results.append(entry)
+    results = timed_entries(specs, contenders, times, per_frame=False)
     add_speedups(results)
     gmac = gmac_per_frame(model, *size)
     for entry in results:

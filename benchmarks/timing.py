@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import fps_of, ratio, summarize_ms
-from benchmarks.contenders import Contender
+from benchmarks.contenders import Contender, ContenderSpec
 from runtime.stats import BASELINE_SECONDS_PER_FRAME
 
 STAGES = ("pre", "inference", "post")
@@ -85,6 +85,28 @@ def summarize(times: dict[str, list[float]]) -> dict[str, Any]:
             "fps": {"pipeline_sequential": fps_of(latency["total"]["mean"]),
                     "inference_only": fps_of(latency["inference"]["mean"])},
             "per_frame_ms": {s: [round(v, 3) for v in times[s]] for s in STAGES}}
+
+
+def timed_entries(specs: Sequence[ContenderSpec], contenders: Sequence[Contender],
+                  times: dict[str, dict[str, list[float]]], per_frame: bool = True) -> list[dict[str, Any]]:
+    """One result entry per spec, in order: what ran and its stage statistics (or why it did not
+    run). Closes the contenders."""
+    from benchmarks.contenders import label_for
+
+    opened = {c.spec.name: c for c in contenders}
+    entries = []
+    for spec in specs:
+        c = opened.get(spec.name)
+        if c is None:
+            entries.append({**spec.to_dict(), "precision_ran": None,
+                            "label": label_for(spec.backend, spec.precision, None, spec.kind)})
+            continue
+        entry = {**c.describe(), **summarize(times[spec.name])}
+        if not per_frame:
+            entry.pop("per_frame_ms")
+        c.close()
+        entries.append(entry)
+    return entries
 
 
 def add_speedups(results: list[dict[str, Any]]) -> None:
