@@ -43,7 +43,8 @@ from benchmarks.common import (
     write_text,
 )
 from benchmarks.contenders import ContenderSpec, artefact_spec, open_contenders, pytorch_specs
-from benchmarks.work import gmac_per_frame, gmac_per_second
+from benchmarks.peak import PEAK_HEADER, PeakBracket, add_shares, peak_rows, rate_text, share_text
+from benchmarks.work import gmac_per_frame
 from clikit import csv_list, positive_int
 
 log = logging.getLogger("benchmarks")
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--point-budget", type=float, default=15.0, metavar="S",
                    help="seconds of timed frames per point; frames = budget / one round, 2..--frames")
     p.add_argument("--no-rss", action="store_true", help="skip the PSPNet50 INT8 pspnet-rt memory run")
+    p.add_argument("--no-peak", action="store_true",
+                   help="skip the peak-rate probes (before and after the sweep, a few seconds each)")
     p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
     clikit.add_verbose(p)
     return p
@@ -184,10 +187,6 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace,
     results = timed_entries(specs, contenders, times, per_frame=False)
     add_speedups(results)
     gmac = gmac_per_frame(model, *size)
-    for entry in results:
-        if entry.get("status") == "ok":
-            rate = gmac_per_second(gmac, entry["latency_ms"]["inference"]["mean"])
-            entry["gmac_per_s"] = round(rate, 1) if rate else None
     return {"model": model, "input_size": list(size), "weights": weights_kind(model), "frames": n,
             "gmac_per_frame": round(gmac, 2), "contenders": results}
 
@@ -232,11 +231,15 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
     env = environment()
     t0 = time.perf_counter()
-    with LoadMonitor() as load:
+    libraries = [] if args.no_pytorch else ["torch"]
+    bracket = PeakBracket([*libraries, args.backend], not args.no_peak)
+    with LoadMonitor() as load, bracket:
         sizes = [measure_point(args.model, tuple(s), args, args.precisions) for s in args.sizes]
         backbones = [measure_point(m, tuple(args.backbone_size), args, args.backbone_precisions)
                      for m in args.backbones]
     env["load_during_run"] = load.summary()
+    for point in sizes + backbones:  # shares once the closing probe is in
+        add_shares(point["contenders"], bracket.peaks, point["gmac_per_frame"])
 
     targets: dict[str, Any] = {}
     target_point = next((p for p in backbones if p["model"] == TARGET_MODEL), None)
@@ -279,7 +282,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                          "note": "INT8 artefacts here are calibrated for timing only (min/max ranges on 8 "
                                  "synthetic frames, accuracy gate off); random-weight models say so in "
                                  "`weights`"},
-              "sizes": sizes, "backbones": backbones, "targets": targets,
+              "sizes": sizes, "backbones": backbones, "targets": targets, "peak": bracket.to_dict(),
               "wall_s": round(time.perf_counter() - t0, 1)}
     from benchmarks.plots import scaling_figure
 
@@ -292,7 +295,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- reporting
 HEADER = ["model", "input", "GMAC", "weights", "contender", "ran", "frames", "inference ms mean / p90",
-          "GMAC/s", "total ms", "FPS", "x eager"]
+          "GMAC/s", "share of peak", "total ms", "FPS", "x eager"]
 
 
 def rows(points: list[dict[str, Any]]) -> list[list[str]]:
@@ -302,12 +305,12 @@ def rows(points: list[dict[str, Any]]) -> list[list[str]]:
             head = [p["model"], f"{p['input_size'][0]}x{p['input_size'][1]}",
                     fmt(p.get("gmac_per_frame"), ".1f"), p["weights"], c["label"]]
             if c["status"] != "ok":
-                out.append([*head, c["status"][:60], *[""] * 6])
+                out.append([*head, c["status"][:60], *[""] * (len(HEADER) - len(head) - 1)])
                 continue
             lat = c["latency_ms"]
             out.append([*head, str(c["precision_ran"]), str(c["frames"]),
                         f"{lat['inference']['mean']:.1f} / {lat['inference']['p90']:.1f}",
-                        fmt(c.get("gmac_per_s"), ".0f"), fmt(lat["total"]["mean"], ".1f"),
+                        rate_text(c.get("gmac_per_s")), share_text(c), fmt(lat["total"]["mean"], ".1f"),
                         fmt(c["fps"]["pipeline_sequential"], ".2f"),
                         fmt((c.get("speedup") or {}).get("vs_pytorch_eager_fp32"), ".1f")])
     return out
@@ -341,6 +344,8 @@ def terminal_report(result: dict[str, Any]) -> str:
     lines = [f"scaling on {describe_cpu(result['environment'])} ({result['wall_s']:.0f} s)",
              *[f"WARNING: {n}" for n in [load_note(result["environment"].get("load_during_run"))] if n], ""]
     lines.append(text_table(HEADER, rows(result["sizes"] + result["backbones"])))
+    if (result.get("peak") or {}).get("probes"):
+        lines += ["", text_table(PEAK_HEADER, peak_rows(result["peak"]["probes"]))]
     lines += ["", *target_lines(result)]
     return "\n".join(lines)
 
@@ -355,6 +360,12 @@ def markdown_report(result: dict[str, Any]) -> str:
              "## Latency vs backbone", "", markdown_table(HEADER, rows(result["backbones"])), "",
              "## Targets", ""]
     parts += [f"- {line.removeprefix('target: ')}" for line in target_lines(result)] or ["- not measured"]
+    peak = result.get("peak") or {}
+    if peak.get("probes"):
+        parts += ["", "## Peak rates of this machine (before and after the sweep)", "",
+                  markdown_table(PEAK_HEADER, peak_rows(peak["probes"]), "llrrr"), "",
+                  f"{peak['method']}. *share of peak*: a contender's GMAC/s against its own library's probe "
+                  "at the precision it ran."]
     parts += ["", "![scaling](scaling.png)", ""]
     return "\n".join(parts)
 
