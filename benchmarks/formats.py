@@ -34,19 +34,15 @@ from benchmarks.common import (
     load_note,
     markdown_table,
     now,
+    out_folder,
     parse_size,
     run_benchmark,
     text_table,
     write_json,
     write_text,
+    zoo_model,
 )
-from benchmarks.contenders import (
-    ContenderSpec,
-    artefact_spec,
-    open_contenders,
-    pytorch_specs,
-    unique_names,
-)
+from benchmarks.contenders import ContenderSpec, open_contenders
 from benchmarks.peak import PEAK_HEADER, ceiling_line, peak_rows, rate_text, share_text
 from clikit import csv_list, non_negative_int, positive_int
 
@@ -102,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-images", type=positive_int, metavar="N", help="INT8 calibration images")
     p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/formats.{json,md}")
     clikit.add_verbose(p)
+    p.set_defaults(engine=None)  # the latency benchmark's contender list, without --engine
     return p
 
 
@@ -143,44 +140,25 @@ def size_on_disk_mb(spec: ContenderSpec) -> float | None:
 
 
 # --------------------------------------------------------------------------------- the run
-def format_specs(args: argparse.Namespace, size: tuple[int, int]) -> list[ContenderSpec]:
-    specs = [] if args.no_pytorch else pytorch_specs(args.model, size, args.compile, args.weights)
-    build: dict[str, Any] = {"calib_images": args.calib_images} if args.calib_images else {}
-    for backend in args.backends:
-        for precision in args.precisions:
-            print(f"{backend} {precision}: building or finding in the cache ...", file=sys.stderr, flush=True)
-            specs.append(artefact_spec(args.model, backend, precision, size, args.artefacts, args.weights,
-                                       **build))
-    return unique_names(specs)
-
-
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from tqdm import tqdm
 
     from benchmarks.accuracy import open_eval_data
-    from benchmarks.latency import add_pipeline_share, run_pipeline, work_per_frame
+    from benchmarks.latency import add_pipeline_share, contender_specs, run_pipeline, work_per_frame
     from benchmarks.peak import PeakBracket, add_shares, int8_ceiling, libraries_for
     from benchmarks.timing import FramePath, add_speedups, run_interleaved, timed_entries
     from benchmarks.video import load_video
-    from pspnet.zoo import get_spec
     from segdata.evaluation import Model, Protocol, evaluate, pad_value_bgr
 
-    try:
-        model_spec = get_spec(args.model)
-    except KeyError as exc:
-        raise BenchmarkError(str(exc.args[0])) from None
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    model_spec = zoo_model(args.model)
+    out = out_folder(args.out)
     size = tuple(args.input_size or model_spec.input_size)
     dataset, indices = open_eval_data(args.data, args.images, size, model_spec.label_set)
     env = environment()
     phases: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    specs = format_specs(args, size)
+    specs = contender_specs(args, size)
     sizes = {s.name: size_on_disk_mb(s) for s in specs}
     clip = load_video("demo", args.frames, size)
     phases["builds_s"] = time.perf_counter() - t0

@@ -33,6 +33,7 @@ from benchmarks.common import (
     load_note,
     markdown_table,
     now,
+    out_folder,
     parse_size,
     ratio,
     run_benchmark,
@@ -40,6 +41,7 @@ from benchmarks.common import (
     text_table,
     write_json,
     write_text,
+    zoo_model,
 )
 from benchmarks.contenders import (
     ContenderSpec,
@@ -147,15 +149,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from benchmarks.video import load_video
     from pspnet.zoo import get_spec
 
-    try:
-        model_spec = get_spec(args.model)
-    except KeyError as exc:
-        raise BenchmarkError(str(exc.args[0])) from None
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    model_spec = zoo_model(args.model)
+    out = out_folder(args.out)
     env = environment()
     size = tuple(args.input_size or model_spec.input_size)
     if args.engine:

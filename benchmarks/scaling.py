@@ -27,7 +27,6 @@ from typing import Any
 
 import clikit
 from benchmarks.common import (
-    BenchmarkError,
     LoadMonitor,
     describe_cpu,
     environment,
@@ -36,11 +35,13 @@ from benchmarks.common import (
     load_note,
     markdown_table,
     now,
+    out_folder,
     parse_size,
     run_benchmark,
     text_table,
     write_json,
     write_text,
+    zoo_model,
 )
 from benchmarks.contenders import ContenderSpec, artefact_spec, open_contenders, pytorch_specs
 from benchmarks.peak import PEAK_HEADER, PeakBracket, add_shares, peak_rows, rate_text, share_text
@@ -228,7 +229,7 @@ def rss_target(model: str, size: tuple[int, int], limit_mb: float,
           "the cache ...", file=sys.stderr, flush=True)
     spec = artefact_spec(model, args.backend, "int8", size, args.artefacts,
                          **{**SPEED_ONLY, "eval_data": eval_folder(size, args.artefacts)})
-    what = f"{model} {size[0]}x{size[1]} INT8: pspnet-rt peak RSS <= {limit_mb:.0f} MB with one request"
+    what = f"{model} {size[0]}x{size[1]} INT8: pspnet-rt peak RSS <= {limit_mb:.0f} MB with --hint latency"
     if not spec.ok or not spec.manifest:
         return {"status": spec.status, "what": what}
     print(f"peak RSS of pspnet-rt running {model} INT8 ...", file=sys.stderr, flush=True)
@@ -242,18 +243,10 @@ def rss_target(model: str, size: tuple[int, int], limit_mb: float,
 
 # --------------------------------------------------------------------------------- the run
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    from pspnet.zoo import get_spec
 
-    for name in [args.model, *args.backbones]:
-        try:
-            get_spec(name)
-        except KeyError as exc:
-            raise BenchmarkError(str(exc.args[0])) from None
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    for name in [args.model, *args.backbones, *(args.rss_models or [])]:
+        zoo_model(name)
+    out = out_folder(args.out)
     env = environment()
     t0 = time.perf_counter()
     libraries = [] if args.no_pytorch else ["torch"]

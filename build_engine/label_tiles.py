@@ -25,13 +25,16 @@ depend on the size).
 from __future__ import annotations
 
 import itertools
+import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 TILE_ABOVE_MB = 8.0  # tile only when the full-size logits would exceed this
 TILE_MB = 4.0  # aim for tiles of at most this many MB of float logits
+TAIL_MIN_AGREEMENT = 0.9999  # the tiled tail must give these pixels as the whole-image one does
 
 
 @dataclass
@@ -45,6 +48,7 @@ class TilePlan:
     tile_rows: int | None = None  # output rows of the largest tile
     tile_mb: float | None = None
     aligned: bool | None = None  # tile edges on source rows (plain Resize) or MatMul rows
+    tail_agreement: float | None = None  # tiled vs whole-image tail, same random logits (ORT)
     policy: dict[str, float] = field(default_factory=lambda: {"tile_above_mb": TILE_ABOVE_MB,
                                                               "tile_mb": TILE_MB})
 
@@ -133,11 +137,16 @@ def row_weights(h: int, height: int, y0: int, y1: int) -> tuple[int, int, np.nda
     return r0, r1, w.astype(np.float32)
 
 
-def tile_labels(model: Any, labels_name: str, tile_above_mb: float = TILE_ABOVE_MB,
-                tile_mb: float = TILE_MB) -> TilePlan:
+def tile_labels(model: Any, labels_name: str, tile_above_mb: float | None = None,
+                tile_mb: float | None = None) -> TilePlan:
     """Rewrite `model` (an onnx.ModelProto, in place) so the resize + ArgMax runs in row tiles,
-    when the full-size logits would exceed `tile_above_mb`. Returns what it did and why."""
+    when the full-size logits would exceed `tile_above_mb` (default TILE_ABOVE_MB). Returns
+    what it did and why."""
     from onnx import helper, numpy_helper
+
+    tile_above_mb = TILE_ABOVE_MB if tile_above_mb is None else tile_above_mb
+    tile_mb = TILE_MB if tile_mb is None else tile_mb
+    policy = {"tile_above_mb": tile_above_mb, "tile_mb": tile_mb}
 
     tail = find_tail(model, labels_name)
     if isinstance(tail, str):
@@ -146,17 +155,18 @@ def tile_labels(model: Any, labels_name: str, tile_above_mb: float = TILE_ABOVE_
     low = _static_shape(model, resize.input[0])
     full = _static_shape(model, argmax.output[0])
     if low is None or full is None or len(low) != 4:
-        return TilePlan("whole image", "dynamic sizes: the tile count would depend on the input size")
+        return TilePlan("whole image", "dynamic sizes: the tile count would depend on the input size",
+                        policy=policy)
     _, classes, h, _ = low
     _, height, width = full
     row_bytes = classes * width * 4
     logits_mb = round(row_bytes * height / 2**20, 1)
     if row_bytes * height <= tile_above_mb * 2**20:
         return TilePlan("whole image", f"the full-size logits ({logits_mb} MB) fit the {tile_above_mb:g} MB "
-                                       "threshold", logits_mb)
+                                       "threshold", logits_mb, policy=policy)
     ranges, aligned = plan_rows(h, height, max(1, int(tile_mb * 2**20 // row_bytes)))
     if len(ranges) < 2:
-        return TilePlan("whole image", "one tile would cover the whole image", logits_mb)
+        return TilePlan("whole image", "one tile would cover the whole image", logits_mb, policy=policy)
 
     graph = model.graph
     nodes, inits = [], []
@@ -212,7 +222,7 @@ def tile_labels(model: Any, labels_name: str, tile_above_mb: float = TILE_ABOVE_
     largest = max(b - a for a, b in ranges)
     return TilePlan("row tiles", f"the full-size logits ({logits_mb} MB) exceed the {tile_above_mb:g} MB "
                                  "threshold", logits_mb, len(ranges), largest,
-                    round(row_bytes * largest / 2**20, 2), aligned)
+                    round(row_bytes * largest / 2**20, 2), aligned, policy=policy)
 
 
 def _drop_unused_initializers(graph: Any) -> None:
@@ -220,3 +230,43 @@ def _drop_unused_initializers(graph: Any) -> None:
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+
+
+def tail_agreement(whole: Any, tiled: Any, labels_name: str, samples: int = 2, seed: int = 0) -> float:
+    """Pixels equal between the two graphs' tails (low-resolution logits -> labels) on ONNX Runtime,
+    fed random logits: a pure function of its input, so this proves the rewrite without running the
+    network, and random values have more near-ties than a trained model's logits."""
+    import onnx
+
+    from artefact.manifest import LABELS_NAME
+    from runtime.backends import open_runner
+
+    tail_input = find_tail(whole, labels_name)[0].input[0]
+    shape = _static_shape(whole, tail_input)
+    rng = np.random.default_rng(seed)
+    inputs = [rng.standard_normal(shape[1:]).astype(np.float32) for _ in range(samples)]
+    labels = []
+    with tempfile.TemporaryDirectory(prefix="pspnet-tiles-") as tmp:
+        for name, model in (("whole", whole), ("tiled", tiled)):
+            path = Path(tmp) / f"{name}.onnx"
+            onnx.save(_tail_model(model, tail_input, labels_name), str(path))
+            with open_runner("onnxruntime", path) as run:
+                labels.append([run.infer(x, [LABELS_NAME])[LABELS_NAME] for x in inputs])
+    equal = sum(int(np.count_nonzero(a == b)) for a, b in zip(*labels))
+    return equal / sum(a.size for a in labels[0])
+
+
+def _tail_model(model: Any, tail_input: str, labels_name: str) -> Any:
+    """The graph from `tail_input` to the labels, with the runners' tensor names (image -> labels)."""
+    import onnx
+
+    from artefact.manifest import INPUT_NAME, LABELS_NAME
+
+    part = onnx.utils.Extractor(model).extract_model([tail_input], [labels_name])
+    renames = {tail_input: INPUT_NAME, labels_name: LABELS_NAME}
+    for node in part.graph.node:
+        node.input[:] = [renames.get(i, i) for i in node.input]
+        node.output[:] = [renames.get(o, o) for o in node.output]
+    for value in [*part.graph.input, *part.graph.output]:
+        value.name = renames.get(value.name, value.name)
+    return part

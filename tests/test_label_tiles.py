@@ -91,3 +91,44 @@ def test_row_plans_cover_every_row_once() -> None:
         assert all(b - a >= 2 for a, b in ranges)
     r0, r1, weights = row_weights(30, 240, 100, 110)
     assert weights.shape == (10, r1 - r0) and np.allclose(weights.sum(1), 1.0)
+
+
+def test_tail_agreement_runs_both_tails_on_the_same_logits() -> None:
+    from build_engine.label_tiles import tail_agreement
+
+    whole = tail_graph(19, 12, 14, 89, 105)
+    tiled = copy.deepcopy(whole)
+    tile_labels(tiled, "labels", tile_above_mb=0, tile_mb=0.05)
+    assert tail_agreement(whole, tiled, "labels") == 1.0
+    wrong = copy.deepcopy(whole)
+    next(n for n in wrong.graph.node if n.op_type == "ArgMax").op_type = "ArgMin"
+    assert tail_agreement(whole, wrong, "labels") < 0.5
+
+
+def test_a_build_tiles_its_labels_tail_and_keeps_the_answer(tmp_path, monkeypatch, demo_artefacts) -> None:
+    """The builder's tile step on the real demo export (OpenVINO FP32 at 96x192: rows not aligned,
+    so the MatMul path), with the threshold lowered so a tiny graph qualifies: the same labels as
+    the session's whole-image build."""
+    from artefact.manifest import load_manifest
+    from build_engine import label_tiles
+    from build_engine.api import build_artefact
+    from runtime.backends import load_backend
+    from segdata.synthetic import render_scene
+    from tests.conftest import TINY_SIZE
+
+    whole = load_manifest(demo_artefacts["openvino"])
+    monkeypatch.setattr(label_tiles, "TILE_ABOVE_MB", 0.0)
+    monkeypatch.setattr(label_tiles, "TILE_MB", 0.1)
+    tiled = load_manifest(build_artefact("demo", "fp32", "openvino", TINY_SIZE, output=tmp_path))
+    assert whole.build["labels_tail"]["mode"] == "whole image"
+    plan = tiled.build["labels_tail"]
+    assert plan["mode"] == "row tiles" and plan["tiles"] > 2 and plan["aligned"] is False
+    assert plan["tail_agreement"] >= label_tiles.TAIL_MIN_AGREEMENT and plan["policy"]["tile_mb"] == 0.1
+    frames = [render_scene(seed, *TINY_SIZE)[0] for seed in (1, 2, 3)]
+    a, b = load_backend(whole), load_backend(tiled)
+    try:
+        agree = np.mean([(a.infer(f) == b.infer(f)).mean() for f in frames])
+    finally:
+        a.close()
+        b.close()
+    assert agree >= 0.9999
