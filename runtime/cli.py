@@ -27,6 +27,18 @@ examples:
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
       bare inference FPS before and after the whole pipeline on the same frames
+  pspnet-rt --video demo --engine triton://127.0.0.1:8001/demo-python --output demo.mp4
+      frames segmented by a Triton server (`python -m build_engine --triton-repo DIR`,
+      `scripts/triton-server.sh start DIR`); classes and palette come from the server
+  pspnet-rt --video gate=rtsp://cam1/s --video dock=cam0 --engine m.json --output out.mp4 \
+            --masks masks/ --stats stats.jsonl
+      two streams sharing one backend: out-gate.mp4, out-dock.mp4, masks/gate/, masks/dock/,
+      stats lines with "stream": "gate" / "dock"
+
+several --video: one process, one backend, each stream lossless (files) or newest-frame (live)
+as alone. NAME=SRC names a stream (letters, digits, _ . -), else streams are named 0, 1, ...;
+--output X.mp4 -> X-NAME.mp4, --masks DIR -> DIR/NAME/, --stats one file whose lines carry
+"stream"; the summary gives each stream and the throughput summed over them.
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
@@ -70,10 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pspnet-rt", description=__doc__, epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     io = p.add_argument_group("input and model")
-    io.add_argument("--video", required=True, metavar="SRC",
-                    help="camN, /dev/videoN, file, folder, glob, URL or demo")
+    io.add_argument("--video", required=True, action="append", metavar="[NAME=]SRC",
+                    help="camN, /dev/videoN, file, folder, glob, URL or demo; repeat for several "
+                         "streams sharing one backend")
     io.add_argument("--engine", metavar="ARTEFACT",
-                    help="artefact manifest (.json), its model file, or a folder holding one")
+                    help="artefact manifest (.json), its model file, a folder holding one, or "
+                         "triton://HOST:PORT/MODEL (a Triton server's gRPC port)")
     io.add_argument("--model", default="demo",
                     help="build (once, cached) this zoo model when no --engine is given")
     io.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
@@ -118,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
     live.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S", help=argparse.SUPPRESS)
     live.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                      help="network stream open/read timeout in seconds")
+                      help="network stream and Triton server open/read timeout in seconds")
     live.add_argument("--demo-frames", type=_positive_int, default=300, metavar="N",
                       help="length of the demo clip")
     live.add_argument("--demo-seed", type=int, default=0, metavar="N", help="seed of the demo street")
@@ -261,17 +275,39 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
                                 capture_fps=args.capture_fps, reconnect=max(0, args.reconnect),
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
-        source = parse_source(args.video, options)  # a missing file fails before any model work
-        from artefact.manifest import load_manifest
+        from runtime.backends import is_remote
+        from runtime.streams import parse_streams
 
-        manifest = load_manifest(resolve_artefact(args))
+        named = parse_streams(args.video)
+        # a missing file fails before any model work
+        sources = [parse_source(src, options) for _, src in named]
+        backend = None
+        if is_remote(args.engine):
+            backend = _connect_backend(args, sources)
+            opened.append(backend)
+            manifest = backend.manifest
+        else:
+            from artefact.manifest import load_manifest
+
+            manifest = load_manifest(resolve_artefact(args))
         h, w = manifest.input_size
         options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
-        source.open()
-        opened.append(source)
+        for source in sources:
+            source.open()
+            opened.append(source)
+        if len(sources) > 1:
+            from runtime.streams import run_streams
+
+            if backend is None:
+                backend = _load_backend(args, manifest, sources)
+                opened.append(backend)
+            streams = [(name, s) for (name, _), s in zip(named, sources)]
+            return run_streams(args, signals, streams, backend, manifest, opened)
+        source, args.video = sources[0], named[0][1]
         outputs, renderer = _open_outputs(args, manifest, source, opened)
-        backend = _load_backend(args, manifest, source)
-        opened.append(backend)
+        if backend is None:
+            backend = _load_backend(args, manifest, source)
+            opened.append(backend)
         return _stream(args, signals, source, backend, outputs, renderer, opened)
     except (UsageError, ArtefactError, _NoBuilder) as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -318,15 +354,34 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
 
 
 def _load_backend(args: argparse.Namespace, manifest: Any, source: Any) -> Any:
+    """The artefact on its backend; `source` may be a list (several streams share it)."""
     from runtime.backends import load_backend
 
     t0 = time.perf_counter()
-    backend = load_backend(manifest, args.backend, **_backend_options(args, source.live))
+    sources = source if isinstance(source, list) else [source]
+    opts = _backend_options(args, any(s.live for s in sources))
+    if len(sources) > 1 and any(s.live for s in sources) and not args.requests:
+        opts["requests"] = len(sources)  # live: one frame in flight per stream, each the newest
+    backend = load_backend(manifest, args.backend, **opts)
     backend.startup_s = time.perf_counter() - t0
+    what = sources[0].describe() if len(sources) == 1 else f"{len(sources)} streams"
     info = backend.describe()
-    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", source.describe(),
+    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", what,
              info["backend"], info["device"], info["precision_ran"], info["precision"], info["in_flight"],
              backend.startup_s)
+    return backend
+
+
+def _connect_backend(args: argparse.Namespace, sources: list[Any]) -> Any:
+    """A Triton client backend; live streams keep one request in flight each (newest frame)."""
+    from runtime.backends import connect_backend
+
+    live = [s for s in sources if s.live]
+    t0 = time.perf_counter()
+    backend = connect_backend(args.engine, requests=args.requests or (len(live) if live else None),
+                              timeout=args.timeout, reconnect=max(0, args.reconnect),
+                              reconnect_delay=args.reconnect_delay)
+    backend.startup_s = time.perf_counter() - t0
     return backend
 
 

@@ -81,17 +81,22 @@ class Pipeline:
         self.num_classes = len(backend.manifest.classes)
         self._threads: list[threading.Thread] = []
         self._ended: set[int] = set()
+        self.stream: str | None = None  # the stream's name when several share a backend (runtime.streams)
 
     # -- control ---------------------------------------------------------------------------
+    def wiring(self) -> list[tuple[str, Any, queue.Queue | None, queue.Queue | None]]:
+        """The stages and the queues between them (a shared-backend stream leaves out inference)."""
+        return [("capture", self._capture, None, self.q_in),
+                ("inference", self._inference, self.q_in, self.q_post),
+                ("render", self._render, self.q_post, self.q_write),
+                ("write", self._write, self.q_write, None)]
+
     def start(self) -> None:
         self.stats.start()
-        wiring = (("capture", self._capture, None, self.q_in),
-                  ("inference", self._inference, self.q_in, self.q_post),
-                  ("render", self._render, self.q_post, self.q_write),
-                  ("write", self._write, self.q_write, None))
-        for name, fn, q_from, q_to in wiring:
+        for name, fn, q_from, q_to in self.wiring():
             thread = threading.Thread(target=self._guard, args=(name, fn, q_from, q_to),
-                                      name=f"pspnet-rt-{name}", daemon=True)
+                                      name=f"pspnet-rt-{name}" + (f"-{self.stream}" if self.stream else ""),
+                                      daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -209,6 +214,8 @@ class Pipeline:
             if out.stats is not None:
                 record: dict[str, Any] = {"frame": job.frame.index, "n": self.stats.frames - 1,
                                           "time": round(time.time(), 6)}
+                if self.stream is not None:
+                    record = {"stream": self.stream, **record}
                 if job.frame.name:
                     record["name"] = job.frame.name
                 record.update({f"{k}_ms": round(v, 3) for k, v in job.times.items()})

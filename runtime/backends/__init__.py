@@ -16,7 +16,8 @@ from runtime.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "Backend", "backend_class", "check_backend", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "backend_class", "check_backend", "connect_backend", "is_remote",
+           "load_backend"]
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -49,3 +50,16 @@ def load_backend(manifest: Manifest | str | Path, backend: str = "auto", **opts:
     if ignored:
         log.debug("%s ignores options %s", name, ignored)
     return cls(manifest, **accepted)
+
+
+def is_remote(engine: str | None) -> bool:
+    """`--engine triton://HOST:PORT/MODEL`: a served model rather than an artefact file."""
+    return bool(engine) and str(engine).startswith("triton://")
+
+
+def connect_backend(url: str, **opts: Any) -> Backend:
+    """A client backend for a served model; its manifest comes from the server."""
+    from runtime.backends.triton_backend import TritonBackend
+
+    accepted = {k: v for k, v in opts.items() if k in TritonBackend.OPTIONS and v is not None}
+    return TritonBackend(url, **accepted)
