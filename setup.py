@@ -3,7 +3,8 @@
 The base install is the lean runtime (no torch). Extras:
   export    torch (CPU build: install `torch==2.13.0` or use the CPU index first), onnx, onnxslim
   tensorrt  TensorRT + CUDA bindings (NVIDIA GPUs only; see README for NVIDIA's index)
-  test      pytest and friends
+  triton    tritonclient (gRPC) for `--engine triton://...` and `--triton-repo`
+  test      pytest and friends (with tritonclient: the tests run a real Triton server)
 """
 
 from pathlib import Path
@@ -30,7 +31,8 @@ EXPORT = [
     "h5py>=3.8",
 ]
 BENCH = ["matplotlib>=3.7", "psutil>=5.9"]
-TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", *BENCH]
+TRITON = ["tritonclient[grpc]>=2.40"]  # the server itself: scripts/triton-server.sh install (own venv)
+TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", *BENCH, *TRITON]
 
 setup(
     name="pspnet-rt",
@@ -41,7 +43,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["pspnet*", "segdata*", "artefact*", "build_engine*", "calib*",
-                                    "runtime*", "benchmarks*"]),
+                                    "runtime*", "benchmarks*", "serving*"]),
     package_data={"pspnet": ["weights/*.pth", "weights/*.json"]},
     install_requires=RUNTIME,
     extras_require={
@@ -49,8 +51,9 @@ setup(
         "bench": BENCH,
         "tensorrt": ["tensorrt>=10.0", "cuda-python>=12.0"],
         "pycuda": ["pycuda>=2024.1"],
+        "triton": TRITON,
         "test": TEST,
-        "all": [*EXPORT, *BENCH, *TEST],
+        "all": [*EXPORT, *BENCH, *TEST, *TRITON],
     },
     entry_points={"console_scripts": ["pspnet-rt=runtime.cli:main"]},
 )

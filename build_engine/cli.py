@@ -19,6 +19,11 @@ examples:
   python -m build_engine --weights pspnet50_ade20k.h5 --precision fp32
       the seeds' Keras weights (model inferred from the file)
   python -m build_engine --list-models
+  python -m build_engine --precision int8 --backend openvino --triton-repo models/
+      the artefact plus a Triton model repository: models/demo (backend openvino) and
+      models/demo-python (our runtime inside Triton: what the CPU-only server serves)
+  python -m build_engine --engine ARTEFACT.json --triton-repo models/
+      a repository for an artefact built before (no build, no torch needed)
 
 prints the path of the artefact's manifest (model file + NAME.json beside it).
 exit codes: 0 ok, 1 build failed (verification or accuracy gate), 2 bad input, 130 interrupted
@@ -68,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even if a cached artefact matches")
     p.add_argument("--list-models", action="store_true", help="list the model zoo and exit")
     p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("--engine", metavar="ARTEFACT.json",
+                   help="with --triton-repo: an existing artefact to serve instead of building one")
+    from build_engine.triton_repo import add_arguments
+
+    add_arguments(p)
     return p
 
 
@@ -89,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_models:
         list_models()
         return 0
+    if args.engine:
+        if not args.triton_repo:
+            parser.error("--engine ARTEFACT.json only goes with --triton-repo DIR")
+        return _write_triton_repo(args, args.engine)
     try:
         from build_engine.api import Builder, BuildError, BuildOptions
     except ImportError as exc:
@@ -138,5 +152,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no artefact was written", file=sys.stderr)
         return 130
+    if args.triton_repo:
+        code = _write_triton_repo(args, path)
+        if code:
+            return code
     print(path)
+    return 0
+
+
+def _write_triton_repo(args: argparse.Namespace, manifest: object) -> int:
+    from artefact.manifest import ArtefactError
+    from build_engine.triton_repo import options_from_args, report, write_repository
+
+    try:
+        report(write_repository(manifest, args.triton_repo, options_from_args(args)))
+    except ArtefactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.engine:
+        print(args.triton_repo)
     return 0

@@ -27,6 +27,14 @@ fi
 if [ "$(id -u)" = "0" ] && [ -x scripts/install-system-deps.sh ]; then
   bash scripts/install-system-deps.sh || echo "warning: ffmpeg could not be installed; H.264 output and stream tests will be skipped" >&2
 fi
+# Optional: the real Triton server the serving tests use (nvidia-pytriton's tritonserver, in its
+# own venv). A failure here only makes those tests skip with the reason.
+SECONDS=0
+if .venv/bin/python -m serving.triton_server install; then
+  echo "triton server ready (${SECONDS} s)"
+else
+  echo "warning: nvidia-pytriton could not be installed; the Triton serving tests will be skipped" >&2
+fi
 .venv/bin/python - <<'PY'
 import importlib.metadata as md
 print("pspnet-rt ready:", ", ".join(f"{d} {md.version(d)}" for d in

@@ -254,10 +254,18 @@ class TritonServer:
         return self.proc.pid if self.proc else None
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would: what a client sees when its server dies."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        """SIGKILL to the server and its stubs (its process group), as a crash of the box would:
+        what a client sees when its server dies. The stubs' shared-memory regions, which a dying
+        server cannot unlink, are removed."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        regions = [args[2] for args in _group_cmdlines(self.proc.pid)
+                   if len(args) > 2 and args[2].startswith("triton_python_backend_shm_region_")]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        for region in regions:
+            Path("/dev/shm", Path(region).name).unlink(missing_ok=True)
 
     def stop(self, grace: float = 15.0) -> int | None:
         """SIGTERM by PID, then SIGKILL after `grace` seconds; returns the exit code."""
@@ -297,6 +305,18 @@ def stop_pid(pid: int, grace: float = 15.0, proc: subprocess.Popen | None = None
     return None
 
 
+def _group_cmdlines(pgid: int) -> list[list[str]]:
+    """Command lines of the processes in process group `pgid` (the server and its stubs)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                found.append((stat.parent / "cmdline").read_bytes().decode(errors="replace").split("\0"))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -313,10 +333,11 @@ EXAMPLES = """\
 examples:
   python -m serving.triton_server install
       put nvidia-pytriton's tritonserver into its venv ($PSPNET_RT_TRITON_VENV or CACHE/triton-venv)
-  python -m serving.triton_server start models/ --grpc-port 8001 --pid-file triton.pid --log triton.log
+  python -m serving.triton_server start models/ --grpc-port 8001
       start it in the background for the repository models/, wait until ready, print its PID
+      (written to tritonserver.pid beside models/, log in tritonserver.log)
   pspnet-rt --video demo --engine triton://127.0.0.1:8001/demo-python --output demo.mp4
-  python -m serving.triton_server stop --pid-file triton.pid
+  python -m serving.triton_server stop models/
   python -m serving.triton_server run models/
       in the foreground until Ctrl-C
 
@@ -335,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1 only)")
-    p.add_argument("--pid-file", help="start: write the PID here; stop: the PID to stop")
+    p.add_argument("--pid-file", help="start: write the PID here; stop: the PID to stop "
+                                      "(default REPO/../tritonserver.pid)")
     p.add_argument("--log", help="server log file (start default: REPO/../tritonserver.log)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait until ready")
     p.add_argument("--venv", type=Path,
@@ -358,12 +380,14 @@ def _main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         inst = install(args.venv, quiet=not args.verbose)
         print(inst.tritonserver)
         return 0
+    pid_file = Path(args.pid_file) if args.pid_file else \
+        (Path(args.repo).resolve().parent / "tritonserver.pid" if args.repo else None)
     if args.action == "stop":
-        if not args.pid_file or not Path(args.pid_file).is_file():
-            p.error("stop needs --pid-file FILE written by start")
-        pid = int(Path(args.pid_file).read_text().split()[0])
+        if pid_file is None or not pid_file.is_file():
+            p.error("stop needs the repository (or --pid-file FILE) that start was given")
+        pid = int(pid_file.read_text().split()[0])
         stop_pid(pid)
-        Path(args.pid_file).unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
         print(f"stopped tritonserver pid {pid}")
         return 0
     if not args.repo or not Path(args.repo).is_dir():
@@ -376,8 +400,8 @@ def _main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     info = {"pid": server.pid, "grpc": server.grpc_url, "http": f"{args.host}:{args.http_port}",
             "log": str(log_file), "skipped": server.skipped}
     if args.action == "start":
-        if args.pid_file:
-            Path(args.pid_file).write_text(f"{server.pid}\n")
+        pid_file.write_text(f"{server.pid}\n")
+        info["pid_file"] = str(pid_file)
         server.proc = None  # leave it running: it leads its own session
         print(json.dumps(info))
         return 0
