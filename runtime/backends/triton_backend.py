@@ -201,7 +201,8 @@ class TritonBackend(Backend):
         image = inputs.get(m.input_name)
         if image is None or image.get("data_type") != "TYPE_UINT8" or \
                 [int(d) for d in image.get("dims", [])] != want_in:
-            got = f"{image.get('data_type')} {image.get('dims')}" if image else "missing"
+            dims = [int(d) for d in image.get("dims", [])] if image else []
+            got = f"{image.get('data_type')} {dims}" if image else "missing"
             problems.append(f"input {m.input_name!r} should be TYPE_UINT8 {want_in}, is {got}")
         labels = outputs.get(m.output_name)
         if labels is None or labels.get("data_type") != "TYPE_UINT8":
