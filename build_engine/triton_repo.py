@@ -70,7 +70,8 @@ class RepoOptions:
     dynamic_batching: bool = False
     max_batch_size: int = DEFAULT_MAX_BATCH  # python variant with dynamic batching only
     max_queue_delay_us: int = 500
-    hint: str = "latency"  # python variant: OpenVINO hint inside each server instance
+    hint: str | None = None  # python variant's OpenVINO hint; None = latency for one instance without
+    # batching (one request at a time gets every core), else throughput (the instances share the cores)
     requests: int | None = None  # python variant: runtime backend requests (default: its own)
 
 
@@ -131,7 +132,8 @@ def build_config(manifest: Manifest, name: str, variant: str, options: RepoOptio
     config.parameters[MANIFEST_PARAMETER].string_value = manifest_parameter(manifest)
     if python:
         config.parameters[ARTEFACT_PARAMETER].string_value = Path(manifest.path).name
-        config.parameters[HINT_PARAMETER].string_value = options.hint
+        config.parameters[HINT_PARAMETER].string_value = options.hint or (
+            "latency" if options.instances == 1 and not options.dynamic_batching else "throughput")
         if options.requests:
             config.parameters[REQUESTS_PARAMETER].string_value = str(options.requests)
     return config
