@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
     rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
                     help="OpenVINO performance hint; auto = throughput for files, latency for live")
-    rt.add_argument("--requests", type=_positive_int, metavar="N", help="OpenVINO infer requests in flight")
+    rt.add_argument("--requests", type=_positive_int, metavar="N",
+                    help="requests in flight (OpenVINO infer requests, Triton client requests)")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
                     help="measure bare inference on the same frames before and after the run")
@@ -479,8 +480,17 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
             **stats.to_dict(), "backend": info, "source": source.describe(), "end_reason": source.end_reason,
             "reconnects": source.reconnects, "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare,
             "exit_signal": signals.code})
+    return exit_code(args, signals, pipeline.errors, close_errors, stats.frames,
+                     f"no frames came from {source.describe()} ({source.end_reason or 'empty'})")
+
+
+def exit_code(args: argparse.Namespace, signals: _Signals, errors: list[tuple[str, BaseException]],
+              close_errors: list[str], frames: int, no_frames: str) -> int:
+    """One line per stage failure or unfinished output (exit 1), the signal's code, or 0."""
+    from runtime.errors import WriteError
+
     code = EXIT_OK
-    for stage, exc in pipeline.errors:
+    for stage, exc in errors:
         if isinstance(exc, WriteError):
             _fail(str(exc), EXIT_FAIL)
         else:
@@ -495,10 +505,9 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
         code = EXIT_FAIL
     if signals.code is not None:
         return signals.code
-    if stats.frames == 0 and code == EXIT_OK:
-        return _fail(f"no frames came from {source.describe()} ({source.end_reason or 'empty'})", EXIT_FAIL)
+    if frames == 0 and code == EXIT_OK:
+        return _fail(no_frames, EXIT_FAIL)
     return code
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

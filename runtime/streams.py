@@ -268,7 +268,7 @@ def open_stream_outputs(args: Any, manifest: Any, streams: list[tuple[str, Any]]
 def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend: Backend, manifest: Any,
                 opened: list[Any]) -> int:
     """Run every stream to its end through the shared backend; finalise, summarise, exit code."""
-    from runtime.cli import EXIT_FAIL, EXIT_OK, _cpu_s, _fail
+    from runtime.cli import _cpu_s, exit_code
     from runtime.errors import UsageError, WriteError
 
     if args.benchmark:
@@ -316,18 +316,6 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
             "streams": {p.stream: {**p.stats.to_dict(), "source": p.source.describe(),
                                    "end_reason": p.source.end_reason, "reconnects": p.source.reconnects}
                         for p in shared.pipes}})
-    code = EXIT_OK
     errors = shared.errors + [(f"{stage} of stream {p.stream}", exc)
                               for p in shared.pipes for stage, exc in p.errors]
-    for stage, exc in errors:
-        _fail(str(exc) if isinstance(exc, WriteError) else f"{stage} failed: {type(exc).__name__}: {exc}",
-              EXIT_FAIL)
-        code = EXIT_FAIL
-    for message in close_errors:
-        _fail(message, EXIT_FAIL)
-        code = EXIT_FAIL
-    if signals.code is not None:
-        return signals.code
-    if total.frames == 0 and code == EXIT_OK:
-        return _fail("no frames came from any stream", EXIT_FAIL)
-    return code
+    return exit_code(args, signals, errors, close_errors, total.frames, "no frames came from any stream")

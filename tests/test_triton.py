@@ -64,6 +64,8 @@ def triton_repo(demo_artefacts: dict[str, Path], tmp_path_factory: pytest.TempPa
     misfit: a python model whose declared input is not the artefact's size."""
     repo = tmp_path_factory.mktemp("triton") / "models"
     write_repository(demo_artefacts["openvino"], repo)
+    write_repository(demo_artefacts["onnxruntime"], repo, RepoOptions(name="demo-ort", variant="python",
+                                                                      instances=1))
     misfit = write_repository(demo_artefacts["openvino"], repo,
                               RepoOptions(name="misfit", variant="python", instances=1))[0]
     config = validate_config((misfit / "config.pbtxt").read_text())
@@ -148,6 +150,17 @@ def test_served_class_maps_are_bit_identical_to_in_process(demo_artefacts: dict[
             got.append(remote.collect())
     assert [tag for tag, _ in got] == list(range(20))
     assert all(np.array_equal(labels, e) for (_, labels), e in zip(got, expected))
+
+
+def test_onnxruntime_artefact_served_by_the_python_variant(demo_artefacts: dict[str, Path],
+                                                          triton_server: TritonServer) -> None:
+    from runtime.backends import connect_backend, load_backend
+
+    frames = demo_frames(4)
+    with load_backend(demo_artefacts["onnxruntime"]) as local, \
+            connect_backend(triton_server.engine("demo-ort"), timeout=30) as remote:
+        assert remote.manifest.backend == "onnxruntime"
+        assert all(np.array_equal(remote.infer(f), local.infer(f)) for f in frames)
 
 
 def test_four_concurrent_streams_through_one_server(triton_server: TritonServer,
