@@ -227,6 +227,38 @@ def test_server_killed_mid_run_exits_1_with_a_playable_video(triton_install: obj
     assert decoded == written >= 8
 
 
+def test_server_restarted_mid_run_the_client_reconnects(triton_install: object, triton_repo: Path,
+                                                        tmp_path: Path) -> None:
+    """A server that comes back within the reconnect budget: every frame is written, exit 0."""
+    n, stats, summary = 40, tmp_path / "stats.jsonl", tmp_path / "summary.json"
+    ports = {"grpc_port": free_port(), "http_port": free_port(), "metrics_port": free_port()}
+    first = TritonServer(triton_repo, models=["demo-ort"], log_file=tmp_path / "a.log", **ports).start(120)
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "--video", "demo", "--demo-frames", str(n),
+                             "--engine", first.engine("demo-ort"), "--stats", str(stats), "--requests", "1",
+                             "--reconnect", "6", "--summary-json", str(summary)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = TritonServer(triton_repo, models=["demo-ort"], log_file=tmp_path / "b.log", **ports)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if stats.is_file() and len(stats.read_text().splitlines()) >= 5:
+                break
+            time.sleep(0.05)
+        first.kill()
+        second.start(120)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        first.stop()
+        second.stop()
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["frame"] for line in stats.read_text().splitlines()] == list(range(n))
+    assert json.loads(summary.read_text())["backend"]["reconnects"] >= 1
+    assert "answers again" in err
+
+
 def test_unreachable_server_exits_2_within_the_timeout() -> None:
     port = free_port()  # nothing listens there
     t0 = time.monotonic()
