@@ -366,11 +366,12 @@ def figure(result: dict[str, Any], path: Path) -> Path:
         ax.set_xticklabels([f"{n} stream{'s' if n > 1 else ''}" for n in counts])
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
     hop = result["hop"]
     fig.suptitle(f"{Path(result['artefact']).name}: Triton hop {hop['hop_ms']:.1f} ms/frame beside "
                  f"{hop['server_compute_ms']:.1f} ms inference", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
