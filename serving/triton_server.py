@@ -86,9 +86,9 @@ def install(venv: Path | None = None, python: str = sys.executable, quiet: bool 
     base = getattr(sys, "_base_executable", python) or python
     fresh = not (venv / "bin" / "python").exists()
     steps = [[base, "-m", "venv", "--without-pip", str(venv)]] if fresh else []
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
     pip = [python, "-m", "pip", "--disable-pip-version-check", *(["-q"] if quiet else []), "install",
-           "--no-deps", "--target", str(venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-                                         / "site-packages"), PYTRITON]
+           "--no-deps", "--upgrade", "--target", str(site), PYTRITON]
     steps.append(pip)
     for cmd in steps:
         proc = subprocess.run(cmd, capture_output=True, text=True)
