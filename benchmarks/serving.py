@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine", metavar="ARTEFACT.json",
                    help="an OpenVINO or ONNX Runtime artefact (default: demo INT8 OpenVINO, built once)")
-    p.add_argument("--frames", type=positive_int, default=60, help="frames per stream (default 60)")
+    p.add_argument("--frames", type=positive_int, default=30, help="frames per stream and round (default 30)")
+    p.add_argument("--rounds", type=positive_int, default=3,
+                   help="rounds over every contender (default 3; FPS is their median)")
     p.add_argument("--streams", default="1,2,4", help="concurrent stream counts (default 1,2,4)")
     p.add_argument("--hop-frames", type=positive_int, default=40,
                    help="frames timed one at a time for the Triton hop (default 40)")
@@ -158,11 +160,22 @@ def run_streams(backend: Any, frames: list[np.ndarray], n_streams: int) -> dict[
         stage, exc = (shared.errors or [e for p in shared.pipes for e in p.errors])[0]
         return {"status": f"failed: {stage}: {type(exc).__name__}: {exc}"}
     total = merge_stats([p.stats for p in shared.pipes])
-    per_frame = list(total.stages["inference"].values)
     return {"status": "ok", "frames": total.frames, "wall_s": round(wall, 3),
-            "fps": round(total.frames / wall, 3), "per_frame_ms": summarize_ms(per_frame),
-            "end_to_end_ms": summarize_ms(list(total.stages["end-to-end"].values)),
+            "fps": round(total.frames / wall, 3), "per_frame": list(total.stages["inference"].values),
+            "end_to_end": list(total.stages["end-to-end"].values),
             "per_stream_fps": [round(p.stats.fps, 3) for p in shared.pipes]}
+
+
+def combine_rounds(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from its rounds: median FPS (the spread beside it), percentiles over every frame."""
+    failed = [p for p in parts if p["status"] != "ok"]
+    if failed:
+        return {"status": failed[0]["status"]}
+    fps = [p["fps"] for p in parts]
+    return {"status": "ok", "frames": sum(p["frames"] for p in parts), "fps": round(float(np.median(fps)), 3),
+            "fps_rounds": fps,
+            "per_frame_ms": summarize_ms([v for p in parts for v in p["per_frame"]]),
+            "end_to_end_ms": summarize_ms([v for p in parts for v in p["end_to_end"]])}
 
 
 # ------------------------------------------------------------------------------ the hop
@@ -267,16 +280,22 @@ def run(args: argparse.Namespace, stream_counts: list[int], command: str) -> dic
                         backends[c.name] = load_backend(manifest_path, hint="throughput")
                     for f in frames[:4]:  # warm: first requests compile/allocate
                         backends[c.name].infer(f)
-                order = list(CONTENDERS)
-                plan = [(n, c) for n in stream_counts for c in order]
-                for k, (n, c) in enumerate(tqdm(plan, desc="serving", unit="run", disable=None)):
-                    if k % len(order) == 0:  # rotate who goes first at each stream count
-                        order.append(order.pop(0))
-                    r = run_streams(backends[c.name], frames[: args.frames], n)
-                    r.update(contender=c.name, streams=n, instances=c.instances,
-                             dynamic_batching=c.dynamic_batching,
-                             in_flight=backends[c.name].max_in_flight)
-                    runs.append(r)
+                # rounds, each contender once per stream count per round, who goes first rotating:
+                # a neighbour's load that comes and goes lands on every contender alike
+                plan = [(rnd, n, CONTENDERS[(k + rnd + j) % len(CONTENDERS)])
+                        for rnd in range(args.rounds) for j, n in enumerate(stream_counts)
+                        for k in range(len(CONTENDERS))]
+                parts: dict[tuple[int, str], list[dict[str, Any]]] = {}
+                for _, n, c in tqdm(plan, desc="serving", unit="run", disable=None):
+                    parts.setdefault((n, c.name), []).append(
+                        run_streams(backends[c.name], frames[: args.frames], n))
+                for n in stream_counts:
+                    for c in CONTENDERS:
+                        r = combine_rounds(parts[(n, c.name)])
+                        r.update(contender=c.name, streams=n, instances=c.instances,
+                                 dynamic_batching=c.dynamic_batching,
+                                 in_flight=backends[c.name].max_in_flight)
+                        runs.append(r)
             finally:
                 for backend in backends.values():
                     backend.close()
@@ -285,7 +304,7 @@ def run(args: argparse.Namespace, stream_counts: list[int], command: str) -> dic
         shutil.rmtree(work, ignore_errors=True)
     result = {"command": command, "environment": env, "artefact": str(manifest_path),
               "precision": manifest.precision, "backend": manifest.backend,
-              "input_size": manifest.input_size, "frames_per_stream": args.frames,
+              "input_size": manifest.input_size, "frames_per_stream": args.frames, "rounds": args.rounds,
               "stream_counts": stream_counts, "hop": hop, "runs": runs,
               "server": "tritonserver 2.51 from nvidia-pytriton 0.7.0 (CPU, Python backend), 127.0.0.1"}
     result["best"] = best_configs(runs)
@@ -312,7 +331,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [header_block("Serving: many streams, in-process vs Triton", env, result["command"]), "",
              f"- artefact: `{Path(result['artefact']).name}` ({result['backend']} {result['precision']}, "
              f"{result['input_size'][0]}x{result['input_size'][1]}), the same {result['frames_per_stream']} "
-             "demo frames per stream for every row",
+             f"demo frames per stream for every row, {result['rounds']} rounds with the order rotating",
              f"- server: {result['server']}; Triton rows run the repository's Python variant (pspnet-rt's "
              "OpenVINO backend inside Triton); streams share one backend in one pspnet-rt process",
              "- per frame = submit to class map (queueing included); FPS = frames of all streams / wall time",
@@ -320,10 +339,13 @@ def markdown(result: dict[str, Any]) -> str:
     rows = []
     for r in result["runs"]:
         pf = r.get("per_frame_ms") or {}
+        spread = r.get("fps_rounds") or []
         rows.append([r["contender"], r["streams"], r.get("in_flight", ""), fmt(r.get("fps"), ".1f"),
+                     f"{min(spread):.1f}–{max(spread):.1f}" if spread else "–",
                      fmt(pf.get("p50")), fmt(pf.get("p99")), r.get("status")])
-    header = ["contender", "streams", "in flight", "FPS (sum)", "p50 ms", "p99 ms", "status"]
-    lines.append(markdown_table(header, rows, align="lrrrrrl"))
+    header = ["contender", "streams", "in flight", "FPS (sum, median)", "rounds' FPS", "p50 ms", "p99 ms",
+              "status"]
+    lines.append(markdown_table(header, rows, align="lrrrrrrl"))
     lines += ["", "**The Triton hop**, one frame at a time (1 instance, latency hint; "
               f"{hop['frames']} frames, interleaved with in-process):", "",
               markdown_table(["in-process infer", "Triton round trip", "server compute (execute)",
