@@ -48,9 +48,10 @@ NATIVE = {  # backend -> (config key, value, file in 1/)
     "openvino": ("backend", "openvino", "model.xml"),
 }
 VARIANTS = ("auto", "native", "python", "both")
-# Measured on the 2-core CPU box with batch-1 artefacts (benchmarks/serving.py, README): two
-# instances without dynamic batching served most frames per second.
-DEFAULT_INSTANCES = 2
+# Measured on the 2-core CPU box with the INT8 demo artefact (benchmarks/serving.py, README): one
+# instance without dynamic batching served the most frames per second at 1, 2 and 4 streams (2
+# instances, or dynamic batching, split the two cores between requests and lost 15-40 %).
+DEFAULT_INSTANCES = 1
 DEFAULT_MAX_BATCH = 4
 INSTALL_TRITON = "pip install 'pspnet-rt[triton]'"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -242,9 +243,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "CPU-only Triton of nvidia-pytriton serves) or both; auto = both for OpenVINO/ORT "
                         "artefacts (the python one named NAME-python), native for TensorRT")
     g.add_argument("--triton-instances", type=int, default=DEFAULT_INSTANCES, metavar="N",
-                   help=f"instance_group count (default {DEFAULT_INSTANCES}: fastest on the 2-core CPU box)")
+                   help=f"instance_group count (default {DEFAULT_INSTANCES}: the fastest in "
+                        "benchmarks.serving on the 2-core CPU box; more where the server has more "
+                        "cores or GPUs)")
     g.add_argument("--triton-dynamic-batching", action="store_true",
-                   help="python variant: let Triton group requests (no gain measured on CPU, see README)")
+                   help="python variant: let Triton group requests (slower than without on the 2-core "
+                        "CPU box, see README)")
     g.add_argument("--triton-max-batch", type=int, default=DEFAULT_MAX_BATCH, metavar="B",
                    help="max_batch_size of the python variant with dynamic batching")
 

@@ -91,7 +91,7 @@ def test_repository_configs_follow_triton_schema(demo_artefacts: dict[str, Path]
     assert json.loads(native.parameters[MANIFEST_PARAMETER].string_value) == manifest.to_dict()
     assert sorted(p.name for p in (triton_repo / "demo" / "1").iterdir()) == ["model.bin", "model.xml"]
     python = validate_config((triton_repo / MODEL / "config.pbtxt").read_text())
-    assert python.backend == "python" and python.instance_group[0].count == 2
+    assert python.backend == "python" and python.instance_group[0].count == 1  # the measured default
     model_py = (triton_repo / MODEL / "1" / "model.py").read_bytes()
     assert model_py == (ROOT / "build_engine" / "triton_python_model.py").read_bytes()  # ours, as shipped
     assert json.loads((triton_repo / MODEL / "pspnet-rt.json").read_text()) == manifest.to_dict()

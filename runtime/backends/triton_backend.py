@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 SCHEME = "triton://"
 MANIFEST_PARAMETER = "pspnet_rt_manifest"  # written by build_engine.triton_repo
 INSTALL = "pip install 'pspnet-rt[triton]'"
-DEFAULT_IN_FLIGHT = 4  # two server instances, each with a request queued behind the one it runs
+DEFAULT_IN_FLIGHT = 4  # the server always has the next requests queued behind the one it runs
 LOST = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED")
 
 
