@@ -280,12 +280,12 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
     if not (args.output or args.masks or args.stats):
         log.warning("no --output, --masks or --stats: frames are segmented and only timed")
     cpu0 = _cpu_s()
-    signals.running = True
+    signals.graceful = True
     try:
         shared.start()
         shared.wait()
     finally:
-        signals.running = False
+        signals.graceful = False
     close_errors = []
     sinks = [s for out in outputs for s in (out.video, out.masks) if s is not None]
     sinks += [stats_sink.sink] if stats_sink is not None else []
