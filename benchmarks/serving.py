@@ -29,25 +29,23 @@ from typing import Any
 
 import numpy as np
 
+import clikit
 from benchmarks.common import (
     BenchmarkError,
     LoadMonitor,
-    command_line,
     environment,
-    fail,
     fmt,
     header_block,
     load_note,
     markdown_table,
-    positive_int,
-    setup_logging,
+    run_benchmark,
     summarize_ms,
     write_json,
     write_text,
 )
+from clikit import positive_int
 
 PROG = "benchmarks.serving"
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -77,8 +75,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n")[0], epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser(f"python -m {PROG}", __doc__.split("\n")[0], EXAMPLES)
     p.add_argument("--engine", metavar="ARTEFACT.json",
                    help="an OpenVINO or ONNX Runtime artefact (default: demo INT8 OpenVINO, built once)")
     p.add_argument("--frames", type=positive_int, default=30, help="frames per stream and round (default 30)")
@@ -90,29 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-requests", type=positive_int, default=None,
                    help="Triton client requests in flight (default: the client backend's)")
     p.add_argument("--out", default="results", help="folder for serving.{json,md,png}")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    clikit.add_verbose(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    return run_benchmark(PROG, build_parser(), run, _failures, argv)
+
+
+def _failures(result: dict[str, Any]) -> str | None:
+    failed = sorted({r["contender"] for r in result["runs"] if r.get("status") != "ok"})
+    return f"these runs failed: {', '.join(failed)} (see the status column)" if failed else None
+
+
+def stream_counts(text: str) -> list[int]:
     try:
-        streams = sorted({int(s) for s in args.streams.split(",") if s.strip()})
-        if not streams or min(streams) < 1:
-            raise ValueError
+        counts = sorted({int(s) for s in text.split(",") if s.strip()})
     except ValueError:
-        return fail(PROG, f"--streams {args.streams!r}: give counts such as 1,2,4", EXIT_USAGE)
-    try:
-        result = run(args, streams, command_line(PROG, argv))
-    except BenchmarkError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted", 130)
-    failed = [r["contender"] for r in result["runs"] if r.get("status") != "ok"]
-    if failed:
-        return fail(PROG, f"these runs failed: {', '.join(sorted(set(failed)))}", EXIT_FAIL)
-    return EXIT_OK
+        counts = []
+    if not counts or min(counts) < 1:
+        raise BenchmarkError(f"--streams {text!r}: give counts such as 1,2,4")
+    return counts
 
 
 # ------------------------------------------------------------------------------ the streams
@@ -236,7 +231,7 @@ def _frames(manifest: Any, n: int) -> list[np.ndarray]:
         return [to_model_input(f.image, h, w) for f in source.frames()]
 
 
-def run(args: argparse.Namespace, stream_counts: list[int], command: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from tqdm import tqdm
 
     from artefact.manifest import ArtefactError, load_manifest
@@ -244,6 +239,7 @@ def run(args: argparse.Namespace, stream_counts: list[int], command: str) -> dic
     from runtime.backends import connect_backend, load_backend
     from serving.triton_server import ServerError, TritonServer
 
+    counts = stream_counts(args.streams)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -283,13 +279,13 @@ def run(args: argparse.Namespace, stream_counts: list[int], command: str) -> dic
                 # rounds, each contender once per stream count per round, who goes first rotating:
                 # a neighbour's load that comes and goes lands on every contender alike
                 plan = [(rnd, n, CONTENDERS[(k + rnd + j) % len(CONTENDERS)])
-                        for rnd in range(args.rounds) for j, n in enumerate(stream_counts)
+                        for rnd in range(args.rounds) for j, n in enumerate(counts)
                         for k in range(len(CONTENDERS))]
                 parts: dict[tuple[int, str], list[dict[str, Any]]] = {}
                 for _, n, c in tqdm(plan, desc="serving", unit="run", disable=None):
                     parts.setdefault((n, c.name), []).append(
                         run_streams(backends[c.name], frames[: args.frames], n))
-                for n in stream_counts:
+                for n in counts:
                     for c in CONTENDERS:
                         r = combine_rounds(parts[(n, c.name)])
                         r.update(contender=c.name, streams=n, instances=c.instances,
@@ -305,7 +301,7 @@ def run(args: argparse.Namespace, stream_counts: list[int], command: str) -> dic
     result = {"command": command, "environment": env, "artefact": str(manifest_path),
               "precision": manifest.precision, "backend": manifest.backend,
               "input_size": manifest.input_size, "frames_per_stream": args.frames, "rounds": args.rounds,
-              "stream_counts": stream_counts, "hop": hop, "runs": runs,
+              "stream_counts": counts, "hop": hop, "runs": runs,
               "server": "tritonserver 2.51 from nvidia-pytriton 0.7.0 (CPU, Python backend), 127.0.0.1"}
     result["best"] = best_configs(runs)
     write_json(out / "serving.json", result)

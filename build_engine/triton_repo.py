@@ -276,23 +276,21 @@ exit codes: 0 ok, 2 bad input (artefact, options, tritonclient missing)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m build_engine.triton_repo",
-                                     description="Write a Triton model repository for an existing artefact.",
-                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    import clikit
+
+    prog = "python -m build_engine.triton_repo"
+    parser = clikit.parser(prog, "Write a Triton model repository for an existing artefact.", EXAMPLES)
     parser.add_argument("--engine", required=True, metavar="ARTEFACT.json", help="the artefact's manifest")
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    if not args.triton_repo:
-        parser.error("--triton-repo DIR is required")
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        report(write_repository(args.engine, args.triton_repo, options_from_args(args)))
-    except ArtefactError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(Path(args.triton_repo))
-    return 0
 
+    def body(args: argparse.Namespace) -> int:
+        if not args.triton_repo:
+            raise clikit.UsageError("--triton-repo DIR is required")
+        report(write_repository(args.engine, args.triton_repo, options_from_args(args)))
+        print(Path(args.triton_repo))
+        return clikit.EXIT_OK
+
+    return clikit.run(prog, parser, body, argv, usage=(ArtefactError,))
 
 if __name__ == "__main__":
     raise SystemExit(main())

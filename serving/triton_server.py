@@ -36,6 +36,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PYTRITON = "nvidia-pytriton==0.7.0"  # bundles tritonserver 2.51 (r24.10) with the Python backend
+PROG = "triton-server"
 ROOT = Path(__file__).resolve().parents[1]  # the pspnet-rt tree the server's model.py should import
 CACHE = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt"))
 
@@ -347,9 +348,10 @@ exit codes: 0 ok, 1 the server failed to install/start/stop, 2 bad input
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m serving.triton_server", description=__doc__.split("\n")[0],
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    import clikit
+
+    p = clikit.parser(PROG, __doc__.split("\n")[0], EXAMPLES)
     p.add_argument("action", choices=("install", "start", "run", "stop"))
     p.add_argument("repo", nargs="?", help="model repository (start, run)")
     p.add_argument("--grpc-port", type=int, default=8001)
@@ -362,20 +364,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait until ready")
     p.add_argument("--venv", type=Path,
                    help="the server's venv (default $PSPNET_RT_TRITON_VENV or CACHE/triton-venv)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="triton-server: %(message)s")
-    try:
-        return _main(args, p)
-    except ServerError as exc:
-        print(f"triton-server: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    clikit.add_verbose(p)
+    return p
 
 
-def _main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+def main(argv: list[str] | None = None) -> int:
+    import clikit
+
+    return clikit.run(PROG, build_parser(), _main, argv, failure=(ServerError,))
+
+
+def _main(args: argparse.Namespace) -> int:
+    from clikit import UsageError
+
     if args.action == "install":
         inst = install(args.venv, quiet=not args.verbose)
         print(inst.tritonserver)
@@ -384,14 +385,14 @@ def _main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         (Path(args.repo).resolve().parent / "tritonserver.pid" if args.repo else None)
     if args.action == "stop":
         if pid_file is None or not pid_file.is_file():
-            p.error("stop needs the repository (or --pid-file FILE) that start was given")
+            raise UsageError("stop needs the repository (or --pid-file FILE) that start was given")
         pid = int(pid_file.read_text().split()[0])
         stop_pid(pid)
         pid_file.unlink(missing_ok=True)
         print(f"stopped tritonserver pid {pid}")
         return 0
     if not args.repo or not Path(args.repo).is_dir():
-        p.error(f"{args.action} needs a model repository folder (got {args.repo!r}); write one with "
+        raise UsageError(f"{args.action} needs a model repository folder (got {args.repo!r}); write one with "
                 "`python -m build_engine --triton-repo DIR`")
     log_file = args.log or (Path(args.repo).resolve().parent / "tritonserver.log")
     server = TritonServer(args.repo, grpc_port=args.grpc_port, http_port=args.http_port,
