@@ -27,6 +27,11 @@ examples:
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
       bare inference FPS before and after the whole pipeline on the same frames
+  pspnet-rt --video demo --loop --serve 8080
+      live view in a browser at http://127.0.0.1:8080/ (stream, legend, FPS, stage latency,
+      drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics
+  pspnet-rt --video cam0 --serve 0.0.0.0:8080 --serve-token "$TOKEN"
+      reachable from other machines (a warning says so); every endpoint then needs the token
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
@@ -35,11 +40,13 @@ A live stream that stays lost after --reconnect attempts ends the run normally (
 the reason in the summary). FFmpeg options for network sources go in
 OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
 exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, output path), 130 Ctrl-C,
-143 SIGTERM
+143 SIGTERM, 129 SIGHUP (all three finish the outputs first)
 """
 
 log = logging.getLogger("pspnet-rt")
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INT, EXIT_TERM, EXIT_HUP = 0, 1, 2, 130, 143, 129
+SIGNAL_CODES = {signal.SIGINT: EXIT_INT, signal.SIGTERM: EXIT_TERM,
+                **({signal.SIGHUP: EXIT_HUP} if hasattr(signal, "SIGHUP") else {})}
 
 
 def _size(text: str, order: str) -> tuple[int, int]:
@@ -64,6 +71,15 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
+
+
+def _serve_address(text: str) -> tuple[str, int]:
+    from runtime.live.address import parse_bind
+
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--x264-preset", default="superfast",
                      choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
                      help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
+
+    srv = p.add_argument_group("live view and metrics (the serve extra: pip install 'pspnet-rt[serve]')")
+    srv.add_argument("--serve", type=_serve_address, metavar="[HOST:]PORT",
+                     help="serve the live page, MJPEG, snapshots, /stats and Prometheus /metrics on "
+                          "HOST:PORT (127.0.0.1 unless a host is given; port 0 picks a free one)")
+    srv.add_argument("--serve-token", metavar="TOKEN",
+                     help="require TOKEN on every endpoint (?token=TOKEN or 'Authorization: Bearer TOKEN'); "
+                          "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
+    srv.add_argument("--serve-clients", type=_positive_int, default=32, metavar="N",
+                     help="open connections served at once (a page uses two); more get 503 (default 32)")
 
     rt = p.add_argument_group("runtime tuning")
     rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
@@ -139,7 +165,7 @@ class _Signals:
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in SIGNAL_CODES:  # SIGHUP too: a closed terminal or ssh must not lose the outputs
             self._old[sig] = signal.signal(sig, self._handle)
 
     def restore(self) -> None:
@@ -148,7 +174,7 @@ class _Signals:
         self._old.clear()
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        code = EXIT_INT if signum == signal.SIGINT else EXIT_TERM
+        code = SIGNAL_CODES.get(signum, EXIT_TERM)
         if self.code is not None:
             print(f"pspnet-rt: {signal.Signals(signum).name} again: exiting without finishing outputs",
                   file=sys.stderr, flush=True)
@@ -257,6 +283,12 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
 
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
+        if args.serve_token and not args.serve:
+            raise UsageError("--serve-token needs --serve [HOST:]PORT")
+        if args.serve:
+            from runtime.live import check_extra
+
+            check_extra()
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
                                 capture_fps=args.capture_fps, reconnect=max(0, args.reconnect),
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
@@ -305,6 +337,14 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
         outputs.stats = StatsSink(args.stats)
     if args.show:
         outputs.window = WindowSink()
+    if args.serve:
+        from runtime.live import open_server
+
+        server = open_server(*args.serve, token=args.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN"),
+                             max_clients=args.serve_clients)
+        opened.append(server)
+        print(f"pspnet-rt: {server.describe()}", file=sys.stderr, flush=True)
+        outputs.live = server.add_stream("0", source.describe(), manifest.classes, manifest.palette)
     for sink in outputs.all():
         if sink is outputs.video and source.frame_size:
             w, h = source.frame_size
@@ -385,11 +425,14 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
     from runtime.pipeline import Pipeline
     from runtime.stats import RunStats
 
-    if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
-        log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
+    if not (outputs.video or outputs.masks or outputs.stats or outputs.live
+            or (outputs.window and outputs.window.enabled)):
+        log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
     bench = _Bench(args, source, backend) if args.benchmark else None
     stats = RunStats()
     stats.startup_s = backend.startup_s
+    if outputs.live is not None:
+        outputs.live.attach(stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
     cpu0 = _cpu_s()
     signals.running = True
@@ -397,7 +440,6 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
         pipeline.run()
     finally:
         signals.running = False
-    stats.drops.update(source.drops)
     close_errors = []
     for sink in outputs.all():  # finalise now so the summary can vouch for the files
         try:
@@ -405,6 +447,7 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
         except WriteError as exc:
             close_errors.append(str(exc))
         opened.remove(sink)
+    stats.drops.update(source.drops)  # after the live view froze its figures, which added them live
     cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
 
     info = backend.describe()
