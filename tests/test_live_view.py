@@ -7,6 +7,7 @@ tests run the whole pspnet-rt. Everything here is bounded in time by socket time
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -22,14 +23,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("prometheus_client", reason="the serve extra (prometheus_client) is not installed")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families
 
-from runtime.cli import main  # noqa: E402
-from runtime.live.address import is_loopback, parse_bind  # noqa: E402
-from runtime.live.server import LiveServer  # noqa: E402
-from runtime.render import Renderer  # noqa: E402
-from runtime.stats import RunStats  # noqa: E402
-from segdata.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE  # noqa: E402
+from runtime.cli import main
+from runtime.live.address import is_loopback, parse_bind
+from runtime.live.server import LiveServer
+from runtime.render import Renderer
+from runtime.stats import RunStats
+from segdata.labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 96, 192
@@ -103,10 +104,8 @@ def get(server: LiveServer, path: str, headers: dict | None = None, method: str 
 def raw(server: LiveServer, data: bytes) -> bytes:
     """Send bytes as they are and read the whole answer (for requests http.client will not make)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        try:
-            s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server may answer and close before a huge request is all sent
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(data)  # the server may answer and close before a huge request is all sent
         chunks = []
         try:
             while chunk := s.recv(65536):

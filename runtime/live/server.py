@@ -52,7 +52,7 @@ PAGE = Path(__file__).with_name("page.html")
 SECURITY_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
                     ("Referrer-Policy", "no-referrer"))  # a ?token= in the URL goes nowhere else
 PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-            "img-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
 class _HeadBudget:
