@@ -45,6 +45,9 @@ MAX_REQUEST_LINE = 8 * 1024
 MAX_HEAD = 32 * 1024  # request line + headers; browsers send ~1 KB
 BUSY_SLOTS = 4  # connections past the limit that still get a proper 503
 SOCKET_TIMEOUT_S = 10.0  # a viewer that takes longer to accept a frame is dropped
+# The kernel's send buffer is a queue too (autotuned up to megabytes): bounded per stream, it
+# still holds several frames for a distant viewer (256 KiB / 100 ms RTT ~ 2.5 MB/s).
+STREAM_SNDBUF = 256 * 1024
 SSE_INTERVAL_S = 0.5
 BOUNDARY = "pspnet-rt-frame"
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -203,6 +206,8 @@ class _Handler(BaseHTTPRequestHandler):
         if head:
             return
         closing, seq = self.server.closing, 0
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
         with stream.watching():
             while not closing.is_set():
                 jpeg, seq_new = stream.next_jpeg(seq, timeout=2.0, stop=closing)

@@ -30,6 +30,7 @@ from runtime.stats import E2E, STAGES, RunStats
 
 WINDOW_S = 5.0  # live figures cover the last few seconds
 IDLE_REFRESH_S = 1.0  # JPEG refresh when nobody is watching
+SHARES_EVERY_S = 0.4  # class shares for the figures (sent twice a second), not for every frame
 RECENT_MAX = 4096  # frames kept for the window (a fast stream's 5 s, bounded either way)
 Observer = Callable[[dict[str, float], float], None]
 
@@ -45,13 +46,18 @@ class LiveStream:
         self.colors = ["#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb)) for rgb in palette]
         self.quality = int(quality)
         self._observe = observe  # Prometheus histograms, fed with every frame's stage times
-        self._cond = threading.Condition()
+        # One lock, two conditions: a new frame wakes only the encoder, a new JPEG only the viewers
+        # (waking every viewer twice per frame costs CPU a saturated box does not have).
+        self._lock = threading.Lock()
+        self._new_raw = threading.Condition(self._lock)
+        self._new_jpeg = threading.Condition(self._lock)
         self._raw: tuple[np.ndarray, np.ndarray] | None = None
         self._raw_seq = 0
         self._jpeg: bytes | None = None
         self._jpeg_seq = 0  # the raw frame the JPEG was made from
         self._jpeg_at = 0.0
         self._shares: np.ndarray | None = None
+        self._shares_at = 0.0
         self._demand = 0  # viewers that want every frame
         self._recent: deque[tuple[float, dict[str, float], float]] = deque(maxlen=RECENT_MAX)
         self._encode_ms: deque[float] = deque(maxlen=256)
@@ -84,48 +90,53 @@ class LiveStream:
         """Called by the write stage for every frame; never blocks on viewers or encoding."""
         if self._observe is not None:
             self._observe(times, e2e_ms)
-        with self._cond:
+        with self._lock:
             self._raw = (image, labels)
             self._raw_seq += 1
             self._recent.append((time.perf_counter(), times, e2e_ms))
-            self._cond.notify_all()
+            self._new_raw.notify()
 
     def close(self) -> None:
         """The run ended: freeze the figures, wake every viewer so it can finish, stop encoding."""
         if self._closed:
             return
         self._final = self._totals()
-        with self._cond:
+        with self._lock:
             self.state = "ended"
             self._closed = True
-            self._cond.notify_all()
+            self._new_raw.notify_all()
+            self._new_jpeg.notify_all()
         self._encoder.join(5)
 
     # -- encoding -------------------------------------------------------------------------
     def _encode_loop(self) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 while not self._closed:
                     fresh = self._raw_seq > self._jpeg_seq
                     idle_left = IDLE_REFRESH_S - (time.monotonic() - self._jpeg_at)
                     if fresh and (self._demand > 0 or idle_left <= 0):
                         break
-                    self._cond.wait(max(0.01, idle_left) if fresh else None)
+                    self._new_raw.wait(max(0.01, idle_left) if fresh else None)
                 if self._closed and self._raw_seq == self._jpeg_seq:
                     return
                 (image, labels), seq = self._raw, self._raw_seq
             t0 = time.perf_counter()
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            shares = np.bincount(labels.ravel(), minlength=256)[: len(self.classes)] / max(1, labels.size)
             ms = (time.perf_counter() - t0) * 1e3
-            with self._cond:
+            shares = None
+            if time.monotonic() - self._shares_at >= SHARES_EVERY_S:  # the figures' rate is enough
+                shares = np.bincount(labels.ravel(), minlength=256)[: len(self.classes)] / max(1, labels.size)
+            with self._lock:
                 if ok:
                     self._jpeg = buf.tobytes()
                     self.encoded += 1
                     self._encode_ms.append(ms)
-                self._jpeg_seq, self._jpeg_at, self._shares = seq, time.monotonic(), shares
+                self._jpeg_seq, self._jpeg_at = seq, time.monotonic()
+                if shares is not None:
+                    self._shares, self._shares_at = shares, self._jpeg_at
                 self.frame_size = (image.shape[1], image.shape[0])
-                self._cond.notify_all()
+                self._new_jpeg.notify_all()
                 if self._closed:
                     return
 
@@ -133,13 +144,13 @@ class LiveStream:
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
         """While a viewer streams, every new frame is encoded (not just one a second)."""
-        with self._cond:
+        with self._lock:
             self._demand += 1
-            self._cond.notify_all()
+            self._new_raw.notify()  # a waiting frame is encoded now, not at the idle refresh
         try:
             yield
         finally:
-            with self._cond:
+            with self._lock:
                 self._demand -= 1
 
     @property
@@ -151,26 +162,26 @@ class LiveStream:
         """The newest JPEG made after frame `after` (skipping any in between), waiting up to
         `timeout` s; (None, after) on timeout or when the stream ended with nothing newer."""
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while self._jpeg is None or self._jpeg_seq <= after:
                 left = deadline - time.monotonic()
                 if self._closed or left <= 0 or (stop is not None and stop.is_set()):
                     return None, after
-                self._cond.wait(min(left, 0.5))
+                self._new_jpeg.wait(min(left, 0.5))
             return self._jpeg, self._jpeg_seq
 
     def snapshot(self, timeout: float = 3.0) -> bytes | None:
         """A JPEG of the newest frame: encoded now if the last one is older than the newest frame."""
         with self.watching():
-            with self._cond:
+            with self._lock:
                 wanted = self._raw_seq
             if wanted == 0:
                 jpeg, _ = self.next_jpeg(0, timeout)
                 return jpeg
-            with self._cond:
+            with self._lock:
                 deadline = time.monotonic() + timeout
                 while self._jpeg_seq < wanted and not self._closed and time.monotonic() < deadline:
-                    self._cond.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+                    self._new_jpeg.wait(min(0.5, max(0.0, deadline - time.monotonic())))
                 return self._jpeg
 
     @property
@@ -194,8 +205,10 @@ class LiveStream:
     def _window(self) -> tuple[float, dict[str, dict[str, float]]]:
         """FPS and per-stage p50/p99 over the last WINDOW_S seconds."""
         now = time.perf_counter()
-        with self._cond:
-            recent = [r for r in self._recent if now - r[0] <= WINDOW_S]
+        with self._lock:
+            while self._recent and now - self._recent[0][0] > WINDOW_S:
+                self._recent.popleft()  # older than the window: never needed again
+            recent = list(self._recent)
         if self._closed or not recent:
             fps = 0.0
         elif len(recent) >= 2 and recent[-1][0] > recent[0][0]:
@@ -217,7 +230,7 @@ class LiveStream:
         """What /stats, the page and /metrics show for this stream (JSON-ready)."""
         totals = self._totals()
         fps, latency = self._window()
-        with self._cond:
+        with self._lock:
             shares = None if self._shares is None else self._shares.copy()
             jpeg_bytes = len(self._jpeg) if self._jpeg else 0
             encode = list(self._encode_ms)
