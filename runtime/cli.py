@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -183,8 +184,9 @@ class _Signals:
         self.stop.set()
         if not self.running:
             raise KeyboardInterrupt
-        print(f"pspnet-rt: {signal.Signals(signum).name}: finishing the frames in flight and closing outputs "
-              "(again to abort)", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone; the outputs matter more
+            print(f"pspnet-rt: {signal.Signals(signum).name}: finishing the frames in flight and closing "
+                  "outputs (again to abort)", file=sys.stderr, flush=True)
 
 
 def _fail(message: str, code: int) -> int:
