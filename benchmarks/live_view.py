@@ -33,25 +33,21 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import clikit
 from benchmarks.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    EXIT_USAGE,
     BenchmarkError,
     LoadMonitor,
-    command_line,
     environment,
-    fail,
     fmt,
     header_block,
     markdown_table,
-    positive_int,
-    setup_logging,
+    run_benchmark,
     text_table,
     write_json,
     write_text,
 )
 from benchmarks.probe import child_env
+from clikit import positive_int
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.live_view"
@@ -69,8 +65,7 @@ exit codes: 0 ok, 1 a run failed, 2 bad arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
     p.add_argument("--engine", nargs="+", metavar="ARTEFACT",
                    help="artefact manifests (default: demo OpenVINO int8 and fp32, built once)")
     p.add_argument("--viewers", type=positive_int, default=3, help="viewers per phase (default 3)")
@@ -79,23 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-seconds", type=float, default=10.0, help="length of each phase (default 10)")
     p.add_argument("--settle-seconds", type=float, default=1.5, help="left out at each phase start")
     p.add_argument("--out", type=Path, default=Path("results"), help="DIR for live_view.{json,md,png}")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    clikit.add_verbose(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    if args.phase_seconds <= args.settle_seconds + 1:
-        return fail(PROG, "--phase-seconds must exceed --settle-seconds by more than 1 s", EXIT_USAGE)
-    try:
-        result = run(args, command_line(PROG, argv))
-    except BenchmarkError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted", 130)
+    return run_benchmark(PROG, build_parser(), run, _failures, argv)
+
+
+def _failures(result: dict[str, Any]) -> str | None:
     failed = [r["engine"] for r in result["runs"] if r["status"] != "ok"]
-    return fail(PROG, f"failed: {', '.join(failed)}", EXIT_FAIL) if failed else EXIT_OK
+    return f"failed: {', '.join(failed)}" if failed else None
 
 
 # ------------------------------------------------------------------------------------ viewers
@@ -168,6 +157,8 @@ def default_engines() -> list[str]:
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    if args.phase_seconds <= args.settle_seconds + 1:
+        raise BenchmarkError("--phase-seconds must exceed --settle-seconds by more than 1 s")
     engines = args.engine or default_engines()
     for e in engines:
         if not Path(e).is_file():
