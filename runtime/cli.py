@@ -33,6 +33,11 @@ examples:
             --masks masks/ --stats stats.jsonl
       two streams sharing one backend: out-gate.mp4, out-dock.mp4, masks/gate/, masks/dock/,
       stats lines with "stream": "gate" / "dock"
+  pspnet-rt --video demo --loop --serve 8080
+      live view in a browser at http://127.0.0.1:8080/ (stream, legend, FPS, stage latency,
+      drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics
+  pspnet-rt --video cam0 --serve 0.0.0.0:8080 --serve-token "$TOKEN"
+      reachable from other machines (a warning says so); every endpoint then needs the token
 
 several --video: one process, one backend, each stream lossless (files) or newest-frame (live)
 as alone. NAME=SRC names a stream (letters, digits, _ . -), else streams are named 0, 1, ...;
@@ -51,6 +56,15 @@ exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, output path)
 
 log = logging.getLogger("pspnet-rt")
 PROG = "pspnet-rt"
+
+
+def _serve_address(text: str) -> tuple[str, int]:
+    from runtime.live.address import parse_bind
+
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--x264-preset", default="superfast",
                      choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
                      help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
+
+    srv = p.add_argument_group("live view and metrics (the serve extra: pip install 'pspnet-rt[serve]')")
+    srv.add_argument("--serve", type=_serve_address, metavar="[HOST:]PORT",
+                     help="serve the live page, MJPEG, snapshots, /stats and Prometheus /metrics on "
+                          "HOST:PORT (127.0.0.1 unless a host is given; port 0 picks a free one)")
+    srv.add_argument("--serve-token", metavar="TOKEN",
+                     help="require TOKEN on every endpoint (?token=TOKEN or 'Authorization: Bearer TOKEN'); "
+                          "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
+    srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
+                     help="open connections served at once (a page uses two); more get 503 (default 32)")
 
     rt = p.add_argument_group("runtime tuning")
     rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
@@ -193,6 +217,12 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     _quiet_native_logs(args.verbose)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
+        if args.serve_token and not args.serve:
+            raise clikit.UsageError("--serve-token needs --serve [HOST:]PORT")
+        if args.serve:
+            from runtime.live import check_extra
+
+            check_extra()  # before any model work
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
                                 capture_fps=args.capture_fps, reconnect=max(0, args.reconnect),
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
@@ -251,6 +281,14 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
         outputs.stats = StatsSink(args.stats)
     if args.show:
         outputs.window = WindowSink()
+    if args.serve:
+        from runtime.live import open_server
+
+        server = open_server(*args.serve, token=args.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN"),
+                             max_clients=args.serve_clients)
+        opened.append(server)
+        print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
+        outputs.live = server.add_stream("0", source.describe(), manifest.classes, manifest.palette)
     for sink in outputs.all():
         if sink is outputs.video and source.frame_size:
             w, h = source.frame_size
@@ -350,11 +388,14 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
     from runtime.pipeline import Pipeline
     from runtime.stats import RunStats
 
-    if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
-        log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
+    if not (outputs.video or outputs.masks or outputs.stats or outputs.live
+            or (outputs.window and outputs.window.enabled)):
+        log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
     bench = _Bench(args, source, backend) if args.benchmark else None
     stats = RunStats()
     stats.startup_s = backend.startup_s
+    if outputs.live is not None:
+        outputs.live.attach(stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
     cpu0 = _cpu_s()
     signals.graceful = True
@@ -362,7 +403,6 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         pipeline.run()
     finally:
         signals.graceful = False
-    stats.drops.update(source.drops)
     close_errors = []
     for sink in outputs.all():  # finalise now so the summary can vouch for the files
         try:
@@ -370,6 +410,7 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         except WriteError as exc:
             close_errors.append(str(exc))
         opened.remove(sink)
+    stats.drops.update(source.drops)  # after the live view froze its figures, which added them live
     cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
 
     info = backend.describe()

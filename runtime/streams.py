@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -242,9 +244,21 @@ def open_stream_outputs(args: Any, manifest: Any, streams: list[tuple[str, Any]]
         stats.open()
         opened.append(stats)
         stats = LockedSink(stats)
+    server = None
+    if args.serve:  # one server, one view per stream under /streams/NAME/ (the first also at /)
+        from runtime.live import open_server
+
+        server = open_server(*args.serve, token=args.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN"),
+                             max_clients=args.serve_clients)
+        opened.append(server)
+        print(f"pspnet-rt: {server.describe()}", file=sys.stderr, flush=True)
     outputs, renderers = [], []
     for name, source in streams:
         out = Outputs(stats=stats)
+        if server is not None:
+            out.live = server.add_stream(name, source.describe(), manifest.classes, manifest.palette)
+            out.live.open()
+            opened.append(out.live)
         if args.output:
             out.video = VideoSink(stream_path(args.output, name), args.fps or source.fps or 25.0,
                                   preset=args.x264_preset)
@@ -276,9 +290,12 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
     outputs, renderers, stats_sink = open_stream_outputs(args, manifest, streams, opened)
     shared = SharedInference(backend, signals.stop)
     for (name, source), out, renderer in zip(streams, outputs, renderers):
-        shared.add(name, source, out, renderer)
-    if not (args.output or args.masks or args.stats):
-        log.warning("no --output, --masks or --stats: frames are segmented and only timed")
+        pipe = shared.add(name, source, out, renderer)
+        if out.live is not None:
+            pipe.stats.startup_s = backend.startup_s
+            out.live.attach(pipe.stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
+    if not (args.output or args.masks or args.stats or args.serve):
+        log.warning("no --output, --masks, --stats or --serve: frames are segmented and only timed")
     cpu0 = _cpu_s()
     signals.graceful = True
     try:
@@ -287,7 +304,7 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
     finally:
         signals.graceful = False
     close_errors = []
-    sinks = [s for out in outputs for s in (out.video, out.masks) if s is not None]
+    sinks = [s for out in outputs for s in (out.video, out.masks, out.live) if s is not None]
     sinks += [stats_sink.sink] if stats_sink is not None else []
     for sink in sinks:
         try:

@@ -2,7 +2,8 @@
 # Set up pspnet-rt in ./.venv on a CPU machine without pulling a multi-GB CUDA torch.
 #   bash scripts/setup.sh          runtime + export (torch CPU build) + test tools
 # Idempotent: a second run only checks. Needs python3 (3.10+) with venv; as root it also
-# installs ffmpeg (H.264 output and the stream tests) through scripts/install-system-deps.sh.
+# installs ffmpeg (H.264 output and the stream tests) and, optionally, chromium (the live-view
+# browser tests) through scripts/install-system-deps.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
