@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from pspnet.model import PSPNet
 
 log = logging.getLogger(__name__)
-CODE_VERSION = "3"  # bump when the export graph changes, so caches rebuild (3: row-tiled labels tail)
+CODE_VERSION = "4"  # bump when the export graph changes, so caches rebuild (4: AveragePool where the map divides)
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt")) / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
