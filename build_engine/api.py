@@ -26,7 +26,7 @@ from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 
 log = logging.getLogger(__name__)
-CODE_VERSION = "2"  # bump when the export graph changes, so caches rebuild
+CODE_VERSION = "3"  # bump when the export graph changes, so caches rebuild (3: TensorRT rules)
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt")) / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
@@ -124,6 +124,8 @@ class Builder:
                               self.options.fallback]
         if self.backend == "tensorrt":
             parts["trt"] = self.options.workspace_mb
+        if self.options.extra:
+            parts["extra"] = self.options.extra
         return cache_key(parts)
 
     def cached(self, key: str) -> Path | None:
@@ -212,6 +214,7 @@ class Builder:
         steps.update()
 
         steps.set_postfix_str(f"compile {self.backend}")
+        graph_rules = self._graph_rules(precision.onnx_path)
         companions = self._compile(precision.onnx_path, work)
         backend_agreement = self._verify_backend(frames, reference)
         steps.update()
@@ -248,6 +251,7 @@ class Builder:
                 "export_seconds": round(export_s, 2),
                 "nodes_before_slim": before, "nodes_after_slim": after,
                 "exporter": "dynamo" if self.options.dynamic else "torchscript",
+                "tensorrt_graph_rules": graph_rules,
             },
             accuracy=precision.accuracy,
             tools=versions,
@@ -255,6 +259,18 @@ class Builder:
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         )
         return manifest
+
+    def _graph_rules(self, onnx_path: Path) -> dict:
+        """TensorRT's parser rules on the final ONNX, offline: a TensorRT build stops here on a
+        violation; other backends record it (the ONNX is the same graph TensorRT would get)."""
+        from build_engine.tensorrt_rules import check_file, record, require_pass
+
+        if self.backend == "tensorrt":
+            return require_pass(onnx_path)
+        result = record(check_file(onnx_path))
+        if result["violations"]:
+            log.warning("this graph would not parse on TensorRT: %s", result["first"][0])
+        return result
 
     def _compile(self, onnx_path: Path, work: Path) -> dict[str, str]:
         """Write the backend's model file atomically; return companion files' hashes."""
