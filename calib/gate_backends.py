@@ -35,14 +35,16 @@ def gate_runner(backend: str, path: str | Path, precision: str) -> GateRunner:
         from calib.runners import openvino_hint
 
         hint = openvino_hint(precision)  # what OpenVINO really runs here, not what was asked
-        return GateRunner(predictor_for("openvino", path, precision),
-                          f"openvino CPU (inference precision {hint})", hint)
+        text = (f"openvino CPU (int8 where quantized, {hint} elsewhere)" if precision == "int8"
+                else f"openvino CPU (inference precision {hint})")
+        return GateRunner(predictor_for("openvino", path, precision), text, hint)
     if backend == "onnxruntime":
         if precision == "fp16":
             text = ("onnxruntime CPU (float16 weights; no float16 kernels on x86, so the float16 "
                     "nodes compute in float32)")
         elif precision == "int8":
-            text = "onnxruntime CPU (int8 QLinearConv where ORT fuses the Q/DQ groups)"
+            text = ("onnxruntime CPU (int8 QLinearConv where a Conv's output is quantized too; "
+                    "other Q/DQ pairs run as int8 rounding with float32 arithmetic)")
         else:
             text = "onnxruntime CPU (float32)"
         return GateRunner(onnxruntime_predictor(path), text, "f32")
