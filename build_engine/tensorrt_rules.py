@@ -471,9 +471,8 @@ def require_pass(path: str | Path) -> dict:
     if violations:
         raise GraphRulesError(
             f"TensorRT's ONNX parser would refuse {Path(path).name}: {len(violations)} rule "
-            f"violation(s), first {violations[0].line()} (list them all with `python -m "
-            "build_engine.tensorrt_rules MODEL.onnx` on the ONNX of a --backend onnxruntime "
-            "build)")
+            f"violation(s), first {violations[0].line()} (list them all: `python -m "
+            "build_engine.tensorrt_rules` on the ONNX that `--stop-after quantize` keeps)")
     return record(violations)
 
 

@@ -16,14 +16,14 @@ the tensor and the node that made it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from build_engine.errors import BuildError
+from runtime.backends import Runner, open_runner
 
 FP16_MAX = 65504.0
 ABSMAX_PREFIX = "fp16_absmax__"
@@ -32,8 +32,10 @@ DESCRIPTION = ("onnxruntime CPU float16 emulation: float16 weights, every float1
                "float32")
 
 
-class FP16Overflow(BuildError):
-    """A float16 tensor exceeded 65504 (or became NaN) on a gate frame; the message names it."""
+class FP16Overflow(RuntimeError):
+    """A float16 tensor exceeded 65504 (or became NaN) on a gate frame; the message names it.
+
+    The build CLI reports it like a failed gate: exit 1, one line."""
 
 
 def emulation_model(fp16: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
@@ -101,7 +103,6 @@ class Headroom:
     tensor: str = ""
     frames: int = 0
     tensors: int = 0
-    worst: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"max_abs_activation": round(self.value, 3), "tensor": self.tensor,
@@ -109,26 +110,46 @@ class Headroom:
                 "tensors_checked": self.tensors, "frames": self.frames}
 
 
-class EmulatedFP16:
-    """Predictor (frame -> (labels, logits)) over an FP16 ONNX with float16 rounding emulated."""
+class EmulatedFP16(Runner):
+    """A Runner over an FP16 ONNX that computes it with float16 rounding emulated.
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+    The emulating graph is written beside the FP16 file and run by the project's ONNX Runtime
+    runner (CPU); every inference also reads the per-tensor |max| outputs and raises
+    FP16Overflow on the first tensor past float16's range.
+    """
 
-        from calib.runners import cpu_threads
+    backend = "onnxruntime-fp16-emulation"
 
-        model, self.watched = emulation_model(onnx.load(str(path)))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or cpu_threads()
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(model.SerializeToString(), opts,
-                                            providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.names = [o.name for o in self.session.get_outputs()]
-        self.headroom = Headroom(tensors=len(self.watched))
+    def __init__(self, path: str | Path, precision: str = "fp16", **names: str) -> None:
+        super().__init__(path, precision, **names)
+        self.precision_ran = "f16 (emulated rounding)"
+        self.headroom = Headroom()
+        self.watched: dict[str, str] = {}
+        self._inner: Runner | None = None
+        self._names = names
 
-    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        result = dict(zip(self.names, self.session.run(None, {self.input_name: frame[None]})))
+    def _open(self) -> None:
+        model, self.watched = emulation_model(onnx.load(str(self.path)))
+        emulating = self.path.with_name(f"{self.path.stem}.fp16-emulation.onnx")
+        onnx.save(model, str(emulating))
+        self._inner = open_runner("onnxruntime", emulating, "fp32", **self._names)
+        self.headroom.tensors = len(self.watched)
+
+    def _close(self) -> None:
+        if self._inner is not None:
+            self._inner.deactivate()
+            self._inner = None
+
+    @property
+    def output_names(self) -> list[str]:
+        inner = self._inner.output_names if self._inner is not None else []
+        return [n for n in inner if not n.startswith(ABSMAX_PREFIX)]
+
+    def infer(self, frame: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        if not self.active:
+            self.activate()
+        names = list(outputs or self.output_names)
+        result = self._inner.infer(frame, names + list(self.watched))
         self.headroom.frames += 1
         for name, label in self.watched.items():
             value = float(result[name])
@@ -139,5 +160,4 @@ class EmulatedFP16:
                                    "(calib/fp16.py block list) or build fp32")
             if value > self.headroom.value:
                 self.headroom.value, self.headroom.tensor = value, label
-        logits = result.get("logits")
-        return result["labels"][0], (logits[0] if logits is not None else None)
+        return {name: result[name] for name in names}

@@ -10,53 +10,52 @@ kernels do up to accumulation order. Every figure is labelled with what really r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calib.runners import Predictor, onnxruntime_predictor, predictor_for
+from runtime.backends import Runner, open_runner
 
 
 @dataclass
-class GateRunner:
-    predict: Predictor
-    description: str  # the manifest's accuracy.gate_backend
-    float_precision: str  # what float arithmetic the candidate's float layers used
+class GateRun:
+    """What one gate run was, for the manifest's accuracy record."""
 
-    def facts(self) -> dict[str, Any]:
-        """Anything the run measured beyond labels (FP16 headroom), for the manifest."""
-        headroom = getattr(self.predict, "headroom", None)
-        return {"fp16_headroom": headroom.to_dict()} if headroom is not None else {}
+    description: str  # accuracy.gate_backend
+    float_precision: str  # the float arithmetic of the candidate's float layers
+    facts: dict[str, Any] = field(default_factory=dict)  # e.g. fp16_headroom
 
 
-def gate_runner(backend: str, path: str | Path, precision: str) -> GateRunner:
-    """The predictor the gate uses for an artefact of `backend` at `precision`."""
-    if backend == "openvino":
-        from calib.runners import openvino_hint
-
-        hint = openvino_hint(precision)  # what OpenVINO really runs here, not what was asked
-        text = (f"openvino CPU (int8 where quantized, {hint} elsewhere)" if precision == "int8"
-                else f"openvino CPU (inference precision {hint})")
-        return GateRunner(predictor_for("openvino", path, precision), text, hint)
-    if backend == "onnxruntime":
-        if precision == "fp16":
-            text = ("onnxruntime CPU (float16 weights; no float16 kernels on x86, so the float16 "
-                    "nodes compute in float32)")
-        elif precision == "int8":
-            text = ("onnxruntime CPU (int8 QLinearConv where a Conv's output is quantized too; "
-                    "other Q/DQ pairs run as int8 rounding with float32 arithmetic)")
-        else:
-            text = "onnxruntime CPU (float32)"
-        return GateRunner(onnxruntime_predictor(path), text, "f32")
+def open_gate_runner(backend: str, path: str | Path, precision: str) -> Runner:
+    """An open Runner for the gate of an artefact of `backend` (`with` it)."""
     if backend == "tensorrt":
         if precision == "fp16":
-            from calib.fp16_emulation import DESCRIPTION, EmulatedFP16
+            from calib.fp16_emulation import EmulatedFP16
 
-            return GateRunner(EmulatedFP16(path), DESCRIPTION, "f16 (emulated rounding)")
-        if precision == "int8":
-            return GateRunner(onnxruntime_predictor(path),
-                              "onnxruntime CPU Q/DQ emulation of TensorRT INT8 (int8-rounded "
-                              "Conv inputs, residual inputs and weights; float32 arithmetic)",
-                              "f32")
-        return GateRunner(onnxruntime_predictor(path), "onnxruntime CPU (float32)", "f32")
-    raise ValueError(f"no gate for backend {backend!r}")
+            return EmulatedFP16(path).activate()
+        return open_runner("onnxruntime", path, precision)
+    return open_runner(backend, path, precision)
+
+
+def what_ran(backend: str, precision: str, runner: Runner) -> GateRun:
+    """The words for what `runner` (opened by open_gate_runner) computed."""
+    ran = runner.precision_ran or precision
+    if backend == "openvino":  # what OpenVINO really ran here ("int8/f32", "bf16"), not what was asked
+        floats = ran.split("/")[-1]
+        text = (f"openvino CPU (int8 where quantized, {floats} elsewhere)" if precision == "int8"
+                else f"openvino CPU (inference precision {floats})")
+        return GateRun(text, floats)
+    if backend == "tensorrt" and precision == "fp16":
+        from calib.fp16_emulation import DESCRIPTION
+
+        return GateRun(DESCRIPTION, ran, {"fp16_headroom": runner.headroom.to_dict()})
+    if backend == "tensorrt" and precision == "int8":
+        return GateRun("onnxruntime CPU Q/DQ emulation of TensorRT INT8 (int8-rounded Conv inputs, "
+                       "residual inputs and weights; float32 arithmetic)", "f32")
+    if precision == "fp16":
+        return GateRun("onnxruntime CPU (float16 weights; no float16 kernels on x86, so the "
+                       "float16 nodes compute in float32)", "f32")
+    if precision == "int8":
+        return GateRun("onnxruntime CPU (int8 QLinearConv where a Conv's output is quantized too; "
+                       "other Q/DQ pairs run as int8 rounding with float32 arithmetic)", "f32")
+    return GateRun("onnxruntime CPU (float32)", "f32")

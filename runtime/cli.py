@@ -6,13 +6,12 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+import clikit
 
 EXAMPLES = """\
 examples:
@@ -35,40 +34,15 @@ A live stream that stays lost after --reconnect attempts ends the run normally (
 the reason in the summary). FFmpeg options for network sources go in
 OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
 exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, output path), 130 Ctrl-C,
-143 SIGTERM
+143 SIGTERM, 129 SIGHUP
 """
 
 log = logging.getLogger("pspnet-rt")
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
-
-
-def _size(text: str, order: str) -> tuple[int, int]:
-    try:
-        a, b = (int(v) for v in text.lower().replace("×", "x").split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {order} such as 480x960, got {text!r}") from None
-    if a <= 0 or b <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return a, b
-
-
-def _alpha(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"--alpha must be within 0..1, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+PROG = "pspnet-rt"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pspnet-rt", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser(PROG, __doc__, EXAMPLES)
     io = p.add_argument_group("input and model")
     io.add_argument("--video", required=True, metavar="SRC",
                     help="camN, /dev/videoN, file, folder, glob, URL or demo")
@@ -80,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="precision of the artefact to build when no --engine is given")
     io.add_argument("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt"), default="auto",
                     help="auto = the artefact's own backend")
-    io.add_argument("--input-size", type=lambda t: _size(t, "HxW"), metavar="HxW",
+    io.add_argument("--input-size", type=clikit.hw_size, metavar="HxW",
                     help="model input size for --model builds and dynamic-shape artefacts")
-    io.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    io.add_argument("--max-frames", type=clikit.positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
     out = p.add_argument_group("outputs")
@@ -94,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--stats", metavar="FILE.jsonl", help="one JSON object per frame with per-stage ms")
     out.add_argument("--summary-json", metavar="FILE", help="also write the exit summary as JSON")
     out.add_argument("--visualize", choices=("overlay", "mask", "side-by-side"), default="overlay")
-    out.add_argument("--alpha", type=_alpha, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    out.add_argument("--alpha", type=clikit.float_in(0.0, 1.0, "an opacity"), default=0.5,
+                     help="overlay opacity 0..1 (default 0.5)")
     out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
     out.add_argument("--fps", type=float, help="output video frame rate (default: the source's)")
     out.add_argument("--x264-preset", default="superfast",
@@ -105,13 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
     rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
                     help="OpenVINO performance hint; auto = throughput for files, latency for live")
-    rt.add_argument("--requests", type=_positive_int, metavar="N", help="OpenVINO infer requests in flight")
+    rt.add_argument("--requests", type=clikit.positive_int, metavar="N",
+                    help="OpenVINO infer requests in flight")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
                     help="measure bare inference on the same frames before and after the run")
 
     live = p.add_argument_group("live sources")
-    live.add_argument("--capture-size", type=lambda t: _size(t, "WxH"), metavar="WxH",
+    live.add_argument("--capture-size", type=clikit.size_type("WxH"), metavar="WxH",
                       help="camera resolution")
     live.add_argument("--capture-fps", type=float, metavar="F", help="camera frame rate")
     live.add_argument("--reconnect", type=int, default=5, metavar="N",
@@ -119,94 +95,46 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S", help=argparse.SUPPRESS)
     live.add_argument("--timeout", type=float, default=10.0, metavar="S",
                       help="network stream open/read timeout in seconds")
-    live.add_argument("--demo-frames", type=_positive_int, default=300, metavar="N",
+    live.add_argument("--demo-frames", type=clikit.positive_int, default=300, metavar="N",
                       help="length of the demo clip")
     live.add_argument("--demo-seed", type=int, default=0, metavar="N", help="seed of the demo street")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="-v progress, -vv debug")
+    clikit.add_verbose(p)
     return p
-
-
-class _Signals:
-    """SIGINT -> 130, SIGTERM -> 143. Before the pipeline runs a signal aborts at once; while it
-    runs the first signal stops it cleanly (outputs finalised) and a second one exits now."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.code: int | None = None
-        self.running = False
-        self._old: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        code = EXIT_INT if signum == signal.SIGINT else EXIT_TERM
-        if self.code is not None:
-            print(f"pspnet-rt: {signal.Signals(signum).name} again: exiting without finishing outputs",
-                  file=sys.stderr, flush=True)
-            os._exit(code)
-        self.code = code
-        self.stop.set()
-        if not self.running:
-            raise KeyboardInterrupt
-        print(f"pspnet-rt: {signal.Signals(signum).name}: finishing the frames in flight and closing outputs "
-              "(again to abort)", file=sys.stderr, flush=True)
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"pspnet-rt: {message}", file=sys.stderr, flush=True)
-    return code
 
 
 def resolve_artefact(args: argparse.Namespace) -> Path:
     """--engine as given (manifest, model file or folder), else the cached default build."""
-    from artefact.manifest import ArtefactError
+    from artefact.manifest import BACKENDS, ArtefactError
 
     if args.engine:
         path = Path(args.engine)
         if path.is_dir():
-            manifests = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
-            if args.backend != "auto":
-                manifests = [m for m in manifests if _manifest_backend(m) == args.backend]
+            wanted = (args.backend,) if args.backend != "auto" else BACKENDS
+            manifests = [p for p in sorted(path.glob("*.json"))
+                         if not p.name.startswith(".") and _manifest_backend(p) in wanted]
             if len(manifests) != 1:
                 names = ", ".join(m.name for m in manifests) or "none"
                 raise ArtefactError(f"--engine {path} is a folder with {len(manifests)} manifests ({names}); "
                                     "pass the .json you mean")
             return manifests[0]
         return path
-    try:
-        from build_engine.api import build_artefact
-    except ImportError as exc:
-        raise _NoBuilder(exc) from None
+    from runtime.default_build import build_default, require_builder
+
+    require_builder()  # before the announcement: an edge box without the export extra gets one line
     log.warning("no --engine: building (or finding in the cache) %s %s for backend %s", args.model,
                 args.precision, args.backend)
-    try:
-        return build_artefact(model=args.model, precision=args.precision, backend=args.backend,
-                              input_size=args.input_size)
-    except ImportError as exc:
-        raise _NoBuilder(exc) from None
+    return build_default(args.model, args.precision, args.backend, args.input_size, args.verbose)
 
 
 def _manifest_backend(path: Path) -> str | None:
+    """The backend a manifest names; None for any other JSON (e.g. a build step's report)."""
+    from artefact.manifest import MANIFEST_FORMAT
+
     try:
-        return json.loads(path.read_text()).get("backend")
-    except (OSError, ValueError, AttributeError):
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-
-
-class _NoBuilder(Exception):
-    def __init__(self, exc: ImportError) -> None:
-        super().__init__(f"building the default artefact needs the export extra "
-                         f"(`pip install 'pspnet-rt[export]'`: {exc.name or exc}); "
-                         "or pass --engine ARTEFACT.json")
+    return data.get("backend") if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
 
 
 def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:
@@ -235,26 +163,20 @@ def _quiet_native_logs(verbose: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see EXAMPLES)."""
-    args = build_parser().parse_args(argv)
-    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="pspnet-rt: %(message)s" if level > logging.DEBUG
-                        else "%(asctime)s %(threadName)s %(name)s: %(message)s", stream=sys.stderr)
-    _quiet_native_logs(args.verbose)
-    signals = _Signals()
-    signals.install()
-    try:
-        return _run(args, signals)
-    except KeyboardInterrupt:
-        return _fail("interrupted", signals.code or EXIT_INT)
-    finally:
-        signals.restore()
-
-
-def _run(args: argparse.Namespace, signals: _Signals) -> int:
     from artefact.manifest import ArtefactError
-    from runtime.errors import UsageError, WriteError
+    from runtime.default_build import BuildFailed
+    from runtime.errors import WriteError
+
+    signals = clikit.Signals(PROG)
+    return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
+                      usage=(ArtefactError,), failure=(WriteError, BuildFailed))
+
+
+def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
+    from artefact.manifest import load_manifest
     from runtime.sources import SourceOptions, parse_source
 
+    _quiet_native_logs(args.verbose)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
@@ -262,8 +184,6 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
         source = parse_source(args.video, options)  # a missing file fails before any model work
-        from artefact.manifest import load_manifest
-
         manifest = load_manifest(resolve_artefact(args))
         h, w = manifest.input_size
         options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
@@ -273,22 +193,12 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
         backend = _load_backend(args, manifest, source)
         opened.append(backend)
         return _stream(args, signals, source, backend, outputs, renderer, opened)
-    except (UsageError, ArtefactError, _NoBuilder) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except WriteError as exc:
-        return _fail(str(exc), EXIT_FAIL)
-    except Exception as exc:  # a runtime failure: one line, the traceback with -v
-        if args.verbose:
-            import traceback
-
-            traceback.print_exc()
-        return _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", EXIT_FAIL)
     finally:
         for thing in reversed(opened):
             try:
                 thing.close()
             except Exception as exc:  # closing must not hide the run's own result
-                print(f"pspnet-rt: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
+                print(f"{PROG}: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
 
 
 def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: list[Any]) -> tuple[Any, Any]:
@@ -379,7 +289,7 @@ def _cpu_s() -> float:
     return time.process_time() + child.ru_utime + child.ru_stime
 
 
-def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: Any, outputs: Any,
+def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, backend: Any, outputs: Any,
             renderer: Any, opened: list[Any]) -> int:
     from runtime.errors import WriteError
     from runtime.pipeline import Pipeline
@@ -392,11 +302,11 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
     stats.startup_s = backend.startup_s
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
     cpu0 = _cpu_s()
-    signals.running = True
+    signals.graceful = True
     try:
         pipeline.run()
     finally:
-        signals.running = False
+        signals.graceful = False
     stats.drops.update(source.drops)
     close_errors = []
     for sink in outputs.all():  # finalise now so the summary can vouch for the files
@@ -424,24 +334,25 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
             **stats.to_dict(), "backend": info, "source": source.describe(), "end_reason": source.end_reason,
             "reconnects": source.reconnects, "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare,
             "exit_signal": signals.code})
-    code = EXIT_OK
+    code = clikit.EXIT_OK
     for stage, exc in pipeline.errors:
         if isinstance(exc, WriteError):
-            _fail(str(exc), EXIT_FAIL)
+            clikit.fail(PROG, str(exc), clikit.EXIT_FAIL)
         else:
-            _fail(f"{stage} failed: {type(exc).__name__}: {exc}", EXIT_FAIL)
+            clikit.fail(PROG, f"{stage} failed: {type(exc).__name__}: {exc}", clikit.EXIT_FAIL)
             if args.verbose:
                 import traceback
 
                 traceback.print_exception(exc)
-        code = EXIT_FAIL
+        code = clikit.EXIT_FAIL
     for message in close_errors:
-        _fail(message, EXIT_FAIL)
-        code = EXIT_FAIL
+        clikit.fail(PROG, message, clikit.EXIT_FAIL)
+        code = clikit.EXIT_FAIL
     if signals.code is not None:
         return signals.code
-    if stats.frames == 0 and code == EXIT_OK:
-        return _fail(f"no frames came from {source.describe()} ({source.end_reason or 'empty'})", EXIT_FAIL)
+    if stats.frames == 0 and code == clikit.EXIT_OK:
+        return clikit.fail(PROG, f"no frames came from {source.describe()} ({source.end_reason or 'empty'})",
+                           clikit.EXIT_FAIL)
     return code
 
 

@@ -39,19 +39,20 @@ def scaled_image_graph(path, factor: float):
 def test_every_float16_value_is_rounded_like_float16(tmp_path):
     factor = 1.0009765625 + 2 ** -11  # not a float16: the weight itself rounds
     frame = np.array([[[1, 200, 255], [3, 7, 11]], [[101, 103, 107], [251, 13, 0]]], np.uint8)
-    _, logits = EmulatedFP16(scaled_image_graph(tmp_path / "m.onnx", factor))(frame)
+    with EmulatedFP16(scaled_image_graph(tmp_path / "m.onnx", factor)) as run:
+        _, logits = run(frame)
     expected = (frame.astype(np.float16) * np.float16(factor)).astype(np.float32)
     assert np.array_equal(logits, expected)  # IEEE float16 multiply, not float32
     assert not np.array_equal(logits, frame.astype(np.float32) * np.float32(factor))
 
 
 def test_overflow_names_the_tensor_and_node(tmp_path):
-    run = EmulatedFP16(scaled_image_graph(tmp_path / "m.onnx", 300.0))
     frame = np.full((2, 2, 3), 255, np.uint8)  # 255 x 300 = 76500 > 65504
-    with pytest.raises(FP16Overflow, match=r"scaled \(made by scale, Mul\).*65504"):
+    with EmulatedFP16(scaled_image_graph(tmp_path / "m.onnx", 300.0)) as run, \
+            pytest.raises(FP16Overflow, match=r"scaled \(made by scale, Mul\).*65504"):
         run(frame)
-    ok = EmulatedFP16(scaled_image_graph(tmp_path / "ok.onnx", 2.0))
-    ok(frame)
+    with EmulatedFP16(scaled_image_graph(tmp_path / "ok.onnx", 2.0)) as ok:
+        ok(frame)
     assert ok.headroom.to_dict()["max_abs_activation"] == 510.0
 
 
@@ -68,9 +69,9 @@ def test_tensorrt_fp16_gate_runs_the_emulation_and_records_it(tmp_path):
     net, _ = load_model(spec)
     raw = export_fused_onnx(net, spec, tmp_path / "raw.onnx", H, W)
     base = final_graph(raw, tmp_path / "fp32.onnx", ["labels"])
-    options = BuildOptions(precision="fp16", backend="tensorrt", eval_images=4,
-                           backend_resolved="tensorrt", max_miou_drop=100)
-    result = apply_precision(base, tmp_path, options, spec, ["labels"], tmp_path / "calib")
+    options = BuildOptions(precision="fp16", backend="tensorrt", eval_images=4, max_miou_drop=100)
+    result = apply_precision(base, tmp_path, options, spec, ["labels"], tmp_path / "calib",
+                             "tensorrt")
     accuracy = result.accuracy
     assert "float16 emulation" in accuracy["gate_backend"]
     assert accuracy["gate_float_precision"].startswith("f16")
