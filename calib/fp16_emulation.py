@@ -71,11 +71,11 @@ def emulation_model(fp16: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, s
                 helper.make_node("Cast", [f"{out}__fp16"], [out], to=TensorProto.FLOAT,
                                  name=f"{node.name}/back_to_fp32"),
                 helper.make_node("Abs", [raw], [f"{raw}__abs"], name=f"{node.name}/abs"),
-                helper.make_node("ReduceMax", [f"{raw}__abs"], [absmax], keepdims=0,
-                                 name=f"{node.name}/absmax"),
+                helper.make_node("ReduceMax", [f"{raw}__abs"], [absmax], keepdims=1,
+                                 name=f"{node.name}/absmax"),  # 1x1..: runners drop a batch axis
             ]
             watched[absmax] = f"{out} (made by {node.name}, {node.op_type})"
-            graph.output.append(helper.make_tensor_value_info(absmax, TensorProto.FLOAT, []))
+            graph.output.append(helper.make_tensor_value_info(absmax, TensorProto.FLOAT, None))
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.value_info[:]
@@ -152,7 +152,7 @@ class EmulatedFP16(Runner):
         result = self._inner.infer(frame, names + list(self.watched))
         self.headroom.frames += 1
         for name, label in self.watched.items():
-            value = float(result[name])
+            value = float(np.max(result[name]))
             if not np.isfinite(value) or value > FP16_MAX:
                 raise FP16Overflow(f"FP16 overflow on gate frame {self.headroom.frames}: "
                                    f"{label} reaches {value:.4g} (float16 holds at most "
