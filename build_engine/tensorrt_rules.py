@@ -26,6 +26,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, numpy_helper
 
+import clikit
 from build_engine.errors import BuildError
 
 RULES_ID = "pspnet-rt trt-rules/1 (onnx-tensorrt 10.1-GA..10.15 operators.md, TensorRT 11.x notes)"
@@ -489,33 +490,45 @@ def summary(path: str | Path, violations: list[Violation]) -> str:
     return f"{path}: TensorRT graph rules: {len(violations)} violation(s)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m build_engine.tensorrt_rules",
-        description="Check ONNX graphs against TensorRT's documented ONNX-parser rules, offline "
-                    "(no GPU, no TensorRT).",
-        epilog="exit codes: 0 every graph passes, 1 a rule is violated (one line each), "
-               "2 a file cannot be read\nexample: python -m build_engine.tensorrt_rules "
-               "artefacts/demo-240x480-int8-percentile-onnxruntime.onnx",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", metavar="MODEL.onnx")
-    args = parser.parse_args(argv)
-    status = 0
+PROG = "python -m build_engine.tensorrt_rules"
+EXAMPLES = """\
+examples:
+  python -m build_engine.tensorrt_rules model.onnx
+  python -m build_engine --backend tensorrt --precision int8 --stop-after quantize
+  python -m build_engine.tensorrt_rules ~/.cache/pspnet-rt/artefacts/*.quantize.onnx
+
+prints one line per violation (rule, node, op, why, source) and a pass/fail summary.
+exit codes: 0 every graph passes, 1 a rule is violated, 2 a file is missing or not ONNX
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = clikit.parser(PROG, "Check ONNX graphs against TensorRT's documented ONNX-parser rules, "
+                            "offline (no GPU, no TensorRT).", EXAMPLES)
+    p.add_argument("models", nargs="+", metavar="MODEL.onnx")
+    clikit.add_verbose(p)
+    return p
+
+
+def _check_all(args: argparse.Namespace) -> int:
+    status = clikit.EXIT_OK
     for path in args.models:
         try:
             violations = check_file(path)
-        except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError, ValueError) as exc:
-            print(f"error: cannot read {path} as ONNX ({exc}); pass a .onnx file", file=sys.stderr)
-            return 2
-        except Exception as exc:  # protobuf's DecodeError and kin
-            print(f"error: {path} is not an ONNX model ({type(exc).__name__}); pass a .onnx file",
-                  file=sys.stderr)
-            return 2
+        except FileNotFoundError:
+            raise clikit.UsageError(f"{path} does not exist; pass an .onnx file") from None
+        except Exception as exc:  # protobuf's DecodeError and kin: not an ONNX model
+            raise clikit.UsageError(f"{path} is not an ONNX model ({type(exc).__name__}); pass "
+                                    "an .onnx file") from None
         for violation in violations:
             print(f"{path}: {violation.line()}")
         print(summary(path, violations), file=sys.stderr if violations else sys.stdout)
-        status = max(status, 1 if violations else 0)
+        status = max(status, clikit.EXIT_FAIL if violations else clikit.EXIT_OK)
     return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    return clikit.run(PROG, build_parser(), _check_all, argv)
 
 
 if __name__ == "__main__":
