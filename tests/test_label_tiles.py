@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from build_engine.label_tiles import find_tail, plan_rows, row_weights, tile_labels
+from build_engine.tensorrt_rules import check_model
 
 
 def tail_graph(classes: int, h: int, w: int, height: int, width: int, logits_output: bool = False,
@@ -64,6 +65,7 @@ def test_tiled_labels_equal_the_whole_image_graph(classes: int, h: int, w: int, 
     assert plan.tile_rows <= 9 + (8 if aligned else 0)
     assert not any(n.op_type == "Resize" and n.output[0] == "logits" for n in tiled.graph.node)
     assert [o.name for o in tiled.graph.output] == ["labels"]
+    assert check_model(whole) == [] and check_model(tiled) == [], "TensorRT's parser rules"
     x = np.random.default_rng(0).standard_normal((1, classes, h, w)).astype(np.float32)
     for run in (_ort, _openvino):
         a, b = run(whole, x), run(tiled, x)
@@ -124,6 +126,7 @@ def test_a_build_tiles_its_labels_tail_and_keeps_the_answer(tmp_path, monkeypatc
     plan = tiled.build["labels_tail"]
     assert plan["mode"] == "row tiles" and plan["tiles"] > 2 and plan["aligned"] is False
     assert plan["tail_agreement"] >= label_tiles.TAIL_MIN_AGREEMENT and plan["policy"]["tile_mb"] == 0.1
+    assert tiled.verification["tensorrt_graph_rules"]["result"] == "pass", tiled.verification["tensorrt_graph_rules"]
     frames = [render_scene(seed, *TINY_SIZE)[0] for seed in (1, 2, 3)]
     a, b = load_backend(whole), load_backend(tiled)
     try:
