@@ -47,8 +47,9 @@ if TYPE_CHECKING:
     from pspnet.model import PSPNet
 
 log = logging.getLogger(__name__)
-CODE_VERSION = "5"  # bump when the export graph changes, so caches rebuild (5: TensorRT rules, row-tiled labels
-#                      tail, AveragePool where the map divides)
+# bump when the export graph changes, so caches rebuild (5: TensorRT rules, row-tiled labels tail,
+# AveragePool where the map divides)
+CODE_VERSION = "5"
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt")) / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
