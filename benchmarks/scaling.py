@@ -236,6 +236,7 @@ def rss_target(model: str, size: tuple[int, int], limit_mb: float,
     rss = runtime_rss(spec.manifest, extra=("--hint", "latency"))
     rss["throughput_hint"] = runtime_rss(spec.manifest)
     rss["what"] = what
+    rss["limit_mb"] = limit_mb
     if rss.get("peak_rss_mb") is not None:
         rss["met"] = rss["peak_rss_mb"] <= limit_mb
     return rss
@@ -365,10 +366,11 @@ def markdown_report(result: dict[str, Any]) -> str:
     parts = [header_block("Scaling benchmark", result["environment"], result["command"]),
              f"Backend {cfg['backend']}; frames per point: as many as fit {cfg['point_budget_s']:g} s, 2 to "
              f"{cfg['frames_max']}, interleaved, after one warm-up each; frames of the {cfg['video']}. "
-             f"{cfg['note']}.", "",
-             "## Latency vs input size", "", markdown_table(HEADER, rows(result["sizes"])), "",
-             "## Latency vs backbone", "", markdown_table(HEADER, rows(result["backbones"])), "",
-             "## Targets", ""]
+             f"{cfg['note']}.", ""]
+    for title, key in (("Latency vs input size", "sizes"), ("Latency vs backbone", "backbones")):
+        if result[key]:  # a memory-only run (--sizes none --backbones none) has neither sweep
+            parts += [f"## {title}", "", markdown_table(HEADER, rows(result[key])), ""]
+    parts += ["## Targets", ""]
     parts += [f"- {line.removeprefix('target: ')}" for line in target_lines(result)] or ["- not measured"]
     peak = result.get("peak") or {}
     if peak.get("probes"):
