@@ -153,12 +153,17 @@ def test_uint8_sits_only_at_the_boundary_next_to_float_casts(graphs):
         assert made_by[before.input[0]].op_type == "ArgMax", name
 
 
-def test_the_old_graphs_are_named_r1_r2_r3(tmp_path, demo_net):
+@pytest.fixture(scope="module")
+def old_static(tmp_path_factory, demo_net) -> Path:
+    """The old exporter's static graph, raw (labels and logits)."""
+    return export_the_old_way(*demo_net, tmp_path_factory.mktemp("old") / "old.onnx", False)
+
+
+def test_the_old_graphs_are_named_r1_r2_r3(tmp_path, demo_net, old_static):
     from calib.onnx_tools import keep_outputs, slim
 
     net, spec = demo_net
-    static = slim(keep_outputs(onnx.load(str(export_the_old_way(
-        net, spec, tmp_path / "old.onnx", dynamic=False))), ["labels"]))
+    static = slim(keep_outputs(onnx.load(str(old_static)), ["labels"]))
     found = {(v.rule, v.node) for v in check_model(static)}
     assert ("R1", "/Transpose") in found and ("R3", "/Cast_1") in found
     dynamic = onnx.load(str(export_the_old_way(net, spec, tmp_path / "old_dyn.onnx", True)))
@@ -169,10 +174,26 @@ def test_the_old_graphs_are_named_r1_r2_r3(tmp_path, demo_net):
     assert all(v.source for v in check_model(dynamic))  # every rule cites where it comes from
 
 
-def test_cli_exit_codes_and_one_line_per_violation(tmp_path, graphs, demo_net, capsys):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_the_new_boundary_leaves_every_label_as_it_was(graphs, old_static, backend):
+    """Cast before the Transpose, shapes from the float tensor and ArgMax -> float -> uint8 are
+    exact: the CPU backends give the old graph's class maps to the pixel (and its logits)."""
+    from calib.sources import load_frames
+    from runtime.backends import open_runner
+
+    frames = load_frames("synthetic:val:4", 4, H, W, seed=1, default_split="val").frames
+    with open_runner(backend, old_static) as old, \
+            open_runner(backend, graphs["fp32-with-logits"]) as new:
+        for frame in frames:
+            (old_labels, old_logits), (new_labels, new_logits) = old.predict(frame), new.predict(frame)
+            assert np.array_equal(old_labels, new_labels)
+            np.testing.assert_allclose(new_logits, old_logits, rtol=0, atol=1e-4)
+
+
+def test_cli_exit_codes_and_one_line_per_violation(tmp_path, graphs, old_static, capsys):
     assert main([str(graphs["fp32"]), str(graphs["int8-tensorrt"])]) == 0
     assert "TensorRT graph rules: pass (checked offline" in capsys.readouterr().out
-    old = export_the_old_way(*demo_net, tmp_path / "old.onnx", dynamic=False)
+    old = old_static
     assert main([str(old)]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(check_file(old)) and all(" R" in line for line in lines)
