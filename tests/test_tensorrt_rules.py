@@ -63,9 +63,10 @@ def demo_net():
     return net, spec
 
 
-@pytest.fixture(scope="module")
-def graphs(tmp_path_factory, demo_net) -> dict[str, Path]:
-    """Every graph the project can export for TensorRT, made by the real pipeline at 96x192."""
+def precision_graphs(net, spec, tmp: Path, height: int, width: int,
+                     dynamic: bool = True) -> dict[str, Path]:
+    """The graphs a build hands TensorRT, made by the real pipeline steps: FP32 with and without
+    logits, FP16 and INT8 (both Q/DQ placements, 4 calibration frames), and dynamic H/W FP32."""
     from build_engine.export import export_fused_onnx
     from calib.fp16 import convert_fp16
     from calib.graph_parts import final_classifier
@@ -74,20 +75,20 @@ def graphs(tmp_path_factory, demo_net) -> dict[str, Path]:
     from calib.quantize import preprocess, quantize_int8
     from calib.sources import load_frames
 
-    net, spec = demo_net
-    tmp = tmp_path_factory.mktemp("trt-graphs")
     out: dict[str, Path] = {}
-    for dynamic in (False, True):
-        raw = export_fused_onnx(net, spec, tmp / f"raw{dynamic}.onnx", H, W, dynamic=dynamic)
-        name = "fp32-dynamic" if dynamic else "fp32-with-logits"
+    for dyn in (False, True) if dynamic else (False,):
+        raw = export_fused_onnx(net, spec, tmp / f"raw{dyn}.onnx", height, width, dynamic=dyn)
+        name = "fp32-dynamic" if dyn else "fp32-with-logits"
         onnx.save(slim(keep_outputs(onnx.load(str(raw)), ["labels", "logits"])),
                   str(tmp / f"{name}.onnx"))
         out[name] = tmp / f"{name}.onnx"
     out["fp32"] = final_graph(out["fp32-with-logits"], tmp / "fp32.onnx", ["labels"])
     out["fp16"], _ = convert_fp16(out["fp32"], tmp / "fp16.onnx")
+    out["fp16-with-logits"], _ = convert_fp16(out["fp32-with-logits"],
+                                              tmp / "fp16-with-logits.onnx")
     pre = preprocess(out["fp32"], tmp / "pre.onnx")
     cls = final_classifier(onnx.load(str(pre)))
-    frames = load_frames("synthetic:calib:8", 8, H, W).frames
+    frames = load_frames("synthetic:calib:4", 4, height, width).frames
     cache = tmp / "ranges.calib"
     for placement in ("tensorrt", "conv-outputs"):
         out[f"int8-{placement}"] = quantize_int8(pre, tmp / f"int8-{placement}.onnx",
@@ -96,9 +97,48 @@ def graphs(tmp_path_factory, demo_net) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory, demo_net) -> dict[str, Path]:
+    """Every graph the project can export for TensorRT, demo model at the CI size."""
+    net, spec = demo_net
+    return precision_graphs(net, spec, tmp_path_factory.mktemp("trt-graphs"), H, W)
+
+
 def test_every_exported_graph_passes_the_rules(graphs):
     for name, path in graphs.items():
         assert check_file(path) == [], name
+
+
+def zoo_networks() -> list[str]:
+    """One zoo name per distinct network (depth, channel order, Caffe conventions, bins): what
+    changes the exported graph. Class counts and the demo's width only change tensor sizes."""
+    from pspnet.zoo import REGISTRY
+
+    seen: dict[tuple, str] = {}
+    for spec in REGISTRY.values():
+        seen.setdefault((spec.depth, spec.channel_order.upper(), spec.stride_on_1x1,
+                         spec.caffe_ppm_order, spec.bins), spec.name)
+    return sorted(seen.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", zoo_networks())
+def test_every_zoo_network_exports_graphs_that_pass(name, tmp_path):
+    """Each network of the zoo (random weights at 1/8 width: the graph's ops, not its values,
+    are what the rules read), every precision; dynamic H/W too for the Caffe-convention
+    ResNet-50, the network furthest from the demo's."""
+    import dataclasses
+
+    from pspnet.build import create_model
+    from pspnet.zoo import get_spec
+
+    spec = dataclasses.replace(get_spec(name), width=0.125)
+    dynamic = spec.caffe_ppm_order and spec.depth == 50
+    made = precision_graphs(create_model(spec).eval(), spec, tmp_path, H, W, dynamic=dynamic)
+    assert ("fp32-dynamic" in made) == dynamic
+    for graph, path in made.items():
+        violations = check_file(path)
+        assert violations == [], (name, graph, [v.line() for v in violations])
 
 
 def test_uint8_sits_only_at_the_boundary_next_to_float_casts(graphs):
@@ -113,12 +153,17 @@ def test_uint8_sits_only_at_the_boundary_next_to_float_casts(graphs):
         assert made_by[before.input[0]].op_type == "ArgMax", name
 
 
-def test_the_old_graphs_are_named_r1_r2_r3(tmp_path, demo_net):
+@pytest.fixture(scope="module")
+def old_static(tmp_path_factory, demo_net) -> Path:
+    """The old exporter's static graph, raw (labels and logits)."""
+    return export_the_old_way(*demo_net, tmp_path_factory.mktemp("old") / "old.onnx", False)
+
+
+def test_the_old_graphs_are_named_r1_r2_r3(tmp_path, demo_net, old_static):
     from calib.onnx_tools import keep_outputs, slim
 
     net, spec = demo_net
-    static = slim(keep_outputs(onnx.load(str(export_the_old_way(
-        net, spec, tmp_path / "old.onnx", dynamic=False))), ["labels"]))
+    static = slim(keep_outputs(onnx.load(str(old_static)), ["labels"]))
     found = {(v.rule, v.node) for v in check_model(static)}
     assert ("R1", "/Transpose") in found and ("R3", "/Cast_1") in found
     dynamic = onnx.load(str(export_the_old_way(net, spec, tmp_path / "old_dyn.onnx", True)))
@@ -129,10 +174,26 @@ def test_the_old_graphs_are_named_r1_r2_r3(tmp_path, demo_net):
     assert all(v.source for v in check_model(dynamic))  # every rule cites where it comes from
 
 
-def test_cli_exit_codes_and_one_line_per_violation(tmp_path, graphs, demo_net, capsys):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_the_new_boundary_leaves_every_label_as_it_was(graphs, old_static, backend):
+    """Cast before the Transpose, shapes from the float tensor and ArgMax -> float -> uint8 are
+    exact: the CPU backends give the old graph's class maps to the pixel (and its logits)."""
+    from calib.sources import load_frames
+    from runtime.backends import open_runner
+
+    frames = load_frames("synthetic:val:4", 4, H, W, seed=1, default_split="val").frames
+    with open_runner(backend, old_static) as old, \
+            open_runner(backend, graphs["fp32-with-logits"]) as new:
+        for frame in frames:
+            (old_labels, old_logits), (new_labels, new_logits) = old.predict(frame), new.predict(frame)
+            assert np.array_equal(old_labels, new_labels)
+            np.testing.assert_allclose(new_logits, old_logits, rtol=0, atol=1e-4)
+
+
+def test_cli_exit_codes_and_one_line_per_violation(tmp_path, graphs, old_static, capsys):
     assert main([str(graphs["fp32"]), str(graphs["int8-tensorrt"])]) == 0
     assert "TensorRT graph rules: pass (checked offline" in capsys.readouterr().out
-    old = export_the_old_way(*demo_net, tmp_path / "old.onnx", dynamic=False)
+    old = old_static
     assert main([str(old)]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(check_file(old)) and all(" R" in line for line in lines)
