@@ -27,6 +27,9 @@ examples:
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
       bare inference FPS before and after the whole pipeline on the same frames
+  pspnet-rt --video drive.mp4 --engine m.json --temporal adaptive --output out.mp4 --stats s.jsonl
+      video-aware: the full network on key frames only, motion-warped results in between
+      (s.jsonl says per frame whether it was a key frame and why)
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
@@ -122,6 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--demo-frames", type=_positive_int, default=300, metavar="N",
                       help="length of the demo clip")
     live.add_argument("--demo-seed", type=int, default=0, metavar="N", help="seed of the demo street")
+    from runtime.temporal import config as tc  # light: the defaults live with their parser
+
+    tm = p.add_argument_group(
+        "video-aware inference",
+        "Key frames run the full artefact; the frames in between get the last key frame's classes "
+        "moved by dense optical flow (OpenCV DIS on a small grey copy), at a fraction of the cost. "
+        "Every frame still gets a mask; --stats says which frames were key frames and why. "
+        "Measured trade-off (mIoU vs FPS): python -m benchmarks.temporal.")
+    tm.add_argument("--temporal", default="off", metavar="MODE",
+                    help="off (default: every frame through the network); fixed:N = a key frame every "
+                         "N frames; adaptive = a key frame when the change score (share of pixels the "
+                         "warped key frame fails to explain + motion), a scene cut or the max interval "
+                         "says the propagated result is no longer trustworthy")
+    tm.add_argument("--temporal-threshold", metavar="T",
+                    help=f"adaptive: change score that forces a key frame, 0..10 (default "
+                         f"{tc.DEFAULT_THRESHOLD}; lower = more key frames, more accurate, slower)")
+    tm.add_argument("--temporal-max-interval", metavar="N",
+                    help=f"adaptive: a key frame at least every N frames (default {tc.DEFAULT_MAX_INTERVAL})")
+    tm.add_argument("--temporal-direction", metavar="D",
+                    help="both = a frame between two key frames takes each pixel from the one that "
+                         "explains it better (waits for the next key frame: more accurate, an interval "
+                         "of latency); forward = from the last key frame only; auto (default) = both "
+                         "for files, folders and demo, forward for live sources")
+    tm.add_argument("--temporal-flow-scale", metavar="S",
+                    help=f"optical flow resolution as a fraction of the model input, 0.05..1 "
+                         f"(default {tc.DEFAULT_FLOW_SCALE}: 120x240 for a 240x480 model)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v progress, -vv debug")
     return p
 
@@ -257,6 +286,10 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
 
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
+        from runtime.temporal.config import parse_temporal
+
+        temporal = parse_temporal(args.temporal, args.temporal_threshold, args.temporal_max_interval,
+                                  args.temporal_flow_scale, args.temporal_direction)
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
                                 capture_fps=args.capture_fps, reconnect=max(0, args.reconnect),
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
@@ -272,6 +305,12 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
         outputs, renderer = _open_outputs(args, manifest, source, opened)
         backend = _load_backend(args, manifest, source)
         opened.append(backend)
+        if temporal is not None:
+            from runtime.temporal.backend import TemporalBackend
+
+            # closing the wrapper closes the engine
+            opened[-1] = backend = TemporalBackend(backend, temporal, live=source.live)
+            log.info("video-aware inference: %s", backend.scheduler.describe())
         return _stream(args, signals, source, backend, outputs, renderer, opened)
     except (UsageError, ArtefactError, _NoBuilder) as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -387,7 +426,7 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
 
     if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
         log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
-    bench = _Bench(args, source, backend) if args.benchmark else None
+    bench = _Bench(args, source, getattr(backend, "inner", backend)) if args.benchmark else None
     stats = RunStats()
     stats.startup_s = backend.startup_s
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
@@ -411,7 +450,8 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
     extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
                          f"(manifest {info['precision']}), {info['in_flight']} in flight"),
              ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
-              + (f", {source.reconnects} reconnects" if source.reconnects else ""))]
+              + (f", {source.reconnects} reconnects" if source.reconnects else "")),
+             *backend.summary_lines()]
     bare = None
     if bench is not None and stats.frames and signals.code is None:
         line, bare = bench.finish(stats.fps, cpu_ms)
