@@ -158,3 +158,49 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def temporal_figure(result: dict[str, Any], path: Path) -> Path:
+    """mIoU vs pipeline FPS per clip: every frame, fixed intervals, adaptive thresholds, with
+    the target box (>= 2x the every-frame FPS at <= 1 point below its mIoU) dashed."""
+    plt = _pyplot()
+    clips = list(dict.fromkeys(r["clip"] for r in result["rows"]))
+    cols = min(3, len(clips))
+    rows_n = (len(clips) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 4.2 * rows_n), squeeze=False)
+    eng = result["engine"]
+    fig.suptitle(f"video-aware inference: mIoU vs pipeline FPS per held-out clip (key frames: "
+                 f"{eng['backend']} {eng['precision_ran']}; {result['environment']['cpu']['model']} "
+                 f"x{result['environment']['cpu']['usable_cores']} cores)", fontsize=10)
+    for ax, clip in zip(axes.ravel(), clips):
+        rs = {r["mode"]: r for r in result["rows"] if r["clip"] == clip}
+        base = rs["off"]
+        fixed = [base] + [rs[m] for m in sorted((m for m in rs if m.startswith("fixed:")),
+                                                key=lambda m: int(m.split(":")[1]))]
+        adaptive = sorted((r for m, r in rs.items() if m.startswith("adaptive@")),
+                          key=lambda r: float(r["mode"].split("@")[1]))
+        ax.plot([r["fps"] for r in fixed], [r["miou"] * 100 for r in fixed], "s-", color="#8da0cb",
+                label="every frame, then fixed:N")
+        for r in fixed:
+            n = "1" if r["mode"] == "off" else r["mode"].split(":")[1]
+            ax.annotate(n, (r["fps"], r["miou"] * 100), xytext=(3, 3), textcoords="offset points", fontsize=7)
+        ax.plot([r["fps"] for r in adaptive], [r["miou"] * 100 for r in adaptive], "o-", color="#fc8d62",
+                label="adaptive (threshold)")
+        for r in adaptive:
+            ax.annotate(r["mode"].split("@")[1], (r["fps"], r["miou"] * 100), xytext=(3, -9),
+                        textcoords="offset points", fontsize=7, color="#d95f02")
+        ax.axhline(base["miou"] * 100 - 1.0, color="grey", linestyle="--", linewidth=0.8)
+        ax.axvline(base["fps"] * 2.0, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(clip, fontsize=9)
+        ax.set_xlabel("pipeline FPS")
+        ax.set_ylabel("mIoU % (classes in the clip)")
+        ax.grid(True, alpha=0.3)
+    for ax in axes.ravel()[len(clips):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7, loc="lower left")
+    fig.text(0.01, 0.005, "dashed: 1 mIoU point below every frame, and twice its FPS "
+             "(the issue's target box)", fontsize=7)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
