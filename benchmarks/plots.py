@@ -177,8 +177,9 @@ def temporal_figure(result: dict[str, Any], path: Path) -> Path:
         base = rs["off"]
         fixed = [base] + [rs[m] for m in sorted((m for m in rs if m.startswith("fixed:")),
                                                 key=lambda m: int(m.split(":")[1]))]
-        adaptive = sorted((r for m, r in rs.items() if m.startswith("adaptive@")),
+        adaptive = sorted((r for m, r in rs.items() if m.startswith("adaptive@") and "/" not in m),
                           key=lambda r: float(r["mode"].split("@")[1]))
+        forward = [r for m, r in rs.items() if m.endswith("/forward")]
         ax.plot([r["fps"] for r in fixed], [r["miou"] * 100 for r in fixed], "s-", color="#8da0cb",
                 label="every frame, then fixed:N")
         for r in fixed:
@@ -189,6 +190,9 @@ def temporal_figure(result: dict[str, Any], path: Path) -> Path:
         for r in adaptive:
             ax.annotate(r["mode"].split("@")[1], (r["fps"], r["miou"] * 100), xytext=(3, -9),
                         textcoords="offset points", fontsize=7, color="#d95f02")
+        for r in forward:
+            ax.plot([r["fps"]], [r["miou"] * 100], "^", color="#66c2a5",
+                    label=f"adaptive {r['mode'].split('@')[1].split('/')[0]}, forward only (live)")
         ax.axhline(base["miou"] * 100 - 1.0, color="grey", linestyle="--", linewidth=0.8)
         ax.axvline(base["fps"] * 2.0, color="grey", linestyle="--", linewidth=0.8)
         ax.set_title(clip, fontsize=9)

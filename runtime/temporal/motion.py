@@ -19,6 +19,10 @@ import cv2
 import numpy as np
 
 HIST_BINS = 32
+# DIS's ULTRAFAST preset searches patches down to 1/4 of the image it is given (finest scale 2);
+# one level finer (1/2 of the 120x240 thumbnail) cut the propagated frames' mIoU loss by a
+# fifth on the tuning clips (fixed:3, both ways: 2.8 -> 2.2 points) for ~1.5 ms more per flow.
+FINEST_SCALE = 1
 RESIDUAL_LEVEL = 24  # grey levels: above this a warped pixel counts as "not explained by the motion"
 
 
@@ -63,11 +67,12 @@ class MotionEstimator:
     One instance per stream: it caches the sampling grid for the size it meets.
     """
 
-    def __init__(self, scale: float = 0.5, preset: int = cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST) -> None:
+    def __init__(self, scale: float = 0.5, finest_scale: int = FINEST_SCALE) -> None:
         if not 0.0 < scale <= 1.0:
             raise ValueError(f"flow scale must be within (0, 1], got {scale}")
         self.scale = scale
-        self._dis = cv2.DISOpticalFlow_create(preset)
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._dis.setFinestScale(finest_scale)
         self._grid: np.ndarray | None = None
 
     def flow_size(self, hw: tuple[int, int]) -> tuple[int, int]:
