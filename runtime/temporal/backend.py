@@ -64,8 +64,11 @@ class TemporalBackend(Backend):
         self.startup_s = inner.startup_s
         self.scheduler = config.scheduler()
         self.motion = MotionEstimator(config.flow_scale)
-        # a whole interval plus the next key frame fits, so the oldest frame is always ready
-        self.max_in_flight = inner.max_in_flight + self.scheduler.max_interval
+        # Room for as many key frames as the engine runs at once, each with its interval behind
+        # it: then the engine's requests all stay busy while propagated frames wait for their next
+        # key frame (a window of one interval left OpenVINO's second stream idle: fixed:5 ran no
+        # faster than fixed:3), and the oldest frame's next key frame is always inside the window.
+        self.max_in_flight = (inner.max_in_flight + 1) * self.scheduler.max_interval
         self._pending: collections.deque[_Pending] = collections.deque()
         self._inner_order: collections.deque[_Pending] = collections.deque()  # key frames inside `inner`
         self._open: list[_Pending] = []  # propagated frames still waiting for their next key frame
