@@ -10,6 +10,10 @@ from typing import Any
 from artefact.files import atomic_write_json, sha256_file
 
 MANIFEST_FORMAT = "pspnet-rt/1"
+# The fused graph's tensor names: the exporter writes them, every runner and backend reads them.
+INPUT_NAME = "image"  # uint8 BGR NHWC 1xHxWx3
+LABELS_NAME = "labels"  # uint8 class ids 1xHxW
+LOGITS_NAME = "logits"  # float32 1xCxHxW, optional (--with-logits)
 BACKENDS = ("tensorrt", "openvino", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -38,11 +42,11 @@ class Manifest:
     mean: list[float]
     std: list[float]
     channel_order: str = "RGB"  # what the network expects; the graph converts from BGR
-    input_name: str = "image"
+    input_name: str = INPUT_NAME
     input_layout: str = "NHWC"
     input_dtype: str = "uint8"
     input_channels: str = "BGR"
-    output_name: str = "labels"
+    output_name: str = LABELS_NAME
     logits_name: str | None = None
     dynamic_shape: bool = False
     ignore_index: int = 255
@@ -116,8 +120,16 @@ def load_manifest(path: str | Path) -> Manifest:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtefactError(f"{path} is not a readable JSON manifest ({exc})") from None
+    manifest = manifest_from_dict(data, str(path))
+    manifest.path = path
+    return manifest
+
+
+def manifest_from_dict(data: object, where: str) -> Manifest:
+    """A manifest from its JSON object (a file's, or one a Triton model carries); `where` names
+    its origin in errors."""
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise ArtefactError(f"{path} is not a {MANIFEST_FORMAT} manifest "
+        raise ArtefactError(f"{where} is not a {MANIFEST_FORMAT} manifest "
                             f"(format={data.get('format') if isinstance(data, dict) else None!r})")
     known = {f.name for f in fields(Manifest)} - {"path"}
     missing = [f.name for f in fields(Manifest) if f.name in known and f.name not in data
@@ -125,8 +137,7 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         manifest = Manifest(**{k: v for k, v in data.items() if k in known})
     except TypeError as exc:
-        raise ArtefactError(f"{path} lacks required fields ({exc}); missing: {missing}") from None
+        raise ArtefactError(f"{where} lacks required fields ({exc}); missing: {missing}") from None
     if manifest.backend not in BACKENDS or manifest.precision not in PRECISIONS:
-        raise ArtefactError(f"{path}: unknown backend/precision {manifest.backend}/{manifest.precision}")
-    manifest.path = path
+        raise ArtefactError(f"{where}: unknown backend/precision {manifest.backend}/{manifest.precision}")
     return manifest

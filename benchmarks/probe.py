@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import clikit
 from benchmarks.common import gpu_memory_used_mb
 from runtime.stats import peak_rss_mb
 
@@ -82,14 +83,17 @@ def measure_rss(spec: Any, video: str, frames: int = 3, timeout: float = 600) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.probe", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser("python -m benchmarks.probe", __doc__)
     p.add_argument("spec", help="a ContenderSpec as JSON")
     p.add_argument("--video", default="demo")
-    p.add_argument("--frames", type=int, default=3)
-    args = p.parse_args(argv)
-    print(json.dumps(probe(json.loads(args.spec), args.video, max(1, args.frames))), flush=True)
-    return 0
+    p.add_argument("--frames", type=clikit.positive_int, default=3)
+    clikit.add_verbose(p)
+
+    def body(args: argparse.Namespace) -> int:
+        print(json.dumps(probe(json.loads(args.spec), args.video, args.frames)), flush=True)
+        return clikit.EXIT_OK
+
+    return clikit.run("benchmarks.probe", p, body, argv)
 
 
 if __name__ == "__main__":

@@ -31,27 +31,23 @@ from typing import Any
 
 import numpy as np
 
+import clikit
 from benchmarks.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    EXIT_USAGE,
     BenchmarkError,
     LoadMonitor,
-    command_line,
     environment,
-    fail,
     header_block,
     markdown_table,
-    positive_int,
-    setup_logging,
+    run_benchmark,
     summarize_ms,
     text_table,
     write_json,
     write_text,
 )
+from clikit import positive_int
 
 log = logging.getLogger("benchmarks.temporal")
-PROG = "python -m benchmarks.temporal"
+PROG = "benchmarks.temporal"
 # Held-out clips: val-split seeds beyond the 100 scenes benchmarks.accuracy scores; never tuned on.
 HELD_OUT = (("normal", 10_001_000), ("normal", 10_001_001), ("fast", 10_001_002), ("fast", 10_001_003),
             ("busy", 10_001_004), ("busy", 10_001_005))
@@ -434,8 +430,7 @@ def logits_vs_labels(clips: list[Clip], logits_manifest: Path, interval: int,
 
 # -------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
     p.add_argument("--frames", type=positive_int, default=150,
                    help="frames per clip (default 150 = 10 s at 15 FPS)")
     p.add_argument("--reps", type=positive_int, default=1, help="timed passes per clip and mode (median FPS)")
@@ -446,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", metavar="ARTEFACT", help="key-frame engine (default: the demo model's INT8 "
                    "OpenVINO artefact, built once and cached)")
     p.add_argument("--out", default="results", help="output folder (default results/)")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    clikit.add_verbose(p)
     return p
 
 
@@ -460,18 +455,8 @@ def _order(n: int) -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        return _main(args, argv)
-    except BenchmarkError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted", 130)
-    except Exception as exc:
-        if args.verbose:
-            raise
-        return fail(PROG, f"{type(exc).__name__}: {exc}", EXIT_FAIL)
+    """Missed targets are reported in the outputs, not an exit code: the run itself succeeded."""
+    return run_benchmark(PROG, build_parser(), run, lambda result: None, argv)
 
 
 def _engine(args: argparse.Namespace) -> Path:
@@ -491,7 +476,7 @@ def _logits_engine() -> Path:
                                "artefacts-logits"))
 
 
-def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from artefact.manifest import ArtefactError, load_manifest
     from runtime.backends import load_backend
     from runtime.temporal.config import DEFAULT_FLOW_SCALE, DEFAULT_MAX_INTERVAL, DEFAULT_THRESHOLD
@@ -512,7 +497,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
              *[f"adaptive@{t}" for t in sorted({*THRESHOLDS, DEFAULT_THRESHOLD})],
              f"adaptive@{DEFAULT_THRESHOLD}/forward"]
     result: dict[str, Any] = {
-        "benchmark": "temporal", "command": command_line("benchmarks.temporal", argv),
+        "benchmark": "temporal", "command": command,
         "config": {"frames": args.frames, "reps": args.reps, "frame_size": list(hw),
                    "clips": [c.name for c in clips], "tuning": args.tune,
                    "defaults": {"threshold": DEFAULT_THRESHOLD, "max_interval": DEFAULT_MAX_INTERVAL,
@@ -546,7 +531,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                          [[g["setting"], f"{g['mean_drop_points']:.2f}", f"{g['max_drop_points']:.2f}",
                            f"{g['mean_key_share'] * 100:.0f}"] for g in result["tune_grid"]]))
         print(f"wrote {out}/temporal-tune.json, .md", file=sys.stderr)
-        return EXIT_OK
+        return result
     from benchmarks.plots import temporal_figure
 
     result["summary"] = _summary(result)
@@ -558,7 +543,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                        f"{r['fps']:.1f}", f"{r['speedup']:.2f}", f"{r['key_share'] * 100:.0f}"]
                       for r in result["rows"]]))
     print(f"wrote {out}/temporal.json, .md, .png", file=sys.stderr)
-    return EXIT_OK
+    return result
 
 
 class _Recorded:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import sys
+
+import clikit
+from build_engine.api import STEPS  # torch-free at import: torch loads in the export step
 
 EXAMPLES = """\
 examples:
@@ -17,33 +19,32 @@ examples:
       --precision fp32 --backend openvino
       an hszhao/semseg checkpoint at its native 713x713
   python -m build_engine --weights pspnet50_ade20k.h5 --precision fp32
-      the seeds' Keras weights (model inferred from the file)
+      the 2017 baselines' Keras weights (model inferred from the file)
+  python -m build_engine --precision int8 --backend onnxruntime --stop-after quantize
+      keep the INT8 Q/DQ graph (and its gate report) to look at, e.g. in Netron
   python -m build_engine --list-models
+  python -m build_engine --precision int8 --backend openvino --triton-repo models/
+      the artefact plus a Triton model repository: models/demo (backend openvino) and
+      models/demo-python (our runtime inside Triton: what the CPU-only server serves)
+  python -m build_engine --engine ARTEFACT.json --triton-repo models/
+      a repository for an artefact built before (no build, no torch needed)
 
 prints the path of the artefact's manifest (model file + NAME.json beside it).
-exit codes: 0 ok, 1 build failed (verification or accuracy gate), 2 bad input, 130 interrupted
+exit codes: 0 ok, 1 build failed (verification or accuracy gate), 2 bad input, 130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP (an interrupted build leaves nothing behind)
 """
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 480x960, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return h, w
+PROG = "build_engine"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m build_engine", description=__doc__,
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser("python -m build_engine", __doc__, EXAMPLES)
     p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
-    p.add_argument("--weights", help="checkpoint: semseg .pth (module. prefixes fine) or a seed .h5")
+    p.add_argument("--weights",
+                   help="checkpoint: semseg .pth (module. prefixes fine) or a baseline's Keras .h5")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     p.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime"),
                    default="auto", help="auto = tensorrt with a GPU, else openvino, else onnxruntime")
-    p.add_argument("--input-size", type=parse_size, metavar="HxW",
+    p.add_argument("--input-size", type=clikit.hw_size, metavar="HxW",
                    help="export size (default: the model's native size)")
     p.add_argument("--dynamic", action="store_true", help="dynamic H/W input (exact pyramid pooling)")
     p.add_argument("--with-logits", action="store_true", help="also output float logits")
@@ -66,8 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artefact folder (default: CACHE/artefacts, where CACHE is $PSPNET_RT_CACHE "
                         "or ~/.cache/pspnet-rt)")
     p.add_argument("--force", action="store_true", help="rebuild even if a cached artefact matches")
+    p.add_argument("--stop-after", choices=STEPS, metavar="STEP",
+                   help=f"run the build up to STEP ({', '.join(STEPS)}), keep that step's output in "
+                        "--output as NAME.STEP.* (ONNX, JSON report or model file), print its path; no "
+                        "manifest is written and the cache is not used")
     p.add_argument("--list-models", action="store_true", help="list the model zoo and exit")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    clikit.add_verbose(p)
+    p.add_argument("--engine", metavar="ARTEFACT.json",
+                   help="with --triton-repo: an existing artefact to serve instead of building one")
+    from build_engine.triton_repo import add_arguments
+
+    add_arguments(p)
     return p
 
 
@@ -81,26 +91,37 @@ def list_models() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * args.verbose,
-                        format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("torch").setLevel(logging.ERROR)
+    command = shlex.join(["python", "-m", "build_engine", *(sys.argv[1:] if argv is None else argv)])
+    return clikit.run(PROG, build_parser(), lambda args: _build(args, command), argv, quiet=("torch",),
+                      interrupted="interrupted: no artefact was written")
+
+
+def _build(args: argparse.Namespace, command: str) -> int:
     if args.list_models:
         list_models()
-        return 0
+        return clikit.EXIT_OK
+    if args.engine:
+        if not args.triton_repo:
+            raise clikit.UsageError("--engine ARTEFACT.json only goes with --triton-repo DIR")
+        _write_triton_repo(args, args.engine)
+        print(args.triton_repo, flush=True)
+        return clikit.EXIT_OK
     try:
-        from build_engine.api import Builder, BuildError, BuildOptions
-    except ImportError as exc:
-        print(f"error: building needs the export extra ({exc.name} missing): "
-              "pip install -e .[export]", file=sys.stderr)
-        return 2
+        return _run_build(args, command)
+    except ImportError as exc:  # torch, onnx, ...: the export extra is not installed
+        raise clikit.UsageError(f"building needs the export extra ({exc.name} missing): "
+                                "pip install -e .[export]") from None
+
+
+def _run_build(args: argparse.Namespace, command: str) -> int:
     from artefact.manifest import ArtefactError
+    from build_engine.api import Builder, BuildOptions
     from build_engine.errors import BuildError, SizeError
     from build_engine.tensorrt_builder import TensorRTUnavailable
     from calib.precision import GateFailed
     from calib.sources import CalibrationError
     from pspnet.errors import CheckpointError
+    from segdata.datasets import DatasetError
     from segdata.frames import FrameError
 
     options = BuildOptions(
@@ -109,34 +130,26 @@ def main(argv: list[str] | None = None) -> int:
         output=args.output, force=args.force, calib_data=args.calib_data,
         calib_images=args.calib_images, calib_method=args.calib_method, eval_data=args.eval_data,
         eval_images=args.eval_images, max_miou_drop=args.max_miou_drop, fallback=args.fallback,
-        workspace_mb=args.workspace_mb,
-        command=shlex.join(["python", "-m", "build_engine", *(sys.argv[1:] if argv is None else argv)]),
-    )
-    usage_errors = (CheckpointError, SizeError, KeyError, FrameError, TensorRTUnavailable,
-                    ArtefactError, FileNotFoundError, CalibrationError)
-    try:
-        from segdata.datasets import DatasetError
-
-        usage_errors = (*usage_errors, DatasetError)
-    except ImportError:
-        pass
+        workspace_mb=args.workspace_mb, command=command, stop_after=args.stop_after)
+    usage_errors = (CheckpointError, SizeError, KeyError, FrameError, TensorRTUnavailable, ArtefactError,
+                    FileNotFoundError, CalibrationError, DatasetError, NotImplementedError)
     try:
         path = Builder(options).run()
     except usage_errors as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    except GateFailed as exc:
-        print(f"build failed: {exc}", file=sys.stderr)
-        return 1
-    except BuildError as exc:
-        print(f"build failed: {exc}", file=sys.stderr)
-        return 1
-    except NotImplementedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: no artefact was written", file=sys.stderr)
-        return 130
-    print(path)
-    return 0
+        raise clikit.UsageError(clikit.message_of(exc)) from None
+    except (GateFailed, BuildError) as exc:
+        return clikit.fail(PROG, f"build failed: {exc}", clikit.EXIT_FAIL)
+    if args.triton_repo:
+        _write_triton_repo(args, path)
+    print(path, flush=True)
+    return clikit.EXIT_OK
+
+
+def _write_triton_repo(args: argparse.Namespace, manifest: object) -> None:
+    from artefact.manifest import ArtefactError
+    from build_engine.triton_repo import options_from_args, report, write_repository
+
+    try:
+        report(write_repository(manifest, args.triton_repo, options_from_args(args)))
+    except ArtefactError as exc:
+        raise clikit.UsageError(str(exc)) from None

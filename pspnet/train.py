@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import shlex
-import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import clikit
 from pspnet.build import create_model
 from pspnet.errors import CheckpointError
 from pspnet.model import PSPNet
@@ -30,6 +30,7 @@ from pspnet.weights import read_state_dict, save_checkpoint
 from pspnet.zoo import ModelSpec, get_spec
 
 log = logging.getLogger("pspnet.train")
+PROG = "pspnet.train"
 
 
 def normalise(images_bgr: np.ndarray, spec: ModelSpec) -> torch.Tensor:
@@ -107,18 +108,18 @@ def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pspnet.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example (the shipped demo model):\n  python -m pspnet.train "
-                                       "--model demo --iters 3000 --out runs/demo "
-                                       "--export-weights pspnet/weights/demo_synthetic.pth")
+    p = clikit.parser(f"python -m {PROG}", __doc__,
+                      "example (the shipped demo model):\n  python -m pspnet.train --model demo --iters 3000 "
+                      "--out runs/demo --export-weights pspnet/weights/demo_synthetic.pth\n"
+                      "Ctrl-C / SIGTERM: the iteration in progress finishes and OUT/last.pth is saved "
+                      "(continue with --resume)\n" + clikit.EXIT_CODES_HELP)
     p.add_argument("--model", default="demo", help="zoo name; its class count is the target")
     p.add_argument("--data", default="synthetic:train:2000@240x480", help="training set")
     p.add_argument("--val", default="synthetic:val:100@240x480", help="held-out set")
     p.add_argument("--init", help="checkpoint to start from (transfer learning)")
-    p.add_argument("--iters", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", default="240x240", help="training crop HxW")
+    p.add_argument("--iters", type=clikit.positive_int, default=3000)
+    p.add_argument("--batch-size", type=clikit.positive_int, default=8)
+    p.add_argument("--crop", type=clikit.hw_size, default="240x240", metavar="HxW", help="training crop HxW")
     p.add_argument("--scale", default="0.5,2.0", help="random scale range")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     p.add_argument("--lr", type=float, default=0.01)
@@ -132,31 +133,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16 autocast on CPUs that have it (master weights stay fp32)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes that render/decode the data")
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--eval-every", type=clikit.positive_int, default=500)
+    p.add_argument("--save-every", type=clikit.positive_int, default=100)
     p.add_argument("--out", default="runs/train")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--export-weights", help="write the best weights (fp16) here when done")
-    p.add_argument("-v", "--verbose", action="store_true")
+    clikit.add_verbose(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        return train(args)
-    except (CheckpointError, KeyError, ValueError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
+    signals = clikit.Signals(PROG, finishing="finishing this iteration and saving the checkpoint")
+    return clikit.run(PROG, build_parser(), lambda args: train(args, signals), argv, signals=signals,
+                      usage=(CheckpointError, KeyError, ValueError))
 
 
-def train(args: argparse.Namespace) -> int:
+def train(args: argparse.Namespace, signals: clikit.Signals | None = None) -> int:
+    signals = signals or clikit.Signals(PROG)
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = get_spec(args.model)
-    crop = tuple(int(v) for v in args.crop.lower().split("x"))
+    crop = tuple(args.crop)
     augment = Augment(crop=crop, scale=tuple(float(v) for v in args.scale.split(",")),
                       mean_bgr=tuple(spec.mean[::-1]) if spec.channel_order == "RGB" else spec.mean)
     out = Path(args.out)
@@ -188,12 +186,7 @@ def train(args: argparse.Namespace) -> int:
                                             if w > 0), file=sys.stderr)
     history_path = out / "history.jsonl"
 
-    stop = {"flag": False}
-
-    def request_stop(signum, frame):
-        stop["flag"] = True
-
-    old = signal.signal(signal.SIGTERM, request_stop)
+    signals.graceful = True  # a signal ends the run after the iteration in progress
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="train", unit="it")
     t0, it = time.perf_counter(), start
     recent: list[float] = []
@@ -235,15 +228,15 @@ def train(args: argparse.Namespace) -> int:
             if done % args.save_every == 0 or done == args.iters:
                 save_checkpoint(last, model, epoch=done, optimizer=opt.state_dict(), iteration=done,
                                 best_miou=best)
-            if stop["flag"]:
+            if signals.stop.is_set():
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         save_checkpoint(last, model, epoch=it, optimizer=opt.state_dict(), iteration=it,
                         best_miou=best)
         print(f"\ninterrupted: state saved to {last}; continue with --resume", file=sys.stderr)
-        return 130
+        return signals.code or clikit.EXIT_SIGINT
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signals.graceful = False
         bar.close()
     seconds = time.perf_counter() - t0
     print(f"done: {args.iters - start} iterations in {seconds / 60:.1f} min, best held-out mIoU "

@@ -6,13 +6,12 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+import clikit
 
 EXAMPLES = """\
 examples:
@@ -27,9 +26,26 @@ examples:
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
       bare inference FPS before and after the whole pipeline on the same frames
+  pspnet-rt --video demo --engine triton://127.0.0.1:8001/demo-python --output demo.mp4
+      frames segmented by a Triton server (`python -m build_engine --triton-repo DIR`,
+      `scripts/triton-server.sh start DIR`); classes and palette come from the server
+  pspnet-rt --video gate=rtsp://cam1/s --video dock=cam0 --engine m.json --output out.mp4 \\
+            --masks masks/ --stats stats.jsonl
+      two streams sharing one backend: out-gate.mp4, out-dock.mp4, masks/gate/, masks/dock/,
+      stats lines with "stream": "gate" / "dock"
+  pspnet-rt --video demo --loop --serve 8080
+      live view in a browser at http://127.0.0.1:8080/ (stream, legend, FPS, stage latency,
+      drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics
+  pspnet-rt --video cam0 --serve 0.0.0.0:8080 --serve-token "$TOKEN"
+      reachable from other machines (a warning says so); every endpoint then needs the token
   pspnet-rt --video drive.mp4 --engine m.json --temporal adaptive --output out.mp4 --stats s.jsonl
       video-aware: the full network on key frames only, motion-warped results in between
       (s.jsonl says per frame whether it was a key frame and why)
+
+several --video: one process, one backend, each stream lossless (files) or newest-frame (live)
+as alone. NAME=SRC names a stream (letters, digits, _ . -), else streams are named 0, 1, ...;
+--output X.mp4 -> X-NAME.mp4, --masks DIR -> DIR/NAME/, --stats one file whose lines carry
+"stream"; the summary gives each stream and the throughput summed over them.
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
@@ -38,54 +54,40 @@ A live stream that stays lost after --reconnect attempts ends the run normally (
 the reason in the summary). FFmpeg options for network sources go in
 OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
 exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, output path), 130 Ctrl-C,
-143 SIGTERM
+143 SIGTERM, 129 SIGHUP
 """
 
 log = logging.getLogger("pspnet-rt")
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
+PROG = "pspnet-rt"
 
 
-def _size(text: str, order: str) -> tuple[int, int]:
+def _serve_address(text: str) -> tuple[str, int]:
+    from runtime.live.address import parse_bind
+
     try:
-        a, b = (int(v) for v in text.lower().replace("×", "x").split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {order} such as 480x960, got {text!r}") from None
-    if a <= 0 or b <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return a, b
-
-
-def _alpha(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"--alpha must be within 0..1, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pspnet-rt", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = clikit.parser(PROG, __doc__, EXAMPLES)
     io = p.add_argument_group("input and model")
-    io.add_argument("--video", required=True, metavar="SRC",
-                    help="camN, /dev/videoN, file, folder, glob, URL or demo")
+    io.add_argument("--video", required=True, action="append", metavar="[NAME=]SRC",
+                    help="camN, /dev/videoN, file, folder, glob, URL or demo; repeat for several "
+                         "streams sharing one backend")
     io.add_argument("--engine", metavar="ARTEFACT",
-                    help="artefact manifest (.json), its model file, or a folder holding one")
+                    help="artefact manifest (.json), its model file, a folder holding one, or "
+                         "triton://HOST:PORT/MODEL (a Triton server's gRPC port)")
     io.add_argument("--model", default="demo",
                     help="build (once, cached) this zoo model when no --engine is given")
     io.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                     help="precision of the artefact to build when no --engine is given")
     io.add_argument("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt"), default="auto",
                     help="auto = the artefact's own backend")
-    io.add_argument("--input-size", type=lambda t: _size(t, "HxW"), metavar="HxW",
+    io.add_argument("--input-size", type=clikit.hw_size, metavar="HxW",
                     help="model input size for --model builds and dynamic-shape artefacts")
-    io.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    io.add_argument("--max-frames", type=clikit.positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
     out = p.add_argument_group("outputs")
@@ -97,47 +99,65 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--stats", metavar="FILE.jsonl", help="one JSON object per frame with per-stage ms")
     out.add_argument("--summary-json", metavar="FILE", help="also write the exit summary as JSON")
     out.add_argument("--visualize", choices=("overlay", "mask", "side-by-side"), default="overlay")
-    out.add_argument("--alpha", type=_alpha, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    out.add_argument("--alpha", type=clikit.float_in(0.0, 1.0, "an opacity"), default=0.5,
+                     help="overlay opacity 0..1 (default 0.5)")
     out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
     out.add_argument("--fps", type=float, help="output video frame rate (default: the source's)")
     out.add_argument("--x264-preset", default="superfast",
                      choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
                      help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
 
+    srv = p.add_argument_group("live view and metrics (the serve extra: pip install 'pspnet-rt[serve]')")
+    srv.add_argument("--serve", type=_serve_address, metavar="[HOST:]PORT",
+                     help="serve the live page, MJPEG, snapshots, /stats and Prometheus /metrics on "
+                          "HOST:PORT (127.0.0.1 unless a host is given; port 0 picks a free one)")
+    srv.add_argument("--serve-token", metavar="TOKEN",
+                     help="require TOKEN on every endpoint (?token=TOKEN or 'Authorization: Bearer TOKEN'); "
+                          "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
+    srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
+                     help="open connections served at once (a page uses two); more get 503 (default 32)")
+
     rt = p.add_argument_group("runtime tuning")
     rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
     rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
                     help="OpenVINO performance hint; auto = throughput for files, latency for live")
-    rt.add_argument("--requests", type=_positive_int, metavar="N", help="OpenVINO infer requests in flight")
+    rt.add_argument("--requests", type=clikit.positive_int, metavar="N",
+                    help="requests in flight (OpenVINO infer requests, Triton client requests)")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
                     help="measure bare inference on the same frames before and after the run")
 
     live = p.add_argument_group("live sources")
-    live.add_argument("--capture-size", type=lambda t: _size(t, "WxH"), metavar="WxH",
+    live.add_argument("--capture-size", type=clikit.size_type("WxH"), metavar="WxH",
                       help="camera resolution")
     live.add_argument("--capture-fps", type=float, metavar="F", help="camera frame rate")
     live.add_argument("--reconnect", type=int, default=5, metavar="N",
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
     live.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S", help=argparse.SUPPRESS)
     live.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                      help="network stream open/read timeout in seconds")
-    live.add_argument("--demo-frames", type=_positive_int, default=300, metavar="N",
+                      help="network stream and Triton server open/read timeout in seconds")
+    live.add_argument("--demo-frames", type=clikit.positive_int, default=300, metavar="N",
                       help="length of the demo clip")
     live.add_argument("--demo-seed", type=int, default=0, metavar="N", help="seed of the demo street")
+    _add_temporal_options(p)
+    clikit.add_verbose(p)
+    return p
+
+
+def _add_temporal_options(p: argparse.ArgumentParser) -> None:
     from runtime.temporal import config as tc  # light: the defaults live with their parser
 
     tm = p.add_argument_group(
         "video-aware inference",
-        "Key frames run the full artefact; the frames in between get the last key frame's classes "
-        "moved by dense optical flow (OpenCV DIS on a small grey copy), at a fraction of the cost. "
-        "Every frame still gets a mask; --stats says which frames were key frames and why. "
-        "Measured trade-off (mIoU vs FPS): python -m benchmarks.temporal.")
+        "Key frames run the full artefact; the frames in between get a key frame's classes moved "
+        "by dense optical flow (OpenCV DIS on a small grey copy), at a fraction of the cost. Every "
+        "frame still gets a mask; --stats says which frames were key frames and why. Measured "
+        "trade-off (mIoU vs FPS): python -m benchmarks.temporal.")
     tm.add_argument("--temporal", default="off", metavar="MODE",
                     help="off (default: every frame through the network); fixed:N = a key frame every "
-                         "N frames; adaptive = a key frame when the change score (share of pixels the "
-                         "warped key frame fails to explain + motion), a scene cut or the max interval "
-                         "says the propagated result is no longer trustworthy")
+                         "N frames; adaptive = a key frame when the change score (the share of pixels "
+                         "the warped key frame fails to explain), a scene cut or the max interval says "
+                         "the propagated result is no longer trustworthy")
     tm.add_argument("--temporal-threshold", metavar="T",
                     help=f"adaptive: change score that forces a key frame, 0..10 (default "
                          f"{tc.DEFAULT_THRESHOLD}; lower = more key frames, more accurate, slower)")
@@ -151,91 +171,41 @@ def build_parser() -> argparse.ArgumentParser:
     tm.add_argument("--temporal-flow-scale", metavar="S",
                     help=f"optical flow resolution as a fraction of the model input, 0.05..1 "
                          f"(default {tc.DEFAULT_FLOW_SCALE}: 120x240 for a 240x480 model)")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="-v progress, -vv debug")
-    return p
-
-
-class _Signals:
-    """SIGINT -> 130, SIGTERM -> 143. Before the pipeline runs a signal aborts at once; while it
-    runs the first signal stops it cleanly (outputs finalised) and a second one exits now."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.code: int | None = None
-        self.running = False
-        self._old: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        code = EXIT_INT if signum == signal.SIGINT else EXIT_TERM
-        if self.code is not None:
-            print(f"pspnet-rt: {signal.Signals(signum).name} again: exiting without finishing outputs",
-                  file=sys.stderr, flush=True)
-            os._exit(code)
-        self.code = code
-        self.stop.set()
-        if not self.running:
-            raise KeyboardInterrupt
-        print(f"pspnet-rt: {signal.Signals(signum).name}: finishing the frames in flight and closing outputs "
-              "(again to abort)", file=sys.stderr, flush=True)
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"pspnet-rt: {message}", file=sys.stderr, flush=True)
-    return code
 
 
 def resolve_artefact(args: argparse.Namespace) -> Path:
     """--engine as given (manifest, model file or folder), else the cached default build."""
-    from artefact.manifest import ArtefactError
+    from artefact.manifest import BACKENDS, ArtefactError
 
     if args.engine:
         path = Path(args.engine)
         if path.is_dir():
-            manifests = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
-            if args.backend != "auto":
-                manifests = [m for m in manifests if _manifest_backend(m) == args.backend]
+            wanted = (args.backend,) if args.backend != "auto" else BACKENDS
+            manifests = [p for p in sorted(path.glob("*.json"))
+                         if not p.name.startswith(".") and _manifest_backend(p) in wanted]
             if len(manifests) != 1:
                 names = ", ".join(m.name for m in manifests) or "none"
                 raise ArtefactError(f"--engine {path} is a folder with {len(manifests)} manifests ({names}); "
                                     "pass the .json you mean")
             return manifests[0]
         return path
-    try:
-        from build_engine.api import build_artefact
-    except ImportError as exc:
-        raise _NoBuilder(exc) from None
+    from runtime.default_build import build_default, require_builder
+
+    require_builder()  # before the announcement: an edge box without the export extra gets one line
     log.warning("no --engine: building (or finding in the cache) %s %s for backend %s", args.model,
                 args.precision, args.backend)
-    try:
-        return build_artefact(model=args.model, precision=args.precision, backend=args.backend,
-                              input_size=args.input_size)
-    except ImportError as exc:
-        raise _NoBuilder(exc) from None
+    return build_default(args.model, args.precision, args.backend, args.input_size, args.verbose)
 
 
 def _manifest_backend(path: Path) -> str | None:
+    """The backend a manifest names; None for any other JSON (e.g. a build step's report)."""
+    from artefact.manifest import MANIFEST_FORMAT
+
     try:
-        return json.loads(path.read_text()).get("backend")
-    except (OSError, ValueError, AttributeError):
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-
-
-class _NoBuilder(Exception):
-    def __init__(self, exc: ImportError) -> None:
-        super().__init__(f"building the default artefact needs the export extra "
-                         f"(`pip install 'pspnet-rt[export]'`: {exc.name or exc}); "
-                         "or pass --engine ARTEFACT.json")
+    return data.get("backend") if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
 
 
 def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:
@@ -264,70 +234,83 @@ def _quiet_native_logs(verbose: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see EXAMPLES)."""
-    args = build_parser().parse_args(argv)
-    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="pspnet-rt: %(message)s" if level > logging.DEBUG
-                        else "%(asctime)s %(threadName)s %(name)s: %(message)s", stream=sys.stderr)
-    _quiet_native_logs(args.verbose)
-    signals = _Signals()
-    signals.install()
-    try:
-        return _run(args, signals)
-    except KeyboardInterrupt:
-        return _fail("interrupted", signals.code or EXIT_INT)
-    finally:
-        signals.restore()
-
-
-def _run(args: argparse.Namespace, signals: _Signals) -> int:
     from artefact.manifest import ArtefactError
-    from runtime.errors import UsageError, WriteError
+    from runtime.default_build import BuildFailed
+    from runtime.errors import WriteError
+
+    signals = clikit.Signals(PROG)
+    return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
+                      usage=(ArtefactError,), failure=(WriteError, BuildFailed))
+
+
+def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
+    from artefact.manifest import load_manifest
     from runtime.sources import SourceOptions, parse_source
 
+    _quiet_native_logs(args.verbose)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
+        if args.serve_token and not args.serve:
+            raise clikit.UsageError("--serve-token needs --serve [HOST:]PORT")
         from runtime.temporal.config import parse_temporal
 
         temporal = parse_temporal(args.temporal, args.temporal_threshold, args.temporal_max_interval,
                                   args.temporal_flow_scale, args.temporal_direction)
+        if temporal is not None and len(args.video) > 1:
+            raise clikit.UsageError("--temporal works on one --video stream; run one pspnet-rt per stream "
+                                    "for video-aware inference")
+        if args.serve:
+            from runtime.live import check_extra
+
+            check_extra()  # before any model work
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
                                 capture_fps=args.capture_fps, reconnect=max(0, args.reconnect),
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
-        source = parse_source(args.video, options)  # a missing file fails before any model work
-        from artefact.manifest import load_manifest
+        from runtime.backends import is_remote
+        from runtime.streams import parse_streams
 
-        manifest = load_manifest(resolve_artefact(args))
+        named = parse_streams(args.video)
+        # a missing file fails before any model work
+        sources = [parse_source(src, options) for _, src in named]
+        backend = None
+        if is_remote(args.engine):
+            backend = _connect_backend(args, sources)
+            opened.append(backend)
+            manifest = backend.manifest
+        else:
+            manifest = load_manifest(resolve_artefact(args))
         h, w = manifest.input_size
         options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
-        source.open()
-        opened.append(source)
+        for source in sources:
+            source.open()
+            opened.append(source)
+        if len(sources) > 1:
+            from runtime.streams import run_streams
+
+            if backend is None:
+                backend = _load_backend(args, manifest, sources)
+                opened.append(backend)
+            streams = [(name, s) for (name, _), s in zip(named, sources)]
+            return run_streams(args, signals, streams, backend, manifest, opened)
+        source, args.video = sources[0], named[0][1]
         outputs, renderer = _open_outputs(args, manifest, source, opened)
-        backend = _load_backend(args, manifest, source)
-        opened.append(backend)
+        if backend is None:
+            backend = _load_backend(args, manifest, source)
+            opened.append(backend)
         if temporal is not None:
             from runtime.temporal.backend import TemporalBackend
 
             # closing the wrapper closes the engine
-            opened[-1] = backend = TemporalBackend(backend, temporal, live=source.live)
+            opened[opened.index(backend)] = backend = TemporalBackend(backend, temporal, live=source.live)
             log.info("video-aware inference: %s", backend.scheduler.describe())
         return _stream(args, signals, source, backend, outputs, renderer, opened)
-    except (UsageError, ArtefactError, _NoBuilder) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except WriteError as exc:
-        return _fail(str(exc), EXIT_FAIL)
-    except Exception as exc:  # a runtime failure: one line, the traceback with -v
-        if args.verbose:
-            import traceback
-
-            traceback.print_exc()
-        return _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", EXIT_FAIL)
     finally:
         for thing in reversed(opened):
             try:
                 thing.close()
             except Exception as exc:  # closing must not hide the run's own result
-                print(f"pspnet-rt: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
+                print(f"{PROG}: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
 
 
 def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: list[Any]) -> tuple[Any, Any]:
@@ -344,6 +327,14 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
         outputs.stats = StatsSink(args.stats)
     if args.show:
         outputs.window = WindowSink()
+    if args.serve:
+        from runtime.live import open_server
+
+        server = open_server(*args.serve, token=args.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN"),
+                             max_clients=args.serve_clients)
+        opened.append(server)
+        print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
+        outputs.live = server.add_stream("0", source.describe(), manifest.classes, manifest.palette)
     for sink in outputs.all():
         if sink is outputs.video and source.frame_size:
             w, h = source.frame_size
@@ -357,15 +348,34 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
 
 
 def _load_backend(args: argparse.Namespace, manifest: Any, source: Any) -> Any:
+    """The artefact on its backend; `source` may be a list (several streams share it)."""
     from runtime.backends import load_backend
 
     t0 = time.perf_counter()
-    backend = load_backend(manifest, args.backend, **_backend_options(args, source.live))
+    sources = source if isinstance(source, list) else [source]
+    opts = _backend_options(args, any(s.live for s in sources))
+    if len(sources) > 1 and any(s.live for s in sources) and not args.requests:
+        opts["requests"] = len(sources)  # live: one frame in flight per stream, each the newest
+    backend = load_backend(manifest, args.backend, **opts)
     backend.startup_s = time.perf_counter() - t0
+    what = sources[0].describe() if len(sources) == 1 else f"{len(sources)} streams"
     info = backend.describe()
-    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", source.describe(),
+    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", what,
              info["backend"], info["device"], info["precision_ran"], info["precision"], info["in_flight"],
              backend.startup_s)
+    return backend
+
+
+def _connect_backend(args: argparse.Namespace, sources: list[Any]) -> Any:
+    """A Triton client backend; live streams keep one request in flight each (newest frame)."""
+    from runtime.backends import connect_backend
+
+    live = [s for s in sources if s.live]
+    t0 = time.perf_counter()
+    backend = connect_backend(args.engine, requests=args.requests or (len(live) if live else None),
+                              timeout=args.timeout, reconnect=max(0, args.reconnect),
+                              reconnect_delay=args.reconnect_delay)
+    backend.startup_s = time.perf_counter() - t0
     return backend
 
 
@@ -418,25 +428,27 @@ def _cpu_s() -> float:
     return time.process_time() + child.ru_utime + child.ru_stime
 
 
-def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: Any, outputs: Any,
+def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, backend: Any, outputs: Any,
             renderer: Any, opened: list[Any]) -> int:
     from runtime.errors import WriteError
     from runtime.pipeline import Pipeline
     from runtime.stats import RunStats
 
-    if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
-        log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
+    if not (outputs.video or outputs.masks or outputs.stats or outputs.live
+            or (outputs.window and outputs.window.enabled)):
+        log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
     bench = _Bench(args, source, getattr(backend, "inner", backend)) if args.benchmark else None
     stats = RunStats()
     stats.startup_s = backend.startup_s
+    if outputs.live is not None:
+        outputs.live.attach(stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
     cpu0 = _cpu_s()
-    signals.running = True
+    signals.graceful = True
     try:
         pipeline.run()
     finally:
-        signals.running = False
-    stats.drops.update(source.drops)
+        signals.graceful = False
     close_errors = []
     for sink in outputs.all():  # finalise now so the summary can vouch for the files
         try:
@@ -444,6 +456,7 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
         except WriteError as exc:
             close_errors.append(str(exc))
         opened.remove(sink)
+    stats.drops.update(source.drops)  # after the live view froze its figures, which added them live
     cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
 
     info = backend.describe()
@@ -464,24 +477,33 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
             **stats.to_dict(), "backend": info, "source": source.describe(), "end_reason": source.end_reason,
             "reconnects": source.reconnects, "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare,
             "exit_signal": signals.code})
-    code = EXIT_OK
-    for stage, exc in pipeline.errors:
+    return exit_code(args, signals, pipeline.errors, close_errors, stats.frames,
+                     f"no frames came from {source.describe()} ({source.end_reason or 'empty'})")
+
+
+def exit_code(args: argparse.Namespace, signals: clikit.Signals, errors: list[tuple[str, BaseException]],
+              close_errors: list[str], frames: int, no_frames: str) -> int:
+    """One line per stage failure or unfinished output (exit 1), the signal's code, or 0."""
+    from runtime.errors import WriteError
+
+    code = clikit.EXIT_OK
+    for stage, exc in errors:
         if isinstance(exc, WriteError):
-            _fail(str(exc), EXIT_FAIL)
+            clikit.fail(PROG, str(exc), clikit.EXIT_FAIL)
         else:
-            _fail(f"{stage} failed: {type(exc).__name__}: {exc}", EXIT_FAIL)
+            clikit.fail(PROG, f"{stage} failed: {type(exc).__name__}: {exc}", clikit.EXIT_FAIL)
             if args.verbose:
                 import traceback
 
                 traceback.print_exception(exc)
-        code = EXIT_FAIL
+        code = clikit.EXIT_FAIL
     for message in close_errors:
-        _fail(message, EXIT_FAIL)
-        code = EXIT_FAIL
+        clikit.fail(PROG, message, clikit.EXIT_FAIL)
+        code = clikit.EXIT_FAIL
     if signals.code is not None:
         return signals.code
-    if stats.frames == 0 and code == EXIT_OK:
-        return _fail(f"no frames came from {source.describe()} ({source.end_reason or 'empty'})", EXIT_FAIL)
+    if frames == 0 and code == clikit.EXIT_OK:
+        return clikit.fail(PROG, no_frames, clikit.EXIT_FAIL)
     return code
 
 

@@ -30,13 +30,11 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from runtime.errors import SourceError
-from segdata.frames import FrameError, read_image, to_bgr8
+from runtime.errors import SourceError, SourceMissing
+from segdata.frames import IMAGE_SUFFIXES, FrameError, read_image, to_bgr8
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-                            ".pnm", ".jp2"})
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
 SOURCE_HELP = ("SRC is camN, /dev/videoN, a video file, an image folder or glob, "
                "rtsp:// http(s):// udp:// URL, or demo")
@@ -116,6 +114,11 @@ class Source:
 
     def describe(self) -> str:
         return f"{self.kind} {redact(self.uri)}"
+
+    @property
+    def frame_count(self) -> int | None:
+        """Frames in one pass where known before decoding (files, folders, demo); None for live."""
+        return None
 
     def open(self) -> None:
         """Open the content or raise SourceError naming it and the fix."""
@@ -215,6 +218,10 @@ class DemoSource(Source):
             self._clip.close()
         self._clip = None
 
+    @property
+    def frame_count(self) -> int:
+        return self.options.demo_frames
+
     def describe(self) -> str:
         h, w = self.options.demo_size
         return (f"demo (synthetic street clip, {self.options.demo_frames} frames at {h}x{w}, "
@@ -253,6 +260,10 @@ class ImageFolderSource(Source):
 
     def describe(self) -> str:
         return f"images {self.uri} ({len(self.files)} files)"
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.files)
 
     def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
         self._pass_length = len(self.files)
@@ -293,6 +304,11 @@ class VideoFileSource(Source):
         if getattr(self, "_cap", None) is not None:
             self._cap.release()
             self._cap = None
+
+    @property
+    def frame_count(self) -> int | None:
+        """The container's frame count once open (None where it does not say)."""
+        return getattr(self, "_count", 0) or None
 
     def describe(self) -> str:
         fps = f", {self.fps:.3g} fps" if self.fps else ""
@@ -495,7 +511,7 @@ def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
         if Path(uri).suffix.lower() in IMAGE_SUFFIXES:
             return ImageFolderSource(uri, options, [uri])
         return VideoFileSource(uri, options)
-    raise SourceError(f"no such file or folder: {uri}; {SOURCE_HELP}")
+    raise SourceMissing(f"no such file or folder: {uri}; {SOURCE_HELP}")
 
 
 def open_source(uri: str, options: SourceOptions | None = None) -> Source:
