@@ -234,6 +234,12 @@ def test_bad_temporal_option_exits_2_with_one_line(ov: str) -> None:
         "pspnet-rt: --temporal fixed:N: expected a value from 1 to 1000, got 0"]
 
 
+def test_temporal_with_several_streams_is_refused(ov: str) -> None:
+    r = run_cli("--video", "demo", "--video", "demo", "--engine", ov, "--temporal", "adaptive")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "--temporal works on one --video stream" in r.stderr
+
+
 def test_help_explains_the_temporal_mode() -> None:
     r = run_cli("--help")
     assert r.returncode == 0
