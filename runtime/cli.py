@@ -45,7 +45,8 @@ examples:
 several --video: one process, one backend, each stream lossless (files) or newest-frame (live)
 as alone. NAME=SRC names a stream (letters, digits, _ . -), else streams are named 0, 1, ...;
 --output X.mp4 -> X-NAME.mp4, --masks DIR -> DIR/NAME/, --stats one file whose lines carry
-"stream"; the summary gives each stream and the throughput summed over them.
+"stream"; the summary gives each stream and the throughput summed over them. --temporal
+chooses key frames per stream (each stream gets the masks it would get alone).
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
@@ -256,9 +257,6 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
 
         temporal = parse_temporal(args.temporal, args.temporal_threshold, args.temporal_max_interval,
                                   args.temporal_flow_scale, args.temporal_direction)
-        if temporal is not None and len(args.video) > 1:
-            raise clikit.UsageError("--temporal works on one --video stream; run one pspnet-rt per stream "
-                                    "for video-aware inference")
         if args.serve:
             from runtime.live import check_extra
 
@@ -292,6 +290,13 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
                 backend = _load_backend(args, manifest, sources)
                 opened.append(backend)
             streams = [(name, s) for (name, _), s in zip(named, sources)]
+            if temporal is not None:
+                from runtime.temporal.streams import PerStreamTemporal
+
+                # key frames per stream, one engine; closing the wrapper closes the engine
+                opened[opened.index(backend)] = backend = PerStreamTemporal(
+                    backend, temporal, [s.live for _, s in streams], [n for n, _ in streams])
+                log.info("video-aware inference per stream: %s", backend.scheduler.describe())
             return run_streams(args, signals, streams, backend, manifest, opened)
         source, args.video = sources[0], named[0][1]
         outputs, renderer = _open_outputs(args, manifest, source, opened)

@@ -234,10 +234,25 @@ def test_bad_temporal_option_exits_2_with_one_line(ov: str) -> None:
         "pspnet-rt: --temporal fixed:N: expected a value from 1 to 1000, got 0"]
 
 
-def test_temporal_with_several_streams_is_refused(ov: str) -> None:
-    r = run_cli("--video", "demo", "--video", "demo", "--engine", ov, "--temporal", "adaptive")
-    assert r.returncode == 2
-    assert len(r.stderr.strip().splitlines()) == 1 and "--temporal works on one --video stream" in r.stderr
+def test_several_streams_get_key_frames_of_their_own(ov: str, tmp_path: Path) -> None:
+    """One engine, a scheduler per stream: each stream's masks are the ones it gets alone."""
+    clip = write_street_video(tmp_path / "drive.mp4", 14)
+    common = ["--engine", ov, "--temporal", "adaptive", "--demo-frames", "12"]
+    code = main(["--video", "city=demo", "--video", f"drive={clip}", *common, "--masks", str(tmp_path / "m"),
+                 "--stats", str(tmp_path / "s.jsonl"), "--summary-json", str(tmp_path / "sum.json")])
+    assert code == 0
+    for name, src, n in (("city", "demo", 12), ("drive", str(clip), 14)):
+        assert main(["--video", src, *common, "--masks", str(tmp_path / f"alone-{name}")]) == 0
+        alone = check_masks(tmp_path / f"alone-{name}", (H, W))
+        assert check_masks(tmp_path / "m" / name, (H, W)) == alone and len(alone) == n
+        for png in alone:
+            together, by_itself = (tmp_path / "m" / name / png), (tmp_path / f"alone-{name}" / png)
+            assert together.read_bytes() == by_itself.read_bytes(), (name, png)
+        records = [r for r in read_stats(tmp_path / "s.jsonl") if r["stream"] == name]
+        assert [r["frame"] for r in records] == list(range(n)) and records[0]["reason"] == "first"
+        assert all(isinstance(r["key"], bool) and r["scheduler_ms"] >= 0 for r in records)
+    info = json.loads((tmp_path / "sum.json").read_text())["backend"]["temporal"]
+    assert {name: t["frames"] for name, t in info.items()} == {"city": 12, "drive": 14}
 
 
 def test_help_explains_the_temporal_mode() -> None:

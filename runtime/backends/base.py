@@ -92,6 +92,10 @@ class Backend:
         engine). Always for a plain backend; video-aware inference may need the next key frame."""
         return True
 
+    def stream_ended(self, index: int) -> None:
+        """Stream `index` of a shared backend sends no more frames; nothing to do for a plain one
+        (video-aware inference lets its last frames leave without a next key frame)."""
+
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:
         self._closed = True

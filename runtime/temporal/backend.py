@@ -125,6 +125,12 @@ class TemporalBackend(Backend):
         motion = self.motion.estimate(self._last_key.thumb, thumb, width)
         return self.scheduler.decide(motion), motion
 
+    def flush(self) -> None:
+        """The stream ended: frames waiting for a next key frame take the last one only."""
+        for waiting in self._open:
+            waiting.closed = True
+        self._open = []
+
     def collect_ready(self) -> bool:
         job = self._pending[0]
         return job.decision.key or not self.both_ways or job.closed or job.next_key is not None
