@@ -431,8 +431,8 @@ def logits_vs_labels(clips: list[Clip], logits_manifest: Path, interval: int,
 # -------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
-    p.add_argument("--frames", type=positive_int, default=150,
-                   help="frames per clip (default 150 = 10 s at 15 FPS)")
+    p.add_argument("--frames", type=positive_int, default=75,
+                   help="frames per clip (default 75 = 5 s at 15 FPS; 150 about doubles the run)")
     p.add_argument("--reps", type=positive_int, default=1, help="timed passes per clip and mode (median FPS)")
     p.add_argument("--clips", type=positive_int, default=len(HELD_OUT),
                    help=f"how many of the {len(HELD_OUT)} held-out clips (normal, fast, busy alternate)")
