@@ -39,6 +39,7 @@ from build_engine import environment
 from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 from calib.options import PrecisionOptions
+from calib.qdq_placement import default_placement
 
 if TYPE_CHECKING:
     import numpy as np
@@ -183,8 +184,9 @@ class Builder:
                               self.options.fallback]
             if self.options.quantize_classifier:
                 parts["calib"].append("quantize_classifier")
-            if self.options.qdq_placement:
-                parts["calib"].append(f"placement={self.options.qdq_placement}")
+            # the resolved placement, so a change of a backend's default is never served from cache
+            placement = self.options.qdq_placement or default_placement(self.backend)
+            parts["calib"].append(f"placement={placement}")
         if self.backend == "tensorrt":
             parts["trt"] = self.options.workspace_mb
         return cache_key(parts)
