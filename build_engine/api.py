@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # bump when the export graph changes, so caches rebuild (5: TensorRT rules, row-tiled labels tail,
-# AveragePool where the map divides)
-CODE_VERSION = "5"
+# AveragePool where the map divides; 6: tiles above 16 MB, OpenVINO's conv-outputs placement)
+CODE_VERSION = "6"
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt")) / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
