@@ -29,7 +29,6 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -51,6 +50,7 @@ from benchmarks.common import (
     now,
     parse_size,
     positive_int,
+    prepare_out,
     setup_logging,
     text_table,
     write_json,
@@ -65,6 +65,9 @@ from benchmarks.contenders import (
     unique_names,
     weights_kind,
 )
+from clikit import ArgumentParser
+from clikit import types as t
+from clikit.signals import stoppable
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.accuracy"
@@ -90,14 +93,15 @@ exit codes: 0 ok, 1 a contender failed or an FP32 artefact misses PyTorch's mIoU
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", metavar="SRC",
+    p = ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", metavar="SRC", type=t.text("a labelled data source"),
                    help="labelled data: synthetic[:split][:N][@HxW], cityscapes:/path, kitti:/path, "
                         "ade20k:/path, voc:/path or a data-set folder (default: synthetic:val:N at the "
                         "model's input size, held out from training and calibration)")
-    p.add_argument("--model", default=None, help="model zoo name (default: demo, or the --engine's model)")
-    p.add_argument("--engine", nargs="+", metavar="MANIFEST",
+    p.add_argument("--model", default=None, type=t.text("a model zoo name"),
+                   help="model zoo name (default: demo, or the --engine's model)")
+    p.add_argument("--engine", nargs="+", metavar="MANIFEST", type=t.input_path("an artefact manifest"),
                    help="evaluate these artefacts instead of building")
     p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), help="comma-separated")
     p.add_argument("--backends", type=csv_list(("openvino", "onnxruntime", "tensorrt")),
@@ -110,16 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-size", type=positive_int, metavar="PX",
                    help="slide/ms: long side at scale 1.0 (default: the image's own; semseg uses 2048 "
                         "for Cityscapes, 512 for ADE20K/VOC)")
-    p.add_argument("--scales", default=",".join(map(str, SCALES)), help="ms scales (default semseg's)")
-    p.add_argument("--weights", metavar="CKPT",
+    p.add_argument("--scales", default=",".join(map(str, SCALES)), type=t.csv_numbers(greater_than=0),
+                   help="ms scales (default semseg's)")
+    p.add_argument("--weights", metavar="CKPT", type=t.input_file("a checkpoint file"),
                    help="a checkpoint (e.g. semseg's .pth) instead of the model's shipped weights")
     p.add_argument("--no-pytorch", action="store_true", help="artefacts only (e.g. where torch is absent)")
-    p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
-    p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/accuracy.{json,md}")
+    p.add_argument("--artefacts", metavar="DIR", type=t.output_dir(),
+                   help="build cache folder (default: build_engine's)")
+    p.add_argument("--out", default="results", metavar="DIR", type=t.output_dir(),
+                   help="writes DIR/accuracy.{json,md}")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
 
+@stoppable(f"python -m {PROG}")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -127,8 +135,6 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args, command_line(PROG, argv))
     except BenchmarkError as exc:
         return fail(PROG, str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted", 130)
     failed = [r["name"] for r in result["results"] if r["status"].startswith("failed")]
     missed = [c["name"] for c in result["checks"] if c["passed"] is False]
     if failed or missed:
@@ -420,17 +426,10 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     except KeyError as exc:
         raise BenchmarkError(str(exc.args[0])) from None
     size = size or tuple(model_spec.input_size)
-    try:
-        scales = tuple(float(s) for s in args.scales.split(",") if s.strip())
-    except ValueError:
-        raise BenchmarkError(f"--scales {args.scales!r}: expected numbers such as 0.5,1.0,1.5") from None
+    scales = tuple(args.scales)
     protocol = Protocol(args.mode, size, pad_value_bgr(model_spec.mean, model_spec.channel_order), scales,
                         args.base_size)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    out = prepare_out(args.out)
     dataset, indices = open_eval_data(args.data, args.images, size, model_spec.label_set)
     env = environment()
     specs = contender_specs(args, model, size, protocol.needs_logits)

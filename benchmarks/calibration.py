@@ -12,35 +12,54 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from artefact.manifest import load_manifest
 from calib.quantize import METHODS
+from clikit import ArgumentParser
+from clikit import types as t
+from clikit.signals import stoppable
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.calibration", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="demo")
+    p = ArgumentParser(prog="python -m benchmarks.calibration", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="demo", type=t.text("a model zoo name"))
     p.add_argument("--backend", default="openvino", choices=("openvino", "onnxruntime"))
-    p.add_argument("--calib-images", type=int, default=200)
-    p.add_argument("--eval-images", type=int, default=48)
-    p.add_argument("--frames", type=int, default=40, help="frames timed per artefact")
-    p.add_argument("--max-miou-drop", type=float, default=100.0,
+    p.add_argument("--calib-images", type=t.integer(1, 100_000), default=200)
+    p.add_argument("--eval-images", type=t.integer(1, 100_000), default=48)
+    p.add_argument("--frames", type=t.positive_int, default=40, help="frames timed per artefact")
+    p.add_argument("--max-miou-drop", type=t.number(at_least=0, at_most=100), default=100.0,
                    help="gate limit while comparing (default: report, do not fail)")
-    p.add_argument("--artefacts", default=None, help="artefact folder (default: the cache)")
-    p.add_argument("--out", default="results")
+    p.add_argument("--artefacts", default=None, type=t.output_dir(),
+                   help="artefact folder (default: the cache)")
+    p.add_argument("--out", default="results", type=t.output_dir())
     return p
 
 
+@stoppable("python -m benchmarks.calibration")
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from artefact.manifest import ArtefactError
+    from benchmarks.common import BenchmarkError
+    from pspnet.errors import CheckpointError
+
+    try:
+        return _run(args)
+    except (KeyError, ArtefactError, CheckpointError, BenchmarkError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"python -m benchmarks.calibration: {message}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from benchmarks.common import prepare_out
     from build_engine.api import build_artefact
     from calib.runners import predictor_for
     from calib.sources import load_frames
 
-    args = build_parser().parse_args(argv)
+    out = prepare_out(args.out)
     common = {"backend": args.backend, "output": args.artefacts,
               "calib_images": args.calib_images, "eval_images": args.eval_images,
               "max_miou_drop": args.max_miou_drop}
@@ -75,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
             "p50_ms": round(float(np.median(times[key])), 2),
             "speedup_vs_fp32": round(fp32_ms / float(np.median(times[key])), 2),
         })
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps({"model": args.model, "backend": args.backend,
                                                       "frames": len(frames), "rows": rows}, indent=2))
     lines = ["| artefact | mIoU | drop (points) | agreement with FP32 | p50 ms | speed-up vs FP32 |",

@@ -8,7 +8,6 @@ same way.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import importlib.metadata as md
@@ -28,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("benchmarks")
+from clikit import types as clikit_types
+from clikit.exits import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: F401 (the benchmarks import them here)
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("benchmarks")
 SEED_SECONDS_PER_FRAME = 0.6  # hellochick's TF PSPNet "Inference time: ~0.6s" (reference.md)
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
              "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16")
@@ -350,44 +350,27 @@ def command_line(prog: str, argv: Sequence[str] | None) -> str:
 
 
 # ------------------------------------------------------------------------------------- CLI
-def parse_size(text: str) -> tuple[int, int]:
+# the kit's option types, under the names the benchmarks import (models need >= 33 px a side)
+parse_size = clikit_types.size("HxW", min_side=33)
+positive_int = clikit_types.positive_int
+non_negative_int = clikit_types.non_negative_int
+csv_list = clikit_types.csv_choices
+
+
+def prepare_out(folder: str | Path) -> Path:
+    """Create --out and prove it takes files, before any timing work (BenchmarkError otherwise)."""
+    import tempfile
+
+    out = Path(folder)
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 240x480, got {text!r}") from None
-    if h < 33 or w < 33:
-        raise argparse.ArgumentTypeError(f"{text}: both sides must be at least 33 pixels")
-    return h, w
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
-def csv_list(choices: Sequence[str]) -> Any:
-    def parse(text: str) -> list[str]:
-        items = [t.strip().lower() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in choices]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)} (comma-separated)")
-        return items
-    return parse
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise BenchmarkError(f"cannot write to --out {out}: {why}; choose a writable folder") from None
+    return out
 
 
 def setup_logging(verbose: int) -> None:

@@ -41,6 +41,7 @@ from benchmarks.common import (
     now,
     parse_size,
     positive_int,
+    prepare_out,
     ratio,
     setup_logging,
     summarize_ms,
@@ -59,6 +60,9 @@ from benchmarks.contenders import (
     unique_names,
 )
 from benchmarks.probe import run_child
+from clikit import ArgumentParser
+from clikit import types as t
+from clikit.signals import stoppable
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.latency"
@@ -80,24 +84,28 @@ exit codes: 0 ok, 1 a benchmark failed, 2 bad arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--video", default="demo", metavar="SRC",
+    p = ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--video", default="demo", metavar="SRC", type=t.text("a source (SRC)"),
                    help="demo (synthetic street clip at the model's size), a video file, a folder or glob")
     p.add_argument("--frames", type=positive_int, default=100, metavar="N", help="timed frames (default 100)")
     p.add_argument("--warmup", type=non_negative_int, default=5, metavar="K",
                    help="untimed frames per contender first (default 5)")
-    p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/latency.{json,md,png}")
-    p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
+    p.add_argument("--out", default="results", metavar="DIR", type=t.output_dir(),
+                   help="writes DIR/latency.{json,md,png}")
+    p.add_argument("--model", default="demo", type=t.text("a model zoo name"),
+                   help="model zoo name (default: the shipped demo model)")
     p.add_argument("--input-size", type=parse_size, metavar="HxW",
                    help="model input size (default: the model's)")
-    p.add_argument("--weights", metavar="CKPT",
+    p.add_argument("--weights", metavar="CKPT", type=t.input_file("a checkpoint file"),
                    help="a checkpoint instead of the model's shipped weights (PyTorch and the builds)")
-    p.add_argument("--engine", nargs="+", metavar="MANIFEST", help="use these artefacts instead of building")
+    p.add_argument("--engine", nargs="+", metavar="MANIFEST", type=t.input_path("an artefact manifest"),
+                   help="use these artefacts instead of building")
     p.add_argument("--backends", type=csv_list(("openvino", "onnxruntime", "tensorrt")),
                    help="comma-separated (default: openvino, onnxruntime, tensorrt where present)")
     p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), help="comma-separated")
-    p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
+    p.add_argument("--artefacts", metavar="DIR", type=t.output_dir(),
+                   help="build cache folder (default: build_engine's)")
     p.add_argument("--calib-images", type=positive_int, default=None, metavar="N",
                    help="INT8 calibration images (default: build_engine's)")
     p.add_argument("--no-pytorch", action="store_true", help="leave out the PyTorch baselines")
@@ -108,11 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pipeline", action="store_true", help="skip the pspnet-rt whole-pipeline run")
     p.add_argument("--pipeline-frames", type=positive_int, metavar="N", help="default: --frames")
     p.add_argument("--pipeline-contender", default=PIPELINE_CONTENDER, metavar="NAME",
+                   type=t.text("a contender name"),
                    help=f"artefact pspnet-rt runs (default {PIPELINE_CONTENDER}, the issue-6 target)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
 
+@stoppable(f"python -m {PROG}")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -120,8 +130,6 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args, command_line(PROG, argv))
     except BenchmarkError as exc:
         return fail(PROG, str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted", 130)
     failed = [c["name"] for c in result["contenders"] if c["status"].startswith("failed")]
     if failed:
         return fail(PROG, f"these contenders failed: {', '.join(failed)} (see the status column)", EXIT_FAIL)
@@ -159,11 +167,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         model_spec = get_spec(args.model)
     except KeyError as exc:
         raise BenchmarkError(str(exc.args[0])) from None
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    out = prepare_out(args.out)
     env = environment()
     size = tuple(args.input_size or model_spec.input_size)
     if args.engine:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import gpu_memory_used_mb
+from clikit import ArgumentParser
+from clikit import types as t
 from runtime.stats import peak_rss_mb
 
 
@@ -81,14 +83,18 @@ def measure_rss(spec: Any, video: str, frames: int = 3, timeout: float = 600) ->
     return json.loads(lines[-1])
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="python -m benchmarks.probe", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", type=t.json_object("a ContenderSpec as JSON"), help="a ContenderSpec as JSON")
+    p.add_argument("--video", default="demo", type=t.text("a source (SRC)"))
+    p.add_argument("--frames", type=t.positive_int, default=3)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.probe", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", help="a ContenderSpec as JSON")
-    p.add_argument("--video", default="demo")
-    p.add_argument("--frames", type=int, default=3)
-    args = p.parse_args(argv)
-    print(json.dumps(probe(json.loads(args.spec), args.video, max(1, args.frames))), flush=True)
+    args = build_parser().parse_args(argv)
+    print(json.dumps(probe(args.spec, args.video, args.frames)), flush=True)
     return 0
 
 

@@ -43,6 +43,7 @@ from benchmarks.common import (
     now,
     parse_size,
     positive_int,
+    prepare_out,
     setup_logging,
     text_table,
     write_json,
@@ -50,6 +51,10 @@ from benchmarks.common import (
 )
 from benchmarks.contenders import ContenderSpec, artefact_spec, label_for, open_contender, pytorch_specs
 from benchmarks.work import gmac_per_frame, gmac_per_second
+from clikit import ArgumentParser
+from clikit import types as t
+from clikit.signals import stoppable
+from clikit.types import option_type
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.scaling"
@@ -75,19 +80,33 @@ exit codes: 0 ok, 1 a point failed, 2 bad arguments
 """
 
 
+def _items(text: str) -> list[str]:
+    """'none' -> [] (skip the sweep); otherwise at least one comma-separated item."""
+    if text.strip().lower() == "none":
+        return []
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated items or none, got {text!r}")
+    return items
+
+
+@option_type("HxW,... or none", good="240x480,480x960", bad=("", ",", "abc", "10x10", "240x480,0x5"))
 def _sizes(text: str) -> list[tuple[int, int]]:
-    return [] if text.strip().lower() == "none" else [parse_size(t) for t in text.split(",") if t.strip()]
+    return [parse_size(t) for t in _items(text)]
 
 
+@option_type("model names, comma-separated, or none", good="demo", bad=("", ","))
 def _models(text: str) -> list[str]:
-    return [] if text.strip().lower() == "none" else [t.strip() for t in text.split(",") if t.strip()]
+    return _items(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/scaling.{json,md,png}")
-    p.add_argument("--model", default="demo", help="model for the size sweep (default: demo)")
+    p = ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="results", metavar="DIR", type=t.output_dir(),
+                   help="writes DIR/scaling.{json,md,png}")
+    p.add_argument("--model", default="demo", type=t.text("a model zoo name"),
+                   help="model for the size sweep (default: demo)")
     p.add_argument("--sizes", type=_sizes, default=list(SIZES), metavar="HxW,...",
                    help="size sweep (default 240x480,480x960,512x1024,1024x2048; 'none' to skip)")
     p.add_argument("--backbones", type=_models, default=list(BACKBONES), metavar="NAME,...",
@@ -101,14 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artefacts of the backbone sweep (default int8: R50/R101 FP32 builds take minutes)")
     p.add_argument("--no-pytorch", action="store_true", help="leave out PyTorch eager FP32")
     p.add_argument("--frames", type=positive_int, default=10, metavar="N", help="most frames per point")
-    p.add_argument("--point-budget", type=float, default=15.0, metavar="S",
+    p.add_argument("--point-budget", type=t.number(greater_than=0, at_most=3600), default=15.0, metavar="S",
                    help="seconds of timed frames per point; frames = budget / one round, 2..--frames")
     p.add_argument("--no-rss", action="store_true", help="skip the PSPNet50 INT8 pspnet-rt memory run")
-    p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
+    p.add_argument("--artefacts", metavar="DIR", type=t.output_dir(),
+                   help="build cache folder (default: build_engine's)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
 
+@stoppable(f"python -m {PROG}")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -116,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args, command_line(PROG, argv))
     except BenchmarkError as exc:
         return fail(PROG, str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted", 130)
     failed = [f"{p['model']}@{p['input_size'][0]}x{p['input_size'][1]} {c['name']}"
               for p in result["sizes"] + result["backbones"] for c in p["contenders"]
               if c["status"].startswith("failed")]
@@ -251,11 +270,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             get_spec(name)
         except KeyError as exc:
             raise BenchmarkError(str(exc.args[0])) from None
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    out = prepare_out(args.out)
     env = environment()
     t0 = time.perf_counter()
     with LoadMonitor() as load:

@@ -12,16 +12,15 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from artefact.files import atomic_path, cache_key, sha256_file
+from artefact.files import cache_key, sha256_file
 from artefact.manifest import ArtefactError, Manifest, load_manifest
-from build_engine import environment
+from build_engine import commit, environment
 from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 
@@ -78,6 +77,12 @@ class Builder:
             from pspnet.errors import CheckpointError
 
             raise CheckpointError(f"weights file {options.weights} does not exist")
+        if options.precision != "fp32":  # before any export: a typo here must not cost a build
+            from calib.sources import check_source
+
+            for flag, source in (("--calib-data", options.calib_data), ("--eval-data", options.eval_data)):
+                if source:
+                    check_source(source, flag)
         self.backend = environment.resolve_backend(options.backend)
         if options.weights and Path(options.weights).suffix.lower() in (".h5", ".hdf5") \
                 and options.model == "demo":
@@ -95,7 +100,6 @@ class Builder:
         tag = f"int8-{options.calib_method}" if options.precision == "int8" else options.precision
         self.name = f"{self.spec.name}-{size}-{tag}-{self.backend}"
         self.manifest_path = self.output / f"{self.name}.json"
-        self.model_path = self.output / f"{self.name}{EXTENSIONS[self.backend]}"
 
     # -- cache ---------------------------------------------------------------------------
     def weights_file(self) -> Path | None:
@@ -139,27 +143,35 @@ class Builder:
 
     # -- the build -----------------------------------------------------------------------
     def run(self) -> Path:
+        """Build unless cached; the artefact that was there stays valid until the new one,
+        complete and verified, replaces it (build_engine.commit), whatever interrupts the build."""
         key = self.key()
         hit = self.cached(key)
         if hit is not None:
             log.info("cache hit: %s", hit)
             return hit
         started = time.perf_counter()
-        self.output.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{self.name}.", dir=self.output))
-        try:
-            manifest = self._build(work, key)
-            manifest.build["seconds"] = round(time.perf_counter() - started, 2)
-            manifest.save(self.manifest_path)  # the commit point: written last, atomically
-        except BaseException:
-            # An interrupted or failed build leaves no artefact that could pass for a good one.
-            self.manifest_path.unlink(missing_ok=True)
-            raise
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        commit.prepare_output(self.output)
+        with commit.folder_lock(self.output):
+            hit = self.cached(key)  # built by the build we waited for
+            if hit is not None:
+                return hit
+            commit.sweep_stale(self.output)
+            with commit.work_dir(self.output, self.name) as work:
+                manifest, files = self._build(work, key)
+                manifest.build["seconds"] = round(time.perf_counter() - started, 2)
+                self._commit(manifest, files)
         return self.manifest_path
 
-    def _build(self, work: Path, key: str) -> Manifest:
+    def _commit(self, manifest: Manifest, files: dict[Path, str]) -> None:
+        """Versioned model files in, then the manifest (the commit point), then the old files out."""
+        old = commit.manifest_files(self.manifest_path) or set()
+        commit.move_in(files, self.output)
+        manifest.save(self.manifest_path)
+        commit.remove_superseded(self.output, old, keep=set(files.values()))
+
+    def _build(self, work: Path, key: str) -> tuple[Manifest, dict[Path, str]]:
+        """The whole build inside `work`; returns the manifest and {work file: final name}."""
         import onnx
 
         from build_engine.export import check_size, export_fused_onnx, torch_reference
@@ -212,8 +224,9 @@ class Builder:
         steps.update()
 
         steps.set_postfix_str(f"compile {self.backend}")
-        companions = self._compile(precision.onnx_path, work)
-        backend_agreement = self._verify_backend(frames, reference)
+        model = work / f"model{EXTENSIONS[self.backend]}"
+        companions = self._compile(precision.onnx_path, model)
+        backend_agreement = self._verify_backend(model, frames, reference)
         steps.update()
         steps.close()
         if backend_agreement is not None:
@@ -228,18 +241,23 @@ class Builder:
         versions.update(precision.tools)
         if self.backend == "tensorrt":
             versions.update(self._trt_facts)
+        # final names carry the model's hash: they never overwrite what the old manifest names
+        model_sha = sha256_file(model)
+        files = {model.parent / n: commit.versioned_name(self.name, model_sha, Path(n).suffix)
+                 for n in companions}
+        files[model] = commit.versioned_name(self.name, model_sha, model.suffix)
         manifest = Manifest(
             name=self.name, model=self.spec.name, backend=self.backend,
-            precision=self.options.precision, model_file=self.model_path.name,
+            precision=self.options.precision, model_file=files[model],
             classes=list(self.spec.classes), palette=[list(c) for c in self.spec.palette],
             input_size=[-1, -1] if self.options.dynamic else [self.height, self.width],
             mean=list(self.spec.mean), std=list(self.spec.std),
             channel_order=self.spec.channel_order,
             logits_name="logits" if self.options.with_logits else None,
             dynamic_shape=self.options.dynamic,
-            model_sha256=sha256_file(self.model_path),
+            model_sha256=model_sha,
             onnx_sha256=sha256_file(precision.onnx_path),
-            companion_files=companions,
+            companion_files={files[model.parent / n]: digest for n, digest in companions.items()},
             weights=weights_info,
             calibration=precision.calibration,
             verification={
@@ -254,37 +272,37 @@ class Builder:
             build={"command": self.options.command or self.command_line(), "cache_key": key,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         )
-        return manifest
+        return manifest, files
 
-    def _compile(self, onnx_path: Path, work: Path) -> dict[str, str]:
-        """Write the backend's model file atomically; return companion files' hashes."""
+    def _compile(self, onnx_path: Path, model: Path) -> dict[str, str]:
+        """Write the backend's model file to `model` (in the work folder); return its companion
+        files (beside it) as {name: sha256}."""
         self._trt_facts: dict = {}
         if self.backend == "onnxruntime":
-            with atomic_path(self.model_path) as tmp:
-                shutil.copyfile(onnx_path, tmp)
+            shutil.copyfile(onnx_path, model)
             return {}
         if self.backend == "openvino":
             from build_engine.openvino_compile import onnx_to_ir
 
-            _, bin_path = onnx_to_ir(onnx_path, self.model_path)
+            _, bin_path = onnx_to_ir(onnx_path, model)
             return {bin_path.name: sha256_file(bin_path)}
         from build_engine.tensorrt_builder import TensorRTOptions, build_engine
         from runtime.cuda import device_info
 
         options = TensorRTOptions(workspace_mb=self.options.workspace_mb,
                                   timing_cache=self.output / "timing.cache")
-        facts = build_engine(onnx_path, self.model_path, options)
+        facts = build_engine(onnx_path, model, options)
         facts["gpu"] = device_info()
         self._trt_facts = facts
         return {}
 
-    def _verify_backend(self, frames: list, reference: list) -> Agreement | None:
-        """Run the written artefact where this machine can (not TensorRT without a GPU)."""
+    def _verify_backend(self, model: Path, frames: list, reference: list) -> Agreement | None:
+        """Run the new artefact where this machine can (not TensorRT without a GPU)."""
         if self.backend == "tensorrt":
             return None  # verified by the gpu-marked tests and the runtime's first frames
         from calib.runners import predictor_for
 
-        run = predictor_for(self.backend, self.model_path, self.options.precision)
+        run = predictor_for(self.backend, model, self.options.precision)
         return compare(reference, [run(f) for f in frames])
 
     def command_line(self) -> str:

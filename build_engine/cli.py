@@ -7,6 +7,12 @@ import logging
 import shlex
 import sys
 
+from clikit import ArgumentParser
+from clikit import types as t
+from clikit.signals import Interrupted, StopSignals
+
+COUNT = t.integer(1, 100_000)
+
 EXAMPLES = """\
 examples:
   python -m build_engine --precision fp16
@@ -20,49 +26,45 @@ examples:
       the seeds' Keras weights (model inferred from the file)
   python -m build_engine --list-models
 
-prints the path of the artefact's manifest (model file + NAME.json beside it).
-exit codes: 0 ok, 1 build failed (verification or accuracy gate), 2 bad input, 130 interrupted
+prints the path of the artefact's manifest (model file + NAME.json beside it). What was in
+--output stays valid until the new artefact, complete and verified, replaces it: a failed or
+interrupted build changes nothing there.
+exit codes: 0 ok, 1 build failed (verification, accuracy gate, disk full), 2 bad input,
+130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 """
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 480x960, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return h, w
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m build_engine", description=__doc__,
+    p = ArgumentParser(prog="python -m build_engine", description=__doc__,
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
-    p.add_argument("--weights", help="checkpoint: semseg .pth (module. prefixes fine) or a seed .h5")
+    p.add_argument("--model", default="demo", type=t.text("a model zoo name"),
+                   help="model zoo name (default: the shipped demo model)")
+    p.add_argument("--weights", type=t.input_file("a checkpoint file"),
+                   help="checkpoint: semseg .pth (module. prefixes fine) or a seed .h5")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     p.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime"),
                    default="auto", help="auto = tensorrt with a GPU, else openvino, else onnxruntime")
-    p.add_argument("--input-size", type=parse_size, metavar="HxW",
+    p.add_argument("--input-size", type=t.size("HxW"), metavar="HxW",
                    help="export size (default: the model's native size)")
     p.add_argument("--dynamic", action="store_true", help="dynamic H/W input (exact pyramid pooling)")
     p.add_argument("--with-logits", action="store_true", help="also output float logits")
-    p.add_argument("--calib-data", metavar="SRC",
+    p.add_argument("--calib-data", metavar="SRC", type=t.text("a calibration source"),
                    help="calibration frames: folder, glob, video, dataset or synthetic:calib:N "
                         "(default: a synthetic calibration clip)")
-    p.add_argument("--calib-images", type=int, default=200, metavar="N")
+    p.add_argument("--calib-images", type=COUNT, default=200, metavar="N")
     p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="percentile",
                    help="percentile (default: best agreement with FP32 on the demo model; see README), "
                         "entropy (KL, 2048 bins as TensorRT), minmax")
-    p.add_argument("--eval-data", metavar="SRC",
+    p.add_argument("--eval-data", metavar="SRC", type=t.text("an evaluation source"),
                    help="held-out labelled frames for the accuracy gate (default: synthetic:val)")
-    p.add_argument("--eval-images", type=int, default=48, metavar="N")
-    p.add_argument("--max-miou-drop", type=float, default=1.0, metavar="POINTS",
+    p.add_argument("--eval-images", type=COUNT, default=48, metavar="N")
+    p.add_argument("--max-miou-drop", type=t.number(at_least=0, at_most=100), default=1.0, metavar="POINTS",
                    help="fail an fp16/int8 build whose mIoU drops more than this vs FP32")
     p.add_argument("--fallback", action="store_true",
                    help="INT8: keep the most sensitive blocks in float until the gate passes")
-    p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace")
-    p.add_argument("--output", metavar="DIR",
+    p.add_argument("--workspace-mb", type=t.integer(1, 1 << 20), default=1024,
+                   help="TensorRT builder workspace")
+    p.add_argument("--output", metavar="DIR", type=t.output_dir("a folder for the artefact"),
                    help="artefact folder (default: CACHE/artefacts, where CACHE is $PSPNET_RT_CACHE "
                         "or ~/.cache/pspnet-rt)")
     p.add_argument("--force", action="store_true", help="rebuild even if a cached artefact matches")
@@ -81,6 +83,18 @@ def list_models() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signals = StopSignals("build_engine").install()  # first: Ctrl-C while torch imports is handled too
+    try:
+        return _main(argv)
+    except Interrupted as exc:
+        print(f"interrupted by {exc}: nothing was changed in the output folder (a previous artefact "
+              "there is intact)", file=sys.stderr)
+        return exc.code
+    finally:
+        signals.restore()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * args.verbose,
@@ -90,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         list_models()
         return 0
     try:
-        from build_engine.api import Builder, BuildError, BuildOptions
+        from build_engine.api import Builder, BuildOptions
     except ImportError as exc:
         print(f"error: building needs the export extra ({exc.name} missing): "
               "pip install -e .[export]", file=sys.stderr)
         return 2
     from artefact.manifest import ArtefactError
-    from build_engine.errors import BuildError, SizeError
+    from build_engine.errors import BuildError, OutputDirError, SizeError
     from build_engine.tensorrt_builder import TensorRTUnavailable
     from calib.precision import GateFailed
     from calib.sources import CalibrationError
@@ -113,30 +127,37 @@ def main(argv: list[str] | None = None) -> int:
         command=shlex.join(["python", "-m", "build_engine", *(sys.argv[1:] if argv is None else argv)]),
     )
     usage_errors = (CheckpointError, SizeError, KeyError, FrameError, TensorRTUnavailable,
-                    ArtefactError, FileNotFoundError, CalibrationError)
+                    ArtefactError, FileNotFoundError, CalibrationError, OutputDirError)
     try:
         from segdata.datasets import DatasetError
 
         usage_errors = (*usage_errors, DatasetError)
     except ImportError:
         pass
+    unchanged = "nothing was changed in the output folder"
     try:
         path = Builder(options).run()
     except usage_errors as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
         return 2
-    except GateFailed as exc:
-        print(f"build failed: {exc}", file=sys.stderr)
-        return 1
-    except BuildError as exc:
-        print(f"build failed: {exc}", file=sys.stderr)
+    except (GateFailed, BuildError) as exc:
+        print(f"build failed: {' '.join(str(exc).split())}; {unchanged}", file=sys.stderr)
         return 1
     except NotImplementedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: no artefact was written", file=sys.stderr)
-        return 130
+    except OSError as exc:  # disk full, a folder gone: the old artefact is still there
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"build failed: cannot write{where}: {exc.strerror or exc}; {unchanged}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"build failed: {type(exc).__name__}: {' '.join(str(exc).split())}; {unchanged} "
+              "(-v for the traceback)", file=sys.stderr)
+        return 1
     print(path)
     return 0

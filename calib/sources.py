@@ -84,6 +84,23 @@ def load_frames(source: str, n: int, height: int, width: int, seed: int = 0,
     return frames
 
 
+def check_source(source: str, what: str) -> None:
+    """Cheap, before any export: CalibrationError if `source` cannot be a frame source at all
+    (a path that does not exist, a folder without images). Reading the frames comes later."""
+    kind = classify(source)
+    if kind == "images":
+        try:
+            _image_files(source)
+        except CalibrationError as exc:
+            raise CalibrationError(f"{what}: {exc}") from None
+    elif kind == "video" and "://" not in source and not Path(source).expanduser().is_file():
+        raise CalibrationError(f"{what}: {source} does not exist")
+    elif kind == "dataset" and not source.startswith("synthetic"):
+        root = source.split(":", 1)[1] if ":" in source else source
+        if not Path(root).expanduser().exists():
+            raise CalibrationError(f"{what}: data set folder {root} does not exist")
+
+
 def classify(source: str) -> str:
     if source.startswith("synthetic") or source.split(":", 1)[0] in ("cityscapes", "kitti",
                                                                       "ade20k", "voc"):

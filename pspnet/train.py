@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from clikit import ArgumentParser
+from clikit import types as t
 from pspnet.build import create_model
 from pspnet.errors import CheckpointError
 from pspnet.model import PSPNet
@@ -107,37 +109,44 @@ def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pspnet.train", description=__doc__,
+    p = ArgumentParser(prog="python -m pspnet.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example (the shipped demo model):\n  python -m pspnet.train "
                                        "--model demo --iters 3000 --out runs/demo "
                                        "--export-weights pspnet/weights/demo_synthetic.pth")
-    p.add_argument("--model", default="demo", help="zoo name; its class count is the target")
-    p.add_argument("--data", default="synthetic:train:2000@240x480", help="training set")
-    p.add_argument("--val", default="synthetic:val:100@240x480", help="held-out set")
-    p.add_argument("--init", help="checkpoint to start from (transfer learning)")
-    p.add_argument("--iters", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", default="240x240", help="training crop HxW")
-    p.add_argument("--scale", default="0.5,2.0", help="random scale range")
+    p.add_argument("--model", default="demo", type=t.text("a model zoo name"),
+                   help="zoo name; its class count is the target")
+    p.add_argument("--data", default="synthetic:train:2000@240x480", type=t.text("a data source"),
+                   help="training set")
+    p.add_argument("--val", default="synthetic:val:100@240x480", type=t.text("a data source"),
+                   help="held-out set")
+    p.add_argument("--init", type=t.input_file("a checkpoint file"),
+                   help="checkpoint to start from (transfer learning)")
+    p.add_argument("--iters", type=t.positive_int, default=3000)
+    p.add_argument("--batch-size", type=t.integer(1, 4096), default=8)
+    p.add_argument("--crop", default="240x240", type=t.size("HxW", min_side=33), help="training crop HxW")
+    p.add_argument("--scale", default="0.5,2.0", type=t.csv_numbers(greater_than=0, count=2),
+                   help="random scale range")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--aux-weight", type=float, default=0.4)
+    p.add_argument("--lr", type=t.positive_float, default=0.01)
+    p.add_argument("--momentum", type=t.number(at_least=0, below=1), default=0.9)
+    p.add_argument("--weight-decay", type=t.non_negative_float, default=1e-4)
+    p.add_argument("--aux-weight", type=t.non_negative_float, default=0.4)
     p.add_argument("--class-weights", choices=("none", "sqrt-median"), default="none",
                    help="sqrt-median: weight = sqrt(median frequency / class frequency), so thin "
                         "and rare classes count in the loss as they count in mIoU")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CPUs that have it (master weights stay fp32)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="processes that render/decode the data")
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--save-every", type=int, default=100)
-    p.add_argument("--out", default="runs/train")
+    p.add_argument("--threads", type=t.integer(0, 1024), default=0, help="torch threads (0: its default)")
+    p.add_argument("--workers", type=t.integer(1, 256), default=2,
+                   help="processes that render/decode the data")
+    p.add_argument("--eval-every", type=t.positive_int, default=500)
+    p.add_argument("--save-every", type=t.positive_int, default=100)
+    p.add_argument("--out", default="runs/train", type=t.output_dir())
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export-weights", help="write the best weights (fp16) here when done")
+    p.add_argument("--seed", type=t.integer(0, 2**32 - 1), default=0)
+    p.add_argument("--export-weights", type=t.output_file("a weights file to write"),
+                   help="write the best weights (fp16) here when done")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -156,8 +165,7 @@ def train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = get_spec(args.model)
-    crop = tuple(int(v) for v in args.crop.lower().split("x"))
-    augment = Augment(crop=crop, scale=tuple(float(v) for v in args.scale.split(",")),
+    augment = Augment(crop=tuple(args.crop), scale=tuple(args.scale),
                       mean_bgr=tuple(spec.mean[::-1]) if spec.channel_order == "RGB" else spec.mean)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,7 +201,7 @@ def train(args: argparse.Namespace) -> int:
     def request_stop(signum, frame):
         stop["flag"] = True
 
-    old = signal.signal(signal.SIGTERM, request_stop)
+    old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="train", unit="it")
     t0, it = time.perf_counter(), start
     recent: list[float] = []
@@ -243,7 +251,8 @@ def train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: state saved to {last}; continue with --resume", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
         bar.close()
     seconds = time.perf_counter() - t0
     print(f"done: {args.iters - start} iterations in {seconds / 60:.1f} min, best held-out mIoU "

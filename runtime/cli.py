@@ -6,13 +6,15 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from clikit import ArgumentParser
+from clikit import types as t
+from clikit.exits import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from clikit.signals import Interrupted, StopSignals
 
 EXAMPLES = """\
 examples:
@@ -34,131 +36,80 @@ the stats are flushed and the summary is printed.
 A live stream that stays lost after --reconnect attempts ends the run normally (exit 0, with
 the reason in the summary). FFmpeg options for network sources go in
 OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
-exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, output path), 130 Ctrl-C,
-143 SIGTERM
+exit codes: 0 ok (every output whole), 1 runtime failure, 2 bad input (source, artefact, option,
+output path), 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (each after closing the outputs; a third
+signal aborts, removing this run's temp files)
 """
 
 log = logging.getLogger("pspnet-rt")
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
-
-
-def _size(text: str, order: str) -> tuple[int, int]:
-    try:
-        a, b = (int(v) for v in text.lower().replace("×", "x").split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {order} such as 480x960, got {text!r}") from None
-    if a <= 0 or b <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return a, b
-
-
-def _alpha(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"--alpha must be within 0..1, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pspnet-rt", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="pspnet-rt", description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    rate = t.number(greater_than=0, at_most=1000)
     io = p.add_argument_group("input and model")
-    io.add_argument("--video", required=True, metavar="SRC",
+    io.add_argument("--video", required=True, metavar="SRC", type=t.text("a source (SRC)"),
                     help="camN, /dev/videoN, file, folder, glob, URL or demo")
     io.add_argument("--engine", metavar="ARTEFACT",
+                    type=t.input_path("an artefact manifest, model file or folder"),
                     help="artefact manifest (.json), its model file, or a folder holding one")
-    io.add_argument("--model", default="demo",
+    io.add_argument("--model", default="demo", type=t.text("a model zoo name"),
                     help="build (once, cached) this zoo model when no --engine is given")
     io.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                     help="precision of the artefact to build when no --engine is given")
     io.add_argument("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt"), default="auto",
                     help="auto = the artefact's own backend")
-    io.add_argument("--input-size", type=lambda t: _size(t, "HxW"), metavar="HxW",
+    io.add_argument("--input-size", type=t.size("HxW"), metavar="HxW",
                     help="model input size for --model builds and dynamic-shape artefacts")
-    io.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    io.add_argument("--max-frames", type=t.positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--output", metavar="FILE.mp4", help="rendered video (H.264 via ffmpeg when present)")
-    out.add_argument("--masks", metavar="DIR",
+    out.add_argument("--output", metavar="FILE.mp4", type=t.output_file("a video file such as out.mp4"),
+                     help="rendered video (H.264 via ffmpeg when present)")
+    out.add_argument("--masks", metavar="DIR", type=t.output_dir("a folder for mask PNGs"),
                      help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
     out.add_argument("--show", action="store_true",
                      help="show a window (needs a display and OpenCV with GUI)")
-    out.add_argument("--stats", metavar="FILE.jsonl", help="one JSON object per frame with per-stage ms")
-    out.add_argument("--summary-json", metavar="FILE", help="also write the exit summary as JSON")
+    out.add_argument("--stats", metavar="FILE.jsonl", type=t.output_file("a file such as stats.jsonl"),
+                     help="one JSON object per frame with per-stage ms")
+    out.add_argument("--summary-json", metavar="FILE", type=t.output_file("a file such as summary.json"),
+                     help="also write the exit summary as JSON")
     out.add_argument("--visualize", choices=("overlay", "mask", "side-by-side"), default="overlay")
-    out.add_argument("--alpha", type=_alpha, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    out.add_argument("--alpha", type=t.fraction, default=0.5, help="overlay opacity 0..1 (default 0.5)")
     out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
-    out.add_argument("--fps", type=float, help="output video frame rate (default: the source's)")
+    out.add_argument("--fps", type=rate, metavar="F", help="output video frame rate (default: the source's)")
     out.add_argument("--x264-preset", default="superfast",
                      choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
                      help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
 
     rt = p.add_argument_group("runtime tuning")
-    rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
+    rt.add_argument("--device", type=t.text("a device name or CUDA index"),
+                    help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
     rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
                     help="OpenVINO performance hint; auto = throughput for files, latency for live")
-    rt.add_argument("--requests", type=_positive_int, metavar="N", help="OpenVINO infer requests in flight")
+    rt.add_argument("--requests", type=t.integer(1, 64), metavar="N",
+                    help="OpenVINO infer requests in flight")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
                     help="measure bare inference on the same frames before and after the run")
 
     live = p.add_argument_group("live sources")
-    live.add_argument("--capture-size", type=lambda t: _size(t, "WxH"), metavar="WxH",
-                      help="camera resolution")
-    live.add_argument("--capture-fps", type=float, metavar="F", help="camera frame rate")
-    live.add_argument("--reconnect", type=int, default=5, metavar="N",
+    live.add_argument("--capture-size", type=t.size("WxH"), metavar="WxH", help="camera resolution")
+    live.add_argument("--capture-fps", type=rate, metavar="F", help="camera frame rate")
+    live.add_argument("--reconnect", type=t.non_negative_int, default=5, metavar="N",
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
-    live.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S", help=argparse.SUPPRESS)
-    live.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                      help="network stream open/read timeout in seconds")
-    live.add_argument("--demo-frames", type=_positive_int, default=300, metavar="N",
+    live.add_argument("--reconnect-delay", type=t.number(greater_than=0, at_most=60), default=0.5,
+                      metavar="S", help=argparse.SUPPRESS)
+    live.add_argument("--timeout", type=t.number(greater_than=0, at_most=86400), default=10.0, metavar="S",
+                      help="network stream open/read timeout in seconds (> 0)")
+    live.add_argument("--demo-frames", type=t.integer(1, 100_000), default=300, metavar="N",
                       help="length of the demo clip")
-    live.add_argument("--demo-seed", type=int, default=0, metavar="N", help="seed of the demo street")
+    live.add_argument("--demo-seed", type=t.integer(0, 2**32 - 1), default=0, metavar="N",
+                      help="seed of the demo street")
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v progress, -vv debug")
     return p
-
-
-class _Signals:
-    """SIGINT -> 130, SIGTERM -> 143. Before the pipeline runs a signal aborts at once; while it
-    runs the first signal stops it cleanly (outputs finalised) and a second one exits now."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.code: int | None = None
-        self.running = False
-        self._old: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        code = EXIT_INT if signum == signal.SIGINT else EXIT_TERM
-        if self.code is not None:
-            print(f"pspnet-rt: {signal.Signals(signum).name} again: exiting without finishing outputs",
-                  file=sys.stderr, flush=True)
-            os._exit(code)
-        self.code = code
-        self.stop.set()
-        if not self.running:
-            raise KeyboardInterrupt
-        print(f"pspnet-rt: {signal.Signals(signum).name}: finishing the frames in flight and closing outputs "
-              "(again to abort)", file=sys.stderr, flush=True)
 
 
 def _fail(message: str, code: int) -> int:
@@ -235,41 +186,54 @@ def _quiet_native_logs(verbose: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see EXAMPLES)."""
-    args = build_parser().parse_args(argv)
-    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="pspnet-rt: %(message)s" if level > logging.DEBUG
-                        else "%(asctime)s %(threadName)s %(name)s: %(message)s", stream=sys.stderr)
-    _quiet_native_logs(args.verbose)
-    signals = _Signals()
-    signals.install()
+    signals = StopSignals("pspnet-rt").install()  # first: a Ctrl-C during the imports is handled too
     try:
+        args = build_parser().parse_args(argv)
+        level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+        logging.basicConfig(level=level, format="pspnet-rt: %(message)s" if level > logging.DEBUG
+                            else "%(asctime)s %(threadName)s %(name)s: %(message)s", stream=sys.stderr)
+        _quiet_native_logs(args.verbose)
         return _run(args, signals)
-    except KeyboardInterrupt:
-        return _fail("interrupted", signals.code or EXIT_INT)
+    except Interrupted as exc:
+        return _fail(f"interrupted by {exc}: stopped before streaming, no output was written", exc.code)
     finally:
         signals.restore()
 
 
-def _run(args: argparse.Namespace, signals: _Signals) -> int:
+def _run(args: argparse.Namespace, signals: StopSignals) -> int:
     from artefact.manifest import ArtefactError
     from runtime.errors import UsageError, WriteError
+    from runtime.output_plan import check_outputs
+    from runtime.sinks import Sink
     from runtime.sources import SourceOptions, parse_source
 
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
-                                capture_fps=args.capture_fps, reconnect=max(0, args.reconnect),
+                                capture_fps=args.capture_fps, reconnect=args.reconnect,
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
         source = parse_source(args.video, options)  # a missing file fails before any model work
+        check_outputs(args, source)  # clashing outputs, too
+        outputs = _make_outputs(args)
+        for sink in outputs.all():
+            sink.check()
+        if args.summary_json:
+            from runtime.sinks import check_writable
+
+            check_writable(Path(args.summary_json).parent, "--summary-json")
+        if source.kind != "demo":  # the demo clip is rendered at the artefact's size, known later
+            source.open()
+            opened.append(source)
         from artefact.manifest import load_manifest
 
         manifest = load_manifest(resolve_artefact(args))
         h, w = manifest.input_size
         options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
-        source.open()
-        opened.append(source)
-        outputs, renderer = _open_outputs(args, manifest, source, opened)
+        if source.kind == "demo":
+            source.open()
+            opened.append(source)
+        renderer = _open_outputs(args, outputs, manifest, source, opened)
         backend = _load_backend(args, manifest, source)
         opened.append(backend)
         return _stream(args, signals, source, backend, outputs, renderer, opened)
@@ -284,37 +248,45 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
             traceback.print_exc()
         return _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", EXIT_FAIL)
     finally:
-        for thing in reversed(opened):
+        for thing in reversed(opened):  # a sink still open here belongs to a run that did not finish
             try:
-                thing.close()
+                thing.close(failed=True) if isinstance(thing, Sink) else thing.close()
             except Exception as exc:  # closing must not hide the run's own result
                 print(f"pspnet-rt: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
 
 
-def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: list[Any]) -> tuple[Any, Any]:
+def _make_outputs(args: argparse.Namespace) -> Any:
     from runtime.pipeline import Outputs
-    from runtime.render import Renderer
     from runtime.sinks import MaskSink, StatsSink, VideoSink, WindowSink
 
     outputs = Outputs()
     if args.output:
-        outputs.video = VideoSink(args.output, args.fps or source.fps or 25.0, preset=args.x264_preset)
+        outputs.video = VideoSink(args.output, args.fps or 25.0, preset=args.x264_preset)
     if args.masks:
         outputs.masks = MaskSink(args.masks)
     if args.stats:
         outputs.stats = StatsSink(args.stats)
     if args.show:
         outputs.window = WindowSink()
+    return outputs
+
+
+def _open_outputs(args: argparse.Namespace, outputs: Any, manifest: Any, source: Any,
+                  opened: list[Any]) -> Any:
+    from runtime.render import Renderer
+
     for sink in outputs.all():
-        if sink is outputs.video and source.frame_size:
-            w, h = source.frame_size
-            sink.open((w * 2 if args.visualize == "side-by-side" else w, h))
+        if sink is outputs.video:
+            sink.fps = float(args.fps or source.fps or 25.0)
+            size = None
+            if source.frame_size:
+                w, h = source.frame_size
+                size = (w * 2 if args.visualize == "side-by-side" else w, h)
+            sink.open(size)
         else:
             sink.open()
         opened.append(sink)
-    renderer = Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha,
-                                      legend=not args.no_legend)
-    return outputs, renderer
+    return Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha, legend=not args.no_legend)
 
 
 def _load_backend(args: argparse.Namespace, manifest: Any, source: Any) -> Any:
@@ -379,7 +351,7 @@ def _cpu_s() -> float:
     return time.process_time() + child.ru_utime + child.ru_stime
 
 
-def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: Any, outputs: Any,
+def _stream(args: argparse.Namespace, signals: StopSignals, source: Any, backend: Any, outputs: Any,
             renderer: Any, opened: list[Any]) -> int:
     from runtime.errors import WriteError
     from runtime.pipeline import Pipeline
@@ -392,57 +364,59 @@ def _stream(args: argparse.Namespace, signals: _Signals, source: Any, backend: A
     stats.startup_s = backend.startup_s
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
     cpu0 = _cpu_s()
-    signals.running = True
-    try:
+    errors: list[str] = []  # the first is the cause; all are reported on one line
+    with signals.graceful():  # from here on a signal stops the run and every output is still closed
         pipeline.run()
-    finally:
-        signals.running = False
-    stats.drops.update(source.drops)
-    close_errors = []
-    for sink in outputs.all():  # finalise now so the summary can vouch for the files
-        try:
-            sink.close()
-        except WriteError as exc:
-            close_errors.append(str(exc))
-        opened.remove(sink)
-    cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
-
-    info = backend.describe()
-    extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
-                         f"(manifest {info['precision']}), {info['in_flight']} in flight"),
-             ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
-              + (f", {source.reconnects} reconnects" if source.reconnects else ""))]
-    bare = None
-    if bench is not None and stats.frames and signals.code is None:
-        line, bare = bench.finish(stats.fps, cpu_ms)
-        extra.append(("vs bare", line))
-    print(stats.summary("pspnet-rt summary", extra), flush=True)
-    if args.summary_json:
-        from artefact.files import atomic_write_json
-
-        atomic_write_json(args.summary_json, {
-            **stats.to_dict(), "backend": info, "source": source.describe(), "end_reason": source.end_reason,
-            "reconnects": source.reconnects, "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare,
-            "exit_signal": signals.code})
-    code = EXIT_OK
-    for stage, exc in pipeline.errors:
-        if isinstance(exc, WriteError):
-            _fail(str(exc), EXIT_FAIL)
-        else:
-            _fail(f"{stage} failed: {type(exc).__name__}: {exc}", EXIT_FAIL)
-            if args.verbose:
+        stats.drops.update(source.drops)
+        for stage, exc in pipeline.errors:
+            errors.append(str(exc) if isinstance(exc, WriteError) else
+                          f"{stage} failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            if args.verbose and not isinstance(exc, WriteError):
                 import traceback
 
                 traceback.print_exception(exc)
-        code = EXIT_FAIL
-    for message in close_errors:
-        _fail(message, EXIT_FAIL)
-        code = EXIT_FAIL
+        if source.incomplete:
+            errors.append(f"{source.describe()} {source.incomplete}")
+        failed = bool(errors)
+        for sink in outputs.all():  # finalise now so the summary can vouch for the files
+            opened.remove(sink)
+            try:
+                sink.close(failed=failed)
+            except WriteError as exc:
+                errors.append(str(exc))
+        cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
+
+        info = backend.describe()
+        extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
+                             f"(manifest {info['precision']}), {info['in_flight']} in flight"),
+                 ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
+                  + (f", {source.reconnects} reconnects" if source.reconnects else ""))]
+        bare = None
+        if bench is not None and stats.frames and signals.code is None:
+            line, bare = bench.finish(stats.fps, cpu_ms)
+            extra.append(("vs bare", line))
+        if errors:
+            extra.append(("outputs", "NOT all written: " + errors[0]))
+        print(stats.summary("pspnet-rt summary", extra, outputs_whole=not errors), flush=True)
+        if args.summary_json:
+            from artefact.files import atomic_write_json
+
+            try:
+                atomic_write_json(args.summary_json, {
+                    **stats.to_dict(), "backend": info, "source": source.describe(),
+                    "end_reason": source.end_reason, "reconnects": source.reconnects,
+                    "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare, "exit_signal": signals.code,
+                    "errors": errors})
+            except OSError as exc:
+                errors.append(f"cannot write --summary-json {args.summary_json}: {exc.strerror or exc}")
+    if errors:
+        more = f" (also: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
+        return _fail(errors[0] + more, EXIT_FAIL)
     if signals.code is not None:
         return signals.code
-    if stats.frames == 0 and code == EXIT_OK:
+    if stats.frames == 0:
         return _fail(f"no frames came from {source.describe()} ({source.end_reason or 'empty'})", EXIT_FAIL)
-    return code
+    return EXIT_OK
 
 
 if __name__ == "__main__":

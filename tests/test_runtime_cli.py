@@ -176,11 +176,11 @@ def test_unwritable_outputs_exit_2(ov: str, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     r = run_cli("--video", "demo", "--engine", ov, "--masks", str(blocker / "masks"))
-    assert r.returncode == 2
-    one_line_error(r, "cannot write masks to", "choose a writable folder")
+    assert r.returncode == 2  # refused while parsing, before anything is loaded
+    one_line_error(r, "--masks", "is a file, not a folder")
     r = run_cli("--video", "demo", "--engine", ov, "--output", str(blocker / "o.mp4"))
     assert r.returncode == 2
-    one_line_error(r, "cannot write the video to")
+    one_line_error(r, "--output", "is a file, not a folder")
     if os.geteuid() != 0:  # root writes through permission bits
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

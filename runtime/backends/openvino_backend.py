@@ -16,6 +16,7 @@ import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
 from runtime.backends.base import Backend, check_backend, labels_2d
+from runtime.backends.ov_cache import BlobCache
 from runtime.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ def choose_precision(manifest_precision: str, capabilities: list[str], override:
     if "BF16" in caps:
         return "bf16"
     return "f32"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[-300:]  # OpenVINO's text spans lines; keep one
 
 
 class _Completions:
@@ -90,16 +95,8 @@ class OpenVINOBackend(Backend):
         wanted = choose_precision(manifest.precision, caps, precision_hint)
         config["INFERENCE_PRECISION_HINT"] = wanted
         self.cache_dir = self._cache_dir() if cache else None
-        if self.cache_dir:
-            config["CACHE_DIR"] = str(self.cache_dir)
         t0 = time.perf_counter()
-        try:
-            # compile_model from a path lets a cache hit skip reading the model entirely
-            self._compiled = core.compile_model(str(manifest.model_path), self.device, config)
-        except RuntimeError as exc:
-            detail = " ".join(str(exc).split())[-300:]  # OpenVINO's text spans lines; keep one
-            raise ArtefactError(f"OpenVINO cannot compile {manifest.model_path}: {detail}; "
-                                f"rebuild with {manifest.rebuild_hint()}") from None
+        self._compiled = self._compile(core, config)
         self.compile_s = time.perf_counter() - t0
         ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         ran = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
@@ -132,6 +129,29 @@ class OpenVINOBackend(Backend):
         log.info("openvino: %s on %s, %s hint, precision %s (manifest %s), %d requests, compiled in %.2f s%s",
                  manifest.model_path.name, self.device, hint, self.precision_ran, manifest.precision,
                  self.max_in_flight, self.compile_s, f", cache {self.cache_dir}" if self.cache_dir else "")
+
+    def _compile(self, core: Any, config: dict[str, Any]) -> Any:
+        """compile_model from a path (a cache hit skips reading the model entirely), through a
+        blob cache whose every file is checked first (ov_cache.BlobCache); a blob that passes the
+        check but will not import costs one compile without it, never the run."""
+        model = str(self.manifest.model_path)
+        if self.cache_dir:
+            blobs = BlobCache(self.cache_dir)
+            blobs.prepare()
+            try:
+                compiled = core.compile_model(model, self.device, {**config, "CACHE_DIR": self.cache_dir})
+            except RuntimeError as exc:
+                log.warning("openvino: compiling through the cache %s failed (%s); clearing it and compiling "
+                            "without it", self.cache_dir, _one_line(exc))
+                blobs.clear()
+            else:
+                blobs.record()
+                return compiled
+        try:
+            return core.compile_model(model, self.device, config)
+        except RuntimeError as exc:
+            raise ArtefactError(f"OpenVINO cannot compile {self.manifest.model_path}: {_one_line(exc)}; "
+                                f"rebuild with {self.manifest.rebuild_hint()}") from None
 
     def _cache_dir(self) -> str | None:
         folder = self.manifest.model_path.parent
