@@ -365,6 +365,8 @@ def _stream(args: argparse.Namespace, signals: StopSignals, source: Any, backend
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
     cpu0 = _cpu_s()
     errors: list[str] = []  # the first is the cause; all are reported on one line
+    for sink in outputs.all():
+        signals.on_abort(sink.discard)
     with signals.graceful():  # from here on a signal stops the run and every output is still closed
         pipeline.run()
         stats.drops.update(source.drops)

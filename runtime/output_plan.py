@@ -28,13 +28,23 @@ def _inputs(args: Any, source: Any) -> dict[str, str]:
         found[_real(uri)] = "--video"
     if getattr(args, "engine", None):
         engine = Path(args.engine)
-        candidates = [engine] if engine.is_file() else sorted(engine.glob("*")) if engine.is_dir() else []
-        if engine.is_file():
-            candidates += [engine.with_suffix(s) for s in (".json", ".xml", ".bin", ".onnx", ".engine")]
+        candidates = sorted(engine.glob("*")) if engine.is_dir() else [engine, *_artefact_files(engine)]
         for path in candidates:
             if path.is_file():
                 found[_real(path)] = "--engine"
     return found
+
+
+def _artefact_files(given: Path) -> list[Path]:
+    """The manifest and the files it names, for --engine given as either of them."""
+    from artefact.manifest import ArtefactError, load_manifest
+
+    try:
+        manifest = load_manifest(given)
+    except ArtefactError:  # refused later, with its own message
+        return []
+    return [manifest.path, manifest.model_path,
+            *(manifest.model_path.parent / name for name in manifest.companion_files)]
 
 
 def check_outputs(args: Any, source: Any) -> None:

@@ -53,6 +53,10 @@ class Sink:
     def close(self, failed: bool = False) -> None:
         """Finish the output; raise WriteError if it is not whole."""
 
+    def discard(self) -> None:
+        """Abort (a third signal): remove this run's temp files now, finish nothing. Must be safe
+        to call from a signal handler while another thread writes."""
+
 
 def _commit(tmp: Path, target: Path, replaces: bool, failed: bool) -> Path:
     """Move a finished, verified temp file to its name; after a failed run keep what was there."""
@@ -224,6 +228,13 @@ class VideoSink(Sink):
             raise WriteError(f"video {self.path} is not whole, removed: {problem}{kept}")
         self.written = _commit(self.tmp, self.path, self.replaces, failed)
 
+    def discard(self) -> None:
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        self.tmp.unlink(missing_ok=True)
+
 
 class MaskSink(Sink):
     """Lossless class-id PNGs, one per frame, named by frame index; each written whole."""
@@ -268,6 +279,10 @@ class MaskSink(Sink):
 
     def close(self, failed: bool = False) -> None:
         """Each mask was renamed into place whole as it was written; nothing is pending."""
+
+    def discard(self) -> None:
+        for tmp in self.folder.glob(".*.png.*.tmp"):  # atomic_path's temp name of a mask in flight
+            tmp.unlink(missing_ok=True)
 
 
 class StatsSink(Sink):
@@ -330,6 +345,10 @@ class StatsSink(Sink):
             self.tmp.unlink(missing_ok=True)
             raise WriteError(f"stats {self.path} not written: the file {problem}")
         self.written = _commit(self.tmp, self.path, self.replaces, failed)
+
+    def discard(self) -> None:
+        if not _is_device(self.path):
+            self.tmp.unlink(missing_ok=True)
 
 
 def _is_device(path: Path) -> bool:

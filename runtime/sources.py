@@ -256,6 +256,14 @@ class ImageFolderSource(Source):
     def describe(self) -> str:
         return f"images {self.uri} ({len(self.files)} files)"
 
+    def open(self) -> None:
+        """One image given by name must be readable (a folder may skip the odd broken file)."""
+        if self.files == [self.uri]:
+            try:
+                read_image(self.uri)
+            except FrameError as exc:
+                raise SourceError(f"--video {exc}; check the file, or pass a folder, video or demo") from None
+
     def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
         self._pass_length = len(self.files)
         for i, path in enumerate(self.files):

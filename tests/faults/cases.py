@@ -16,9 +16,14 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND_PACKAGES = ("runtime", "build_engine", "benchmarks", "pspnet", "calib", "segdata", "artefact")
 PROG_NAMES = {"runtime.cli": "pspnet-rt", "build_engine.cli": "python -m build_engine"}
+# where the collection hook (conftest) leaves {test module: case ids its tests claim}; here, not in
+# the conftest, so that the hook and test_report.py see the very same key
+CLAIMED = pytest.StashKey[dict]()
 
 
 @dataclass(frozen=True)
@@ -137,13 +142,14 @@ EXIT2 = "exit 2, one line naming it and the fix, before any model work"
 CASES: list[Case] = [
     # the five reproductions of issue 13
     Case("repro-1-full-disk-video", "reproductions", RT,
-         "--output on a tmpfs with 36 KB free; and ffmpeg left to hit ENOSPC in its trailer (exit 0)",
-         "exit 2 before the run (free space checked); a video that is not whole is removed at close, "
-         "WriteError, exit 1, the summary says 'processed', never 'written'; an older file there stays"),
+         "--output on a tmpfs with 36 KB free; and the encoder left to hit ENOSPC in its trailer "
+         "(ffmpeg then exits 0)",
+         "exit 2 before the run (under 256 KB free); a video that is not whole at close (frames counted) is "
+         "removed, WriteError (exit 1), and the file that was at that path stays"),
     Case("repro-1-full-disk-mid-run", "reproductions", RT,
          "video + masks + stats on a tmpfs that fills up during the run",
-         "exit 1, one line; every output left there is whole (video plays with its frame count, "
-         "PNGs decode, JSONL parses), no temp file left"),
+         "exit 1, one line; the summary says 'processed', not 'written'; every output left there is "
+         "whole (the video plays, PNGs decode, JSONL parses), no temp file left"),
     Case("repro-2-ov-cache", "reproductions", RT,
          "bytes flipped / truncated / emptied / replaced by a folder in ov_cache blobs; sidecar damaged",
          "the blob is dropped and recompiled (warning), masks equal a clean run's"),
@@ -184,13 +190,13 @@ CASES: list[Case] = [
     Case("file-model", "files", RT, "model file missing, empty, truncated, bytes flipped; .bin missing "
          "or flipped", EXIT2 + " (sha256 mismatch, rebuild command)"),
     Case("file-video", "files", RT, "--video missing, empty .mp4, a text file named .mp4, a truncated "
-         "mp4, a folder without images, one unreadable image", EXIT2 + "; a truncated file: the frames it "
-         "has, exit 0, the summary says where it ended"),
-    Case("file-weights", "files", BE, "--weights empty, truncated, garbage, a JSON file, a pickle with code, "
-         "another model's checkpoint", EXIT2 + " (before any export), output folder untouched"),
+         "mp4, a folder without images, one unreadable image", EXIT2 + "; an mp4 with its index in front "
+         "cut in half: the frames it has, exit 0, the summary says where it ended"),
+    Case("file-weights", "files", BE, "--weights empty, truncated, garbage (.pth and .h5), a JSON file, "
+         "a pickle that runs code, a folder", EXIT2 + " (before any export), output folder untouched"),
     Case("file-calib-data", "files", BE, "--calib-data / --eval-data missing path, folder without images",
          EXIT2 + " (before any export)"),
-    Case("file-calib-cache", "files", BE, "calibration cache truncated / garbage",
+    Case("file-calib-cache", "files", BE, "calibration cache truncated / garbage / empty",
          "calibrated again (warning), the INT8 model is built"),
     Case("file-clip-cache", "files", RT, "the demo clip cache truncated / garbage",
          "rendered again (warning), exit 0"),
@@ -200,7 +206,8 @@ CASES: list[Case] = [
     Case("out-full", "outputs", RT, "--masks and --stats on a full tmpfs (0 bytes free)",
          "exit 1, one line; an older stats file stays as it was, no temp file"),
     Case("out-clash", "outputs", RT, "--output = --stats, --stats = --summary-json, --output = the --video "
-         "file, --stats = the --engine manifest, --masks = the --video folder", EXIT2 + "; inputs untouched"),
+         "file, --stats = the --engine manifest, --summary-json = its model file, --masks = the --video "
+         "folder", EXIT2 + "; inputs untouched"),
     Case("out-failed-run-keeps-old", "outputs", RT, "a run that fails (disk full on --masks) over existing "
          "--output and --stats files", "exit 1; the old files stay, the new whole ones are kept as "
          "NAME.incomplete.EXT"),
@@ -227,13 +234,13 @@ CASES: list[Case] = [
          "exit 143; no temp folder, no half-written calibration cache"),
     # network
     Case("net-refused", "network", RT, "rtsp://, tcp://, http:// to a closed port",
-         "exit 2 in well under a second, one line"),
+         "exit 2 at once, one line saying after how long (0.0 s), not the --timeout"),
     Case("net-stall-open", "network", RT, "a server that accepts and never answers (http, rtsp), "
          "udp with no sender, --timeout 1", "exit 2 within ~timeout, one line"),
     Case("net-http-errors", "network", RT, "HTTP 404 for the --video URL",
          "exit 2, one line with the status"),
     Case("net-remote-file-cut", "network", RT,
-         "an mp4 over HTTP whose server closes the connection half way",
+         "an mp4 over HTTP whose server closes the connection, or goes silent, half way (--timeout 2)",
          "exit 1, one line: the frames that came are written whole, the run says where it ended"),
 ]
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.cases import CLAIMED
+
 HERE = Path(__file__).parent
-CLAIMED = pytest.StashKey[dict]()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.cases import CASES, all_case_ids
-from tests.faults.conftest import CLAIMED
+from tests.faults.cases import CASES, CLAIMED, all_case_ids
 from tests.faults.report import DOC, render
 
 HERE = Path(__file__).parent
