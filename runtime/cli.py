@@ -248,11 +248,12 @@ def _run(args: argparse.Namespace, signals: StopSignals) -> int:
             traceback.print_exc()
         return _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", EXIT_FAIL)
     finally:
-        for thing in reversed(opened):  # a sink still open here belongs to a run that did not finish
-            try:
-                thing.close(failed=True) if isinstance(thing, Sink) else thing.close()
-            except Exception as exc:  # closing must not hide the run's own result
-                print(f"pspnet-rt: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
+        with signals.graceful("closing what was opened"):  # a signal now must not cut the closing short
+            for thing in reversed(opened):  # a sink still open here belongs to a run that did not finish
+                try:
+                    thing.close(failed=True) if isinstance(thing, Sink) else thing.close()
+                except Exception as exc:  # closing must not hide the run's own result
+                    print(f"pspnet-rt: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
 
 
 def _make_outputs(args: argparse.Namespace) -> Any:

@@ -286,8 +286,10 @@ class MaskSink(Sink):
 
 
 class StatsSink(Sink):
-    """One JSON object per frame, flushed as it is written to a hidden temp file (a killed run
-    keeps every line there), re-read and renamed to its name at close."""
+    """One JSON object per frame, flushed as it is written, so `tail -f` shows every frame and a
+    killed run keeps every line. A new file is written in place; a file that already exists is
+    left alone until the run closes: the lines go to a hidden NAME.partial that replaces it then.
+    At close a line cut short by a failed write is cut off and every line is parsed back."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -300,6 +302,13 @@ class StatsSink(Sink):
     def describe(self) -> str:
         return f"stats {self.path}"
 
+    @property
+    def _target(self) -> Path:
+        """Where the lines go: /dev/null or a pipe as they are, else the file or its partial."""
+        if _is_device(self.path):
+            return self.path
+        return self.tmp if self.replaces else self.path
+
     def check(self) -> None:
         if self.path.is_dir():
             raise OutputError(f"--stats {self.path} is a folder; give a file name such as "
@@ -309,11 +318,10 @@ class StatsSink(Sink):
 
     def open(self) -> None:
         self.check()
-        self.replaces = self.path.exists()
-        target = self.path if _is_device(self.path) else self.tmp  # /dev/null, /dev/stdout: as they are
+        self.replaces = self.path.is_file()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(target, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives for the run)
+            self._fh = open(self._target, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives for the run)
         except OSError as exc:
             raise OutputError(f"cannot write stats to {self.path}: {_why(exc)}; "
                               "choose a writable path") from None
@@ -330,25 +338,32 @@ class StatsSink(Sink):
         fh, self._fh = self._fh, None
         if fh is None:
             return
-        try:
+        with contextlib.suppress(OSError):  # a failed flush here is the line cut off below
             fh.close()
-        except OSError as exc:
-            self.tmp.unlink(missing_ok=True)
-            raise WriteError(f"cannot write stats {self.path}: {_why(exc)}") from None
-        if _is_device(self.path):
+        target = self._target
+        if target == self.path and _is_device(self.path):
             return
+        _cut_partial_line(target)
         if not self.lines:
-            self.tmp.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
             return
-        problem = jsonl_problem(self.tmp, self.lines)
+        problem = jsonl_problem(target, self.lines)
         if problem:
-            self.tmp.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
             raise WriteError(f"stats {self.path} not written: the file {problem}")
-        self.written = _commit(self.tmp, self.path, self.replaces, failed)
+        self.written = _commit(target, self.path, True, failed) if self.replaces else self.path
 
     def discard(self) -> None:
-        if not _is_device(self.path):
+        if self.replaces:
             self.tmp.unlink(missing_ok=True)
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Drop the tail of a line a failed write left (disk full); the whole lines before it stay."""
+    with contextlib.suppress(OSError), open(path, "rb+") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def _is_device(path: Path) -> bool:

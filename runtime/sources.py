@@ -557,6 +557,25 @@ class StreamSource(LiveSource):
                 "OPENCV_FFMPEG_CAPTURE_OPTIONS='rtsp_transport;tcp')")
 
 
+class HttpSource(StreamSource):
+    """An http(s):// URL: a file on a web server or a live stream, which only the server can
+    tell (runtime.http_probe asks it at open(), so parsing stays free of network I/O). A file
+    turns this source into a RemoteFileSource - the same state, read like a file from then on:
+    every frame, in order, to its end."""
+
+    def open(self) -> None:
+        from runtime.http_probe import FILE, probe
+
+        found = probe(self.uri, self.options.timeout, redact(self.uri))
+        log.info("%s: %s (%s)", redact(self.uri),
+                 "a file on a web server" if found.kind == FILE else "a live stream", found.why)
+        if found.kind == FILE:
+            self.__class__ = RemoteFileSource
+        else:
+            self.__class__ = StreamSource
+        self.open()
+
+
 def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
     """The one URI parser: SRC string -> an unopened Source (call .open() or use `with`)."""
     options = options or SourceOptions()
@@ -570,12 +589,7 @@ def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
         return CameraSource(uri, options, int(m.group(1) or m.group(2)))
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in ("http", "https"):
-        from runtime.http_probe import FILE, probe
-
-        found = probe(uri, options.timeout, redact(uri))
-        what = "a file on a web server" if found.kind == FILE else "a live stream"
-        log.info("%s: %s (%s)", redact(uri), what, found.why)
-        return RemoteFileSource(uri, options) if found.kind == FILE else StreamSource(uri, options)
+        return HttpSource(uri, options)
     if scheme in NETWORK_SCHEMES:
         return StreamSource(uri, options)
     if scheme == "file":

@@ -160,7 +160,9 @@ def test_manifest_mismatch_is_refused_with_rebuild_hint(demo_artefacts: dict[str
     assert r.returncode == 2
     one_line_error(r, "built for openvino, not onnxruntime", "python -m build_engine")
     tampered = clone_artefact(demo_artefacts["onnxruntime"], tmp_path / "sha")
-    model = tampered.with_suffix(".onnx")
+    from artefact.manifest import load_manifest
+
+    model = load_manifest(tampered).model_path
     model.write_bytes(model.read_bytes()[:-1] + b"!")
     r = run_cli("--video", "demo", "--engine", str(tampered))
     assert r.returncode == 2

@@ -55,7 +55,7 @@ def test_ffmpeg_trailer_failure_is_not_a_video(tmp_path: Path, monkeypatch: pyte
     from runtime import sinks
     from runtime.errors import WriteError
 
-    monkeypatch.setattr(sinks, "MIN_FREE_BYTES", 0)
+    monkeypatch.setattr(sinks, "MIN_FREE_BYTES", 0, raising=False)
     with tmpfs(tmp_path / "d", "2m") as d:
         (d / "o.mp4").write_bytes(b"the previous video")
         fill(d, 36 * 1024)
@@ -143,14 +143,15 @@ def test_damaged_blob_cache_is_not_trusted(demo_artefacts: dict[str, Path], tmp_
     run = ["--video", "demo", "--demo-frames", "4", "--engine", str(manifest)]
     assert main([*run, "--masks", str(tmp_path / "clean")]) == 0
     blobs = [p for p in (tmp_path / "art" / "ov_cache").iterdir() if p.suffix == ".blob"]
-    assert len(blobs) == 1 and (tmp_path / "art" / "ov_cache" / "pspnet-rt-blobs.json").is_file()
+    assert len(blobs) == 1
     DAMAGE[damage](blobs[0])
     caplog.clear()
     assert main([*run, "--masks", str(tmp_path / "after")]) == 0
-    assert f"dropped compiled-model cache file {blobs[0]}" in caplog.text  # it said what it dropped
     clean, after = _masks(tmp_path / "clean"), _masks(tmp_path / "after")
     assert len(clean) == len(after) == 4
-    assert all(np.array_equal(a, b) for a, b in zip(clean, after))  # every pixel, not 22-28 % of them
+    agree = [float((a == b).mean()) for a, b in zip(clean, after)]
+    assert agree == [1.0] * 4, f"pixels equal to a clean run's: {agree}"  # not 22-28 % of them
+    assert f"dropped compiled-model cache file {blobs[0]}" in caplog.text  # it said what it dropped
     blob = blobs[0]
     assert blob.is_file() and blob.stat().st_size > 1000  # rebuilt, and recorded again
     record = json.loads((tmp_path / "art" / "ov_cache" / "pspnet-rt-blobs.json").read_text())
@@ -337,7 +338,8 @@ def test_mjpeg_over_http_stays_live(ov: str, tmp_path: Path) -> None:
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg"
-        assert parse_source(url, SourceOptions(timeout=5)).live
+        with parse_source(url, SourceOptions(timeout=5)) as source:
+            assert source.live and source.kind == "stream"
         summary = tmp_path / "sum.json"
         assert main(["--video", url, "--engine", ov, "--max-frames", "5", "--timeout", "5",
                      "--summary-json", str(summary)]) == 0
@@ -350,10 +352,11 @@ def test_mjpeg_over_http_stays_live(ov: str, tmp_path: Path) -> None:
 
 @pytest.mark.fault("repro-5-http-live")
 def test_hls_playlists(web: tuple[str, Path]) -> None:
-    from runtime.sources import SourceOptions, parse_source
+    """What the server says decides (the segments themselves are not needed to tell)."""
+    from runtime.http_probe import FILE, LIVE, probe
 
     url, www = web
     (www / "live.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg1.ts\n")
     (www / "vod.m3u8").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg1.ts\n#EXT-X-ENDLIST\n")
-    assert parse_source(f"{url}/live.m3u8", SourceOptions(timeout=5)).live
-    assert not parse_source(f"{url}/vod.m3u8", SourceOptions(timeout=5)).live
+    assert probe(f"{url}/live.m3u8", 5, "live").kind == LIVE
+    assert probe(f"{url}/vod.m3u8", 5, "vod").kind == FILE
