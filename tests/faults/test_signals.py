@@ -29,7 +29,8 @@ CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 def _work_dir_in(folder: Path) -> bool:
-    return folder.is_dir() and any(".build-" in p.name for p in folder.iterdir())
+    """A build is under way: its hidden work folder exists (whatever its naming scheme)."""
+    return folder.is_dir() and any(p.is_dir() and p.name.startswith(".") for p in folder.iterdir())
 
 
 def _collect(proc) -> tuple[list[str], threading.Thread]:
