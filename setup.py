@@ -40,8 +40,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["pspnet*", "segdata*", "artefact*", "build_engine*", "calib*",
-                                    "runtime*", "benchmarks*"]),
+    packages=find_packages(include=["pspnet*", "segdata*", "artefact*", "devices*", "clikit*",
+                                    "build_engine*", "calib*", "runtime*", "benchmarks*"]),
     package_data={"pspnet": ["weights/*.pth", "weights/*.json"]},
     install_requires=RUNTIME,
     extras_require={

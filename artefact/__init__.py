@@ -5,6 +5,9 @@ what it runs.
 """
 
 from artefact.manifest import (  # noqa: F401
+    INPUT_NAME,
+    LABELS_NAME,
+    LOGITS_NAME,
     MANIFEST_FORMAT,
     ArtefactError,
     Manifest,

@@ -12,6 +12,10 @@ from artefact.fields import semantic_problems, type_problem
 from artefact.files import atomic_write_json, sha256_file
 
 MANIFEST_FORMAT = "pspnet-rt/1"
+# The fused graph's tensor names: the exporter writes them, every runner and backend reads them.
+INPUT_NAME = "image"  # uint8 BGR NHWC 1xHxWx3
+LABELS_NAME = "labels"  # uint8 class ids 1xHxW
+LOGITS_NAME = "logits"  # float32 1xCxHxW, optional (--with-logits)
 BACKENDS = ("tensorrt", "openvino", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -40,11 +44,11 @@ class Manifest:
     mean: list[float]
     std: list[float]
     channel_order: str = "RGB"  # what the network expects; the graph converts from BGR
-    input_name: str = "image"
+    input_name: str = INPUT_NAME
     input_layout: str = "NHWC"
     input_dtype: str = "uint8"
     input_channels: str = "BGR"
-    output_name: str = "labels"
+    output_name: str = LABELS_NAME
     logits_name: str | None = None
     dynamic_shape: bool = False
     ignore_index: int = 255

@@ -1,21 +1,9 @@
 """`python -m benchmarks.accuracy`: mIoU / mAcc / allAcc of PyTorch and every artefact, same frames.
 
-Why one loop over images with every contender inside it: FP32, FP16 and INT8 (and PyTorch)
-are then compared on byte-identical inputs, read once, and a large data set never has to
-sit in memory. Metrics come from one segdata.metrics.ConfusionMatrix per contender,
-accumulated over the whole set and divided at the end, as hszhao/semseg computes them
-(ignore label 255; allAcc = sum I / sum target).
-
-Modes (semseg's test protocol, adapted to fixed-size artefacts):
-  whole  resize the image to the model's input size (the artefact's fixed size), predict,
-         class map back to the label's size by nearest neighbour. The runtime's own path.
-  flip   whole, plus the mirrored image: softmax probabilities averaged.
-  slide  the image at --base-size (default: its own size) padded with the mean to at least
-         the crop (= the model's input size), crops every ceil(2/3 crop), softmax averaged
-         over overlaps, bilinear to the label's size.
-  ms     slide at scales 0.5..1.75 of the base size, each with flip, probabilities summed
-         (semseg's multi-scale). The crop stays the artefact's fixed size, so every scale
-         runs on the same static-shape artefact: no dynamic shapes are needed.
+Every contender (PyTorch eager, each artefact on its backend) plugs into the one evaluation
+protocol, segdata.evaluation (whole / flip / slide / ms, semseg's mIoU accumulation): one loop
+over the images with every contender inside it, so FP32, FP16 and INT8 (and PyTorch) are
+compared on byte-identical inputs, read once, and a large data set never sits in memory.
 slide/flip/ms need logits: artefacts are built with a float `logits` output for them.
 """
 
@@ -23,35 +11,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
+import clikit
 from benchmarks.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    EXIT_USAGE,
     BenchmarkError,
-    command_line,
-    csv_list,
     describe_cpu,
     environment,
-    fail,
     fmt,
     header_block,
     markdown_table,
     now,
     parse_size,
-    positive_int,
     prepare_out,
-    setup_logging,
+    run_benchmark,
     text_table,
     write_json,
     write_text,
@@ -65,19 +44,21 @@ from benchmarks.contenders import (
     unique_names,
     weights_kind,
 )
-from clikit import ArgumentParser
-from clikit import types as t
-from clikit.signals import stoppable
+from clikit import csv_list, positive_int
+from segdata.evaluation import (
+    MODES,
+    SCALES,
+    STRIDE_RATE,
+    Evaluation,
+    Model,
+    Protocol,
+    evaluate,
+    pad_value_bgr,
+)
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.accuracy"
-MODES = ("whole", "slide", "flip", "ms")
-SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-STRIDE_RATE = 2 / 3
 FP32_TOLERANCE_POINTS = 0.1  # an FP32 artefact must reproduce PyTorch's mIoU within this
-
-LabelsFn = Callable[[np.ndarray], np.ndarray]  # model input -> HxW class ids
-LogitsFn = Callable[[np.ndarray], np.ndarray]  # model input -> CxHxW float logits
 
 EXAMPLES = """\
 examples:
@@ -93,15 +74,14 @@ exit codes: 0 ok, 1 a contender failed or an FP32 artefact misses PyTorch's mIoU
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", metavar="SRC", type=t.text("a labelled data source"),
+    p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
+    p.add_argument("--data", metavar="SRC", type=clikit.non_empty("a labelled data source"),
                    help="labelled data: synthetic[:split][:N][@HxW], cityscapes:/path, kitti:/path, "
                         "ade20k:/path, voc:/path or a data-set folder (default: synthetic:val:N at the "
                         "model's input size, held out from training and calibration)")
-    p.add_argument("--model", default=None, type=t.text("a model zoo name"),
+    p.add_argument("--model", default=None, type=clikit.non_empty("a model zoo name"),
                    help="model zoo name (default: demo, or the --engine's model)")
-    p.add_argument("--engine", nargs="+", metavar="MANIFEST", type=t.input_path("an artefact manifest"),
+    p.add_argument("--engine", nargs="+", metavar="MANIFEST", type=clikit.input_path("an artefact manifest"),
                    help="evaluate these artefacts instead of building")
     p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), help="comma-separated")
     p.add_argument("--backends", type=csv_list(("openvino", "onnxruntime", "tensorrt")),
@@ -114,176 +94,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-size", type=positive_int, metavar="PX",
                    help="slide/ms: long side at scale 1.0 (default: the image's own; semseg uses 2048 "
                         "for Cityscapes, 512 for ADE20K/VOC)")
-    p.add_argument("--scales", default=",".join(map(str, SCALES)), type=t.csv_numbers(greater_than=0),
+    p.add_argument("--scales", default=",".join(map(str, SCALES)), type=clikit.csv_numbers(greater_than=0),
                    help="ms scales (default semseg's)")
-    p.add_argument("--weights", metavar="CKPT", type=t.input_file("a checkpoint file"),
+    p.add_argument("--weights", metavar="CKPT", type=clikit.input_file("a checkpoint file"),
                    help="a checkpoint (e.g. semseg's .pth) instead of the model's shipped weights")
     p.add_argument("--no-pytorch", action="store_true", help="artefacts only (e.g. where torch is absent)")
-    p.add_argument("--artefacts", metavar="DIR", type=t.output_dir(),
+    p.add_argument("--artefacts", metavar="DIR", type=clikit.output_dir(),
                    help="build cache folder (default: build_engine's)")
-    p.add_argument("--out", default="results", metavar="DIR", type=t.output_dir(),
+    p.add_argument("--out", default="results", metavar="DIR", type=clikit.output_dir(),
                    help="writes DIR/accuracy.{json,md}")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    clikit.add_verbose(p)
     return p
 
 
-@stoppable(f"python -m {PROG}")
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        result = run(args, command_line(PROG, argv))
-    except BenchmarkError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
+    return run_benchmark(PROG, build_parser(), run, _failures, argv)
+
+
+def _failures(result: dict[str, Any]) -> str | None:
     failed = [r["name"] for r in result["results"] if r["status"].startswith("failed")]
     missed = [c["name"] for c in result["checks"] if c["passed"] is False]
-    if failed or missed:
-        why = [f"failed: {', '.join(failed)}"] if failed else []
-        if missed:
-            why.append(f"FP32 off PyTorch by more than {FP32_TOLERANCE_POINTS} point: {', '.join(missed)}")
-        return fail(PROG, "; ".join(why), EXIT_FAIL)
-    return EXIT_OK
+    why = [f"failed: {', '.join(failed)}"] if failed else []
+    if missed:
+        why.append(f"FP32 off PyTorch by more than {FP32_TOLERANCE_POINTS} point: {', '.join(missed)}")
+    return "; ".join(why) or None
 
-
-# ------------------------------------------------------------------------------ prediction
-def softmax_hwc(logits: np.ndarray) -> np.ndarray:
-    """CxHxW logits -> HxWxC probabilities (float32, numerically stable)."""
-    x = np.moveaxis(np.asarray(logits, np.float32), 0, -1)
-    x = x - x.max(-1, keepdims=True)
-    np.exp(x, out=x)
-    x /= x.sum(-1, keepdims=True)
-    return x
-
-
-def net_probs(logits_fn: LogitsFn, crop: np.ndarray, flip: bool) -> np.ndarray:
-    """semseg's net_process: softmax, averaged with the mirrored crop's when flipping."""
-    probs = softmax_hwc(logits_fn(crop))
-    if flip:
-        mirrored = softmax_hwc(logits_fn(np.ascontiguousarray(crop[:, ::-1])))
-        probs = (probs + mirrored[:, ::-1]) / 2
-    return probs
-
-
-def resize_probs(probs: np.ndarray, height: int, width: int) -> np.ndarray:
-    if probs.shape[:2] == (height, width):
-        return probs
-    # cv2.resize handles at most 512 channels; beyond that, resize in chunks of classes
-    chunks = [cv2.resize(np.ascontiguousarray(probs[..., i:i + 512]), (width, height),
-                         interpolation=cv2.INTER_LINEAR) for i in range(0, probs.shape[2], 512)]
-    chunks = [c[..., None] if c.ndim == 2 else c for c in chunks]
-    return np.concatenate(chunks, -1) if len(chunks) > 1 else chunks[0]
-
-
-def windows(height: int, width: int, crop_h: int, crop_w: int,
-            stride_rate: float = STRIDE_RATE) -> list[tuple[int, int]]:
-    """Top-left corners of semseg's sliding-window grid (the last window flush with the edge)."""
-    stride_h, stride_w = math.ceil(crop_h * stride_rate), math.ceil(crop_w * stride_rate)
-    grid_h = math.ceil(max(height - crop_h, 0) / stride_h) + 1
-    grid_w = math.ceil(max(width - crop_w, 0) / stride_w) + 1
-    out = []
-    for i in range(grid_h):
-        for j in range(grid_w):
-            y1 = min(i * stride_h + crop_h, height)
-            x1 = min(j * stride_w + crop_w, width)
-            out.append((y1 - crop_h, x1 - crop_w))
-    return out
-
-
-def scale_process(logits_fn: LogitsFn, image: np.ndarray, crop_hw: tuple[int, int], out_hw: tuple[int, int],
-                  pad_bgr: Sequence[float], flip: bool) -> np.ndarray:
-    """semseg's scale_process: pad with the mean to the crop, slide, average, unpad, resize."""
-    crop_h, crop_w = crop_hw
-    h, w = image.shape[:2]
-    pad_h, pad_w = max(crop_h - h, 0), max(crop_w - w, 0)
-    top, left = pad_h // 2, pad_w // 2
-    if pad_h or pad_w:
-        image = cv2.copyMakeBorder(image, top, pad_h - top, left, pad_w - left, cv2.BORDER_CONSTANT,
-                                   value=[float(v) for v in pad_bgr])
-    new_h, new_w = image.shape[:2]
-    total: np.ndarray | None = None
-    count = np.zeros((new_h, new_w, 1), np.float32)
-    for y, x in windows(new_h, new_w, crop_h, crop_w):
-        probs = net_probs(logits_fn, np.ascontiguousarray(image[y:y + crop_h, x:x + crop_w]), flip)
-        if total is None:
-            total = np.zeros((new_h, new_w, probs.shape[2]), np.float32)
-        total[y:y + crop_h, x:x + crop_w] += probs
-        count[y:y + crop_h, x:x + crop_w] += 1
-    assert total is not None
-    total /= count
-    total = total[top:top + h, left:left + w]
-    return resize_probs(total, *out_hw)
-
-
-def scaled(image: np.ndarray, long_side: int) -> np.ndarray:
-    """semseg: the long side to `long_side`, the other in proportion (bilinear)."""
-    h, w = image.shape[:2]
-    if h > w:
-        new_h, new_w = long_side, round(long_side / h * w)
-    else:
-        new_h, new_w = round(long_side / w * h), long_side
-    if (new_h, new_w) == (h, w):
-        return image
-    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-
-
-@dataclass
-class Protocol:
-    """How one image becomes one class map at the label's size."""
-
-    mode: str
-    input_hw: tuple[int, int]
-    pad_bgr: tuple[float, float, float]
-    scales: tuple[float, ...] = SCALES
-    base_size: int | None = None
-
-    @property
-    def needs_logits(self) -> bool:
-        return self.mode != "whole"
-
-    def predict(self, image: np.ndarray, out_hw: tuple[int, int], labels_fn: LabelsFn | None,
-                logits_fn: LogitsFn | None) -> np.ndarray:
-        from segdata.frames import labels_to_size, to_model_input
-
-        h, w = self.input_hw
-        if self.mode == "whole":
-            assert labels_fn is not None
-            return labels_to_size(labels_fn(to_model_input(image, h, w)), *out_hw)
-        assert logits_fn is not None
-        if self.mode == "flip":
-            probs = net_probs(logits_fn, to_model_input(image, h, w), flip=True)
-            return labels_to_size(probs.argmax(-1).astype(np.uint8), *out_hw)
-        base = self.base_size or max(image.shape[:2])
-        scales = (1.0,) if self.mode == "slide" else self.scales
-        flip = self.mode == "ms"
-        total = None
-        for s in scales:
-            probs = scale_process(logits_fn, scaled(image, round(base * s)), (h, w), out_hw, self.pad_bgr,
-                                  flip)
-            total = probs if total is None else total + probs
-        return total.argmax(-1).astype(np.uint8)
-
-
-def pad_value_bgr(mean: Sequence[float], channel_order: str) -> tuple[float, float, float]:
-    """The mean as a BGR pixel: padding with it is zero after normalisation, as semseg pads."""
-    m = [float(v) for v in mean]
-    b, g, r = (m[::-1] if channel_order.upper() == "RGB" else m)
-    return b, g, r
 
 
 # ------------------------------------------------------------------------------ evaluators
 @dataclass
 class Evaluator:
-    """One contender: its prediction functions and its own confusion matrix."""
+    """One contender opened: the Model it plugs into the protocol, and what to report about it."""
 
     spec: ContenderSpec
-    labels_fn: LabelsFn | None = None
-    logits_fn: LogitsFn | None = None
+    model: Model
     precision_ran: str | None = None
-    seconds: float = 0.0
-    agree: int = 0
-    pixels: int = 0
     close: Callable[[], None] = field(default=lambda: None)
-    cm: Any = None
     weights_sha256: str | None = None  # which weights it computes with (None: random)
 
 
@@ -291,13 +137,13 @@ def torch_evaluator(spec: ContenderSpec) -> Evaluator:
     """The eager model with the shipped weights, through the exported module's own arithmetic."""
     import torch
 
-    from benchmarks.contenders import torch_threads
     from build_engine.export import FusedSegmenter
+    from devices import usable_cores
     from pspnet.build import load_model
     from pspnet.zoo import get_spec
 
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # never written
-    torch.set_num_threads(torch_threads())
+    torch.set_num_threads(usable_cores())
     model_spec = get_spec(spec.model).with_size(*spec.input_size)
     net, weights = load_model(model_spec, spec.weights_file)
     fused = FusedSegmenter(net, model_spec).eval()
@@ -307,7 +153,7 @@ def torch_evaluator(spec: ContenderSpec) -> Evaluator:
             labels, logits = fused(torch.from_numpy(x[None]))
         return labels[0].numpy(), logits[0].numpy()
 
-    return Evaluator(spec, lambda x: run(x)[0], lambda x: run(x)[1], "fp32",
+    return Evaluator(spec, Model(spec.name, lambda x: run(x)[0], lambda x: run(x)[1]), "fp32",
                      weights_sha256=weights.get("sha256"))
 
 
@@ -327,50 +173,27 @@ def _artefact_evaluator(spec: ContenderSpec, manifest: Any, needs_logits: bool) 
         from runtime.backends import load_backend
 
         backend = load_backend(manifest, hint="latency")
-        return Evaluator(spec, backend.infer, None, backend.precision_ran, close=backend.close)
+        return Evaluator(spec, Model(spec.name, labels=backend.infer), backend.precision_ran,
+                         close=backend.close)
     if not manifest.logits_name:
         raise BenchmarkError(f"{manifest.path} has no logits output; slide/flip/ms need one: rebuild with "
                              "with_logits=True (this CLI does that for the artefacts it builds)")
-    manifest.verify_file()
-    if manifest.backend == "openvino":
-        import openvino as ov
+    if manifest.backend == "tensorrt":
+        raise BenchmarkError(f"{spec.name}: --mode {'/'.join(MODES[1:])} is implemented for the CPU "
+                             "backends; use --mode whole for TensorRT")
+    from runtime.backends import artefact_runner
 
-        from runtime.backends.openvino_backend import choose_precision
-
-        core = ov.Core()
-        caps = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-        hint = choose_precision(manifest.precision, caps)
-        compiled = core.compile_model(str(manifest.model_path), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
-        ran = compiled.get_property("INFERENCE_PRECISION_HINT")
-        request = compiled.create_infer_request()
-        port = compiled.output(manifest.logits_name)
-
-        def ov_logits(x: np.ndarray) -> np.ndarray:
-            request.infer({0: x[None]})
-            return request.get_tensor(port).data[0].copy()
-
-        ran_name = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
-        return Evaluator(spec, None, ov_logits, ran_name)
-    if manifest.backend == "onnxruntime":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(manifest.model_path), providers=["CPUExecutionProvider"])
-
-        def ort_logits(x: np.ndarray) -> np.ndarray:
-            return session.run([manifest.logits_name], {manifest.input_name: x[None]})[0][0]
-
-        return Evaluator(spec, None, ort_logits, manifest.precision)
-    raise BenchmarkError(f"{spec.name}: --mode {'/'.join(MODES[1:])} is implemented for the CPU backends; "
-                         "use --mode whole for TensorRT")
+    runner = artefact_runner(manifest)
+    name = manifest.logits_name
+    return Evaluator(spec, Model(spec.name, logits=lambda x: runner.infer(x, [name])[name]),
+                     runner.precision_ran, close=runner.deactivate)
 
 
 # ------------------------------------------------------------------------------------ data
 def open_eval_data(data: str | None, n: int, input_hw: tuple[int, int],
                    label_set: str) -> tuple[Any, list[int]]:
     """The data set and the evenly spread indices every contender will see."""
-    from calib.sources import canonical_synthetic, even_sample
-    from segdata.datasets import DatasetError, open_dataset
+    from segdata.datasets import DatasetError, canonical_synthetic, even_sample, open_dataset
 
     h, w = input_hw
     source = data or f"synthetic:val:{n}@{h}x{w}"
@@ -409,7 +232,6 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from tqdm import tqdm
 
     from pspnet.zoo import get_spec
-    from segdata.metrics import ConfusionMatrix
 
     model = args.model or "demo"
     size: tuple[int, int] | None = tuple(args.input_size) if args.input_size else None
@@ -447,37 +269,23 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         except Exception as exc:
             spec.status = f"failed: cannot open: {type(exc).__name__}: {str(exc)[:300]}"
             continue
-        ev.cm = ConfusionMatrix(model_spec.num_classes)
         evaluators.append(ev)
     if not evaluators:
         raise BenchmarkError("nothing to evaluate: " + "; ".join(f"{s.name}: {s.status}" for s in specs))
 
     reference = next((e for e in evaluators if e.spec.backend == "pytorch"), None)
-    unlabelled = 0
-    for i in tqdm(indices, desc=f"accuracy ({args.mode})", unit="img", disable=None):
-        sample = dataset[i]
-        if sample.label is None:
-            unlabelled += 1
-            continue
-        out_hw = sample.label.shape[:2]
-        ref_pred = None
+    samples = (dataset[i] for i in tqdm(indices, desc=f"accuracy ({args.mode})", unit="img", disable=None))
+    try:
+        scored = evaluate([e.model for e in evaluators], samples, protocol, model_spec.num_classes,
+                          reference=reference.spec.name if reference else None)
+    finally:
         for ev in evaluators:
-            t0 = time.perf_counter()
-            pred = protocol.predict(sample.image, out_hw, ev.labels_fn, ev.logits_fn)
-            ev.seconds += time.perf_counter() - t0
-            ev.cm.update(pred, sample.label)
-            if ev is reference:
-                ref_pred = pred
-            elif ref_pred is not None:
-                ev.agree += int(np.count_nonzero(pred == ref_pred))
-                ev.pixels += pred.size
-    for ev in evaluators:
-        ev.close()
-    if unlabelled == len(indices):
+            ev.close()
+    if scored.images == 0:
         raise BenchmarkError(f"{dataset.description} has no labels; accuracy needs a labelled data set")
 
-    result = assemble(args, command, env, model, model_spec, size, protocol, dataset, indices, unlabelled,
-                      specs, evaluators, reference)
+    result = assemble(args, command, env, model, model_spec, size, protocol, dataset, scored, specs,
+                      evaluators, reference)
     write_json(out / "accuracy.json", result)
     write_text(out / "accuracy.md", markdown_report(result))
     print(terminal_report(result), flush=True)
@@ -485,11 +293,11 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 
 def assemble(args: argparse.Namespace, command: str, env: dict[str, Any], model: str, model_spec: Any,
-             size: tuple[int, int], protocol: Protocol, dataset: Any, indices: list[int], unlabelled: int,
+             size: tuple[int, int], protocol: Protocol, dataset: Any, scored: Evaluation,
              specs: list[ContenderSpec], evaluators: list[Evaluator],
              reference: Evaluator | None) -> dict[str, Any]:
     by_name = {e.spec.name: e for e in evaluators}
-    ref_miou = reference.cm.miou() if reference else None
+    ref_miou = scored.scores[reference.spec.name].cm.miou() if reference else None
     results = []
     for spec in specs:
         ev = by_name.get(spec.name)
@@ -497,16 +305,18 @@ def assemble(args: argparse.Namespace, command: str, env: dict[str, Any], model:
         entry["label"] = (label_for(spec.backend, spec.precision, entry["precision_ran"], spec.kind)
                           if spec.kind != "pytorch-eager" else "PyTorch FP32 (eager)")
         if ev:
-            metrics = ev.cm.to_dict(list(model_spec.classes))
+            score = scored.scores[spec.name]
+            metrics = score.cm.to_dict(list(model_spec.classes))
             entry.update(metrics)
-            entry["seconds"] = round(ev.seconds, 2)
-            entry["ms_per_image"] = round(ev.seconds * 1000 / max(len(indices) - unlabelled, 1), 1)
+            entry["seconds"] = round(score.seconds, 2)
+            entry["ms_per_image"] = round(score.seconds * 1000 / max(scored.images, 1), 1)
             if reference and ev is not reference and ev.weights_sha256 != reference.weights_sha256:
                 entry["note"] = ("built from other weights than the PyTorch reference (the manifest's "
                                  "weights sha256 differs): Δ compares different models")
             if ev is not reference and ref_miou is not None and metrics["miou"] is not None:
                 entry["miou_delta_vs_pytorch_points"] = round((metrics["miou"] - ref_miou) * 100, 3)
-                entry["pixel_agreement_with_pytorch"] = round(ev.agree / ev.pixels, 6) if ev.pixels else None
+                agree = score.agreement
+                entry["pixel_agreement_with_pytorch"] = round(agree, 6) if agree is not None else None
         results.append(entry)
     what = f"FP32 artefact mIoU within {FP32_TOLERANCE_POINTS} point of PyTorch"
     # Random weights are drawn afresh by every load, so PyTorch and the artefact are different
@@ -522,8 +332,8 @@ def assemble(args: argparse.Namespace, command: str, env: dict[str, Any], model:
     return {
         "benchmark": "accuracy", "created": now(), "command": command, "environment": env,
         "config": {"model": model, "weights": weights_kind(model, args.weights), "input_size": list(size),
-                   "data": dataset.description, "images": len(indices) - unlabelled,
-                   "unlabelled_skipped": unlabelled, "mode": protocol.mode,
+                   "data": dataset.description, "images": scored.images,
+                   "unlabelled_skipped": scored.unlabelled, "mode": protocol.mode,
                    "scales": list(protocol.scales) if protocol.mode == "ms" else None,
                    "base_size": protocol.base_size, "stride_rate": round(STRIDE_RATE, 4),
                    "crop": list(size), "flip": protocol.mode in ("flip", "ms"),

@@ -2,85 +2,80 @@
 
 Builds one INT8 artefact per method (entropy, minmax, percentile) from the same calibration
 frames and reports what each one's accuracy gate measured (mIoU vs ground truth, drop vs
-FP32, pixel agreement with FP32) and its bare inference latency, interleaved with the FP32
-artefact of the same backend so the speed-up ratio comes from one run.
+FP32, pixel agreement with FP32) and its bare inference latency, timed interleaved with the
+FP32 artefact of the same backend (benchmarks.timing, the loop every benchmark uses) so the
+speed-up ratio comes from one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from artefact.manifest import load_manifest
+import clikit
+from benchmarks.common import markdown_table, parse_size, run_benchmark, write_json, write_text
 from calib.quantize import METHODS
-from clikit import ArgumentParser
-from clikit import types as t
-from clikit.signals import stoppable
+from clikit import positive_int
+
+PROG = "benchmarks.calibration"
+EXAMPLES = """\
+examples:
+  python -m benchmarks.calibration --out results
+      the demo model on OpenVINO: FP32 and INT8 entropy / minmax / percentile (a few minutes)
+  python -m benchmarks.calibration --backend onnxruntime --calib-images 50 --frames 10
+exit codes: 0 ok, 1 a build or timing failed, 2 bad arguments
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m benchmarks.calibration", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="demo", type=t.text("a model zoo name"))
+    p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"))
     p.add_argument("--backend", default="openvino", choices=("openvino", "onnxruntime"))
-    p.add_argument("--calib-images", type=t.integer(1, 100_000), default=200)
-    p.add_argument("--eval-images", type=t.integer(1, 100_000), default=48)
-    p.add_argument("--frames", type=t.positive_int, default=40, help="frames timed per artefact")
-    p.add_argument("--max-miou-drop", type=t.number(at_least=0, at_most=100), default=100.0,
+    p.add_argument("--input-size", type=parse_size, metavar="HxW", help="default: the model's")
+    p.add_argument("--calib-images", type=positive_int, default=200)
+    p.add_argument("--eval-images", type=positive_int, default=48)
+    p.add_argument("--frames", type=positive_int, default=40, help="frames timed per artefact")
+    p.add_argument("--max-miou-drop", type=clikit.float_in(0, 100, "mIoU points"), default=100.0,
                    help="gate limit while comparing (default: report, do not fail)")
-    p.add_argument("--artefacts", default=None, type=t.output_dir(),
+    p.add_argument("--artefacts", default=None, type=clikit.output_dir(),
                    help="artefact folder (default: the cache)")
-    p.add_argument("--out", default="results", type=t.output_dir())
+    p.add_argument("--out", default="results", type=clikit.output_dir())
+    clikit.add_verbose(p)
     return p
 
 
-@stoppable("python -m benchmarks.calibration")
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from artefact.manifest import ArtefactError
-    from benchmarks.common import BenchmarkError
-    from pspnet.errors import CheckpointError
-
-    try:
-        return _run(args)
-    except (KeyError, ArtefactError, CheckpointError, BenchmarkError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"python -m benchmarks.calibration: {message}", file=sys.stderr)
-        return 2
+    return run_benchmark(PROG, build_parser(), run, lambda result: None, argv)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from benchmarks.common import prepare_out
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    from artefact.manifest import load_manifest
+    from benchmarks.contenders import ContenderSpec, open_contender
+    from benchmarks.timing import FramePath, run_interleaved, summarize
     from build_engine.api import build_artefact
-    from calib.runners import predictor_for
     from calib.sources import load_frames
 
-    out = prepare_out(args.out)
-    common = {"backend": args.backend, "output": args.artefacts,
-              "calib_images": args.calib_images, "eval_images": args.eval_images,
-              "max_miou_drop": args.max_miou_drop}
-    manifests = {"fp32": load_manifest(build_artefact(args.model, "fp32", args.backend,
-                                                       output=args.artefacts))}
+    common = {"backend": args.backend, "output": args.artefacts, "input_size": args.input_size}
+    gated = {"calib_images": args.calib_images, "eval_images": args.eval_images,
+             "max_miou_drop": args.max_miou_drop}
+    manifests = {"fp32": load_manifest(build_artefact(args.model, "fp32", **common))}
     for method in METHODS:
         manifests[method] = load_manifest(build_artefact(args.model, "int8", calib_method=method,
-                                                         **common))
+                                                         **common, **gated))
     height, width = manifests["fp32"].input_size
     frames = load_frames("synthetic:test", args.frames, height, width).frames
-    runners = {k: predictor_for(args.backend, m.model_path, m.precision) for k, m in manifests.items()}
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for frame in frames[:3]:
-        for run in runners.values():
-            run(frame)  # warm-up
-    for frame in frames:  # interleaved: drift hits every contender alike
-        for key, run in runners.items():
-            t0 = time.perf_counter()
-            run(frame)
-            times[key].append((time.perf_counter() - t0) * 1000)
-    fp32_ms = float(np.median(times["fp32"]))
+    contenders = [open_contender(ContenderSpec(key, "artefact", m.backend, m.precision, m.model,
+                                               (height, width), manifest=str(m.path)))
+                  for key, m in manifests.items()]
+    try:
+        path = FramePath(manifests["fp32"].classes, manifests["fp32"].palette)
+        times = run_interleaved(contenders, frames, path, warmup=3)
+    finally:
+        for c in contenders:
+            c.close()
+    p50 = {key: summarize(times[key])["latency_ms"]["inference"]["p50"] for key in manifests}
     # FP32's own mIoU comes from the gate, which scored FP32 on the very same held-out frames.
     fp32_gate = manifests[METHODS[0]].accuracy["gate"]
     rows = []
@@ -91,24 +86,27 @@ def _run(args: argparse.Namespace) -> int:
             "miou": gate["fp32_miou"] if key == "fp32" else gate["miou"],
             "miou_drop_points": None if key == "fp32" else gate["miou_drop_points"],
             "pixel_agreement": None if key == "fp32" else gate["pixel_agreement"],
-            "p50_ms": round(float(np.median(times[key])), 2),
-            "speedup_vs_fp32": round(fp32_ms / float(np.median(times[key])), 2),
+            "p50_ms": round(p50[key], 2),
+            "speedup_vs_fp32": round(p50["fp32"] / p50[key], 2),
         })
-    (out / "calibration.json").write_text(json.dumps({"model": args.model, "backend": args.backend,
-                                                      "frames": len(frames), "rows": rows}, indent=2))
-    lines = ["| artefact | mIoU | drop (points) | agreement with FP32 | p50 ms | speed-up vs FP32 |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        miou = "" if r["miou"] is None else f"{r['miou'] * 100:.2f}"
-        drop = "" if r["miou_drop_points"] is None else f"{r['miou_drop_points']:.2f}"
-        agree = "" if r["pixel_agreement"] is None else f"{r['pixel_agreement'] * 100:.2f} %"
-        lines.append(f"| {r['artefact']} | {miou} | {drop} | {agree} | {r['p50_ms']} | "
-                     f"{r['speedup_vs_fp32']}x |")
-    table = "\n".join(lines)
-    (out / "calibration.md").write_text(table + "\n")
+    result = {"model": args.model, "backend": args.backend, "frames": len(frames), "command": command,
+              "rows": rows}
+    out = Path(args.out)
+    write_json(out / "calibration.json", result)
+    table = markdown_table(["artefact", "mIoU", "drop (points)", "agreement with FP32", "p50 ms",
+                            "speed-up vs FP32"], [_cells(r) for r in rows], align="l" * 6)
+    write_text(out / "calibration.md", table + "\n")
     print(table)
     print(f"wrote {out / 'calibration.json'} and {out / 'calibration.md'}", file=sys.stderr)
-    return 0
+    return result
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    return [r["artefact"],
+            "" if r["miou"] is None else f"{r['miou'] * 100:.2f}",
+            "" if r["miou_drop_points"] is None else f"{r['miou_drop_points']:.2f}",
+            "" if r["pixel_agreement"] is None else f"{r['pixel_agreement'] * 100:.2f} %",
+            str(r["p50_ms"]), f"{r['speedup_vs_fp32']}x"]
 
 
 if __name__ == "__main__":

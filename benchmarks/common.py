@@ -8,10 +8,9 @@ same way.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
-import importlib.metadata as md
-import json
 import logging
 import math
 import os
@@ -21,19 +20,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clikit import types as clikit_types
-from clikit.exits import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: F401 (the benchmarks import them here)
+import clikit
+from devices import cpu_info, device_info, openvino_capabilities, version
 
 log = logging.getLogger("benchmarks")
-SEED_SECONDS_PER_FRAME = 0.6  # hellochick's TF PSPNet "Inference time: ~0.6s" (reference.md)
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
-             "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16")
+
 LIBRARIES = ("torch", "onnxruntime", "openvino", "onnx", "numpy", "opencv-python-headless",
              "opencv-python", "tensorrt", "matplotlib")
 
@@ -43,34 +40,9 @@ class BenchmarkError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- environment
-def cpu_info() -> dict[str, Any]:
-    """CPU model, the SIMD flags that decide which kernels exist, and the cores we may use."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count() or 1
-    return {"model": model, "logical_cores": os.cpu_count(), "usable_cores": usable,
-            "flags": {f: f in flags for f in CPU_FLAGS}}
-
-
 def gpu_info() -> dict[str, Any] | None:
     """The CUDA device TensorRT would use, or None (never raises: absence is the common case)."""
-    try:
-        from runtime.cuda import device_info
-
-        info = device_info()
-    except Exception:
-        info = None
+    info = device_info()
     if info is None and shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
@@ -94,22 +66,7 @@ def gpu_memory_used_mb() -> float | None:
 
 
 def library_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in LIBRARIES:
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def openvino_capabilities() -> list[str] | None:
-    try:
-        import openvino as ov
-
-        return [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
-    except Exception:
-        return None
+    return {"python": platform.python_version(), **{dist: version(dist) for dist in LIBRARIES}}
 
 
 def busy_processes() -> list[str]:
@@ -350,41 +307,31 @@ def command_line(prog: str, argv: Sequence[str] | None) -> str:
 
 
 # ------------------------------------------------------------------------------------- CLI
-# the kit's option types, under the names the benchmarks import (models need >= 33 px a side)
-parse_size = clikit_types.size("HxW", min_side=33)
-positive_int = clikit_types.positive_int
-non_negative_int = clikit_types.non_negative_int
-csv_list = clikit_types.csv_choices
+parse_size = clikit.size_type("HxW", min_side=33)  # the exporter's smallest side
 
 
 def prepare_out(folder: str | Path) -> Path:
     """Create --out and prove it takes files, before any timing work (BenchmarkError otherwise)."""
-    import tempfile
+    from artefact.files import probe_writable
 
     out = Path(folder)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(out)
     except OSError as exc:
         why = exc.strerror or exc
         raise BenchmarkError(f"cannot write to --out {out}: {why}; choose a writable folder") from None
     return out
 
 
-def setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
-    if verbose == 0:
-        # builds log the random-weights warning once per artefact; the result files say it once
-        logging.getLogger("pspnet.build").setLevel(logging.ERROR)
+def run_benchmark(prog: str, parser: argparse.ArgumentParser,
+                  run: Callable[[argparse.Namespace, str], dict[str, Any]],
+                  failures: Callable[[dict[str, Any]], str | None], argv: Sequence[str] | None = None) -> int:
+    """Every benchmark's main(): parse, run, write; exit 1 when `failures(result)` names any,
+    2 on a BenchmarkError (bad arguments or data), the signal's code when interrupted."""
 
+    def body(args: argparse.Namespace) -> int:
+        problems = failures(run(args, command_line(prog, argv)))
+        return clikit.fail(prog, problems, clikit.EXIT_FAIL) if problems else clikit.EXIT_OK
 
-def fail(prog: str, message: str, code: int) -> int:
-    print(f"{prog}: {message}", file=sys.stderr, flush=True)
-    return code
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(_jsonable(obj))
+    # builds log the random-weights warning once per artefact; the result files say it once
+    return clikit.run(prog, parser, body, argv, usage=(BenchmarkError,), quiet=("pspnet.build",))

@@ -11,7 +11,6 @@ silently runs "FP32" in BF16 on CPUs with BF16 units unless told f32.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -110,7 +109,7 @@ def weights_kind(model: str, weights_file: str | None = None) -> str:
 
 
 def unavailable_reason(backend: str) -> str | None:
-    from build_engine.environment import backend_usable
+    from devices import backend_usable
 
     if backend_usable(backend):
         return None
@@ -207,13 +206,6 @@ class Contender:
                 "startup_s": round(self.startup_s, 3), **self.info}
 
 
-def torch_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 class TorchContender(Contender):
     """The model PyTorch users run: the very FusedSegmenter that is exported (normalise, net,
     bilinear resize, argmax), eager FP32, or channels_last + BF16 autocast (+ torch.compile)."""
@@ -223,13 +215,14 @@ class TorchContender(Contender):
         import torch
 
         from build_engine.export import FusedSegmenter
+        from devices import usable_cores
         from pspnet.build import load_model
         from pspnet.zoo import get_spec
 
         t0 = time.perf_counter()
         # frames may be read-only views (cached clips); the model never writes to its input
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        torch.set_num_threads(torch_threads())
+        torch.set_num_threads(usable_cores())
         model_spec = get_spec(spec.model).with_size(*spec.input_size)
         net, weights = load_model(model_spec, self.spec.weights_file)
         self.peer = spec.kind == "pytorch-peer"
@@ -274,6 +267,19 @@ class ArtefactContender(Contender):
 
     def close(self) -> None:
         self.backend.close()
+
+
+def open_contenders(specs: list[ContenderSpec]) -> list[Contender]:
+    """Every runnable spec opened; one that fails to open keeps a 'failed: cannot open' status."""
+    opened = []
+    for spec in specs:
+        if not spec.ok:
+            continue
+        try:
+            opened.append(open_contender(spec))
+        except Exception as exc:
+            spec.status = f"failed: cannot open: {type(exc).__name__}: {str(exc)[:300]}"
+    return opened
 
 
 def open_contender(spec: ContenderSpec) -> Contender:

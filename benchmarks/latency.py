@@ -22,28 +22,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import clikit
 from benchmarks.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    EXIT_USAGE,
     BenchmarkError,
     LoadMonitor,
-    command_line,
-    csv_list,
     describe_cpu,
     environment,
-    fail,
     fmt,
     header_block,
     load_note,
     markdown_table,
-    non_negative_int,
     now,
     parse_size,
-    positive_int,
     prepare_out,
     ratio,
-    setup_logging,
+    run_benchmark,
     summarize_ms,
     text_table,
     write_json,
@@ -52,22 +45,19 @@ from benchmarks.common import (
 from benchmarks.contenders import (
     ContenderSpec,
     artefact_spec,
-    label_for,
     manifest_spec,
-    open_contender,
+    open_contenders,
     pytorch_specs,
     select_combos,
     unique_names,
 )
 from benchmarks.probe import run_child
-from clikit import ArgumentParser
-from clikit import types as t
-from clikit.signals import stoppable
+from clikit import csv_list, non_negative_int, positive_int
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.latency"
 PIPELINE_CONTENDER = "openvino-int8"
-PIPELINE_TARGET_X = 15.0  # issue 6: OpenVINO INT8 whole pipeline >= 15x PyTorch eager FP32 FPS
+PIPELINE_TARGET_X = 15.0  # target: OpenVINO INT8 whole pipeline >= 15x PyTorch eager FP32 FPS
 
 EXAMPLES = """\
 examples:
@@ -84,27 +74,26 @@ exit codes: 0 ok, 1 a benchmark failed, 2 bad arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--video", default="demo", metavar="SRC", type=t.text("a source (SRC)"),
+    p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
+    p.add_argument("--video", default="demo", metavar="SRC", type=clikit.non_empty("a source (SRC)"),
                    help="demo (synthetic street clip at the model's size), a video file, a folder or glob")
     p.add_argument("--frames", type=positive_int, default=100, metavar="N", help="timed frames (default 100)")
     p.add_argument("--warmup", type=non_negative_int, default=5, metavar="K",
                    help="untimed frames per contender first (default 5)")
-    p.add_argument("--out", default="results", metavar="DIR", type=t.output_dir(),
+    p.add_argument("--out", default="results", metavar="DIR", type=clikit.output_dir(),
                    help="writes DIR/latency.{json,md,png}")
-    p.add_argument("--model", default="demo", type=t.text("a model zoo name"),
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
                    help="model zoo name (default: the shipped demo model)")
     p.add_argument("--input-size", type=parse_size, metavar="HxW",
                    help="model input size (default: the model's)")
-    p.add_argument("--weights", metavar="CKPT", type=t.input_file("a checkpoint file"),
+    p.add_argument("--weights", metavar="CKPT", type=clikit.input_file("a checkpoint file"),
                    help="a checkpoint instead of the model's shipped weights (PyTorch and the builds)")
-    p.add_argument("--engine", nargs="+", metavar="MANIFEST", type=t.input_path("an artefact manifest"),
+    p.add_argument("--engine", nargs="+", metavar="MANIFEST", type=clikit.input_path("an artefact manifest"),
                    help="use these artefacts instead of building")
     p.add_argument("--backends", type=csv_list(("openvino", "onnxruntime", "tensorrt")),
                    help="comma-separated (default: openvino, onnxruntime, tensorrt where present)")
     p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), help="comma-separated")
-    p.add_argument("--artefacts", metavar="DIR", type=t.output_dir(),
+    p.add_argument("--artefacts", metavar="DIR", type=clikit.output_dir(),
                    help="build cache folder (default: build_engine's)")
     p.add_argument("--calib-images", type=positive_int, default=None, metavar="N",
                    help="INT8 calibration images (default: build_engine's)")
@@ -116,24 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pipeline", action="store_true", help="skip the pspnet-rt whole-pipeline run")
     p.add_argument("--pipeline-frames", type=positive_int, metavar="N", help="default: --frames")
     p.add_argument("--pipeline-contender", default=PIPELINE_CONTENDER, metavar="NAME",
-                   type=t.text("a contender name"),
-                   help=f"artefact pspnet-rt runs (default {PIPELINE_CONTENDER}, the issue-6 target)")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+                   type=clikit.non_empty("a contender name"),
+                   help=f"artefact pspnet-rt runs (default {PIPELINE_CONTENDER}, the x15 target)")
+    clikit.add_verbose(p)
     return p
 
 
-@stoppable(f"python -m {PROG}")
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        result = run(args, command_line(PROG, argv))
-    except BenchmarkError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
+    return run_benchmark(PROG, build_parser(), run, _failures, argv)
+
+
+def _failures(result: dict[str, Any]) -> str | None:
     failed = [c["name"] for c in result["contenders"] if c["status"].startswith("failed")]
-    if failed:
-        return fail(PROG, f"these contenders failed: {', '.join(failed)} (see the status column)", EXIT_FAIL)
-    return EXIT_OK
+    return f"these contenders failed: {', '.join(failed)} (see the status column)" if failed else None
+
 
 
 # --------------------------------------------------------------------------------- the run
@@ -159,7 +144,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from tqdm import tqdm
 
     from benchmarks.probe import measure_rss
-    from benchmarks.timing import FramePath, add_speedups, run_interleaved, summarize
+    from benchmarks.timing import FramePath, add_speedups, run_interleaved, timed_entries
     from benchmarks.video import load_video
     from pspnet.zoo import get_spec
 
@@ -185,14 +170,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     specs = contender_specs(args, size)
     phases["frames_and_artefacts_s"] = time.perf_counter() - t0
 
-    contenders = []
-    for spec in specs:
-        if not spec.ok:
-            continue
-        try:
-            contenders.append(open_contender(spec))
-        except Exception as exc:
-            spec.status = f"failed: cannot open: {type(exc).__name__}: {str(exc)[:300]}"
+    contenders = open_contenders(specs)
     if not contenders:
         raise BenchmarkError("no contender could run: " + "; ".join(f"{s.name}: {s.status}" for s in specs))
     print(f"timing {len(contenders)} contenders on {len(clip.frames)} frames of {clip.description}, "
@@ -205,17 +183,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     env["load_during_run"] = load.summary()
     phases["timing_s"] = time.perf_counter() - t0
 
-    results: list[dict[str, Any]] = []
-    opened = {c.spec.name: c for c in contenders}
-    for spec in specs:
-        c = opened.get(spec.name)
-        entry = c.describe() if c else {**spec.to_dict(), "precision_ran": None,
-                                         "label": label_for(spec.backend, spec.precision, None, spec.kind)}
-        if c:
-            entry.update(summarize(times[spec.name]))
-            c.close()
-        results.append(entry)
-    del contenders, opened
+    results = timed_entries(specs, contenders, times)
+    del contenders
     add_speedups(results)
 
     t0 = time.perf_counter()
@@ -331,11 +300,11 @@ def _row(r: dict[str, Any]) -> list[str]:
             f" / {lat['inference']['p99']:.1f}",
             fmt(lat["post"]["mean"], ".2f"), fmt(lat["total"]["mean"], ".1f"),
             fmt(r["fps"]["pipeline_sequential"], ".1f"), fmt(sp.get("vs_pytorch_eager_fp32"), ".1f"),
-            fmt(sp.get("vs_best_pytorch_peer"), ".1f"), fmt(sp.get("vs_seed_0.6s_per_frame"), ".1f"), rss]
+            fmt(sp.get("vs_best_pytorch_peer"), ".1f"), fmt(sp.get("vs_baseline_0.6s_per_frame"), ".1f"), rss]
 
 
 HEADER = ["contender", "ran", "pre ms", "inference ms mean/p50/p90/p99", "post ms", "total ms", "FPS",
-          "x eager", "x peer", "x seed", "peak RSS MB"]
+          "x eager", "x peer", "x baseline", "peak RSS MB"]
 
 
 def terminal_report(result: dict[str, Any]) -> str:
@@ -398,9 +367,9 @@ def markdown_report(result: dict[str, Any]) -> str:
              f"{cfg['video_description']}; {cfg['warmup']} warm-up frames per contender; {cfg['order']}.", "",
              "Per frame: **pre** = to_model_input, **inference** = one blocking call, **post** = labels "
              "to the frame size + overlay render. *total* = their sum; FPS = 1000 / mean total (one frame "
-             "at a time). Speed-ups are ratios of mean total latency; *x seed* compares with the seed's "
-             "0.6 s/frame (inference only, so conservative). *ran* is the precision the backend reports "
-             "it ran. Peak RSS is measured per contender in a fresh process.", "",
+             "at a time). Speed-ups are ratios of mean total latency; *x baseline* compares with the 2017 TF "
+             "baseline's 0.6 s/frame (inference only, so conservative). *ran* is the precision the backend "
+             "reports it ran. Peak RSS is measured per contender in a fresh process.", "",
              markdown_table(HEADER, [_row(r) for r in result["contenders"]]), "",
              *[f"- {line}" for line in status_lines(result)], ""]
     p = result.get("pipeline")

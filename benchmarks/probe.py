@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import clikit
 from benchmarks.common import gpu_memory_used_mb
-from clikit import ArgumentParser
-from clikit import types as t
 from runtime.stats import peak_rss_mb
 
 
@@ -84,18 +83,20 @@ def measure_rss(spec: Any, video: str, frames: int = 3, timeout: float = 600) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m benchmarks.probe", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", type=t.json_object("a ContenderSpec as JSON"), help="a ContenderSpec as JSON")
-    p.add_argument("--video", default="demo", type=t.text("a source (SRC)"))
-    p.add_argument("--frames", type=t.positive_int, default=3)
+    p = clikit.parser("python -m benchmarks.probe", __doc__)
+    p.add_argument("spec", type=clikit.json_object("a ContenderSpec as JSON"), help="a ContenderSpec as JSON")
+    p.add_argument("--video", default="demo", type=clikit.non_empty("a source (SRC)"))
+    p.add_argument("--frames", type=clikit.positive_int, default=3)
+    clikit.add_verbose(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    print(json.dumps(probe(args.spec, args.video, args.frames)), flush=True)
-    return 0
+    def body(args: argparse.Namespace) -> int:
+        print(json.dumps(probe(args.spec, args.video, args.frames)), flush=True)
+        return clikit.EXIT_OK
+
+    return clikit.run("benchmarks.probe", build_parser(), body, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.scaling`: latency vs input size and vs backbone, and the issue-6 targets.
+"""`python -m benchmarks.scaling`: latency vs input size and vs backbone, and the speed and memory targets.
 
 Why a separate command: big inputs and deep backbones take seconds per PyTorch frame, so
 this run measures few frames per point (as many as fit a per-point time budget, at least 2)
@@ -25,54 +25,45 @@ import time
 from pathlib import Path
 from typing import Any
 
+import clikit
 from benchmarks.common import (
-    EXIT_FAIL,
-    EXIT_OK,
-    EXIT_USAGE,
     BenchmarkError,
     LoadMonitor,
-    command_line,
-    csv_list,
     describe_cpu,
     environment,
-    fail,
     fmt,
     header_block,
     load_note,
     markdown_table,
     now,
     parse_size,
-    positive_int,
     prepare_out,
-    setup_logging,
+    run_benchmark,
     text_table,
     write_json,
     write_text,
 )
-from benchmarks.contenders import ContenderSpec, artefact_spec, label_for, open_contender, pytorch_specs
+from benchmarks.contenders import ContenderSpec, artefact_spec, open_contenders, pytorch_specs
 from benchmarks.work import gmac_per_frame, gmac_per_second
-from clikit import ArgumentParser
-from clikit import types as t
-from clikit.signals import stoppable
-from clikit.types import option_type
+from clikit import csv_list, positive_int
 
 log = logging.getLogger("benchmarks")
 PROG = "benchmarks.scaling"
 SIZES = ((240, 480), (480, 960), (512, 1024), (1024, 2048))
 BACKBONES = ("pspnet18_cityscapes", "pspnet50_cityscapes", "pspnet101_cityscapes")
-BACKBONE_SIZE = (713, 713)  # the seed's Cityscapes setting
+BACKBONE_SIZE = (713, 713)  # the 2017 baselines' Cityscapes setting
 # INT8/FP16 here are for timing: few min/max calibration frames, a gate that cannot fail, checked
 # against FP32's own predictions on unlabelled frames (see eval_folder), one verification frame.
 SPEED_ONLY = {"calib_images": 4, "calib_method": "minmax", "eval_images": 2, "max_miou_drop": 100.0,
               "verify_frames": 1}
 EVAL_SEED_SPLIT = "test"  # the unlabelled gate frames: disjoint from the calibration seeds
-TARGET_MODEL, TARGET_S = "pspnet101_cityscapes", 0.3  # issue 6: < 0.3 s/frame at 713x713 INT8
-RSS_MODEL, RSS_TARGET_MB = "pspnet50_cityscapes", 300.0  # issue 6: PSPNet50 INT8 runtime peak RSS
+TARGET_MODEL, TARGET_S = "pspnet101_cityscapes", 0.3  # target: < 0.3 s/frame at 713x713 INT8
+RSS_MODEL, RSS_TARGET_MB = "pspnet50_cityscapes", 300.0  # target: PSPNet50 INT8 runtime peak RSS
 
 EXAMPLES = """\
 examples:
   python -m benchmarks.scaling --out results/
-      demo model at 240x480..1024x2048, R18/R50/R101 at 713x713, the issue-6 targets (~10 min cold,
+      demo model at 240x480..1024x2048, R18/R50/R101 at 713x713, the targets (~10 min cold,
       much less once the artefacts are cached)
   python -m benchmarks.scaling --sizes 240x480,480x960 --backbones pspnet18_cityscapes --no-pytorch
   python -m benchmarks.scaling --sizes 96x192 --backbones none --frames 2     # a smoke run
@@ -90,29 +81,28 @@ def _items(text: str) -> list[str]:
     return items
 
 
-@option_type("HxW,... or none", good="240x480,480x960", bad=("", ",", "abc", "10x10", "240x480,0x5"))
+@clikit.option_type("HxW,... or none", good="240x480,480x960", bad=("", ",", "abc", "10x10", "240x480,0x5"))
 def _sizes(text: str) -> list[tuple[int, int]]:
     return [parse_size(t) for t in _items(text)]
 
 
-@option_type("model names, comma-separated, or none", good="demo", bad=("", ","))
+@clikit.option_type("model names, comma-separated, or none", good="demo", bad=("", ","))
 def _models(text: str) -> list[str]:
     return _items(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog=f"python -m {PROG}", description=__doc__, epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="results", metavar="DIR", type=t.output_dir(),
+    p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
+    p.add_argument("--out", default="results", metavar="DIR", type=clikit.output_dir(),
                    help="writes DIR/scaling.{json,md,png}")
-    p.add_argument("--model", default="demo", type=t.text("a model zoo name"),
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
                    help="model for the size sweep (default: demo)")
     p.add_argument("--sizes", type=_sizes, default=list(SIZES), metavar="HxW,...",
                    help="size sweep (default 240x480,480x960,512x1024,1024x2048; 'none' to skip)")
     p.add_argument("--backbones", type=_models, default=list(BACKBONES), metavar="NAME,...",
                    help="backbone sweep (default R18, R50, R101 Cityscapes; 'none' to skip)")
     p.add_argument("--backbone-size", type=parse_size, default=BACKBONE_SIZE, metavar="HxW",
-                   help="input size of the backbone sweep (default 713x713, the seed's)")
+                   help="input size of the backbone sweep (default 713x713, the 2017 baselines')")
     p.add_argument("--backend", choices=("openvino", "onnxruntime", "tensorrt"), default="openvino")
     p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), default=["fp32", "int8"],
                    help="artefacts of the size sweep (default fp32,int8)")
@@ -120,29 +110,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artefacts of the backbone sweep (default int8: R50/R101 FP32 builds take minutes)")
     p.add_argument("--no-pytorch", action="store_true", help="leave out PyTorch eager FP32")
     p.add_argument("--frames", type=positive_int, default=10, metavar="N", help="most frames per point")
-    p.add_argument("--point-budget", type=t.number(greater_than=0, at_most=3600), default=15.0, metavar="S",
+    p.add_argument("--point-budget", type=clikit.float_in(high=3600, what="seconds", above=0),
+                   default=15.0, metavar="S",
                    help="seconds of timed frames per point; frames = budget / one round, 2..--frames")
     p.add_argument("--no-rss", action="store_true", help="skip the PSPNet50 INT8 pspnet-rt memory run")
-    p.add_argument("--artefacts", metavar="DIR", type=t.output_dir(),
+    p.add_argument("--artefacts", metavar="DIR", type=clikit.output_dir(),
                    help="build cache folder (default: build_engine's)")
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    clikit.add_verbose(p)
     return p
 
 
-@stoppable(f"python -m {PROG}")
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        result = run(args, command_line(PROG, argv))
-    except BenchmarkError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
+    return run_benchmark(PROG, build_parser(), run, _failures, argv)
+
+
+def _failures(result: dict[str, Any]) -> str | None:
     failed = [f"{p['model']}@{p['input_size'][0]}x{p['input_size'][1]} {c['name']}"
               for p in result["sizes"] + result["backbones"] for c in p["contenders"]
               if c["status"].startswith("failed")]
-    if failed:
-        return fail(PROG, f"failed: {'; '.join(failed)}", EXIT_FAIL)
-    return EXIT_OK
+    return f"failed: {'; '.join(failed)}" if failed else None
+
 
 
 # --------------------------------------------------------------------------------- a point
@@ -188,21 +175,15 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace,
                   precisions: list[str]) -> dict[str, Any]:
     """Build, open, warm up once, then time as many interleaved frames as the budget allows."""
     from benchmarks.contenders import weights_kind
-    from benchmarks.timing import FramePath, add_speedups, run_interleaved, summarize
+    from benchmarks.timing import FramePath, add_speedups, run_interleaved, timed_entries
     from benchmarks.video import load_video
     from pspnet.zoo import get_spec
 
     model_spec = get_spec(model)
     specs = point_specs(model, size, args, precisions)
-    contenders = []
-    for spec in specs:
-        if spec.ok:
-            try:
-                contenders.append(open_contender(spec))
-            except Exception as exc:
-                spec.status = f"failed: cannot open: {type(exc).__name__}: {str(exc)[:300]}"
+    contenders = open_contenders(specs)
     path = FramePath(model_spec.classes, model_spec.palette)
-    results = []
+    times: dict[str, dict[str, list[float]]] = {}
     n = 0
     if contenders:
         first = load_video("demo", 1, size).frames
@@ -217,16 +198,7 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace,
         print(f"  timing {len(contenders)} contenders on {n} frames ({round_s:.2f} s per round)",
               file=sys.stderr, flush=True)
         times = run_interleaved(contenders, clip.frames, path, warmup=0)
-    opened = {c.spec.name: c for c in contenders}
-    for spec in specs:
-        c = opened.get(spec.name)
-        entry = c.describe() if c else {**spec.to_dict(), "precision_ran": None,
-                                         "label": label_for(spec.backend, spec.precision, None, spec.kind)}
-        if c:
-            entry.update(summarize(times[spec.name]))
-            entry.pop("per_frame_ms")
-            c.close()
-        results.append(entry)
+    results = timed_entries(specs, contenders, times, per_frame=False)
     add_speedups(results)
     gmac = gmac_per_frame(model, *size)
     for entry in results:
@@ -394,7 +366,7 @@ def markdown_report(result: dict[str, Any]) -> str:
              f"{cfg['note']}.", "",
              "## Latency vs input size", "", markdown_table(HEADER, rows(result["sizes"])), "",
              "## Latency vs backbone", "", markdown_table(HEADER, rows(result["backbones"])), "",
-             "## Targets (issue 6)", ""]
+             "## Targets", ""]
     parts += [f"- {line.removeprefix('target: ')}" for line in target_lines(result)] or ["- not measured"]
     parts += ["", "![scaling](scaling.png)", ""]
     return "\n".join(parts)

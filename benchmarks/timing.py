@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import SEED_SECONDS_PER_FRAME, fps_of, ratio, summarize_ms
-from benchmarks.contenders import Contender
+from benchmarks.common import fps_of, ratio, summarize_ms
+from benchmarks.contenders import Contender, ContenderSpec
+from runtime.stats import BASELINE_SECONDS_PER_FRAME
 
 STAGES = ("pre", "inference", "post")
 
@@ -86,9 +87,31 @@ def summarize(times: dict[str, list[float]]) -> dict[str, Any]:
             "per_frame_ms": {s: [round(v, 3) for v in times[s]] for s in STAGES}}
 
 
+def timed_entries(specs: Sequence[ContenderSpec], contenders: Sequence[Contender],
+                  times: dict[str, dict[str, list[float]]], per_frame: bool = True) -> list[dict[str, Any]]:
+    """One result entry per spec, in order: what ran and its stage statistics (or why it did not
+    run). Closes the contenders."""
+    from benchmarks.contenders import label_for
+
+    opened = {c.spec.name: c for c in contenders}
+    entries = []
+    for spec in specs:
+        c = opened.get(spec.name)
+        if c is None:
+            entries.append({**spec.to_dict(), "precision_ran": None,
+                            "label": label_for(spec.backend, spec.precision, None, spec.kind)})
+            continue
+        entry = {**c.describe(), **summarize(times[spec.name])}
+        if not per_frame:
+            entry.pop("per_frame_ms")
+        c.close()
+        entries.append(entry)
+    return entries
+
+
 def add_speedups(results: list[dict[str, Any]]) -> None:
     """Ratios of mean whole-frame latency: vs PyTorch eager FP32, vs the best PyTorch peer, and
-    vs the seed's 0.6 s/frame (which is inference alone, so this ratio is conservative)."""
+    vs the 2017 TF baseline's 0.6 s/frame (which is inference alone, so this ratio is conservative)."""
     def total(r: dict[str, Any]) -> float | None:
         return r.get("latency_ms", {}).get("total", {}).get("mean")
 
@@ -99,4 +122,4 @@ def add_speedups(results: list[dict[str, Any]]) -> None:
     for r in ran:
         t = total(r)
         r["speedup"] = {"vs_pytorch_eager_fp32": ratio(eager, t), "vs_best_pytorch_peer": ratio(best_peer, t),
-                        "vs_seed_0.6s_per_frame": ratio(SEED_SECONDS_PER_FRAME * 1000.0, t)}
+                        "vs_baseline_0.6s_per_frame": ratio(BASELINE_SECONDS_PER_FRAME * 1000.0, t)}

@@ -1,7 +1,21 @@
 """`build_artefact`: model -> verified fused ONNX -> precision -> backend artefact + manifest.
 
-Every step is cached by a key of all its inputs (weights hash, spec, size, precision, backend,
-calibration settings, tool versions): a second identical build returns at once.
+A build is a chain of steps that take and return values, so each can be run and looked at
+on its own (`python -m build_engine --stop-after STEP` keeps that step's output):
+
+    export    PyTorch -> fused ONNX (labels + logits)                   Exported
+    slim      onnxslim clean-up                                          Slimmed
+    verify    ONNX Runtime vs PyTorch on street frames                   Verified
+    quantize  the precision's graph (FP32 / FP16 / INT8 Q/DQ) + its gate  PrecisionResult
+    compile   the backend's model file (+ a run of it vs PyTorch)         Compiled
+    manifest  NAME.json, written last and atomically: the commit point
+
+Every step works in a hidden work folder; the artefact that was in the output folder stays
+valid until the new one, complete and verified, replaces it (build_engine.commit: model files
+in under hashed names, then the manifest, then the old files out), whatever stops the build.
+
+Whole builds are cached by a key of all their inputs (weights hash, spec, size, precision,
+backend, calibration settings, tool versions): a second identical build returns at once.
 """
 
 from __future__ import annotations
@@ -13,52 +27,88 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from artefact.files import cache_key, sha256_file
-from artefact.manifest import ArtefactError, Manifest, load_manifest
+from artefact.files import atomic_path, atomic_write_json, cache_key, sha256_file
+from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest, load_manifest
 from build_engine import commit, environment
 from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
+from calib.options import PrecisionOptions
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from calib.precision import PrecisionResult
+    from pspnet.model import PSPNet
 
 log = logging.getLogger(__name__)
 CODE_VERSION = "2"  # bump when the export graph changes, so caches rebuild
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt")) / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
+STEPS = ("export", "slim", "verify", "quantize", "compile")
 
 
-@dataclass
-class BuildOptions:
+@dataclass(frozen=True)
+class BuildOptions(PrecisionOptions):
+    """Everything a build depends on; `build_artefact`'s keywords and the CLI's flags. The
+    precision, calibration and gate settings are the inherited calib.options.PrecisionOptions."""
+
     model: str = "demo"
     weights: str | None = None
-    precision: str = "fp32"
     backend: str = "auto"
     input_size: tuple[int, int] | None = None
-    dynamic: bool = False
     with_logits: bool = False
     output: str | None = None
     force: bool = False
-    calib_data: str | None = None
-    calib_images: int = 200
-    calib_method: str = "percentile"
-    eval_data: str | None = None
-    eval_images: int = 48
-    max_miou_drop: float = 1.0
-    fallback: bool = False
     workspace_mb: int = 1024
     verify_frames: int = 4
     command: str | None = None
-    backend_resolved: str = ""
-    extra: dict = field(default_factory=dict)
+    stop_after: str | None = None  # one of STEPS: keep that step's output, write no manifest
+
+
+# -- what each step returns ---------------------------------------------------------------
+@dataclass
+class Exported:
+    onnx: Path  # the fused graph: uint8 image -> labels, logits
+    seconds: float
+    net: PSPNet = field(repr=False)
+    weights: dict[str, Any] = field(default_factory=dict)  # where the weights came from
+
+
+@dataclass
+class Slimmed:
+    onnx: Path
+    nodes_before: int
+    nodes_after: int
+
+
+@dataclass
+class Verified:
+    onnx: Path  # the graph that was verified (the slimmed FP32 one)
+    agreement: Agreement  # ONNX Runtime vs PyTorch
+    frames: list[np.ndarray] = field(repr=False)
+    reference: list[tuple[np.ndarray, np.ndarray]] = field(repr=False)  # PyTorch's (labels, logits)
+
+
+@dataclass
+class Compiled:
+    model_path: Path
+    companions: dict[str, str]  # e.g. OpenVINO's .bin: sha256
+    agreement: Agreement | None  # the written file run vs PyTorch (None: not runnable here)
+    facts: dict[str, Any] = field(default_factory=dict)  # TensorRT version, GPU, workspace, ...
 
 
 def build_artefact(model: str = "demo", precision: str = "fp32", backend: str = "auto",
                    input_size: tuple[int, int] | None = None, output: str | Path | None = None,
-                   force: bool = False, **kwargs) -> Path:
+                   force: bool = False, **kwargs: Any) -> Path:
     """Build (or find in the cache) an artefact and return its manifest's path."""
     options = BuildOptions(model=model, precision=precision, backend=backend,
                            input_size=tuple(input_size) if input_size else None,
@@ -67,11 +117,14 @@ def build_artefact(model: str = "demo", precision: str = "fp32", backend: str = 
 
 
 class Builder:
-    """One build; its steps are methods so each can be run and inspected on its own."""
+    """One build: `run()` chains the steps; each step is a method that takes the previous
+    step's value and returns its own."""
 
     def __init__(self, options: BuildOptions) -> None:
         from pspnet.zoo import get_spec
 
+        if options.stop_after is not None and options.stop_after not in STEPS:
+            raise ValueError(f"--stop-after {options.stop_after!r}: choose {', '.join(STEPS)}")
         self.options = options
         if options.weights and not Path(options.weights).is_file():
             from pspnet.errors import CheckpointError
@@ -126,6 +179,8 @@ class Builder:
                               self.options.calib_method, self.options.eval_data,
                               self.options.eval_images, self.options.max_miou_drop,
                               self.options.fallback]
+            if self.options.quantize_classifier:
+                parts["calib"].append("quantize_classifier")
         if self.backend == "tensorrt":
             parts["trt"] = self.options.workspace_mb
         return cache_key(parts)
@@ -143,128 +198,192 @@ class Builder:
 
     # -- the build -----------------------------------------------------------------------
     def run(self) -> Path:
-        """Build unless cached; the artefact that was there stays valid until the new one,
-        complete and verified, replaces it (build_engine.commit), whatever interrupts the build."""
+        """The manifest's path (or, with stop_after, the kept output of that step)."""
+        if self.options.stop_after:
+            return self.run_until(self.options.stop_after)
         key = self.key()
         hit = self.cached(key)
         if hit is not None:
             log.info("cache hit: %s", hit)
             return hit
         started = time.perf_counter()
-        commit.prepare_output(self.output)
-        with commit.folder_lock(self.output):
+        with self._work() as work:
             hit = self.cached(key)  # built by the build we waited for
             if hit is not None:
                 return hit
-            commit.sweep_stale(self.output)
-            with commit.work_dir(self.output, self.name) as work:
-                manifest, files = self._build(work, key)
-                manifest.build["seconds"] = round(time.perf_counter() - started, 2)
-                self._commit(manifest, files)
+            manifest, compiled = self._build(work, key)
+            manifest.build["seconds"] = round(time.perf_counter() - started, 2)
+            self._commit(manifest, compiled)
         return self.manifest_path
 
-    def _commit(self, manifest: Manifest, files: dict[Path, str]) -> None:
-        """Versioned model files in, then the manifest (the commit point), then the old files out."""
+    def _build(self, work: Path, key: str) -> tuple[Manifest, Compiled]:
+        with self._progress(len(STEPS)) as step:
+            exported = step("export", self.export, work)
+            slimmed = step("slim", self.slim, exported, work)
+            verified = step("verify", self.verify, exported, slimmed)
+            precision = step(self.options.precision, self.quantize, verified, work)
+            compiled = step(f"compile {self.backend}", self.compile, precision, verified, work)
+        return self.manifest(key, exported, slimmed, verified, precision, compiled), compiled
+
+    def _commit(self, manifest: Manifest, compiled: Compiled) -> None:
+        """Model files in under names that carry their hash (so they never overwrite what the old
+        manifest names), then the manifest (the commit point), then the old files out."""
+        sha = manifest.model_sha256
+        folder = compiled.model_path.parent
+        files = {folder / n: commit.versioned_name(self.name, sha, Path(n).suffix)
+                 for n in compiled.companions}
+        files[compiled.model_path] = commit.versioned_name(self.name, sha, compiled.model_path.suffix)
+        manifest.model_file = files[compiled.model_path]
+        manifest.companion_files = {files[folder / n]: digest for n, digest in compiled.companions.items()}
         old = commit.manifest_files(self.manifest_path) or set()
         commit.move_in(files, self.output)
         manifest.save(self.manifest_path)
         commit.remove_superseded(self.output, old, keep=set(files.values()))
 
-    def _build(self, work: Path, key: str) -> tuple[Manifest, dict[Path, str]]:
-        """The whole build inside `work`; returns the manifest and {work file: final name}."""
-        import onnx
+    def run_until(self, last: str) -> Path:
+        """Run the steps up to `last`, keep its output in the output folder (never the artefact's
+        own names, so an artefact there is left alone) and return the kept file's path."""
+        def kept(suffix: str) -> Path:
+            return self.output / f"{self.name}.{last}{suffix}"
 
-        from build_engine.export import check_size, export_fused_onnx, torch_reference
-        from calib.onnx_tools import keep_outputs, node_count, slim
+        with self._work() as work, self._progress(STEPS.index(last) + 1) as step:
+            exported = step("export", self.export, work)
+            if last == "export":
+                return _keep(exported.onnx, kept(".onnx"))
+            slimmed = step("slim", self.slim, exported, work)
+            if last == "slim":
+                return _keep(slimmed.onnx, kept(".onnx"))
+            verified = step("verify", self.verify, exported, slimmed)
+            if last == "verify":
+                report = {"onnx": str(_keep(verified.onnx, kept(".onnx"))),
+                          "onnx_vs_torch": verified.agreement.to_dict()}
+                atomic_write_json(kept(".json"), report)
+                return kept(".json")
+            precision = step(self.options.precision, self.quantize, verified, work)
+            if last == "quantize":
+                atomic_write_json(kept(".json"), {"calibration": precision.calibration,
+                                                  "accuracy": precision.accuracy})
+                return _keep(precision.onnx_path, kept(".onnx"))
+            compiled = step(f"compile {self.backend}", self.compile, precision, verified, work,
+                            kept(EXTENSIONS[self.backend]))
+            return compiled.model_path
+
+    # -- the steps -----------------------------------------------------------------------
+    def export(self, work: Path) -> Exported:
+        """PyTorch -> the fused ONNX graph (uint8 image in; labels and logits out)."""
+        from build_engine.export import check_size, export_fused_onnx
         from pspnet.build import load_model
 
         for note in check_size(self.height, self.width, self.spec.bins):
             log.warning(note)
-        steps = tqdm(total=5, desc=f"build {self.name}", unit="step", disable=None)
-        net, weights_info = load_model(self.spec, self.weights_file())
-
-        steps.set_postfix_str("export")
+        net, weights = load_model(self.spec, self.weights_file())
         t0 = time.perf_counter()
         raw = export_fused_onnx(net, self.spec, work / "raw.onnx", self.height, self.width,
                                 self.options.dynamic)
-        export_s = time.perf_counter() - t0
-        steps.update()
+        return Exported(raw, time.perf_counter() - t0, net, weights)
 
-        steps.set_postfix_str("slim")
-        graph = onnx.load(str(raw))
+    def slim(self, exported: Exported, work: Path) -> Slimmed:
+        """onnxslim: constant folding and dead nodes gone; both outputs kept."""
+        import onnx
+
+        from calib.onnx_tools import keep_outputs, node_count, slim
+
+        graph = onnx.load(str(exported.onnx))
         before = node_count(graph)
-        outputs = ["labels", "logits"]
-        graph = slim(keep_outputs(graph, outputs))
-        fp32_onnx = work / "fp32.onnx"
-        onnx.save(graph, str(fp32_onnx))
+        graph = slim(keep_outputs(graph, [LABELS_NAME, LOGITS_NAME]))
+        path = work / "fp32.onnx"
+        onnx.save(graph, str(path))
         after = node_count(graph)
-        tqdm.write(f"exported in {export_s:.1f} s; onnxslim: {before} -> {after} nodes", file=sys.stderr)
-        steps.update()
+        tqdm.write(f"exported in {exported.seconds:.1f} s; onnxslim: {before} -> {after} nodes",
+                   file=sys.stderr)
+        return Slimmed(path, before, after)
 
-        steps.set_postfix_str("verify")
+    def verify(self, exported: Exported, slimmed: Slimmed) -> Verified:
+        """ONNX Runtime on the slimmed graph vs the PyTorch module it came from, on street frames."""
+        from build_engine.export import torch_reference
+        from runtime.backends import open_runner
+
         frames = verification_frames(self.height, self.width, self.options.verify_frames)
-        reference = torch_reference(net, self.spec, frames)
-        from calib.runners import onnxruntime_predictor
-
-        ort_run = onnxruntime_predictor(fp32_onnx)
-        onnx_agreement = compare(reference, [ort_run(f) for f in frames])
-        tqdm.write(f"ONNX Runtime vs PyTorch: {onnx_agreement.summary()}", file=sys.stderr)
-        if onnx_agreement.pixel_agreement < FP32_MIN_AGREEMENT:
-            raise BuildError(f"the exported ONNX disagrees with PyTorch: {onnx_agreement.summary()} "
+        reference = torch_reference(exported.net, self.spec, frames)
+        with open_runner("onnxruntime", slimmed.onnx) as ort_run:
+            agreement = compare(reference, [ort_run.predict(f) for f in frames])
+        tqdm.write(f"ONNX Runtime vs PyTorch: {agreement.summary()}", file=sys.stderr)
+        if agreement.pixel_agreement < FP32_MIN_AGREEMENT:
+            raise BuildError(f"the exported ONNX disagrees with PyTorch: {agreement.summary()} "
                              f"(need >= {FP32_MIN_AGREEMENT * 100:.1f} %)")
-        steps.update()
+        return Verified(slimmed.onnx, agreement, frames, reference)
 
-        steps.set_postfix_str(self.options.precision)
-        from calib.precision import PrecisionResult, apply_precision
+    def quantize(self, verified: Verified, work: Path) -> PrecisionResult:
+        """The graph of the asked precision (FP16 / INT8 Q/DQ, or the final FP32), through its gate."""
+        from calib.precision import apply_precision
 
-        final_outputs = outputs if self.options.with_logits else ["labels"]
-        self.options.backend_resolved = self.backend
-        precision: PrecisionResult = apply_precision(fp32_onnx, work, self.options, self.spec,
-                                                     final_outputs, self.output / "calibration")
-        steps.update()
+        outputs = [LABELS_NAME, LOGITS_NAME] if self.options.with_logits else [LABELS_NAME]
+        return apply_precision(verified.onnx, work, self.options, self.spec, outputs,
+                               self.output / "calibration", self.backend)
 
-        steps.set_postfix_str(f"compile {self.backend}")
-        model = work / f"model{EXTENSIONS[self.backend]}"
-        companions = self._compile(precision.onnx_path, model)
-        backend_agreement = self._verify_backend(model, frames, reference)
-        steps.update()
-        steps.close()
-        if backend_agreement is not None:
-            tqdm.write(f"{self.backend} {self.options.precision} vs PyTorch FP32: "
-                       f"{backend_agreement.summary()}", file=sys.stderr)
-            if self.options.precision == "fp32" and \
-                    backend_agreement.pixel_agreement < FP32_MIN_AGREEMENT:
-                raise BuildError(f"{self.backend} FP32 disagrees with PyTorch: "
-                                 f"{backend_agreement.summary()}")
+    def compile(self, precision: PrecisionResult, verified: Verified, work: Path,
+                target: Path | None = None) -> Compiled:
+        """Write the backend's model file atomically (at `target`, default in the work folder, whence
+        the commit moves it in), then run it against PyTorch where this machine can."""
+        target = target or work / f"model{EXTENSIONS[self.backend]}"
+        facts: dict[str, Any] = {}
+        companions: dict[str, str] = {}
+        if self.backend == "onnxruntime":
+            with atomic_path(target) as tmp:
+                shutil.copyfile(precision.onnx_path, tmp)
+        elif self.backend == "openvino":
+            from build_engine.openvino_compile import onnx_to_ir
 
-        versions = environment.tool_versions()
-        versions.update(precision.tools)
+            _, bin_path = onnx_to_ir(precision.onnx_path, target)
+            companions = {bin_path.name: sha256_file(bin_path)}
+        else:
+            from build_engine.tensorrt_builder import TensorRTOptions, build_engine
+            from devices import device_info
+
+            options = TensorRTOptions(workspace_mb=self.options.workspace_mb,
+                                      timing_cache=self.output / "timing.cache")
+            facts = build_engine(precision.onnx_path, target, options)
+            facts["gpu"] = device_info()
+        agreement = self._run_compiled(target, verified)
+        return Compiled(target, companions, agreement, facts)
+
+    def _run_compiled(self, model_path: Path, verified: Verified) -> Agreement | None:
+        """The written file on its backend vs PyTorch FP32 (not TensorRT without a GPU here)."""
         if self.backend == "tensorrt":
-            versions.update(self._trt_facts)
-        # final names carry the model's hash: they never overwrite what the old manifest names
-        model_sha = sha256_file(model)
-        files = {model.parent / n: commit.versioned_name(self.name, model_sha, Path(n).suffix)
-                 for n in companions}
-        files[model] = commit.versioned_name(self.name, model_sha, model.suffix)
-        manifest = Manifest(
+            return None  # verified by the gpu-marked tests and the runtime's first frames
+        from runtime.backends import open_runner
+
+        with open_runner(self.backend, model_path, self.options.precision) as run:
+            agreement = compare(verified.reference, [run.predict(f) for f in verified.frames])
+        tqdm.write(f"{self.backend} {self.options.precision} vs PyTorch FP32: {agreement.summary()}",
+                   file=sys.stderr)
+        if self.options.precision == "fp32" and agreement.pixel_agreement < FP32_MIN_AGREEMENT:
+            raise BuildError(f"{self.backend} FP32 disagrees with PyTorch: {agreement.summary()}")
+        return agreement
+
+    def manifest(self, key: str, exported: Exported, slimmed: Slimmed, verified: Verified,
+                 precision: PrecisionResult, compiled: Compiled) -> Manifest:
+        """What the artefact is and how it was made: the contract the runtime reads."""
+        versions = {**environment.tool_versions(), **precision.tools, **compiled.facts}
+        return Manifest(
             name=self.name, model=self.spec.name, backend=self.backend,
-            precision=self.options.precision, model_file=files[model],
+            precision=self.options.precision, model_file=compiled.model_path.name,
             classes=list(self.spec.classes), palette=[list(c) for c in self.spec.palette],
             input_size=[-1, -1] if self.options.dynamic else [self.height, self.width],
             mean=list(self.spec.mean), std=list(self.spec.std),
             channel_order=self.spec.channel_order,
-            logits_name="logits" if self.options.with_logits else None,
+            logits_name=LOGITS_NAME if self.options.with_logits else None,
             dynamic_shape=self.options.dynamic,
-            model_sha256=model_sha,
+            model_sha256=sha256_file(compiled.model_path),
             onnx_sha256=sha256_file(precision.onnx_path),
-            companion_files={files[model.parent / n]: digest for n, digest in companions.items()},
-            weights=weights_info,
+            companion_files=compiled.companions,
+            weights=exported.weights,
             calibration=precision.calibration,
             verification={
-                "onnx_vs_torch": onnx_agreement.to_dict(),
-                "backend_vs_torch": backend_agreement.to_dict() if backend_agreement else None,
-                "export_seconds": round(export_s, 2),
-                "nodes_before_slim": before, "nodes_after_slim": after,
+                "onnx_vs_torch": verified.agreement.to_dict(),
+                "backend_vs_torch": compiled.agreement.to_dict() if compiled.agreement else None,
+                "export_seconds": round(exported.seconds, 2),
+                "nodes_before_slim": slimmed.nodes_before, "nodes_after_slim": slimmed.nodes_after,
                 "exporter": "dynamo" if self.options.dynamic else "torchscript",
             },
             accuracy=precision.accuracy,
@@ -272,38 +391,35 @@ class Builder:
             build={"command": self.options.command or self.command_line(), "cache_key": key,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
         )
-        return manifest, files
 
-    def _compile(self, onnx_path: Path, model: Path) -> dict[str, str]:
-        """Write the backend's model file to `model` (in the work folder); return its companion
-        files (beside it) as {name: sha256}."""
-        self._trt_facts: dict = {}
-        if self.backend == "onnxruntime":
-            shutil.copyfile(onnx_path, model)
-            return {}
-        if self.backend == "openvino":
-            from build_engine.openvino_compile import onnx_to_ir
+    # -- plumbing ------------------------------------------------------------------------
+    @contextmanager
+    def _work(self) -> Iterator[Path]:
+        """A work folder inside the output folder (same file system, so renames are atomic),
+        removed on every way out. The output folder is checked first (OutputDirError, exit 2,
+        before any export) and locked: builds into one folder take turns, and what dead builds
+        left there is swept away."""
+        commit.prepare_output(self.output)
+        with commit.folder_lock(self.output):
+            commit.sweep_stale(self.output)
+            with commit.work_dir(self.output, self.name) as work:
+                yield work
 
-            _, bin_path = onnx_to_ir(onnx_path, model)
-            return {bin_path.name: sha256_file(bin_path)}
-        from build_engine.tensorrt_builder import TensorRTOptions, build_engine
-        from runtime.cuda import device_info
+    @contextmanager
+    def _progress(self, total: int) -> Iterator[Any]:
+        """A step bar; `step(name, fn, *args)` shows the step, runs it and returns its value."""
+        bar = tqdm(total=total, desc=f"build {self.name}", unit="step", disable=None)
 
-        options = TensorRTOptions(workspace_mb=self.options.workspace_mb,
-                                  timing_cache=self.output / "timing.cache")
-        facts = build_engine(onnx_path, model, options)
-        facts["gpu"] = device_info()
-        self._trt_facts = facts
-        return {}
+        def step(name: str, fn: Any, *args: Any) -> Any:
+            bar.set_postfix_str(name)
+            value = fn(*args)
+            bar.update()
+            return value
 
-    def _verify_backend(self, model: Path, frames: list, reference: list) -> Agreement | None:
-        """Run the new artefact where this machine can (not TensorRT without a GPU)."""
-        if self.backend == "tensorrt":
-            return None  # verified by the gpu-marked tests and the runtime's first frames
-        from calib.runners import predictor_for
-
-        run = predictor_for(self.backend, model, self.options.precision)
-        return compare(reference, [run(f) for f in frames])
+        try:
+            yield step
+        finally:
+            bar.close()
 
     def command_line(self) -> str:
         o = self.options
@@ -317,3 +433,10 @@ class Builder:
         if o.output:
             parts += ["--output", o.output]
         return shlex.join(parts)
+
+
+def _keep(src: Path, dst: Path) -> Path:
+    """Copy a step's file out of the work folder, atomically."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return dst

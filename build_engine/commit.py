@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from artefact.files import sha256_file
+from artefact.files import probe_writable, sha256_file
 from build_engine.errors import OutputDirError
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,7 @@ def prepare_output(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise OutputDirError(f"--output {folder} is a file, not a folder; choose a folder for the artefacts")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".pspnet-rt-probe.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(folder)
     except OSError as exc:
         raise OutputDirError(f"cannot write artefacts to {folder}: {exc.strerror or exc}; "
                              "choose a writable --output") from None

@@ -1,38 +1,16 @@
-"""What this machine can build for, and the tool versions a manifest records."""
+"""Which backend a build targets, and the tool versions a manifest records.
+
+The facts themselves (CPU, CUDA device, installed libraries) come from `devices`, which the
+runtime and the benchmarks ask too.
+"""
 
 from __future__ import annotations
 
-import importlib.metadata as md
-import importlib.util
 import platform
 
+from devices import backend_usable, cpu_info, version
+
 BACKEND_ORDER = ("tensorrt", "openvino", "onnxruntime")
-
-
-def version(dist: str) -> str | None:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return None
-
-
-def tensorrt_usable() -> bool:
-    """TensorRT imports AND a CUDA device answers (the builder fails without one)."""
-    if importlib.util.find_spec("tensorrt") is None:
-        return False
-    try:
-        from runtime.cuda import device_info  # one place for CUDA calls
-
-        return device_info() is not None
-    except Exception:
-        return False
-
-
-def backend_usable(backend: str) -> bool:
-    if backend == "tensorrt":
-        return tensorrt_usable()
-    module = {"openvino": "openvino", "onnxruntime": "onnxruntime"}[backend]
-    return importlib.util.find_spec(module) is not None
 
 
 def resolve_backend(requested: str) -> str:
@@ -46,7 +24,7 @@ def resolve_backend(requested: str) -> str:
 
 
 def tool_versions() -> dict:
-    info = {
+    return {
         "python": platform.python_version(),
         "torch": version("torch"),
         "onnx": version("onnx"),
@@ -54,18 +32,6 @@ def tool_versions() -> dict:
         "onnxruntime": version("onnxruntime"),
         "openvino": version("openvino"),
         "tensorrt": None,
-        "cpu": cpu_name(),
+        "cpu": cpu_info()["model"],
         "machine": platform.machine(),
     }
-    return info
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from artefact.manifest import INPUT_NAME, LABELS_NAME, LOGITS_NAME
 from build_engine.errors import SizeError
 from pspnet.model import PSPNet, output_size
 from pspnet.zoo import ModelSpec
 
 log = logging.getLogger(__name__)
 OPSET = 18
-INPUT_NAME, LABELS_NAME, LOGITS_NAME = "image", "labels", "logits"
 MIN_SIDE = 33  # three stride-2 stages must leave at least a 5x5 map for the 3x3 head
 
 
@@ -84,7 +84,7 @@ def export_fused_onnx(net: PSPNet, spec: ModelSpec, path: str | Path, height: in
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if dynamic:
-            dims = {"image": {1: torch.export.Dim("height", min=MIN_SIDE, max=8192),
+            dims = {INPUT_NAME: {1: torch.export.Dim("height", min=MIN_SIDE, max=8192),
                               2: torch.export.Dim("width", min=MIN_SIDE, max=8192)}}
             with contextlib.redirect_stdout(io.StringIO()):
                 program = torch.onnx.export(fused, (sample,), dynamo=True, dynamic_shapes=dims,

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from segdata.evaluation import agreement
+
 FP32_MIN_AGREEMENT = 0.999
 
 
@@ -30,18 +32,15 @@ class Agreement:
 def compare(reference: list[tuple[np.ndarray, np.ndarray | None]],
             candidate: list[tuple[np.ndarray, np.ndarray | None]]) -> Agreement:
     """Each list holds (labels HxW, logits CxHxW or None) per frame, in the same order."""
-    same = total = 0
     diffs_max, diffs_mean = [], []
-    for (ref_labels, ref_logits), (cand_labels, cand_logits) in zip(reference, candidate):
-        same += int(np.count_nonzero(ref_labels == cand_labels))
-        total += ref_labels.size
+    for (_, ref_logits), (_, cand_logits) in zip(reference, candidate):
         if ref_logits is not None and cand_logits is not None:
             diff = np.abs(ref_logits.astype(np.float32) - cand_logits.astype(np.float32))
             diffs_max.append(float(diff.max()))
             diffs_mean.append(float(diff.mean()))
     return Agreement(
         frames=len(reference),
-        pixel_agreement=same / max(total, 1),
+        pixel_agreement=agreement([r[0] for r in reference], [c[0] for c in candidate]),
         max_abs_logit_diff=max(diffs_max) if diffs_max else None,
         mean_abs_logit_diff=float(np.mean(diffs_mean)) if diffs_mean else None,
     )

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calib.evaluate import agreement, confusion
 from calib.sources import FrameSet
+from segdata.evaluation import agreement, confusion
 
 
 @dataclass
@@ -26,6 +26,7 @@ class GateReport:
     passed: bool = True
     limit_points: float = 1.0
     note: str = ""
+    precision_ran: str | None = None  # what the gate's runner reported it ran
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -10,16 +10,20 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 from tqdm import tqdm
 
 from artefact.files import sha256_file
-from calib.evaluate import predict_all
 from calib.gate import GateReport, gate
-from calib.runners import predictor_for
+from calib.options import PrecisionOptions
 from calib.sources import CalibrationError, FrameSet, load_frames
+from runtime.backends import open_runner
+from segdata.evaluation import agreement, predict_all
+
+if TYPE_CHECKING:
+    from pspnet.zoo import ModelSpec
 
 log = logging.getLogger(__name__)
 GATE_BACKENDS = {"openvino": "openvino", "onnxruntime": "onnxruntime",
@@ -53,9 +57,9 @@ def final_graph(src: Path, dst: Path, outputs: list[str]) -> Path:
     return dst
 
 
-def apply_precision(fp32_onnx: Path, work: Path, options: Any, spec: Any, outputs: list[str],
-                    cache_dir: Path) -> PrecisionResult:
-    """`options` is build_engine's BuildOptions (precision, calibration and gate settings)."""
+def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec: ModelSpec,
+                    outputs: list[str], cache_dir: Path, backend: str) -> PrecisionResult:
+    """The graph of `options.precision` for an artefact of `backend`, gated on held-out frames."""
     base = final_graph(fp32_onnx, work / "fp32_final.onnx", outputs)
     if options.precision == "fp32":
         return PrecisionResult(base)
@@ -65,9 +69,9 @@ def apply_precision(fp32_onnx: Path, work: Path, options: Any, spec: Any, output
                          "run at one size); drop --dynamic")
     evalset = load_frames(options.eval_data or "synthetic:val", options.eval_images, height,
                           width, seed=1, default_split="val")
-    gate_backend = GATE_BACKENDS[options.backend_resolved]
-    fp32_run = predictor_for(gate_backend, base, "fp32")
-    fp32_preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
+    gate_backend = GATE_BACKENDS[backend]
+    with open_runner(gate_backend, base, "fp32") as fp32_run:
+        fp32_preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
     classes = list(spec.classes)
 
     if options.precision == "fp16":
@@ -81,7 +85,7 @@ def apply_precision(fp32_onnx: Path, work: Path, options: Any, spec: Any, output
     return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes)
 
 
-def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
+def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
           fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str]
           ) -> PrecisionResult:
     from calib.graph_parts import conv_blocks, final_classifier
@@ -98,7 +102,7 @@ def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
     graph = onnx.load(str(pre))
     exclude: list[str] = []
     cls = final_classifier(graph)
-    if cls is not None and not options.extra.get("quantize_classifier"):
+    if cls is not None and not options.quantize_classifier:
         exclude.append(cls.name)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir / (f"{sha256_file(base)[:16]}-{calibset.fingerprint()}-"
@@ -142,10 +146,9 @@ def _int8(base: Path, work: Path, options: Any, spec: Any, evalset: FrameSet,
 
 
 def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: list[str],
-                options: Any, cache: Path, evalset: FrameSet, fp32_preds: list,
+                options: PrecisionOptions, cache: Path, evalset: FrameSet, fp32_preds: list,
                 gate_backend: str) -> list[tuple[str, float]]:
     """Per block: agreement with FP32 when ONLY that block is INT8. Worst first."""
-    from calib.evaluate import agreement
     from calib.quantize import quantize_int8
 
     frames = evalset.frames[:16]
@@ -156,8 +159,8 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
             continue
         others = [n for n in all_convs if n not in names] + exclude
         path = quantize_int8(pre, work / "probe.onnx", None, options.calib_method, others, cache)
-        run = predictor_for(gate_backend, path, "int8")
-        scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
+        with open_runner(gate_backend, path, "int8") as run:
+            scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
     scores.sort(key=lambda s: s[1])
     tqdm.write("sensitivity (agreement with FP32 when only this block is INT8): " +
                ", ".join(f"{b} {a * 100:.2f}%" for b, a in scores[:6]), file=sys.stderr)
@@ -165,10 +168,11 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
 
 
 def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
-          classes: list[str], options: Any, fail: bool = True) -> GateReport:
-    run = predictor_for(backend, path, precision)
-    preds = predict_all(run, evalset.frames, f"{precision} gate")
+          classes: list[str], options: PrecisionOptions, fail: bool = True) -> GateReport:
+    with open_runner(backend, path, precision) as run:
+        preds = predict_all(run, evalset.frames, f"{precision} gate")
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
+    report.precision_ran = run.precision_ran
     tqdm.write(report.table(), file=sys.stderr)
     if fail and not report.passed:
         raise GateFailed(_fail_message(report, precision), report)
@@ -183,10 +187,8 @@ def _fail_message(report: GateReport, precision: str) -> str:
 
 def _accuracy(report: GateReport, evalset: FrameSet, backend: str, **extra: Any) -> dict:
     precision = "int8" if "kept_fp32" not in extra else "fp16"
-    if backend == "openvino":
-        from calib.runners import openvino_hint
-
-        float_layers = openvino_hint(precision)  # what OpenVINO really ran, not what was asked
+    if backend == "openvino":  # what OpenVINO really ran (int8/<float> for Q/DQ), not what was asked
+        float_layers = (report.precision_ran or "").split("/")[-1]
     else:
         float_layers = "f16" if precision == "fp16" else "f32"
     return {"gate": report.to_dict(), "eval_data": evalset.describe(), "gate_backend": backend,

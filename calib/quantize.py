@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from artefact.manifest import INPUT_NAME
+
 log = logging.getLogger(__name__)
 METHODS = ("entropy", "minmax", "percentile")
 
@@ -107,7 +109,7 @@ def calibrate(model_path: Path, frames: Sequence[np.ndarray], method: str, cache
         calibrator = create_calibrator(model_path, ["Conv"], str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=_method_enum()[method],
                                        extra_options=CALIBRATOR_OPTIONS[method])
-        calibrator.collect_data(_reader(frames, "image"))
+        calibrator.collect_data(_reader(frames, INPUT_NAME))
         ranges = calibrator.compute_data()
     from artefact.files import atomic_path
 

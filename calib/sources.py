@@ -1,26 +1,31 @@
-"""Calibration frames from folders, globs, videos/URLs, data sets or the synthetic scenes.
+"""Calibration frames from folders, globs, videos, cameras/URLs, data sets or the synthetic scenes.
 
-Every frame passes through `segdata.frames.to_model_input`, the runtime's own input path, so
-the ranges INT8 learns are measured on the very bytes the engine will see.
+Frame sources (files, folders, globs, videos, cameras, URLs, demo) are opened by the runtime's
+one parser, `runtime.sources.parse_source`; data sets (labelled, for the accuracy gate) by
+`segdata.datasets.open_dataset`. Every frame then passes through
+`segdata.frames.to_model_input`, the runtime's own input path, so the ranges INT8 learns are
+measured on the very bytes the engine will see.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from segdata.frames import FrameError, read_image, to_model_input
+from segdata.datasets import canonical_synthetic, even_sample, is_dataset_source
+from segdata.frames import IMAGE_SUFFIXES, FrameError, read_image, to_model_input
+
+if TYPE_CHECKING:
+    from runtime.sources import Source
 
 log = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
+LIVE_STRIDE = 10  # live sources: every 10th frame, so n frames span more than a moment
 
 
 class CalibrationError(ValueError):
@@ -50,14 +55,9 @@ class FrameSet:
         return {"source": self.source, "images": len(self.frames), "available": self.available,
                 "skipped": len(self.skipped), "fingerprint": self.fingerprint()}
 
-
-def even_sample(total: int, n: int, seed: int = 0) -> list[int]:
-    """One index drawn at random from each of n equal strata: spread over the whole source."""
-    if n >= total:
-        return list(range(total))
-    rng = np.random.default_rng(seed)
-    edges = np.linspace(0, total, n + 1)
-    return [int(min(total - 1, np.floor(rng.uniform(a, b)))) for a, b in pairwise(edges)]
+    def add(self, image: np.ndarray, height: int, width: int, label: np.ndarray | None = None) -> None:
+        self.frames.append(to_model_input(image, height, width))
+        self.labels.append(label)
 
 
 def load_frames(source: str, n: int, height: int, width: int, seed: int = 0,
@@ -65,13 +65,10 @@ def load_frames(source: str, n: int, height: int, width: int, seed: int = 0,
     """Up to n frames from `source`, sampled evenly; fewer than n is a warning, none an error."""
     if n < 1:
         raise CalibrationError(f"need at least one image, asked for {n}")
-    kind = classify(source)
-    if kind == "dataset":
+    if is_dataset_source(source):
         frames = _from_dataset(source, n, height, width, seed, default_split)
-    elif kind == "video":
-        frames = _from_video(source, n, height, width, seed)
     else:
-        frames = _from_images(_image_files(source), source, n, height, width, seed)
+        frames = _from_source(source, n, height, width, seed)
     if not frames.frames:
         why = f" ({len(frames.skipped)} unreadable: {'; '.join(frames.skipped[:3])})" \
             if frames.skipped else ""
@@ -87,68 +84,92 @@ def load_frames(source: str, n: int, height: int, width: int, seed: int = 0,
 def check_source(source: str, what: str) -> None:
     """Cheap, before any export: CalibrationError if `source` cannot be a frame source at all
     (a path that does not exist, a folder without images). Reading the frames comes later."""
-    kind = classify(source)
-    if kind == "images":
-        try:
-            _image_files(source)
-        except CalibrationError as exc:
-            raise CalibrationError(f"{what}: {exc}") from None
-    elif kind == "video" and "://" not in source and not Path(source).expanduser().is_file():
-        raise CalibrationError(f"{what}: {source} does not exist")
-    elif kind == "dataset" and not source.startswith("synthetic"):
-        root = source.split(":", 1)[1] if ":" in source else source
-        if not Path(root).expanduser().exists():
-            raise CalibrationError(f"{what}: data set folder {root} does not exist")
+    try:
+        if is_dataset_source(source):
+            root = source.split(":", 1)[1] if ":" in source else source
+            if not source.startswith("synthetic") and not Path(root).expanduser().exists():
+                raise CalibrationError(f"data set folder {root} does not exist")
+            return
+        _parse(source, 1, 1, 1)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{what}: {exc}") from None
 
 
-def classify(source: str) -> str:
-    if source.startswith("synthetic") or source.split(":", 1)[0] in ("cityscapes", "kitti",
-                                                                      "ade20k", "voc"):
-        return "dataset"
-    if "://" in source:
-        return "video"
-    path = Path(source).expanduser()
-    if path.is_file():
-        return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "images"
-    if path.is_dir():
-        entries = list(path.iterdir())
-        if any(p.is_dir() for p in entries) and not any(
-                p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
-            return "dataset"  # a folder of folders: try the data-set layouts
-    return "images"
+def _parse(source: str, n: int, height: int, width: int) -> Source:
+    """The runtime's own parser (no I/O beyond the file system), its refusals as CalibrationError."""
+    from runtime.errors import SourceError, SourceMissing
+    from runtime.sources import ImageFolderSource, SourceOptions, parse_source
+
+    try:
+        src = parse_source(str(Path(source).expanduser()) if "://" not in source else source,
+                           SourceOptions(demo_size=(height, width), demo_frames=n, reconnect=0))
+    except SourceMissing:
+        raise CalibrationError(f"calibration source {source} does not exist (expected a folder, a glob, a "
+                               "video file or URL, a camera, a data set, or synthetic:calib:N)") from None
+    except SourceError as exc:
+        raise CalibrationError(f"calibration source {source} holds no images or video: {exc}") from None
+    if isinstance(src, ImageFolderSource) and not _image_paths(src):
+        raise CalibrationError(f"{source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return src
 
 
-def _image_files(source: str) -> list[Path]:
-    path = Path(source).expanduser()
-    if any(c in source for c in "*?["):
-        files = [Path(p) for p in sorted(glob.glob(source, recursive=True))]
-    elif path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file())
-    elif path.is_file():
-        files = [path]
-    else:
-        raise CalibrationError(f"calibration source {source} does not exist (expected a folder, "
-                               "a glob, a video file or URL, a data set, or synthetic:calib:N)")
-    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not images:
-        raise CalibrationError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return images
+def _image_paths(src: Source) -> list[Path]:
+    return [Path(f) for f in src.files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _from_source(source: str, n: int, height: int, width: int, seed: int) -> FrameSet:
+    from runtime.errors import SourceError
+    from runtime.sources import ImageFolderSource
+
+    src = _parse(source, n, height, width)
+    if isinstance(src, ImageFolderSource):
+        return _from_images(_image_paths(src), source, n, height, width, seed)
+    try:
+        with src:
+            return _from_frames(src, source, n, height, width, seed)
+    except SourceError as exc:
+        raise CalibrationError(f"cannot open calibration source {source}: {exc}") from None
 
 
 def _from_images(files: list[Path], source: str, n: int, height: int, width: int,
                  seed: int) -> FrameSet:
+    """Random access over the files: an unreadable one is replaced, so N stays N where it can."""
     out = FrameSet([], [], source, len(files))
     order = even_sample(len(files), n, seed)
     spare = [i for i in range(len(files)) if i not in set(order)]
     while order and len(out.frames) < n:
         path = files[order.pop(0)]
         try:
-            out.frames.append(to_model_input(read_image(str(path)), height, width))
-            out.labels.append(None)
+            out.add(read_image(str(path)), height, width)
         except FrameError as exc:
             out.skipped.append(f"{path.name}: {exc}")
-            if spare:  # replace an unreadable image so N stays N where the folder allows
+            if spare:
                 order.append(spare.pop(0))
+    return out
+
+
+def _from_frames(src: Source, source: str, n: int, height: int, width: int, seed: int) -> FrameSet:
+    """One pass over a video (frames spread evenly over its length) or a live source (every
+    LIVE_STRIDE-th frame until n)."""
+    total = src.frame_count
+    out = FrameSet([], [], source, total or 0)
+    if total:
+        wanted = set(even_sample(total, n, seed))
+        for frame in src.frames():
+            if frame.index in wanted:
+                out.add(frame.image, height, width)
+                if len(out.frames) >= len(wanted):
+                    break
+    else:
+        seen = 0
+        for frame in src.frames():
+            if seen % LIVE_STRIDE == 0:
+                out.add(frame.image, height, width)
+            seen += 1
+            if len(out.frames) >= n or seen >= n * LIVE_STRIDE + 100:
+                break
+        out.available = seen
+    out.skipped += [f"{count} x {why}" for why, count in src.drops.items()]
     return out
 
 
@@ -166,56 +187,8 @@ def _from_dataset(source: str, n: int, height: int, width: int, seed: int,
         except (FrameError, OSError) as exc:
             out.skipped.append(f"#{i}: {exc}")
             continue
-        out.frames.append(to_model_input(sample.image, height, width))
         label = sample.label
         if label is not None and label.shape != (height, width):
             label = cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST)
-        out.labels.append(label)
+        out.add(sample.image, height, width, label)
     return out
-
-
-def canonical_synthetic(source: str, n: int, height: int, width: int, split: str) -> str:
-    """`synthetic[:split][:N][@HxW]` with every part filled: N defaults to n, size to the model's."""
-    head, _, size = source.partition("@")
-    parts = head.split(":")
-    split_name = parts[1] if len(parts) > 1 and parts[1] else split
-    count = parts[2] if len(parts) > 2 and parts[2] else str(n)
-    return f"synthetic:{split_name}:{count}@{size or f'{height}x{width}'}"
-
-
-def _from_video(source: str, n: int, height: int, width: int, seed: int) -> FrameSet:
-    cap = cv2.VideoCapture(source)
-    if not cap.isOpened():
-        raise CalibrationError(f"cannot open video {source}")
-    try:
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        out = FrameSet([], [], source, max(total, 0))
-        if total > 0:
-            wanted = set(even_sample(total, n, seed))
-            index = 0
-            while len(out.frames) < len(wanted):
-                ok = cap.grab()
-                if not ok:
-                    break
-                if index in wanted:
-                    ok, frame = cap.retrieve()
-                    if ok and frame is not None:
-                        out.frames.append(to_model_input(frame, height, width))
-                        out.labels.append(None)
-                    else:
-                        out.skipped.append(f"frame {index}: decode failed")
-                index += 1
-        else:  # a stream: no frame count, take every 10th frame until n
-            index = 0
-            while len(out.frames) < n and index < n * 10 + 100:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                if index % 10 == 0:
-                    out.frames.append(to_model_input(frame, height, width))
-                    out.labels.append(None)
-                index += 1
-            out.available = index
-        return out
-    finally:
-        cap.release()

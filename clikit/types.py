@@ -1,4 +1,4 @@
-"""Option types that know their domain.
+"""Option types that know their domain (the kit re-exports them: clikit.hw_size, clikit.text ...).
 
 Each is an argparse `type` callable that refuses what it must (nan, 0 where a rate is meant,
 an empty path, a folder where a file is written ...) with a message naming what it expects, so
@@ -82,11 +82,11 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> OptionTyp
 
 
 def number(greater_than: float | None = None, at_least: float | None = None,
-           at_most: float | None = None, below: float | None = None) -> OptionType:
+           at_most: float | None = None, below: float | None = None, what: str = "a number") -> OptionType:
     """A finite real number within the bounds (nan and inf are never a setting)."""
     lo = greater_than if greater_than is not None else at_least
     hi = below if below is not None else at_most
-    domain = f"a number {_bounds_text(lo, hi, greater_than is not None, below is not None)}".strip()
+    domain = f"{what} {_bounds_text(lo, hi, greater_than is not None, below is not None)}".strip()
 
     def parse(text: str) -> float:
         try:
@@ -177,7 +177,7 @@ def csv_numbers(greater_than: float = 0.0, count: int | None = None) -> OptionTy
 
 
 # ------------------------------------------------------------------------------------ paths
-def text(what: str) -> OptionType:
+def non_empty(what: str) -> OptionType:
     """A non-empty string (a name, a URI, a device): checked by the command that uses it."""
 
     def parse(value: str) -> str:

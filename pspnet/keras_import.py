@@ -1,4 +1,4 @@
-"""Import the Keras seeds' `.h5` weights (Vladkryvoruchko/PSPNet-Keras-tensorflow) without TensorFlow.
+"""Import the Keras baseline's `.h5` weights (Vladkryvoruchko/PSPNet-Keras-tensorflow) without TensorFlow.
 
 Those files are Keras `save_weights` HDF5 files converted from the paper author's Caffe models:
 one group per layer, a `weight_names` attribute of byte strings naming datasets such as
@@ -6,7 +6,7 @@ one group per layer, a `weight_names` attribute of byte strings naming datasets 
 
 The network they belong to is our PSPNet with two Caffe conventions switched on:
 `stride_on_1x1=True` (conv3_1's stride sits on the 1x1 reduce) and `caffe_ppm_order=True`
-(concat [x, pool6, pool3, pool2, pool1]). The rest already matches: the seed's 'same' padding of
+(concat [x, pool6, pool3, pool2, pool1]). The rest already matches: the baseline's 'same' padding of
 the stride-2 stem conv and pool1 is a symmetric pad of 1 at its odd input sizes (473, 713), its
 fixed average pools (60/30/20/10 at 473, 90/45/30/15 at 713) are our adaptive pools on those
 divisible maps, every resize is bilinear with align_corners=True, and BN epsilon is 1e-5.
@@ -87,7 +87,7 @@ def read_keras_layers(path: str | Path, data: bool = True) -> Layers:
         handle = h5py.File(path, "r")
     except OSError as exc:
         raise CheckpointError(f"{path} is not a readable HDF5 file ({str(exc)[:160]}); expected the "
-                              "Keras seeds' save_weights .h5 (e.g. pspnet101_cityscapes.h5)") from None
+                              "Keras baseline's save_weights .h5 (e.g. pspnet101_cityscapes.h5)") from None
     layers: Layers = {}
     try:
         with handle:
@@ -125,7 +125,7 @@ def _shape(value: np.ndarray | tuple[int, ...]) -> tuple[int, ...]:
 
 # --------------------------------------------------------------------------- spec inference
 def keras_spec_from_h5(path: str | Path) -> ModelSpec:
-    """The zoo spec a seed `.h5` needs, read from its layer names and shapes (no data loaded).
+    """The zoo spec a baseline `.h5` needs, read from its layer names and shapes (no data loaded).
 
     Depth comes from the number of conv4_* blocks (6 -> 50, 23 -> 101), classes from conv6's
     kernel, width from conv6's input channels (512 at full width) so small test files work too.
@@ -138,12 +138,12 @@ def spec_from_layers(layers: Layers, source: str) -> ModelSpec:
     blocks = {int(m.group(1)) for layer in layers if (m := re.fullmatch(r"conv4_(\d+)_1x1_reduce", layer))}
     depth = DEPTH_BY_CONV4_BLOCKS.get(len(blocks))
     if depth is None or blocks != set(range(1, len(blocks) + 1)):
-        raise CheckpointError(f"{source}: found {len(blocks)} conv4_*_1x1_reduce layers; the seeds' files "
-                              "have 6 (PSPNet50) or 23 (PSPNet101)")
+        raise CheckpointError(f"{source}: found {len(blocks)} conv4_*_1x1_reduce layers; the "
+                              "baseline's files have 6 (PSPNet50) or 23 (PSPNet101)")
     kernel = layers.get("conv6", {}).get("kernel")
     if kernel is None or len(_shape(kernel)) != 4:
         raise CheckpointError(f"{source}: no 4-d conv6 kernel, so the class count is unknown; "
-                              "is this a seed PSPNet .h5?")
+                              "is this a baseline PSPNet .h5?")
     _, _, mid, classes = _shape(kernel)
     label_set = LABEL_SET_BY_CLASSES.get(classes)
     if label_set is None:
@@ -180,7 +180,7 @@ def keras_layer_map(model: PSPNet) -> dict[str, tuple[str, str]]:
         for i, block in enumerate(getattr(model, stage)):
             pre, ours = f"conv{level}_{i + 1}", f"{stage}.{i}"
             if not hasattr(block, "conv3"):
-                raise ValueError("the Keras seeds are bottleneck ResNets (depth 50/101); "
+                raise ValueError("the Keras baseline's networks are bottleneck ResNets (depth 50/101); "
                                  "this model has basic blocks")
             add(f"{pre}_1x1_reduce", f"{ours}.conv1", f"{ours}.bn1")
             add(f"{pre}_3x3", f"{ours}.conv2", f"{ours}.bn2")
@@ -202,8 +202,8 @@ def _check_conventions(model: PSPNet) -> None:
     if not model.ppm.caffe_order:
         wrong.append("caffe_ppm_order=True")
     if wrong:
-        raise CheckpointError("the Keras seeds' weights need PSPNet(..., " + ", ".join(wrong) + "); build "
-                              "the model from keras_spec_from_h5(path) or a *_keras zoo entry")
+        raise CheckpointError("the Keras baseline's weights need PSPNet(..., " + ", ".join(wrong) +
+                              "); build the model from keras_spec_from_h5(path) or a *_keras zoo entry")
 
 
 def _listing(names: list[str]) -> str:
@@ -216,7 +216,7 @@ def _describe_file(layers: Layers, source: str) -> str:
     try:
         spec = spec_from_layers(layers, source)
     except CheckpointError as exc:
-        return f"the file is no complete seed PSPNet ({str(exc).split(': ', 1)[-1]})"
+        return f"the file is no complete baseline PSPNet ({str(exc).split(': ', 1)[-1]})"
     what = f"the file holds PSPNet{spec.depth} with {spec.num_classes} classes ({spec.label_set})"
     if REGISTRY.get(spec.name) is spec:
         return f"{what}: use --model {spec.name}, or just --weights without --model"
@@ -294,7 +294,7 @@ def keras_state_dict(model: PSPNet, layers: Layers, source: str) -> dict[str, to
 
 
 def load_keras_h5(model: PSPNet, path: str | Path) -> None:
-    """Fill `model` from a seed `.h5`, strictly: every tensor filled, every file weight used."""
+    """Fill `model` from a baseline `.h5`, strictly: every tensor filled, every file weight used."""
     _check_conventions(model)
     layers = read_keras_layers(path)
     sd = keras_state_dict(model, layers, str(path))
@@ -302,7 +302,7 @@ def load_keras_h5(model: PSPNet, path: str | Path) -> None:
 
 
 def model_from_keras_h5(path: str | Path) -> tuple[PSPNet, ModelSpec]:
-    """The eval-mode model a seed `.h5` describes, loaded, and its spec (for `--weights FILE.h5`)."""
+    """The eval-mode model a baseline `.h5` describes, loaded, and its spec (for `--weights FILE.h5`)."""
     spec = keras_spec_from_h5(path)
     model = PSPNet(spec.depth, spec.num_classes, spec.bins, spec.width, aux=False,
                    stride_on_1x1=spec.stride_on_1x1, caffe_ppm_order=spec.caffe_ppm_order)

@@ -46,7 +46,7 @@ class PPM(nn.Module):
     def __init__(self, cin: int, cout: int, bins: Sequence[int], caffe_order: bool = False) -> None:
         super().__init__()
         self.features = nn.ModuleList(PoolBranch(b, cin, cout) for b in bins)
-        self.caffe_order = caffe_order  # the Keras/Caffe seeds concat [x, pool6, pool3, pool2, pool1]
+        self.caffe_order = caffe_order  # the Keras/Caffe baselines concat [x, pool6, pool3, pool2, pool1]
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]

@@ -35,7 +35,7 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """torchvision-style bottleneck; `stride_on_1x1` gives the Caffe placement the Keras seeds use."""
+    """torchvision-style bottleneck; `stride_on_1x1` gives the Caffe placement the Keras baseline uses."""
 
     expansion = 4
 

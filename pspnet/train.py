@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import shlex
-import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from clikit import ArgumentParser
-from clikit import types as t
+import clikit
 from pspnet.build import create_model
 from pspnet.errors import CheckpointError
 from pspnet.model import PSPNet
@@ -32,6 +30,7 @@ from pspnet.weights import read_state_dict, save_checkpoint
 from pspnet.zoo import ModelSpec, get_spec
 
 log = logging.getLogger("pspnet.train")
+PROG = "pspnet.train"
 
 
 def normalise(images_bgr: np.ndarray, spec: ModelSpec) -> torch.Tensor:
@@ -109,63 +108,61 @@ def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m pspnet.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example (the shipped demo model):\n  python -m pspnet.train "
-                                       "--model demo --iters 3000 --out runs/demo "
-                                       "--export-weights pspnet/weights/demo_synthetic.pth")
-    p.add_argument("--model", default="demo", type=t.text("a model zoo name"),
+    p = clikit.parser(f"python -m {PROG}", __doc__,
+                      "example (the shipped demo model):\n  python -m pspnet.train --model demo --iters 3000 "
+                      "--out runs/demo --export-weights pspnet/weights/demo_synthetic.pth\n"
+                      "Ctrl-C / SIGTERM: the iteration in progress finishes and OUT/last.pth is saved "
+                      "(continue with --resume)\n" + clikit.EXIT_CODES_HELP)
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
                    help="zoo name; its class count is the target")
-    p.add_argument("--data", default="synthetic:train:2000@240x480", type=t.text("a data source"),
+    p.add_argument("--data", default="synthetic:train:2000@240x480", type=clikit.non_empty("a data source"),
                    help="training set")
-    p.add_argument("--val", default="synthetic:val:100@240x480", type=t.text("a data source"),
+    p.add_argument("--val", default="synthetic:val:100@240x480", type=clikit.non_empty("a data source"),
                    help="held-out set")
-    p.add_argument("--init", type=t.input_file("a checkpoint file"),
+    p.add_argument("--init", type=clikit.input_file("a checkpoint file"),
                    help="checkpoint to start from (transfer learning)")
-    p.add_argument("--iters", type=t.positive_int, default=3000)
-    p.add_argument("--batch-size", type=t.integer(1, 4096), default=8)
-    p.add_argument("--crop", default="240x240", type=t.size("HxW", min_side=33), help="training crop HxW")
-    p.add_argument("--scale", default="0.5,2.0", type=t.csv_numbers(greater_than=0, count=2),
+    p.add_argument("--iters", type=clikit.positive_int, default=3000)
+    p.add_argument("--batch-size", type=clikit.int_in(1, 4096), default=8)
+    p.add_argument("--crop", type=clikit.hw_size, default="240x240", metavar="HxW", help="training crop HxW")
+    p.add_argument("--scale", default="0.5,2.0", type=clikit.csv_numbers(greater_than=0, count=2),
                    help="random scale range")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--lr", type=t.positive_float, default=0.01)
-    p.add_argument("--momentum", type=t.number(at_least=0, below=1), default=0.9)
-    p.add_argument("--weight-decay", type=t.non_negative_float, default=1e-4)
-    p.add_argument("--aux-weight", type=t.non_negative_float, default=0.4)
+    p.add_argument("--lr", type=clikit.float_in(what="a learning rate", above=0), default=0.01)
+    p.add_argument("--momentum", type=clikit.float_in(0, 0.999, "a momentum"), default=0.9)
+    p.add_argument("--weight-decay", type=clikit.float_in(0, what="a weight decay"), default=1e-4)
+    p.add_argument("--aux-weight", type=clikit.float_in(0, what="a loss weight"), default=0.4)
     p.add_argument("--class-weights", choices=("none", "sqrt-median"), default="none",
                    help="sqrt-median: weight = sqrt(median frequency / class frequency), so thin "
                         "and rare classes count in the loss as they count in mIoU")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CPUs that have it (master weights stay fp32)")
-    p.add_argument("--threads", type=t.integer(0, 1024), default=0, help="torch threads (0: its default)")
-    p.add_argument("--workers", type=t.integer(1, 256), default=2,
+    p.add_argument("--threads", type=clikit.int_in(0, 1024), default=0, help="torch threads (0: its default)")
+    p.add_argument("--workers", type=clikit.int_in(1, 256), default=2,
                    help="processes that render/decode the data")
-    p.add_argument("--eval-every", type=t.positive_int, default=500)
-    p.add_argument("--save-every", type=t.positive_int, default=100)
-    p.add_argument("--out", default="runs/train", type=t.output_dir())
+    p.add_argument("--eval-every", type=clikit.positive_int, default=500)
+    p.add_argument("--save-every", type=clikit.positive_int, default=100)
+    p.add_argument("--out", default="runs/train", type=clikit.output_dir())
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
-    p.add_argument("--seed", type=t.integer(0, 2**32 - 1), default=0)
-    p.add_argument("--export-weights", type=t.output_file("a weights file to write"),
+    p.add_argument("--seed", type=clikit.int_in(0, 2**32 - 1), default=0)
+    p.add_argument("--export-weights", type=clikit.output_file("a weights file to write"),
                    help="write the best weights (fp16) here when done")
-    p.add_argument("-v", "--verbose", action="store_true")
+    clikit.add_verbose(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        return train(args)
-    except (CheckpointError, KeyError, ValueError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
+    signals = clikit.Signals(PROG, finishing="finishing this iteration and saving the checkpoint")
+    return clikit.run(PROG, build_parser(), lambda args: train(args, signals), argv, signals=signals,
+                      usage=(CheckpointError, KeyError, ValueError))
 
 
-def train(args: argparse.Namespace) -> int:
+def train(args: argparse.Namespace, signals: clikit.Signals | None = None) -> int:
+    signals = signals or clikit.Signals(PROG)
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = get_spec(args.model)
-    augment = Augment(crop=tuple(args.crop), scale=tuple(args.scale),
+    crop = tuple(args.crop)
+    augment = Augment(crop=crop, scale=tuple(args.scale),
                       mean_bgr=tuple(spec.mean[::-1]) if spec.channel_order == "RGB" else spec.mean)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,12 +193,7 @@ def train(args: argparse.Namespace) -> int:
                                             if w > 0), file=sys.stderr)
     history_path = out / "history.jsonl"
 
-    stop = {"flag": False}
-
-    def request_stop(signum, frame):
-        stop["flag"] = True
-
-    old = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    signals.graceful = True  # a signal ends the run after the iteration in progress
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="train", unit="it")
     t0, it = time.perf_counter(), start
     recent: list[float] = []
@@ -243,16 +235,15 @@ def train(args: argparse.Namespace) -> int:
             if done % args.save_every == 0 or done == args.iters:
                 save_checkpoint(last, model, epoch=done, optimizer=opt.state_dict(), iteration=done,
                                 best_miou=best)
-            if stop["flag"]:
+            if signals.stop.is_set():
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         save_checkpoint(last, model, epoch=it, optimizer=opt.state_dict(), iteration=it,
                         best_miou=best)
         print(f"\ninterrupted: state saved to {last}; continue with --resume", file=sys.stderr)
-        return 130
+        return signals.code or clikit.EXIT_SIGINT
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        signals.graceful = False
         bar.close()
     seconds = time.perf_counter() - t0
     print(f"done: {args.iters - start} iterations in {seconds / 60:.1f} min, best held-out mIoU "

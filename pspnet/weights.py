@@ -1,4 +1,4 @@
-"""Weight import: semseg `.pth` checkpoints, our own, and (via keras_import) the seeds' `.h5`.
+"""Weight import: semseg `.pth` checkpoints, our own, and (via keras_import) the 2017 Keras baseline's `.h5`.
 
 Loading is strict on purpose: semseg loads with strict=False, which hides a wrong depth or
 class count behind garbage predictions. Only `aux.*` is dropped, deliberately, for inference.
@@ -97,7 +97,7 @@ def load_state_dict_strict(model: PSPNet, sd: Mapping[str, torch.Tensor], source
 
 
 def load_weights(model: PSPNet, path: str | Path, spec: ModelSpec) -> None:
-    """Fill `model` from a .pth/.pt checkpoint or a seed's Keras .h5."""
+    """Fill `model` from a .pth/.pt checkpoint or the Keras baseline's .h5."""
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5"):
         from pspnet.keras_import import load_keras_h5

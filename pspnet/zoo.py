@@ -97,7 +97,7 @@ register(ModelSpec(DEMO_MODEL, 18, "cityscapes", (240, 480), width=0.5,
                                "synthetic street scenes, Cityscapes trainIds"))
 
 
-# The Keras seeds (Vladkryvoruchko/PSPNet-Keras-tensorflow): weights converted from the author's
+# The 2017 Keras baseline (Vladkryvoruchko/PSPNet-Keras-tensorflow): weights converted from the author's
 # Caffe models, loaded with pspnet.keras_import. They were trained on BGR input minus the Caffe
 # mean (given here in BGR order) with no std, with conv3_1's stride on its 1x1 reduce and the PPM
 # concatenated [x, pool6, pool3, pool2, pool1]; their fixed PPM pools only fit 473 or 713 inputs.
@@ -105,9 +105,9 @@ KERAS_MEAN_BGR = (103.939, 116.779, 123.68)
 _KERAS = dict(mean=KERAS_MEAN_BGR, std=(1.0, 1.0, 1.0), channel_order="BGR", stride_on_1x1=True,
               caffe_ppm_order=True)
 register(ModelSpec("pspnet50_ade20k_keras", 50, "ade20k", (473, 473), **_KERAS,
-                   description="Keras seed pspnet50_ade20k.h5 (Caffe-converted), ADE20K 150 classes"))
+                   description="Keras baseline pspnet50_ade20k.h5 (Caffe-converted), ADE20K 150 classes"))
 register(ModelSpec("pspnet101_cityscapes_keras", 101, "cityscapes", (713, 713), **_KERAS,
-                   description="Keras seed pspnet101_cityscapes.h5 (Caffe-converted), Cityscapes 19 "
+                   description="Keras baseline pspnet101_cityscapes.h5 (Caffe-converted), Cityscapes 19 "
                                "classes"))
 register(ModelSpec("pspnet101_voc2012_keras", 101, "voc2012", (473, 473), **_KERAS,
-                   description="Keras seed pspnet101_voc2012.h5 (Caffe-converted), VOC2012 21 classes"))
+                   description="Keras baseline pspnet101_voc2012.h5 (Caffe-converted), VOC2012 21 classes"))

@@ -11,10 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clikit import ArgumentParser
-from clikit import types as t
-from clikit.exits import EXIT_FAIL, EXIT_OK, EXIT_USAGE
-from clikit.signals import Interrupted, StopSignals
+import clikit
 
 EXAMPLES = """\
 examples:
@@ -31,53 +28,56 @@ examples:
       bare inference FPS before and after the whole pipeline on the same frames
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
-or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
-the stats are flushed and the summary is printed.
+or demo; an http(s) URL that serves a file (clip.mp4) is read like a file, every frame.
+Ctrl-C / SIGTERM / SIGHUP stop cleanly: the video is closed and playable, every PNG is whole,
+the stats are flushed and the summary is printed; a second signal does not cut that short, a
+third aborts (removing this run's temp files). Exit 0 means every output was verified whole at
+close; what was at an output path stays until a verified file replaces it.
 A live stream that stays lost after --reconnect attempts ends the run normally (exit 0, with
 the reason in the summary). FFmpeg options for network sources go in
 OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
-exit codes: 0 ok (every output whole), 1 runtime failure, 2 bad input (source, artefact, option,
-output path), 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (each after closing the outputs; a third
-signal aborts, removing this run's temp files)
+exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, option, output path),
+130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 """
 
 log = logging.getLogger("pspnet-rt")
+PROG = "pspnet-rt"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="pspnet-rt", description=__doc__, epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    rate = t.number(greater_than=0, at_most=1000)
+    p = clikit.parser(PROG, __doc__, EXAMPLES)
+    rate = clikit.float_in(high=1000, what="a frame rate", above=0)
     io = p.add_argument_group("input and model")
-    io.add_argument("--video", required=True, metavar="SRC", type=t.text("a source (SRC)"),
+    io.add_argument("--video", required=True, metavar="SRC", type=clikit.non_empty("a source (SRC)"),
                     help="camN, /dev/videoN, file, folder, glob, URL or demo")
     io.add_argument("--engine", metavar="ARTEFACT",
-                    type=t.input_path("an artefact manifest, model file or folder"),
+                    type=clikit.input_path("an artefact manifest, model file or folder"),
                     help="artefact manifest (.json), its model file, or a folder holding one")
-    io.add_argument("--model", default="demo", type=t.text("a model zoo name"),
+    io.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
                     help="build (once, cached) this zoo model when no --engine is given")
     io.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                     help="precision of the artefact to build when no --engine is given")
     io.add_argument("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt"), default="auto",
                     help="auto = the artefact's own backend")
-    io.add_argument("--input-size", type=t.size("HxW"), metavar="HxW",
+    io.add_argument("--input-size", type=clikit.hw_size, metavar="HxW",
                     help="model input size for --model builds and dynamic-shape artefacts")
-    io.add_argument("--max-frames", type=t.positive_int, metavar="N", help="stop after N frames")
+    io.add_argument("--max-frames", type=clikit.positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--output", metavar="FILE.mp4", type=t.output_file("a video file such as out.mp4"),
+    out.add_argument("--output", metavar="FILE.mp4", type=clikit.output_file("a video file such as out.mp4"),
                      help="rendered video (H.264 via ffmpeg when present)")
-    out.add_argument("--masks", metavar="DIR", type=t.output_dir("a folder for mask PNGs"),
+    out.add_argument("--masks", metavar="DIR", type=clikit.output_dir("a folder for mask PNGs"),
                      help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
     out.add_argument("--show", action="store_true",
                      help="show a window (needs a display and OpenCV with GUI)")
-    out.add_argument("--stats", metavar="FILE.jsonl", type=t.output_file("a file such as stats.jsonl"),
+    out.add_argument("--stats", metavar="FILE.jsonl", type=clikit.output_file("a file such as stats.jsonl"),
                      help="one JSON object per frame with per-stage ms")
-    out.add_argument("--summary-json", metavar="FILE", type=t.output_file("a file such as summary.json"),
+    out.add_argument("--summary-json", metavar="FILE", type=clikit.output_file("a file such as summary.json"),
                      help="also write the exit summary as JSON")
     out.add_argument("--visualize", choices=("overlay", "mask", "side-by-side"), default="overlay")
-    out.add_argument("--alpha", type=t.fraction, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    out.add_argument("--alpha", type=clikit.float_in(0.0, 1.0, "an opacity"), default=0.5,
+                     help="overlay opacity 0..1 (default 0.5)")
     out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
     out.add_argument("--fps", type=rate, metavar="F", help="output video frame rate (default: the source's)")
     out.add_argument("--x264-preset", default="superfast",
@@ -85,79 +85,67 @@ def build_parser() -> argparse.ArgumentParser:
                      help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
 
     rt = p.add_argument_group("runtime tuning")
-    rt.add_argument("--device", type=t.text("a device name or CUDA index"),
+    rt.add_argument("--device", type=clikit.non_empty("a device name or CUDA index"),
                     help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
     rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
                     help="OpenVINO performance hint; auto = throughput for files, latency for live")
-    rt.add_argument("--requests", type=t.integer(1, 64), metavar="N",
+    rt.add_argument("--requests", type=clikit.int_in(1, 64), metavar="N",
                     help="OpenVINO infer requests in flight")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
                     help="measure bare inference on the same frames before and after the run")
 
     live = p.add_argument_group("live sources")
-    live.add_argument("--capture-size", type=t.size("WxH"), metavar="WxH", help="camera resolution")
+    live.add_argument("--capture-size", type=clikit.size_type("WxH"), metavar="WxH",
+                      help="camera resolution")
     live.add_argument("--capture-fps", type=rate, metavar="F", help="camera frame rate")
-    live.add_argument("--reconnect", type=t.non_negative_int, default=5, metavar="N",
+    live.add_argument("--reconnect", type=clikit.non_negative_int, default=5, metavar="N",
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
-    live.add_argument("--reconnect-delay", type=t.number(greater_than=0, at_most=60), default=0.5,
-                      metavar="S", help=argparse.SUPPRESS)
-    live.add_argument("--timeout", type=t.number(greater_than=0, at_most=86400), default=10.0, metavar="S",
-                      help="network stream open/read timeout in seconds (> 0)")
-    live.add_argument("--demo-frames", type=t.integer(1, 100_000), default=300, metavar="N",
+    live.add_argument("--reconnect-delay", type=clikit.float_in(high=60, what="a delay", above=0),
+                      default=0.5, metavar="S", help=argparse.SUPPRESS)
+    live.add_argument("--timeout", type=clikit.float_in(high=86400, what="a timeout", above=0), default=10.0,
+                      metavar="S", help="network stream open/read timeout in seconds (> 0)")
+    live.add_argument("--demo-frames", type=clikit.int_in(1, 100_000), default=300, metavar="N",
                       help="length of the demo clip")
-    live.add_argument("--demo-seed", type=t.integer(0, 2**32 - 1), default=0, metavar="N",
+    live.add_argument("--demo-seed", type=clikit.int_in(0, 2**32 - 1), default=0, metavar="N",
                       help="seed of the demo street")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="-v progress, -vv debug")
+    clikit.add_verbose(p)
     return p
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"pspnet-rt: {message}", file=sys.stderr, flush=True)
-    return code
 
 
 def resolve_artefact(args: argparse.Namespace) -> Path:
     """--engine as given (manifest, model file or folder), else the cached default build."""
-    from artefact.manifest import ArtefactError
+    from artefact.manifest import BACKENDS, ArtefactError
 
     if args.engine:
         path = Path(args.engine)
         if path.is_dir():
-            manifests = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
-            if args.backend != "auto":
-                manifests = [m for m in manifests if _manifest_backend(m) == args.backend]
+            wanted = (args.backend,) if args.backend != "auto" else BACKENDS
+            manifests = [p for p in sorted(path.glob("*.json"))
+                         if not p.name.startswith(".") and _manifest_backend(p) in wanted]
             if len(manifests) != 1:
                 names = ", ".join(m.name for m in manifests) or "none"
                 raise ArtefactError(f"--engine {path} is a folder with {len(manifests)} manifests ({names}); "
                                     "pass the .json you mean")
             return manifests[0]
         return path
-    try:
-        from build_engine.api import build_artefact
-    except ImportError as exc:
-        raise _NoBuilder(exc) from None
+    from runtime.default_build import build_default, require_builder
+
+    require_builder()  # before the announcement: an edge box without the export extra gets one line
     log.warning("no --engine: building (or finding in the cache) %s %s for backend %s", args.model,
                 args.precision, args.backend)
-    try:
-        return build_artefact(model=args.model, precision=args.precision, backend=args.backend,
-                              input_size=args.input_size)
-    except ImportError as exc:
-        raise _NoBuilder(exc) from None
+    return build_default(args.model, args.precision, args.backend, args.input_size, args.verbose)
 
 
 def _manifest_backend(path: Path) -> str | None:
+    """The backend a manifest names; None for any other JSON (e.g. a build step's report)."""
+    from artefact.manifest import MANIFEST_FORMAT
+
     try:
-        return json.loads(path.read_text()).get("backend")
-    except (OSError, ValueError, AttributeError):
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-
-
-class _NoBuilder(Exception):
-    def __init__(self, exc: ImportError) -> None:
-        super().__init__(f"building the default artefact needs the export extra "
-                         f"(`pip install 'pspnet-rt[export]'`: {exc.name or exc}); "
-                         "or pass --engine ARTEFACT.json")
+    return data.get("backend") if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
 
 
 def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:
@@ -186,27 +174,23 @@ def _quiet_native_logs(verbose: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see EXAMPLES)."""
-    signals = StopSignals("pspnet-rt").install()  # first: a Ctrl-C during the imports is handled too
-    try:
-        args = build_parser().parse_args(argv)
-        level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
-        logging.basicConfig(level=level, format="pspnet-rt: %(message)s" if level > logging.DEBUG
-                            else "%(asctime)s %(threadName)s %(name)s: %(message)s", stream=sys.stderr)
-        _quiet_native_logs(args.verbose)
-        return _run(args, signals)
-    except Interrupted as exc:
-        return _fail(f"interrupted by {exc}: stopped before streaming, no output was written", exc.code)
-    finally:
-        signals.restore()
-
-
-def _run(args: argparse.Namespace, signals: StopSignals) -> int:
     from artefact.manifest import ArtefactError
-    from runtime.errors import UsageError, WriteError
+    from runtime.default_build import BuildFailed
+    from runtime.errors import WriteError
+
+    signals = clikit.Signals(PROG)
+    return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
+                      usage=(ArtefactError,), failure=(WriteError, BuildFailed),
+                      interrupted="interrupted: stopped before streaming, no output was written")
+
+
+def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
+    from artefact.manifest import load_manifest
     from runtime.output_plan import check_outputs
-    from runtime.sinks import Sink
+    from runtime.sinks import Sink, check_writable
     from runtime.sources import SourceOptions, parse_source
 
+    _quiet_native_logs(args.verbose)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
@@ -214,46 +198,33 @@ def _run(args: argparse.Namespace, signals: StopSignals) -> int:
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
         source = parse_source(args.video, options)  # a missing file fails before any model work
-        check_outputs(args, source)  # clashing outputs, too
+        check_outputs(args, source)  # so do clashing outputs and outputs that cannot be written
         outputs = _make_outputs(args)
         for sink in outputs.all():
             sink.check()
         if args.summary_json:
-            from runtime.sinks import check_writable
-
             check_writable(Path(args.summary_json).parent, "--summary-json")
-        if source.kind != "demo":  # the demo clip is rendered at the artefact's size, known later
+        if source.kind != "demo":  # a stream that cannot be opened fails before a default build
             source.open()
             opened.append(source)
-        from artefact.manifest import load_manifest
-
         manifest = load_manifest(resolve_artefact(args))
         h, w = manifest.input_size
         options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
-        if source.kind == "demo":
+        if source.kind == "demo":  # rendered at the artefact's size, known only now
             source.open()
             opened.append(source)
         renderer = _open_outputs(args, outputs, manifest, source, opened)
         backend = _load_backend(args, manifest, source)
         opened.append(backend)
         return _stream(args, signals, source, backend, outputs, renderer, opened)
-    except (UsageError, ArtefactError, _NoBuilder) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except WriteError as exc:
-        return _fail(str(exc), EXIT_FAIL)
-    except Exception as exc:  # a runtime failure: one line, the traceback with -v
-        if args.verbose:
-            import traceback
-
-            traceback.print_exc()
-        return _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", EXIT_FAIL)
     finally:
-        with signals.graceful("closing what was opened"):  # a signal now must not cut the closing short
-            for thing in reversed(opened):  # a sink still open here belongs to a run that did not finish
-                try:
-                    thing.close(failed=True) if isinstance(thing, Sink) else thing.close()
-                except Exception as exc:  # closing must not hide the run's own result
-                    print(f"pspnet-rt: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
+        graceful, signals.graceful = signals.graceful, True  # a signal now must not cut the closing short
+        for thing in reversed(opened):  # a sink still open here belongs to a run that did not finish
+            try:
+                thing.close(failed=True) if isinstance(thing, Sink) else thing.close()
+            except Exception as exc:  # closing must not hide the run's own result
+                print(f"{PROG}: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
+        signals.graceful = graceful
 
 
 def _make_outputs(args: argparse.Namespace) -> Any:
@@ -352,7 +323,7 @@ def _cpu_s() -> float:
     return time.process_time() + child.ru_utime + child.ru_stime
 
 
-def _stream(args: argparse.Namespace, signals: StopSignals, source: Any, backend: Any, outputs: Any,
+def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, backend: Any, outputs: Any,
             renderer: Any, opened: list[Any]) -> int:
     from runtime.errors import WriteError
     from runtime.pipeline import Pipeline
@@ -364,16 +335,17 @@ def _stream(args: argparse.Namespace, signals: StopSignals, source: Any, backend
     stats = RunStats()
     stats.startup_s = backend.startup_s
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
-    cpu0 = _cpu_s()
-    errors: list[str] = []  # the first is the cause; all are reported on one line
     for sink in outputs.all():
         signals.on_abort(sink.discard)
-    with signals.graceful():  # from here on a signal stops the run and every output is still closed
+    cpu0 = _cpu_s()
+    errors: list[str] = []  # the first is the cause; all are reported on one line
+    signals.graceful = True  # from here a signal stops the run, and every output is still closed
+    try:
         pipeline.run()
         stats.drops.update(source.drops)
         for stage, exc in pipeline.errors:
             errors.append(str(exc) if isinstance(exc, WriteError) else
-                          f"{stage} failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                          f"{stage} failed: {type(exc).__name__}: {clikit.one_line(str(exc))}")
             if args.verbose and not isinstance(exc, WriteError):
                 import traceback
 
@@ -412,14 +384,17 @@ def _stream(args: argparse.Namespace, signals: StopSignals, source: Any, backend
                     "errors": errors})
             except OSError as exc:
                 errors.append(f"cannot write --summary-json {args.summary_json}: {exc.strerror or exc}")
+    finally:
+        signals.graceful = False
     if errors:
         more = f" (also: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
-        return _fail(errors[0] + more, EXIT_FAIL)
+        return clikit.fail(PROG, errors[0] + more, clikit.EXIT_FAIL)
     if signals.code is not None:
         return signals.code
     if stats.frames == 0:
-        return _fail(f"no frames came from {source.describe()} ({source.end_reason or 'empty'})", EXIT_FAIL)
-    return EXIT_OK
+        return clikit.fail(PROG, f"no frames came from {source.describe()} ({source.end_reason or 'empty'})",
+                           clikit.EXIT_FAIL)
+    return clikit.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from clikit import UsageError  # bad input from the user: exit code 2, no traceback
 
-class UsageError(ValueError):
-    """Bad input from the user (source, flags, output paths): exit code 2, no traceback."""
+__all__ = ["BackendUnavailable", "OutputError", "SourceError", "SourceMissing", "UsageError", "WriteError"]
 
 
 class SourceError(UsageError):
     """A source that cannot be opened; the message names it and says how to fix it."""
+
+
+class SourceMissing(SourceError):
+    """A file, folder or glob source that does not exist."""
 
 
 class OutputError(UsageError):

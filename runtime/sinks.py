@@ -22,7 +22,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from artefact.files import atomic_path
+from artefact.files import atomic_path, probe_writable
 from runtime.errors import OutputError, WriteError
 from runtime.output_check import MIN_FREE_BYTES, free_bytes, jsonl_problem, video_frame_count
 
@@ -69,10 +69,7 @@ def _commit(tmp: Path, target: Path, replaces: bool, failed: bool) -> Path:
 def check_writable(folder: Path, what: str) -> None:
     """Create `folder` if needed and prove a file can be written there (root ignores modes)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".pspnet-rt-probe.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(folder)
     except OSError as exc:
         raise OutputError(f"cannot write {what} to {folder}: {_why(exc)}; choose a writable folder") from None
 

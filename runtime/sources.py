@@ -31,13 +31,11 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from runtime.errors import SourceError
-from segdata.frames import FrameError, read_image, to_bgr8
+from runtime.errors import SourceError, SourceMissing
+from segdata.frames import IMAGE_SUFFIXES, FrameError, read_image, to_bgr8
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-                            ".pnm", ".jp2"})
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
 SOURCE_HELP = ("SRC is camN, /dev/videoN, a video file, an image folder or glob, "
                "rtsp:// http(s):// udp:// URL, or demo")
@@ -118,6 +116,11 @@ class Source:
 
     def describe(self) -> str:
         return f"{self.kind} {redact(self.uri)}"
+
+    @property
+    def frame_count(self) -> int | None:
+        """Frames in one pass where known before decoding (files, folders, demo); None for live."""
+        return None
 
     def open(self) -> None:
         """Open the content or raise SourceError naming it and the fix."""
@@ -217,6 +220,10 @@ class DemoSource(Source):
             self._clip.close()
         self._clip = None
 
+    @property
+    def frame_count(self) -> int:
+        return self.options.demo_frames
+
     def describe(self) -> str:
         h, w = self.options.demo_size
         return (f"demo (synthetic street clip, {self.options.demo_frames} frames at {h}x{w}, "
@@ -264,6 +271,10 @@ class ImageFolderSource(Source):
             except FrameError as exc:
                 raise SourceError(f"--video {exc}; check the file, or pass a folder, video or demo") from None
 
+    @property
+    def frame_count(self) -> int:
+        return len(self.files)
+
     def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
         self._pass_length = len(self.files)
         for i, path in enumerate(self.files):
@@ -288,13 +299,16 @@ class VideoFileSource(Source):
     def _capture(self) -> cv2.VideoCapture:
         return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG)
 
+    def _open_error(self, elapsed: float) -> str:
+        return (f"cannot open video file {self.uri}: OpenCV's FFmpeg backend cannot decode it "
+                f"(not a video, truncated, or an unsupported codec); check it with `ffprobe {self.uri}`")
+
     def open(self) -> None:
-        self._cap = self._capture()
+        t0 = time.monotonic()
+        self._cap = _interruptible(self._capture, f"open {redact(self.uri)}")
         if not self._cap.isOpened():
             self._cap.release()
-            raise SourceError(f"cannot open video file {self.uri}: OpenCV's FFmpeg backend cannot decode it "
-                              f"(not a video, truncated, or an unsupported codec); check it with "
-                              f"`ffprobe {self.uri}`")
+            raise SourceError(self._open_error(time.monotonic() - t0))
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else None
         self._count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -305,10 +319,15 @@ class VideoFileSource(Source):
             self._cap.release()
             self._cap = None
 
+    @property
+    def frame_count(self) -> int | None:
+        """The container's frame count once open (None where it does not say)."""
+        return getattr(self, "_count", 0) or None
+
     def describe(self) -> str:
         fps = f", {self.fps:.3g} fps" if self.fps else ""
         n = f", {self._count} frames" if getattr(self, "_count", 0) > 0 else ""
-        return f"video {self.uri}{n}{fps}"
+        return f"{self.kind} {redact(self.uri)}{n}{fps}"
 
     def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
         if not first:  # --loop: reopen rather than seek, which is frame-inaccurate in many codecs
@@ -326,14 +345,17 @@ class VideoFileSource(Source):
             if self._count and index < self._count - 1 and failures < self.MAX_CONSECUTIVE_DECODE_FAILURES:
                 failures += 1
                 self.drops["decode failure"] += 1
-                log.warning("%s: decode failure near frame %d; skipping", self.describe(), index)
+                # the first is news; the rest are counted in the summary
+                log.log(logging.WARNING if self.drops["decode failure"] == 1 else logging.DEBUG,
+                        "%s: decode failure near frame %d; skipping", self.describe(), index)
                 continue
             if self._count and index < self._count - 1 and not stop.is_set():
                 self.end_reason = (f"ended after {index} of the {self._count} frames its container announces "
                                    "(truncated, undecodable or cut off)")
-                log.warning("%s: %s", self.describe(), self.end_reason)
                 if self.SHORT_IS_FAILURE:
-                    self.incomplete = self.end_reason
+                    self.incomplete = self.end_reason  # the run's error line says it
+                else:
+                    log.warning("%s: %s", self.describe(), self.end_reason)
             break
         self._pass_length = index
 
@@ -348,23 +370,9 @@ class RemoteFileSource(VideoFileSource):
     def _capture(self) -> cv2.VideoCapture:
         return _capture_with_timeouts(self.uri, self.options.timeout)
 
-    def open(self) -> None:
-        t0 = time.monotonic()
-        self._cap = _interruptible(self._capture, f"open {redact(self.uri)}")
-        if not self._cap.isOpened():
-            self._cap.release()
-            raise SourceError(f"cannot open {redact(self.uri)}: the server sent a file that OpenCV's FFmpeg "
-                              f"backend cannot decode (after {time.monotonic() - t0:.1f} s); check it with "
-                              f"`ffprobe {redact(self.uri)}`")
-        fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if 0 < fps < 1000 else None
-        self._count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self.frame_size = _cap_size(self._cap)
-
-    def describe(self) -> str:
-        fps = f", {self.fps:.3g} fps" if self.fps else ""
-        n = f", {self._count} frames" if getattr(self, "_count", 0) > 0 else ""
-        return f"remote video {redact(self.uri)}{n}{fps}"
+    def _open_error(self, elapsed: float) -> str:
+        return (f"cannot open {redact(self.uri)}: the server sent a file that OpenCV's FFmpeg backend cannot "
+                f"decode (after {elapsed:.1f} s); check it with `ffprobe {redact(self.uri)}`")
 
 
 def _capture_with_timeouts(uri: str, timeout: float) -> cv2.VideoCapture:
@@ -602,7 +610,7 @@ def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
         if Path(uri).suffix.lower() in IMAGE_SUFFIXES:
             return ImageFolderSource(uri, options, [uri])
         return VideoFileSource(uri, options)
-    raise SourceError(f"no such file or folder: {uri}; {SOURCE_HELP}")
+    raise SourceMissing(f"no such file or folder: {uri}; {SOURCE_HELP}")
 
 
 def open_source(uri: str, options: SourceOptions | None = None) -> Source:

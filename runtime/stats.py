@@ -20,7 +20,7 @@ import numpy as np
 
 STAGES = ("capture", "pre", "inference", "post", "render", "write")
 E2E = "end-to-end"
-SEED_SECONDS_PER_FRAME = 0.6  # hellochick's TF PSPNet: "Inference time: ~0.6s" (reference.md)
+BASELINE_SECONDS_PER_FRAME = 0.6  # hellochick's TF PSPNet: "Inference time: ~0.6s" (reference.md)
 RESERVOIR = 200_000
 
 
@@ -130,8 +130,8 @@ class RunStats:
             p50, p90, p99 = r.percentiles()
             lines.append(f"  {name:<11} {p50:>9.2f} {p90:>9.2f} {p99:>9.2f} {r.mean():>9.2f}")
         if self.fps > 0:
-            speedup = self.fps * SEED_SECONDS_PER_FRAME
-            lines.append(f"  reference   seed TF PSPNet ~{SEED_SECONDS_PER_FRAME} s/frame "
-                         f"({1 / SEED_SECONDS_PER_FRAME:.2f} FPS): this run x{speedup:.1f}")
+            speedup = self.fps * BASELINE_SECONDS_PER_FRAME
+            lines.append(f"  reference   baseline TF PSPNet ~{BASELINE_SECONDS_PER_FRAME} s/frame "
+                         f"({1 / BASELINE_SECONDS_PER_FRAME:.2f} FPS): this run x{speedup:.1f}")
         lines.append(f"  peak RSS    {peak_rss_mb():.0f} MB")
         return "\n".join(lines)

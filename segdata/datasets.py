@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from segdata.frames import FrameError, read_image, to_bgr8
+from segdata.frames import IMAGE_SUFFIXES, FrameError, read_image, to_bgr8
 from segdata.labels import ade20k_to_train, cityscapes_labelids_to_trainids, voc_palette
 
 LAYOUTS = ("cityscapes", "kitti", "ade20k", "voc", "synthetic")
@@ -386,3 +387,36 @@ def open_dataset(source: str, split: str = "val", limit: int | None = None) -> S
         layout = detect_layout(root)
     ds = _LOADERS[layout](root, split)
     return ds if limit is None or limit >= len(ds) else _Limited(ds, limit)
+
+
+def is_dataset_source(source: str) -> bool:
+    """`synthetic[...]`, `layout:/path`, or a folder of folders (a data-set layout rather than a
+    folder of images): what open_dataset reads, as opposed to a frame source (runtime.sources)."""
+    if source == "synthetic" or source.startswith(("synthetic:", "synthetic@")):
+        return True
+    layout, _, rest = source.partition(":")
+    if rest and layout in _LOADERS:
+        return True
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        return False
+    entries = list(path.iterdir())
+    return any(p.is_dir() for p in entries) and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries)
+
+
+def canonical_synthetic(source: str, n: int, height: int, width: int, split: str) -> str:
+    """`synthetic[:split][:N][@HxW]` with every part filled: N defaults to n, size to the model's."""
+    head, _, size = source.partition("@")
+    parts = head.split(":")
+    split_name = parts[1] if len(parts) > 1 and parts[1] else split
+    count = parts[2] if len(parts) > 2 and parts[2] else str(n)
+    return f"synthetic:{split_name}:{count}@{size or f'{height}x{width}'}"
+
+
+def even_sample(total: int, n: int, seed: int = 0) -> list[int]:
+    """One index drawn at random from each of n equal strata: spread over the whole source."""
+    if n >= total:
+        return list(range(total))
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(0, total, n + 1)
+    return [int(min(total - 1, np.floor(rng.uniform(a, b)))) for a, b in pairwise(edges)]

@@ -9,6 +9,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# What counts as an image file, for every folder/glob reader (runtime sources, calibration, data sets).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                            ".pnm", ".jp2"})
+
 
 class FrameError(ValueError):
     """An image that cannot be turned into a model input (the message says why)."""

@@ -28,9 +28,6 @@ class ConfusionMatrix:
         # The extra last column collects out-of-range predictions.
         self.matrix = np.zeros((self.num_classes, self.num_classes + 1), np.int64)
 
-    def reset(self) -> None:
-        self.matrix[:] = 0
-
     def update(self, pred: np.ndarray, target: np.ndarray) -> ConfusionMatrix:
         """Add one prediction/target pair (any shape, same shape; integer class ids)."""
         pred = np.asarray(pred)

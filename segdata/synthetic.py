@@ -16,7 +16,7 @@ a clip can be rendered alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -853,6 +853,20 @@ def _draw_vehicle(v: _View, o: _Obj, z: float) -> None:
 
 
 # ----------------------------------------------------------------------------------- world
+# Object kind -> its drawer (view, object, depth, time): far to near, one call each. Only people
+# move with time (their gait); the rest are drawn where the world put them.
+_DRAWERS: dict[str, Callable[[_View, _Obj, float, float], None]] = {
+    "car": lambda v, o, z, t: _draw_vehicle(v, o, z),
+    "panel": lambda v, o, z, t: _draw_panel(v, o, z),
+    "tree": lambda v, o, z, t: _draw_tree(v, o, z),
+    "bush": lambda v, o, z, t: _draw_bush(v, o, z),
+    "lamp": lambda v, o, z, t: _draw_lamp(v, o, z),
+    "sign": lambda v, o, z, t: _draw_sign(v, o, z),
+    "tlight": lambda v, o, z, t: _draw_tlight(v, o, z),
+    "person": _draw_person,
+}
+
+
 class _World:
     """The (infinite, lazily generated) world of one seed; renders any time t."""
 
@@ -944,23 +958,9 @@ class _World:
                 _draw_building(v, b)
         objs.sort(key=lambda zo: -zo[0])
         for z, o in objs:
-            k = o.kind
-            if k == "car":
-                _draw_vehicle(v, o, z)
-            elif k == "panel":
-                _draw_panel(v, o, z)
-            elif k == "tree":
-                _draw_tree(v, o, z)
-            elif k == "bush":
-                _draw_bush(v, o, z)
-            elif k == "lamp":
-                _draw_lamp(v, o, z)
-            elif k == "sign":
-                _draw_sign(v, o, z)
-            elif k == "tlight":
-                _draw_tlight(v, o, z)
-            elif k == "person":
-                _draw_person(v, o, z, t)
+            draw = _DRAWERS.get(o.kind)  # crosswalks were drawn with the ground
+            if draw is not None:
+                draw(v, o, z, t)
         return self._finish(v, frame_key), v.lab
 
     def _finish(self, v: _View, frame_key: int) -> np.ndarray:

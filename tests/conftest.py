@@ -32,7 +32,7 @@ def demo_artefacts(artefact_dir: Path) -> dict[str, Path]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`gpu` tests skip cleanly where TensorRT or a CUDA device is absent."""
-    from build_engine.environment import tensorrt_usable
+    from devices import tensorrt_usable
 
     if tensorrt_usable():
         return

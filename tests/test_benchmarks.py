@@ -92,7 +92,7 @@ def test_latency_cli_writes_json_md_png(tmp_path: Path, demo_artefacts: dict[str
         assert set(c["latency_ms"]) == {"pre", "inference", "post", "total"}
         assert {"mean", "p50", "p90", "p99"} <= set(c["latency_ms"]["total"])
         assert len(c["per_frame_ms"]["inference"]) == 3
-        assert {"vs_pytorch_eager_fp32", "vs_best_pytorch_peer", "vs_seed_0.6s_per_frame"} \
+        assert {"vs_pytorch_eager_fp32", "vs_best_pytorch_peer", "vs_baseline_0.6s_per_frame"} \
             <= set(c["speedup"])
         assert c["fps"]["pipeline_sequential"] > 0 and c["precision_ran"]
     ov = next(c for c in data["contenders"] if c["name"] == "openvino-fp32")
@@ -124,9 +124,8 @@ def test_rss_probe_and_pipeline_run(tmp_path: Path, demo_artefacts: dict[str, Pa
 def test_accuracy_cli_equals_a_direct_confusion_matrix(tmp_path: Path,
                                                        demo_artefacts: dict[str, Path]) -> None:
     from benchmarks.accuracy import main
-    from calib.sources import even_sample
     from runtime.backends import load_backend
-    from segdata.datasets import open_dataset
+    from segdata.datasets import even_sample, open_dataset
     from segdata.frames import labels_to_size, to_model_input
     from segdata.metrics import ConfusionMatrix
 
@@ -166,7 +165,7 @@ def test_default_eval_data_is_the_held_out_split_at_the_model_size() -> None:
 
 
 def test_sliding_window_grid_matches_semseg() -> None:
-    from benchmarks.accuracy import windows
+    from segdata.evaluation import windows
 
     assert windows(240, 480, 240, 480) == [(0, 0)]
     # stride ceil(2/3 crop) = 160 x 320; the last window sits flush with the edge
@@ -184,7 +183,7 @@ def _pixelwise_logits(x: np.ndarray) -> np.ndarray:
 def test_protocols_agree_on_a_pixelwise_model(mode: str) -> None:
     """A per-pixel classifier has one right answer at any crop, offset, flip or pad: every
     mode must give it back, which checks the window bookkeeping, padding and flips."""
-    from benchmarks.accuracy import Protocol
+    from segdata.evaluation import Protocol
 
     rng = np.random.default_rng(0)
     image = np.zeros((150, 260, 3), np.uint8)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from artefact.manifest import ArtefactError, load_manifest
@@ -102,3 +103,29 @@ def test_list_models():
 def test_main_returns_codes_in_process(tmp_path):
     assert main(["--backend", "onnxruntime", "--input-size", "96x192", "--output",
                  str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("step", ["verify", "compile"])
+def test_stop_after_keeps_that_steps_output(tmp_path, step):
+    """Every step inspectable: the build stops after STEP, keeps its output, writes no manifest."""
+    from pathlib import Path
+
+    from runtime.backends import open_runner
+
+    result = run_cli("--backend", "onnxruntime", "--input-size", "96x192", "--output", str(tmp_path),
+                     "--stop-after", step)
+    assert result.returncode == 0, result.stderr
+    kept = Path(result.stdout.strip())
+    stem = "demo-96x192-fp32-onnxruntime"
+    assert kept.name == f"{stem}.{step}{'.json' if step == 'verify' else '.onnx'}" and kept.is_file()
+    assert not (tmp_path / f"{stem}.json").exists() and not (tmp_path / f"{stem}.onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # work folder removed
+    if step == "verify":
+        report = json.loads(kept.read_text())
+        assert report["onnx_vs_torch"]["pixel_agreement"] >= 0.999
+        onnx_path = Path(report["onnx"])
+    else:
+        onnx_path = kept
+    with open_runner("onnxruntime", onnx_path) as runner:  # the kept graph runs as it is
+        labels, _ = runner.predict(np.zeros((96, 192, 3), np.uint8))
+    assert labels.shape == (96, 192)

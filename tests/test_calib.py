@@ -12,7 +12,8 @@ from onnx import numpy_helper
 
 from calib.graph_parts import final_classifier, preprocessing_nodes
 from calib.quantize import check_tensorrt_compatible, preprocess, quantize_int8
-from calib.sources import CalibrationError, even_sample, load_frames
+from calib.sources import CalibrationError, load_frames
+from segdata.datasets import even_sample
 from tests.conftest import TINY_SIZE
 
 H, W = TINY_SIZE
@@ -61,6 +62,20 @@ def test_video_file_source(tmp_path):
     assert len(frames.frames) == 5 and frames.available == 20
     means = [f.mean() for f in frames.frames]
     assert means == sorted(means)  # evenly spread, in order
+
+
+def test_frame_sources_come_through_the_runtime_parser(tmp_path):
+    """One URI parser, one image-extension list: what pspnet-rt --video takes, calibration takes."""
+    from segdata.frames import IMAGE_SUFFIXES
+
+    assert {".pnm", ".jp2"} <= IMAGE_SUFFIXES  # once missing from calibration's own list
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"f{i}.pnm"), np.full((40, 60, 3), 50 * i, np.uint8))
+    assert len(load_frames(str(tmp_path), 3, H, W).frames) == 3
+    demo = load_frames("demo", 3, H, W)
+    assert len(demo.frames) == 3 and demo.frames[0].shape == (H, W, 3) and demo.labels == [None] * 3
+    with pytest.raises(CalibrationError, match=r"cam97.*cannot open camera"):
+        load_frames("cam97", 3, H, W)
 
 
 def test_synthetic_labelled_source():
@@ -113,7 +128,7 @@ def test_int8_qdq_scheme_is_what_tensorrt_accepts(tmp_path, fp32_onnx):
 
 def test_fp16_graph_keeps_uint8_io_and_runs(tmp_path, fp32_onnx):
     from calib.fp16 import convert_fp16
-    from calib.runners import onnxruntime_predictor
+    from runtime.backends import open_runner
 
     path, kept = convert_fp16(fp32_onnx, tmp_path / "fp16.onnx")
     model = onnx.load(str(path))
@@ -122,8 +137,9 @@ def test_fp16_graph_keeps_uint8_io_and_runs(tmp_path, fp32_onnx):
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
     assert kept  # pre/post-processing stayed float32
     frame = load_frames("synthetic:val:1", 1, H, W).frames[0]
-    labels, _ = onnxruntime_predictor(path)(frame)
-    ref, _ = onnxruntime_predictor(fp32_onnx)(frame)
+    with open_runner("onnxruntime", path, "fp16") as fp16, open_runner("onnxruntime", fp32_onnx) as fp32:
+        labels, _ = fp16.predict(frame)
+        ref, _ = fp32.predict(frame)
     assert (labels == ref).mean() > 0.95
 
 
@@ -171,10 +187,10 @@ def test_calibration_overlapping_eval_is_refused(tmp_path):
 def test_interrupted_build_leaves_no_artefact(tmp_path, monkeypatch):
     from build_engine import api
 
-    def interrupted(self, onnx_path, work):
+    def interrupted(self, *args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(api.Builder, "_compile", interrupted)
+    monkeypatch.setattr(api.Builder, "compile", interrupted)
     with pytest.raises(KeyboardInterrupt):
         api.build_artefact("demo", "fp32", "onnxruntime", TINY_SIZE, output=tmp_path)
     assert list(tmp_path.iterdir()) == []

@@ -6,12 +6,13 @@ import numpy as np
 import onnx
 import pytest
 
+from artefact.manifest import INPUT_NAME, LABELS_NAME, LOGITS_NAME
 from build_engine.errors import SizeError
 from build_engine.export import check_size, export_fused_onnx, torch_reference
 from build_engine.verify import compare, verification_frames
-from calib.runners import onnxruntime_predictor, openvino_predictor
 from pspnet.build import create_model
 from pspnet.zoo import get_spec
+from runtime.backends import open_runner
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,11 @@ def test_fused_graph_contract(tmp_path, demo_net):
     path = export_fused_onnx(net, spec, tmp_path / "m.onnx", 96, 192)
     graph = onnx.load(str(path)).graph
     (inp,) = graph.input
+    # the tensor names are the manifest's contract (artefact.manifest owns them)
+    assert inp.name == INPUT_NAME and [o.name for o in graph.output] == [LABELS_NAME, LOGITS_NAME]
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 96, 192, 3]
-    labels = next(o for o in graph.output if o.name == "labels")
+    labels = next(o for o in graph.output if o.name == LABELS_NAME)
     assert labels.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert [d.dim_value for d in labels.type.tensor_type.shape.dim] == [1, 96, 192]
     ops = {n.op_type for n in graph.node}
@@ -40,8 +43,9 @@ def test_round_trip_matches_pytorch_on_ort_and_openvino(tmp_path, demo_net, size
     path = export_fused_onnx(net, spec, tmp_path / "m.onnx", *size)
     frames = verification_frames(*size, count=2)
     reference = torch_reference(net, spec, frames)
-    for predictor in (onnxruntime_predictor(path), openvino_predictor(path, "f32")):
-        agreement = compare(reference, [predictor(f) for f in frames])
+    for backend in ("onnxruntime", "openvino"):
+        with open_runner(backend, path, "fp32") as runner:
+            agreement = compare(reference, [runner.predict(f) for f in frames])
         assert agreement.pixel_agreement >= 0.999
         assert agreement.max_abs_logit_diff < 1e-3
 
@@ -51,11 +55,11 @@ def test_dynamic_height_width_export_is_exact(tmp_path, demo_net):
     path = export_fused_onnx(net, spec, tmp_path / "dyn.onnx", 96, 192, dynamic=True)
     dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
     assert dims[1].dim_param and dims[2].dim_param  # symbolic H and W
-    run = onnxruntime_predictor(path)
-    for h, w in [(96, 192), (120, 160), (75, 130)]:  # 75x130 does not divide by the bins
-        frames = verification_frames(h, w, count=1)
-        agreement = compare(torch_reference(net, spec, frames), [run(f) for f in frames])
-        assert agreement.pixel_agreement >= 0.999, (h, w, agreement)
+    with open_runner("onnxruntime", path) as run:
+        for h, w in [(96, 192), (120, 160), (75, 130)]:  # 75x130 does not divide by the bins
+            frames = verification_frames(h, w, count=1)
+            agreement = compare(torch_reference(net, spec, frames), [run.predict(f) for f in frames])
+            assert agreement.pixel_agreement >= 0.999, (h, w, agreement)
 
 
 def test_size_checks():

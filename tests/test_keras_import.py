@@ -1,10 +1,10 @@
-"""The seeds' Keras `.h5` weights load into our PSPNet and compute what the Keras graph computes.
+"""The 2017 baseline's Keras `.h5` weights load into our PSPNet and compute what the Keras graph computes.
 
-The test writes its own `.h5` in the seeds' layout (h5py only, shuffled groups, byte-string
+The test writes its own `.h5` in the baseline's layout (h5py only, shuffled groups, byte-string
 `weight_names`, HWIO kernels) from a small random PSPNet, and checks the imported model against
-both that source model and an independent NHWC numpy forward of the seed's Keras graph ('same'
+both that source model and an independent NHWC numpy forward of the baseline's Keras graph ('same'
 padding as TensorFlow computes it, explicit zero padding + dilation, fixed AveragePooling2D
-kernels, the seed's concat order, align_corners resizes). The numpy forward reads the Keras
+kernels, the baseline's concat order, align_corners resizes). The numpy forward reads the Keras
 layers by name, so a mapping bug shared by the writer and the importer still shows up.
 """
 
@@ -27,11 +27,11 @@ from pspnet.zoo import KERAS_MEAN_BGR, REGISTRY
 
 WIDTH = 0.125  # channels 8/16/32/64, 2048 -> 256 features: a full R50 layout in ~1 M parameters
 CLASSES = 19
-EPS = 1e-5  # the seed's BatchNormalization(epsilon=1e-5)
-SEED_POOLS = {473: {1: 60, 2: 30, 3: 20, 6: 10}, 713: {1: 90, 2: 45, 3: 30, 6: 15}}  # interp_block
+EPS = 1e-5  # the baseline's BatchNormalization(epsilon=1e-5)
+BASELINE_POOLS = {473: {1: 60, 2: 30, 3: 20, 6: 10}, 713: {1: 90, 2: 45, 3: 30, 6: 15}}  # interp_block
 
 
-# --------------------------------------------------------------------------- the seed's layout
+# --------------------------------------------------------------------------- the baseline's layout
 def seed_model(depth: int = 50, classes: int = CLASSES, seed: int = 0) -> PSPNet:
     """A random PSPNet with the Caffe conventions and non-trivial BN statistics."""
     torch.manual_seed(seed)
@@ -49,7 +49,7 @@ def seed_model(depth: int = 50, classes: int = CLASSES, seed: int = 0) -> PSPNet
 
 
 def keras_layers_from_model(model: PSPNet) -> dict[str, dict[str, np.ndarray]]:
-    """The seed's layer names (layers_builder.py) with HWIO kernels, written out by hand."""
+    """The baseline's layer names (layers_builder.py) with HWIO kernels, written out by hand."""
     sd = {k: v.numpy().astype(np.float32) for k, v in model.state_dict().items()}
     out: dict[str, dict[str, np.ndarray]] = {}
 
@@ -141,7 +141,7 @@ def np_bn(x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def np_resize_align_corners(x: np.ndarray, oh: int, ow: int) -> np.ndarray:
-    """Bilinear resize with align_corners=True (the seed's Interp layer), NHWC."""
+    """Bilinear resize with align_corners=True (the baseline's Interp layer), NHWC."""
     def axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         src = np.arange(n_out) * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(1)
         lo = np.floor(src).astype(int)
@@ -162,7 +162,7 @@ def np_avg_pool(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
 
 
 def np_ppm(res: np.ndarray, layers: dict, pools: dict[int, tuple[int, int]]) -> np.ndarray:
-    """interp_block x4, concatenated [res, pool6, pool3, pool2, pool1] as the seed does."""
+    """interp_block x4, concatenated [res, pool6, pool3, pool2, pool1] as the baseline does."""
     relu = lambda a: np.maximum(a, 0)  # noqa: E731
     branch = {}
     for level, (kh, kw) in pools.items():
@@ -174,7 +174,7 @@ def np_ppm(res: np.ndarray, layers: dict, pools: dict[int, tuple[int, int]]) -> 
 
 
 def keras_forward(layers: dict, x: np.ndarray, pools: dict[int, tuple[int, int]] | None = None) -> np.ndarray:
-    """The seed's graph (layers_builder.py) up to conv6, NHWC float64: stride-8 logits."""
+    """The baseline's graph (layers_builder.py) up to conv6, NHWC float64: stride-8 logits."""
     relu = lambda a: np.maximum(a, 0)  # noqa: E731
     x = x.astype(np.float64)
     for name, stride in (("conv1_1_3x3_s2", 2), ("conv1_2_3x3", 1), ("conv1_3_3x3", 1)):
@@ -197,7 +197,7 @@ def keras_forward(layers: dict, x: np.ndarray, pools: dict[int, tuple[int, int]]
                 if i == 1 else x
             x = a + b
     x = relu(x)
-    if pools is None:  # the seed's kernel_strides_map generalised: kernel = feature side / level
+    if pools is None:  # the baseline's kernel_strides_map generalised: kernel = feature side / level
         pools = {b: (x.shape[1] // b, x.shape[2] // b) for b in (1, 2, 3, 6)}
     x = np_ppm(x, layers, pools)
     x = relu(np_bn(np_conv(_pad_same(x, 3, 1), layers["conv5_4"]["kernel"]), layers["conv5_4_bn"]))
@@ -205,7 +205,7 @@ def keras_forward(layers: dict, x: np.ndarray, pools: dict[int, tuple[int, int]]
 
 
 def keras_input(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A BGR uint8 image minus the seed's BGR mean: what both graphs are fed."""
+    """A BGR uint8 image minus the baseline's BGR mean: what both graphs are fed."""
     img = np.random.default_rng(seed).integers(0, 256, (1, h, w, 3)).astype(np.float64)
     return img - np.array(KERAS_MEAN_BGR)
 
@@ -262,13 +262,13 @@ def test_import_reproduces_source_and_keras_graph(source: PSPNet, imported: PSPN
 
 
 def test_import_at_seed_size_473_with_the_seed_pool_kernels(imported: PSPNet, layers: dict) -> None:
-    """The seed's own 473 path: 473->237->119->60, AveragePooling2D 60/30/20/10, 8x resize."""
+    """The baseline's own 473 path: 473->237->119->60, AveragePooling2D 60/30/20/10, 8x resize."""
     x = keras_input(473, 473, seed=3)
     ours = torch_logits(imported, x)
-    ref = keras_forward(layers, x, {b: (k, k) for b, k in SEED_POOLS[473].items()})
+    ref = keras_forward(layers, x, {b: (k, k) for b, k in BASELINE_POOLS[473].items()})
     assert ours.shape == ref.shape == (1, 60, 60, CLASSES)
     assert rel_err(ours, ref) < 1e-5, rel_err(ours, ref)
-    # the seed's head: Interp to the input size (align_corners) then softmax/argmax
+    # the baseline's head: Interp to the input size (align_corners) then softmax/argmax
     up_ref = np_resize_align_corners(ref, 473, 473)
     up = torch.nn.functional.interpolate(torch.from_numpy(ours).permute(0, 3, 1, 2), (473, 473),
                                          mode="bilinear", align_corners=True).permute(0, 2, 3, 1).numpy()
@@ -278,14 +278,14 @@ def test_import_at_seed_size_473_with_the_seed_pool_kernels(imported: PSPNet, la
 
 @pytest.mark.parametrize("size", [473, 713])
 def test_ppm_equals_the_seed_fixed_pools(imported: PSPNet, layers: dict, size: int) -> None:
-    """Our adaptive pools + caffe concat order == the seed's fixed AvgPool kernels at 473 and 713."""
+    """Our adaptive pools + caffe concat order == the baseline's fixed AvgPool kernels at 473 and 713."""
     side = output_size(size)
-    assert side == math.ceil(size / 8) == SEED_POOLS[size][1]  # the seed's feature_map_size
-    assert all(side // b == k for b, k in SEED_POOLS[size].items())
+    assert side == math.ceil(size / 8) == BASELINE_POOLS[size][1]  # the baseline's feature_map_size
+    assert all(side // b == k for b, k in BASELINE_POOLS[size].items())
     feat = np.maximum(np.random.default_rng(size).normal(size=(1, side, side, 256)), 0)
     with torch.no_grad():
         ours = imported.ppm(torch.from_numpy(feat).float().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
-    ref = np_ppm(feat, layers, {b: (k, k) for b, k in SEED_POOLS[size].items()})
+    ref = np_ppm(feat, layers, {b: (k, k) for b, k in BASELINE_POOLS[size].items()})
     assert rel_err(ours, ref) < 1e-5
 
 
@@ -458,7 +458,7 @@ def test_h5_imported_model_exports_to_fused_onnx(tmp_path: Path, h5_path: Path) 
     labels, logits = session.run(None, {session.get_inputs()[0].name: frame[None]})
     assert np.abs(logits[0] - logits_pt).max() <= 1e-4 * max(1.0, np.abs(logits_pt).max())
     assert (labels[0] == labels_pt).mean() > 0.999
-    # and the fused graph's normalisation is the seed's: BGR minus the BGR mean, no std, no flip
+    # and the fused graph's normalisation is the baseline's: BGR minus the BGR mean, no std, no flip
     ref = np_resize_align_corners(keras_forward(keras_layers_from_model(model),
                                                 frame[None].astype(np.float64) - np.array(KERAS_MEAN_BGR)),
                                   h, w)

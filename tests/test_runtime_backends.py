@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from artefact.manifest import ArtefactError, Manifest, load_manifest
+from devices import openvino_precision_hint as choose_precision
+from devices.cuda import CudaApi, DeviceBuffer, HostBuffer
 from runtime.backends import load_backend
-from runtime.backends.openvino_backend import choose_precision
 from runtime.backends.tensorrt_backend import StreamRing, check_compat
-from runtime.cuda import CudaApi, DeviceBuffer, HostBuffer
 from runtime.errors import BackendUnavailable
 from segdata.frames import to_model_input
 
@@ -91,6 +91,55 @@ def test_openvino_precision_choice() -> None:
     assert choose_precision("fp16", ["FP32", "BF16"]) == "bf16"
     assert choose_precision("fp16", ["FP32"]) == "f32"
     assert choose_precision("fp32", ["BF16"], override="bf16") == "bf16"
+
+
+# -- runners: a bare model file through the same loaders the backends use ------------------------
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_runner_on_a_bare_model_file_matches_the_backend(demo_artefacts: dict[str, Path],
+                                                          backend: str) -> None:
+    from runtime.backends import artefact_runner, open_runner
+
+    manifest = load_manifest(demo_artefacts[backend])
+    frames = frames_for(demo_artefacts[backend], 2)
+    with load_backend(manifest) as be, open_runner(backend, manifest.model_path, "fp32") as runner:
+        assert runner.active and runner.output_names == ["labels"]
+        for f in frames:
+            labels, logits = runner.predict(f)
+            assert logits is None and labels.dtype == np.uint8 and np.array_equal(labels, be.infer(f))
+            assert set(runner.infer(f)) == {"labels"}
+        assert runner.precision_ran == be.precision_ran  # one loader, one precision rule
+    assert not runner.active
+    with artefact_runner(manifest) as again:  # the manifest's names and hash checks
+        assert np.array_equal(again.predict(frames[0])[0], runner.activate().predict(frames[0])[0])
+    runner.deactivate()
+
+
+def test_onnxruntime_loader_turns_spinning_off(demo_artefacts: dict[str, Path]) -> None:
+    from runtime.backends.onnxruntime_backend import load_session
+
+    options = load_session(load_manifest(demo_artefacts["onnxruntime"]).model_path).get_session_options()
+    for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+        assert options.get_session_config_entry(key) == "0"
+
+
+def test_runner_refusals(demo_artefacts: dict[str, Path], tmp_path: Path) -> None:
+    from clikit import UsageError
+    from runtime.backends import artefact_runner, open_runner
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    for backend in ("onnxruntime", "openvino"):
+        with pytest.raises(ArtefactError, match=r"junk\.onnx"):
+            open_runner(backend, junk)
+    with pytest.raises(UsageError, match="load_backend"):
+        open_runner("tensorrt", junk)
+    with pytest.raises(UsageError, match="unknown backend"):
+        open_runner("nope", junk)
+    tampered = clone_artefact(demo_artefacts["onnxruntime"], tmp_path / "t")
+    model = load_manifest(tampered).model_path
+    model.write_bytes(model.read_bytes() + b"\0")
+    with pytest.raises(ArtefactError, match="sha256"):
+        artefact_runner(tampered)
 
 
 def test_refuses_wrong_backend(demo_artefacts: dict[str, Path]) -> None:

@@ -85,7 +85,7 @@ def test_demo_to_video_masks_stats(ov: str, tmp_path: Path, capsys: pytest.Captu
     assert all(set(s["classes"]) <= set(range(19)) for s in stats)
     summary = capsys.readouterr().out
     for words in ("6 written, 0 dropped", "FPS", "precision f32 (manifest fp32)", "inference", "p99",
-                  "end-to-end", "seed TF PSPNet ~0.6 s/frame", "peak RSS"):
+                  "end-to-end", "baseline TF PSPNet ~0.6 s/frame", "peak RSS"):
         assert words in summary
     result = json.loads((out / "summary.json").read_text())
     assert result["frames"] == 6 and result["backend"]["precision_ran"] == "f32"
@@ -315,11 +315,55 @@ def test_runtime_never_imports_torch(demo_artefacts: dict[str, Path], tmp_path: 
 
 def test_no_engine_and_no_builder_says_what_to_install(tmp_path: Path) -> None:
     script = ("import sys\n"
-              "sys.modules['build_engine.api'] = None  # as on an edge box without the export extra\n"
+              "sys.modules['torch'] = None  # as on an edge box without the export extra\n"
               "from runtime.cli import main\nsys.exit(main(['--video', 'demo']))\n")
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2
     one_line_error(r, "export extra", "pip install 'pspnet-rt[export]'", "--engine")
+
+
+def test_no_engine_builds_the_default_once_in_a_child_process(tmp_path: Path) -> None:
+    """The runtime's one door to the builder: `python -m build_engine` in a child, the manifest
+    path on its stdout; the runtime itself never imports torch, and the second run is a cache hit."""
+    script = ("import sys, time\n"
+              "from runtime.cli import main\n"
+              "t0 = time.perf_counter()\n"
+              "code = main(['--video', 'demo', '--demo-frames', '2', '--input-size', '96x192',\n"
+              "             '--backend', 'onnxruntime', '--masks', sys.argv[1]])\n"
+              "print('TORCH', sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+              "print('SECONDS', time.perf_counter() - t0)\n"
+              "sys.exit(code)\n")
+    env = {**os.environ, "PSPNET_RT_CACHE": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path / f"m{i}")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600, env=env) for i in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+        assert "TORCH []" in r.stdout and "no --engine: building" in r.stderr
+    assert len(check_masks(tmp_path / "m0", (96, 192))) == len(check_masks(tmp_path / "m1")) == 2
+    manifests = list((tmp_path / "cache" / "artefacts").glob("*.json"))
+    assert [m.name for m in manifests] == ["demo-96x192-fp32-onnxruntime.json"]
+    cold, warm = (float(r.stdout.split("SECONDS")[1]) for r in runs)
+    assert warm < cold  # the second run found the build in the cache
+
+
+def test_sigterm_during_the_default_build_is_forwarded_and_leaves_nothing(tmp_path: Path) -> None:
+    artefacts = tmp_path / "cache" / "artefacts"
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "--video", "demo", "--input-size", "96x192",
+                             "--backend", "onnxruntime"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PSPNET_RT_CACHE": str(tmp_path / "cache")})
+    try:
+        # the builder's work folder (.NAME.*) exists while it builds: stop it then
+        wait_for(lambda: artefacts.is_dir() and any(p.name.startswith(".") for p in artefacts.iterdir()),
+                 "the build to start")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "SIGTERM: stopping the build" in err and "Traceback" not in err
+    assert list(artefacts.iterdir()) == []  # no manifest, no model file, no work folder
 
 
 def test_show_without_display_carries_on(ov: str, tmp_path: Path) -> None:

@@ -1,35 +1,68 @@
-"""Backends behind one interface: `load_backend(manifest) -> Backend` (see base.Backend).
+"""Backends behind one interface, and the only code that opens a model on a backend.
 
-Each backend module imports its library lazily, so `import runtime.backends` costs nothing and
-a machine carries only the runtime it uses.
+    load_backend(manifest) -> Backend        an artefact, streaming (submit/collect) or blocking
+    open_runner(backend, path, precision)    a bare model file, blocking, every named output
+    artefact_runner(manifest)                an artefact's model file as a Runner (e.g. for logits)
+
+Each backend module has one loader (`load_session`, `compile_model`) that both use, and
+imports its library lazily, so `import runtime.backends` costs nothing and a machine carries
+only the runtime it uses. This package's public names are the seam other rooms (build_engine,
+calib, benchmarks) import; nothing else in runtime/ is theirs to reach into.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from artefact.manifest import BACKENDS, Manifest, load_manifest
 from runtime.backends.base import Backend, check_backend
+from runtime.backends.runner import Prediction, Runner
 from runtime.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "Backend", "backend_class", "check_backend", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "Prediction", "Runner", "artefact_runner", "backend_class", "check_backend",
+           "load_backend", "open_runner", "runner_class"]
+
+
+# backend -> (its module, its Backend class, its Runner class or None); imported on first use,
+# so a machine needs only the libraries of the backends it runs. A new backend registers here.
+BACKEND_MODULES: dict[str, tuple[str, str, str | None]] = {
+    "openvino": ("runtime.backends.openvino_backend", "OpenVINOBackend", "OpenVINORunner"),
+    "onnxruntime": ("runtime.backends.onnxruntime_backend", "OnnxRuntimeBackend", "OnnxRuntimeRunner"),
+    "tensorrt": ("runtime.backends.tensorrt_backend", "TensorRTBackend", None),
+}
+
+
+def _registered(name: str) -> tuple[Any, str, str | None]:
+    if name not in BACKEND_MODULES:
+        raise UsageError(f"unknown backend {name!r}; choose auto, {', '.join(BACKEND_MODULES)}")
+    module, backend, runner = BACKEND_MODULES[name]
+    return importlib.import_module(module), backend, runner
 
 
 def backend_class(name: str) -> type[Backend]:
-    if name == "openvino":
-        from runtime.backends.openvino_backend import OpenVINOBackend
-        return OpenVINOBackend
-    if name == "onnxruntime":
-        from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-        return OnnxRuntimeBackend
-    if name == "tensorrt":
-        from runtime.backends.tensorrt_backend import TensorRTBackend
-        return TensorRTBackend
-    raise UsageError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
+    module, backend, _ = _registered(name)
+    return getattr(module, backend)
+
+
+def runner_class(name: str) -> type[Runner]:
+    module, _, runner = _registered(name)
+    if runner is None:
+        raise UsageError(f"a bare {name} model file has no runner: open its artefact with load_backend (for "
+                         "TensorRT the manifest names the TensorRT version and GPU the engine needs)")
+    return getattr(module, runner)
+
+
+def _accepted(cls: type, opts: dict[str, Any]) -> dict[str, Any]:
+    """Options a class takes; the others are ignored, so one caller can pass them all."""
+    ignored = sorted(set(opts) - set(cls.OPTIONS))
+    if ignored:
+        log.debug("%s ignores options %s", cls.__name__, ignored)
+    return {k: v for k, v in opts.items() if k in cls.OPTIONS and v is not None}
 
 
 def load_backend(manifest: Manifest | str | Path, backend: str = "auto", **opts: Any) -> Backend:
@@ -44,8 +77,26 @@ def load_backend(manifest: Manifest | str | Path, backend: str = "auto", **opts:
     name = manifest.backend if backend in (None, "", "auto") else backend
     cls = backend_class(name)
     check_backend(manifest, name)
-    accepted = {k: v for k, v in opts.items() if k in cls.OPTIONS and v is not None}
-    ignored = sorted(set(opts) - set(cls.OPTIONS))
-    if ignored:
-        log.debug("%s ignores options %s", name, ignored)
-    return cls(manifest, **accepted)
+    return cls(manifest, **_accepted(cls, opts))
+
+
+def open_runner(backend: str, path: str | Path, precision: str = "fp32", **opts: Any) -> Runner:
+    """A bare model file on `backend` (openvino, onnxruntime), opened and ready: `with` it, or call
+    deactivate(). On the CPU unless `device` says otherwise; options a runner does not take are
+    ignored. Raises ArtefactError when the file cannot be opened."""
+    cls = runner_class(backend)
+    return cls(path, precision, **_accepted(cls, opts)).activate()
+
+
+def artefact_runner(manifest: Manifest | str | Path, **opts: Any) -> Runner:
+    """An artefact's model file as a Runner, after the manifest's own checks (file hashes), with
+    the manifest's tensor names: for callers that need outputs the streaming backend does not
+    return, such as logits."""
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
+    manifest.verify_file()
+    cls = runner_class(manifest.backend)
+    names = {"input_name": manifest.input_name, "labels_name": manifest.output_name}
+    if manifest.logits_name:
+        names["logits_name"] = manifest.logits_name
+    return cls(manifest.model_path, manifest.precision, **_accepted(cls, opts), **names).activate()

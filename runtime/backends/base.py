@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from artefact.manifest import ArtefactError, Manifest
+from artefact.manifest import LOGITS_NAME, ArtefactError, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,20 @@ class Backend:
         self.last_infer_ms = 0.0  # submit-to-done time of the job `collect` returned last
         self._done: collections.deque[tuple[Any, np.ndarray, float]] = collections.deque()
         self._closed = False
+
+    # -- opening ---------------------------------------------------------------------------
+    def tensor_names(self) -> dict[str, str]:
+        """The manifest's tensor names, in the keywords a Runner takes."""
+        m = self.manifest
+        return {"input_name": m.input_name, "labels_name": m.output_name,
+                "logits_name": m.logits_name or LOGITS_NAME}
+
+    def _activate(self, runner: Any) -> Any:
+        """Open the artefact's model through its backend's runner; a refusal names the rebuild."""
+        try:
+            return runner.activate()
+        except ArtefactError as exc:
+            raise ArtefactError(f"{exc}; rebuild with {self.manifest.rebuild_hint()}") from None
 
     # -- shape -----------------------------------------------------------------------------
     def input_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:

@@ -1,6 +1,10 @@
-"""OpenVINO backend: the CPU default. Several infer requests in flight, precision pinned from
-the manifest (OpenVINO would otherwise run an FP32 model in BF16 on AMX/AVX512-BF16 CPUs),
-compiled blobs cached beside the artefact so the second start is fast."""
+"""OpenVINO backend: the CPU default. Several infer requests in flight, precision pinned by
+devices.openvino_precision_hint (OpenVINO would otherwise run an FP32 model in BF16 on
+AMX/AVX512-BF16 CPUs), compiled blobs cached beside the artefact so the second start is fast.
+
+`compile_model` is the one place an OpenVINO model is compiled; `OpenVINORunner` runs a bare
+model file through it, `OpenVINOBackend` an artefact.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,16 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
+from devices import openvino_precision_hint
 from runtime.backends.base import Backend, check_backend, labels_2d
 from runtime.backends.ov_cache import BlobCache
+from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -24,27 +31,119 @@ log = logging.getLogger(__name__)
 CACHE_DIRNAME = "ov_cache"
 
 
-def choose_precision(manifest_precision: str, capabilities: list[str], override: str | None = None) -> str:
-    """INFERENCE_PRECISION_HINT for a manifest precision on a device with these capabilities.
+def import_openvino() -> Any:
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise BackendUnavailable(f"the openvino backend needs OpenVINO (`pip install openvino`): "
+                                 f"{exc}") from None
+    return ov
 
-    fp32 -> f32 always (the accuracy the manifest reports was measured in FP32); fp16 -> f16
-    where the CPU has FP16 units, else bf16 where it has BF16, else f32; int8 -> the device's
-    fastest float for the layers left unquantized (its default behaviour, stated in the report).
-    """
-    if override:
-        return override
-    caps = {c.upper() for c in capabilities}
-    if manifest_precision == "fp32":
-        return "f32"
-    if "FP16" in caps:
-        return "f16"
-    if "BF16" in caps:
-        return "bf16"
-    return "f32"
+
+def compile_model(path: str | Path, precision: str, *, device: str = "CPU", hint: str = "latency",
+                  precision_hint: str | None = None, cache_dir: str | None = None,
+                  threads: int | None = None) -> tuple[Any, str]:
+    """(compiled model, the precision it really runs) for a model file of `precision`: the
+    loader every OpenVINO user calls. The label is OpenVINO's own INFERENCE_PRECISION_HINT after
+    compiling, `int8/<float>` for Q/DQ models (their unquantized layers run in that float)."""
+    ov = import_openvino()
+    core = ov.Core()
+    device = device.upper()
+    try:
+        caps = list(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
+    except RuntimeError:
+        raise BackendUnavailable(f"OpenVINO has no device {device!r} here (available: "
+                                 f"{', '.join(core.available_devices)}); pass --device CPU") from None
+    wanted = openvino_precision_hint(precision, caps, precision_hint)
+    config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": wanted}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = _compile_through_cache(core, str(path), device, config, cache_dir)
+    ran = compiled.get_property("INFERENCE_PRECISION_HINT")
+    ran = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
+    if ran != wanted:
+        log.warning("OpenVINO asked for %s but runs %s on %s", wanted, ran, device)
+    # an INT8 (Q/DQ) model runs its quantized layers in int8 and the rest at the hint's precision
+    return compiled, (f"int8/{ran}" if precision == "int8" else ran)
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[-300:]  # OpenVINO's text spans lines; keep one
+
+
+def _compile_through_cache(core: Any, path: str, device: str, config: dict[str, Any],
+                           cache_dir: str | Path | None) -> Any:
+    """compile_model from a path (a cache hit skips reading the model entirely), through a
+    blob cache whose every file is checked first (ov_cache.BlobCache: OpenVINO itself would
+    import a damaged blob and compute garbage); a blob that passes the check but will not import
+    costs one compile without it, never the run."""
+    if cache_dir:
+        blobs = BlobCache(cache_dir)
+        blobs.prepare()
+        try:
+            compiled = core.compile_model(path, device, {**config, "CACHE_DIR": str(cache_dir)})
+        except RuntimeError as exc:
+            log.warning("openvino: compiling through the cache %s failed (%s); clearing it and compiling "
+                        "without it", cache_dir, _one_line(exc))
+            blobs.clear()
+        else:
+            blobs.record()
+            return compiled
+    try:
+        return core.compile_model(path, device, config)
+    except RuntimeError as exc:
+        raise ArtefactError(f"OpenVINO cannot compile {path}: {_one_line(exc)}") from None
+
+
+class OpenVINORunner(Runner):
+    """A bare model file (ONNX or IR) on OpenVINO, one synchronous infer request."""
+
+    backend = "openvino"
+    OPTIONS = ("device", "hint", "precision_hint", "cache_dir", "threads")
+
+    def __init__(self, path: str | Path, precision: str = "fp32", *, device: str = "CPU",
+                 hint: str = "latency", precision_hint: str | None = None, cache_dir: str | None = None,
+                 threads: int | None = None, **names: str) -> None:
+        super().__init__(path, precision, **names)
+        self.device = device.upper()
+        self.hint = hint.lower()
+        self.precision_hint = precision_hint
+        self.cache_dir = cache_dir
+        self.threads = threads
+        self.compiled: Any = None
+        self.compile_s = 0.0
+
+    def _open(self) -> None:
+        t0 = time.perf_counter()
+        self.compiled, self.precision_ran = compile_model(
+            self.path, self.precision, device=self.device, hint=self.hint, precision_hint=self.precision_hint,
+            cache_dir=self.cache_dir, threads=self.threads)
+        self.compile_s = time.perf_counter() - t0
+        self._ports = {name: port for port in self.compiled.outputs for name in port.get_names()}
+        try:
+            self._check_names([n for p in self.compiled.inputs for n in p.get_names()], list(self._ports))
+        except ArtefactError:
+            self.compiled = None
+            raise
+        self.input_port = self.compiled.input(self.input_name)
+        self._request = self.compiled.create_infer_request()
+
+    def _close(self) -> None:
+        # release in this thread, newest first: the request, then the compiled model
+        self._request = self.input_port = None
+        self._ports = {}
+        self.compiled = None
+
+    @property
+    def output_names(self) -> list[str]:
+        return [p.get_any_name() for p in self.compiled.outputs] if self.compiled is not None else []
+
+    def output_index(self, name: str) -> int:
+        return next(i for i, o in enumerate(self.compiled.outputs) if name in o.get_names())
+
+    def _run(self, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+        self._request.infer({self.input_port: batch}, share_inputs=True)
+        return [self._request.get_tensor(self._ports[name]).data.copy() for name in outputs]
 
 
 class _Completions:
@@ -79,79 +178,29 @@ class OpenVINOBackend(Backend):
         super().__init__(manifest)
         check_backend(manifest, self.name)
         manifest.verify_file()
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise BackendUnavailable(
-                f"the openvino backend needs OpenVINO (`pip install openvino`): {exc}") from None
-        core = ov.Core()
-        self.device = device.upper()
-        config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
-        try:
-            caps = list(core.get_property(self.device, "OPTIMIZATION_CAPABILITIES"))
-        except RuntimeError:
-            raise BackendUnavailable(f"OpenVINO has no device {self.device!r} here (available: "
-                                     f"{', '.join(core.available_devices)}); pass --device CPU") from None
-        wanted = choose_precision(manifest.precision, caps, precision_hint)
-        config["INFERENCE_PRECISION_HINT"] = wanted
         self.cache_dir = self._cache_dir() if cache else None
-        t0 = time.perf_counter()
-        self._compiled = self._compile(core, config)
-        self.compile_s = time.perf_counter() - t0
-        ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        ran = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
-        if ran != wanted:
-            log.warning("OpenVINO asked for %s but runs %s on %s", wanted, ran, self.device)
-        # an INT8 (Q/DQ) model runs its quantized layers in int8 and the rest at the hint's precision
-        self.precision_ran = f"int8/{ran}" if manifest.precision == "int8" else ran
-        self.hint = hint.lower()
-        try:
-            self._in_port = self._compiled.input(manifest.input_name)
-            self._out_port = self._compiled.output(manifest.output_name)
-        except RuntimeError:
-            names = [p.get_any_name() for p in self._compiled.inputs + self._compiled.outputs]
-            raise ArtefactError(f"{manifest.model_path} has tensors {names}, not the manifest's "
-                                f"{manifest.input_name!r} -> {manifest.output_name!r}; rebuild with "
-                                f"{manifest.rebuild_hint()}") from None
+        runner = OpenVINORunner(manifest.model_path, manifest.precision, device=device, hint=hint,
+                                precision_hint=precision_hint, cache_dir=self.cache_dir,
+                                **self.tensor_names())
+        self._runner = self._activate(runner)
+        self.device = runner.device
+        self.precision_ran = runner.precision_ran
+        self.compile_s = runner.compile_s
+        self.hint = runner.hint
+        compiled = runner.compiled
         # Twice OpenVINO's optimum: results are collected in order, so a stream that finishes
         # early still has a queued request to start instead of idling (measured on the 2-core box:
         # THROUGHPUT 2 -> 4 requests, pipeline/bare FPS 0.88 -> 0.94 with video + masks).
-        optimal = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        optimal = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.max_in_flight = max(1, requests or max(2, 2 * optimal))
-        self._sync = self._compiled.create_infer_request()
-        out_index = next(i for i, o in enumerate(self._compiled.outputs)
-                         if manifest.output_name in o.get_names())
-        self._done_box = _Completions(out_index, manifest)
-        self._queue = ov.AsyncInferQueue(self._compiled, self.max_in_flight)
+        self._done_box = _Completions(runner.output_index(manifest.output_name), manifest)
+        self._queue = import_openvino().AsyncInferQueue(compiled, self.max_in_flight)
         self._queue.set_callback(self._done_box)
         self._pending: collections.deque[tuple[int, Any, float, np.ndarray]] = collections.deque()
         self._seq = 0
         log.info("openvino: %s on %s, %s hint, precision %s (manifest %s), %d requests, compiled in %.2f s%s",
                  manifest.model_path.name, self.device, hint, self.precision_ran, manifest.precision,
                  self.max_in_flight, self.compile_s, f", cache {self.cache_dir}" if self.cache_dir else "")
-
-    def _compile(self, core: Any, config: dict[str, Any]) -> Any:
-        """compile_model from a path (a cache hit skips reading the model entirely), through a
-        blob cache whose every file is checked first (ov_cache.BlobCache); a blob that passes the
-        check but will not import costs one compile without it, never the run."""
-        model = str(self.manifest.model_path)
-        if self.cache_dir:
-            blobs = BlobCache(self.cache_dir)
-            blobs.prepare()
-            try:
-                compiled = core.compile_model(model, self.device, {**config, "CACHE_DIR": self.cache_dir})
-            except RuntimeError as exc:
-                log.warning("openvino: compiling through the cache %s failed (%s); clearing it and compiling "
-                            "without it", self.cache_dir, _one_line(exc))
-                blobs.clear()
-            else:
-                blobs.record()
-                return compiled
-        try:
-            return core.compile_model(model, self.device, config)
-        except RuntimeError as exc:
-            raise ArtefactError(f"OpenVINO cannot compile {self.manifest.model_path}: {_one_line(exc)}; "
-                                f"rebuild with {self.manifest.rebuild_hint()}") from None
 
     def _cache_dir(self) -> str | None:
         folder = self.manifest.model_path.parent
@@ -165,8 +214,8 @@ class OpenVINOBackend(Backend):
 
     def infer(self, frame: np.ndarray) -> np.ndarray:
         self._check_frame(frame)
-        self._sync.infer({self._in_port: frame[None]}, share_inputs=True)
-        return labels_2d(self._sync.get_tensor(self._out_port).data.copy(), self.manifest)
+        out = self._runner.infer(frame, [self.manifest.output_name])[self.manifest.output_name]
+        return labels_2d(out, self.manifest)
 
     def submit(self, frame: np.ndarray, tag: Any) -> None:
         self._check_frame(frame)
@@ -177,7 +226,7 @@ class OpenVINOBackend(Backend):
         batch = np.ascontiguousarray(frame[None])
         # share_inputs: no copy into the request; `batch` stays referenced in _pending until done
         self._pending.append((seq, tag, time.perf_counter(), batch))
-        self._queue.start_async({self._in_port: batch}, seq, share_inputs=True)
+        self._queue.start_async({self._runner.input_port: batch}, seq, share_inputs=True)
 
     def collect(self) -> tuple[Any, np.ndarray]:
         seq, tag, t0, _batch = self._pending[0]
@@ -202,9 +251,8 @@ class OpenVINOBackend(Backend):
         if queue is not None:
             queue.wait_all()
         # release in this thread, newest first: requests, then the compiled model
-        self._queue = self._sync = None
-        self._in_port = self._out_port = None
-        self._compiled = None
+        self._queue = None
+        self._runner.deactivate()
         super().close()
 
     def describe(self) -> dict[str, Any]:

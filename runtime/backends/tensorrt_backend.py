@@ -2,7 +2,7 @@
 buffers, two buffer sets rotating over a copy stream and a compute stream so frame n+1's
 host-to-device copy overlaps frame n's compute, `execute_async_v3`, optional CUDA graphs.
 
-Every CUDA call goes through runtime.cuda; TensorRT itself is imported lazily. Resource
+Every CUDA call goes through devices.cuda; TensorRT itself is imported lazily. Resource
 lifetimes are explicit: everything allocated is pushed on an ExitStack and released in
 reverse order by close() (also on a failed start), after the streams are drained.
 
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
+from devices.cuda import CudaApi, CudaError, CudaUnavailable, DeviceBuffer, HostBuffer, get_cuda
 from runtime.backends.base import Backend, check_backend
-from runtime.cuda import CudaApi, CudaError, DeviceBuffer, HostBuffer, get_cuda
 from runtime.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,10 @@ class TensorRTBackend(Backend):
         check_backend(manifest, self.name)
         manifest.verify_file()
         trt = import_tensorrt()
-        cuda = get_cuda(cuda_api, need_graphs=cuda_graph, device=device_index)
+        try:
+            cuda = get_cuda(cuda_api, need_graphs=cuda_graph, device=device_index)
+        except CudaUnavailable as exc:
+            raise BackendUnavailable(str(exc)) from None
         cuda.activate()
         check_compat(manifest, trt.__version__, cuda.device_name(), cuda.compute_capability())
         self.cuda = cuda

@@ -164,7 +164,7 @@ def test_build_into_a_full_file_system(demo_artefacts: dict[str, Path], tmp_path
                                 "--output", str(small)])
         err = capsys.readouterr().err
         assert code == 1, err
-        lines = [line for line in err.splitlines() if line.startswith("build failed")]
+        lines = [line for line in err.splitlines() if "build failed" in line]
         assert len(lines) == 1 and "nothing was changed" in lines[0] and "Traceback" not in err, err
         assert artefact_state(small) == before
         assert hidden_leftovers(small) == []

@@ -1,7 +1,8 @@
-"""Every CUDA call the runtime makes, in one place, over pycuda or cuda-python.
+"""Every CUDA call the project makes, in one place, over pycuda or cuda-python.
 
-Nothing here imports a CUDA library until `get_cuda()` is called, so the runtime installs and
-runs on machines without a GPU. Two implementations of one small API:
+The runtime's TensorRT backend runs on it and the builder asks it for the GPU it builds for
+(`device_info`). Nothing here imports a CUDA library until `get_cuda()` is called, so the
+project installs and runs on machines without a GPU. Two implementations of one small API:
 
 * pycuda (`pip install pycuda`, builds against a CUDA toolkit) through `pycuda.autoprimaryctx`,
   so pycuda and TensorRT share the device's primary context;
@@ -27,8 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import BackendUnavailable
-
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = ("install CUDA bindings for the tensorrt backend: `pip install cuda-python` (prebuilt) or "
@@ -37,6 +36,10 @@ INSTALL_HINT = ("install CUDA bindings for the tensorrt backend: `pip install cu
 
 class CudaError(RuntimeError):
     """A CUDA call failed; the message names the call and CUDA's error string."""
+
+
+class CudaUnavailable(RuntimeError):
+    """No usable CUDA here (bindings, driver or device missing); the message says what to install."""
 
 
 @dataclass
@@ -123,7 +126,7 @@ class CudaPython(CudaApi):
         self.rt = cudart
         count = self._call("cudaGetDeviceCount", cudart.cudaGetDeviceCount())
         if device >= count:
-            raise BackendUnavailable(f"CUDA device {device} requested but {count} device(s) found")
+            raise CudaUnavailable(f"CUDA device {device} requested but {count} device(s) found")
         self.activate()
         self._props = self._call("cudaGetDeviceProperties", cudart.cudaGetDeviceProperties(device))
 
@@ -308,7 +311,7 @@ def get_cuda(prefer: str | None = None, *, need_graphs: bool = False, device: in
     order = ["cuda-python", "pycuda"] if need_graphs else ["pycuda", "cuda-python"]
     if prefer:
         if prefer not in ("pycuda", "cuda-python"):
-            raise BackendUnavailable(f"unknown CUDA bindings {prefer!r}; use pycuda or cuda-python")
+            raise CudaUnavailable(f"unknown CUDA bindings {prefer!r}; use pycuda or cuda-python")
         order = [prefer]
     errors = []
     for name in order:
@@ -317,14 +320,14 @@ def get_cuda(prefer: str | None = None, *, need_graphs: bool = False, device: in
         except ImportError as exc:
             errors.append(f"{name}: {exc}")
         except CudaError as exc:
-            raise BackendUnavailable(f"CUDA is not usable here ({exc}); is there an NVIDIA GPU and driver?") \
-                from None
+            raise CudaUnavailable(f"CUDA is not usable here ({exc}); is there an NVIDIA GPU and "
+                                  "driver?") from None
         except Exception as exc:  # pycuda raises its own errors when no driver/GPU is present
             if type(exc).__module__.startswith("pycuda"):
-                raise BackendUnavailable(f"CUDA is not usable here ({exc}); is there an NVIDIA GPU and "
+                raise CudaUnavailable(f"CUDA is not usable here ({exc}); is there an NVIDIA GPU and "
                                          "driver?") from None
             raise
-    raise BackendUnavailable(f"no CUDA Python bindings found ({'; '.join(errors)}); {INSTALL_HINT}")
+    raise CudaUnavailable(f"no CUDA Python bindings found ({'; '.join(errors)}); {INSTALL_HINT}")
 
 
 def device_info(device: int = 0) -> dict[str, Any] | None:

@@ -1,0 +1,95 @@
+"""The CLI kit every command shares: argument types, exit codes, one-line errors, signals."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import clikit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_size_and_number_types() -> None:
+    assert clikit.hw_size("480x960") == (480, 960) and clikit.hw_size("480×960") == (480, 960)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected HxW such as"):
+        clikit.hw_size("abc")
+    with pytest.raises(argparse.ArgumentTypeError, match="positive"):
+        clikit.hw_size("0x10")
+    with pytest.raises(argparse.ArgumentTypeError, match="at least 33 pixels"):
+        clikit.size_type("HxW", min_side=33)("32x64")
+    assert clikit.size_type("WxH")("640x480") == (640, 480)
+    assert clikit.positive_int("3") == 3 and clikit.non_negative_int("0") == 0
+    for bad, parse in (("0", clikit.positive_int), ("-1", clikit.non_negative_int),
+                       ("x", clikit.positive_int)):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(bad)
+    assert clikit.float_in(0, 1)("0.5") == 0.5
+    with pytest.raises(argparse.ArgumentTypeError, match=r"within 0\.\.1"):
+        clikit.float_in(0, 1)("1.5")
+    assert clikit.csv_list(("a", "b"))("b, a") == ["b", "a"]
+    with pytest.raises(argparse.ArgumentTypeError, match="choose from a, b"):
+        clikit.csv_list(("a", "b"))("c")
+
+
+def _run(body, *, usage=(), failure=()) -> int:
+    p = clikit.parser("t", "a test command")
+    clikit.add_verbose(p)
+    return clikit.run("t", p, body, [], usage=usage, failure=failure)
+
+
+def test_run_maps_what_the_body_raises_to_one_line_and_a_code(capsys: pytest.CaptureFixture) -> None:
+    def raising(exc: BaseException):
+        def body(args: argparse.Namespace) -> int:
+            raise exc
+        return body
+
+    assert _run(lambda args: 0) == 0
+    assert _run(raising(clikit.UsageError("bad --thing; use --other"))) == 2
+    assert capsys.readouterr().err == "t: bad --thing; use --other\n"
+    assert _run(raising(KeyError("unknown model 'x'")), usage=(KeyError,)) == 2
+    assert capsys.readouterr().err == "t: unknown model 'x'\n"  # no KeyError quotes
+    assert _run(raising(TimeoutError("disk gone")), failure=(TimeoutError,)) == 1
+    assert capsys.readouterr().err == "t: disk gone\n"
+    assert _run(raising(RuntimeError("multi\n   line"))) == 1
+    assert capsys.readouterr().err == "t: RuntimeError: multi line\n"  # folded, no traceback
+    assert _run(raising(clikit.Reported(2))) == 2
+    assert capsys.readouterr().err == ""  # a child already said it
+    assert _run(raising(clikit.Interrupted(143, "SIGTERM"))) == 143
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_signals_give_their_exit_codes_and_run_cleanups(tmp_path: Path, sig: int, code: int) -> None:
+    """A signal raises in the main thread, so `finally` blocks run (atomic writes clean up)."""
+    marker = tmp_path / "cleaned"
+    script = ("import os, signal, sys, time\n"
+              "import clikit\n"
+              "def body(args):\n"
+              "    try:\n"
+              f"        os.kill(os.getpid(), {int(sig)})\n"
+              "        time.sleep(30)\n"
+              "    finally:\n"
+              f"        open({str(marker)!r}, 'w').close()\n"
+              "    return 0\n"
+              "sys.exit(clikit.run('t', clikit.parser('t', None), body, []))\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == code, r.stderr
+    assert r.stderr.strip() == "t: interrupted" and marker.is_file()
+
+
+def test_every_command_uses_the_kit() -> None:
+    """No command keeps its own parser set-up, size parser or logging set-up."""
+    sources = [p for p in ROOT.glob("*/*.py") if p.parts[-2] in
+               ("build_engine", "runtime", "benchmarks", "pspnet", "calib", "segdata", "artefact", "devices")]
+    for path in sources:
+        text = path.read_text()
+        assert "logging.basicConfig" not in text and "argparse.ArgumentParser(" not in text, path
+        assert not re.search(r"def (parse_size|_size)\(", text), path
