@@ -48,6 +48,8 @@ def _refuse(message: str) -> argparse.ArgumentTypeError:
 
 # ---------------------------------------------------------------------------------- numbers
 def _bounds_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None and not lo_open and not hi_open:
+        return f"within {lo:g}..{hi:g}"
     parts = []
     if lo is not None:
         parts.append(f"{'>' if lo_open else '>='} {lo:g}")
@@ -137,7 +139,8 @@ def size(order: str = "HxW", min_side: int = 1) -> OptionType:
         except ValueError:
             raise _refuse(f"expected {domain}, got {text!r}") from None
         if a < min_side or b < min_side:
-            raise _refuse(f"expected {domain}, got {text!r}")
+            what = "positive" if min_side == 1 else f"at least {min_side} pixels"
+            raise _refuse(f"{text}: both sides must be {what} ({order} such as 480x960)")
         return a, b
 
     return OptionType(parse, domain, "240x480", ["", "abc", "480", "0x0", "-1x5", "240x", "1.5x2"])

@@ -13,6 +13,12 @@ from tests.faults.cases import CLAIMED
 HERE = Path(__file__).parent
 
 
+@pytest.fixture
+def ov(demo_artefacts: dict[str, Path]) -> str:
+    """The session's tiny OpenVINO FP32 artefact (tests/conftest.py), as an --engine argument."""
+    return str(demo_artefacts["openvino"])
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fault(*ids): the fault cases (tests/faults/cases.py) a test checks")
 

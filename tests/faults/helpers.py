@@ -28,6 +28,16 @@ def call_main(main: Callable[[list[str]], int], argv: list[str]) -> int:
         return int(exc.code) if isinstance(exc.code, int) else 1
 
 
+def rt(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str, float]:
+    """pspnet-rt in-process: (exit code, stdout, stderr, seconds it took)."""
+    from runtime.cli import main
+
+    t0 = time.monotonic()
+    code = call_main(main, argv)
+    out, err = capsys.readouterr()
+    return code, out, err, time.monotonic() - t0
+
+
 def one_line(stderr: str, *words: str) -> str:
     """The rule for an error: exactly one line, no traceback, naming what it must."""
     lines = [line for line in stderr.strip().splitlines() if line.strip()]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.faults.helpers import call_main, hidden_leftovers, needs_ffmpeg, one_line
+from tests.faults.helpers import call_main, hidden_leftovers, needs_ffmpeg, one_line, rt
 from tests.test_runtime_backends import clone_artefact
 from tests.test_runtime_sources import write_video
 
@@ -22,17 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_WEIGHTS = ROOT / "pspnet" / "weights" / "demo_synthetic.pth"
 
 
-@pytest.fixture
-def ov(demo_artefacts: dict[str, Path]) -> str:
-    return str(demo_artefacts["openvino"])
-
-
-def rt(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    from runtime.cli import main
-
-    code = call_main(main, argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------- hand-edited manifests
@@ -71,7 +60,7 @@ def _field_cases() -> list[tuple[str, object]]:
 def test_hand_edited_manifest_field(demo_artefacts: dict[str, Path], tmp_path: Path, field: str,
                                     value: object, capsys: pytest.CaptureFixture) -> None:
     manifest = clone_artefact(demo_artefacts["onnxruntime"], tmp_path / "art", **{field: value})
-    code, _, err = rt(["--video", "demo", "--demo-frames", "2", "--engine", str(manifest)], capsys)
+    code, _, err, _ = rt(["--video", "demo", "--demo-frames", "2", "--engine", str(manifest)], capsys)
     assert code == 2, err
     one_line(err, f"'{field}'", "rebuild with")
 
@@ -83,7 +72,7 @@ def test_missing_required_field(demo_artefacts: dict[str, Path], tmp_path: Path,
     data = json.loads(manifest.read_text())
     del data["classes"]
     manifest.write_text(json.dumps(data))
-    code, _, err = rt(["--video", "demo", "--engine", str(manifest)], capsys)
+    code, _, err, _ = rt(["--video", "demo", "--engine", str(manifest)], capsys)
     assert code == 2
     one_line(err, "classes")
 
@@ -106,7 +95,7 @@ def test_broken_manifest(demo_artefacts: dict[str, Path], tmp_path: Path, damage
                          capsys: pytest.CaptureFixture) -> None:
     manifest = clone_artefact(demo_artefacts["onnxruntime"], tmp_path / "art")
     MANIFEST_DAMAGE[damage](manifest)
-    code, _, err = rt(["--video", "demo", "--engine", str(manifest)], capsys)
+    code, _, err, _ = rt(["--video", "demo", "--engine", str(manifest)], capsys)
     assert code == 2, err
     one_line(err, manifest.name)
 
@@ -135,7 +124,7 @@ def test_damaged_model_file(demo_artefacts: dict[str, Path], tmp_path: Path, bac
 
     manifest = clone_artefact(demo_artefacts[backend], tmp_path / "art")
     MODEL_DAMAGE[damage](load_manifest(manifest).model_path)
-    code, _, err = rt(["--video", "demo", "--demo-frames", "2", "--engine", str(manifest)], capsys)
+    code, _, err, _ = rt(["--video", "demo", "--demo-frames", "2", "--engine", str(manifest)], capsys)
     assert code == 2, err
     one_line(err, "ebuild with")  # Rebuild / rebuild
 
@@ -149,7 +138,7 @@ def test_damaged_weights_bin(demo_artefacts: dict[str, Path], tmp_path: Path, da
     manifest = clone_artefact(demo_artefacts["openvino"], tmp_path / "art")
     (companion,) = load_manifest(manifest).companion_files
     MODEL_DAMAGE[damage](manifest.parent / companion)
-    code, _, err = rt(["--video", "demo", "--demo-frames", "2", "--engine", str(manifest)], capsys)
+    code, _, err, _ = rt(["--video", "demo", "--demo-frames", "2", "--engine", str(manifest)], capsys)
     assert code == 2, err
     one_line(err, companion, "ebuild with")
 
@@ -175,7 +164,7 @@ def test_bad_video_source(ov: str, tmp_path: Path, kind: str, capsys: pytest.Cap
     elif kind == "one unreadable image":
         path = tmp_path / "frame.png"
         path.write_bytes(b"\x89PNG\r\n\x1a\n but not really")
-    code, _, err = rt(["--video", str(path), "--engine", ov, "--masks", str(tmp_path / "m")], capsys)
+    code, _, err, _ = rt(["--video", str(path), "--engine", ov, "--masks", str(tmp_path / "m")], capsys)
     assert code == 2, err
     one_line(err, str(path))
     assert not (tmp_path / "m").exists() or not list((tmp_path / "m").iterdir())
@@ -197,7 +186,7 @@ def test_truncated_video_with_index_in_front(ov: str, tmp_path: Path, capsys: py
     cut = tmp_path / "cut.mp4"
     cut.write_bytes((tmp_path / "full.mp4").read_bytes()[: (tmp_path / "full.mp4").stat().st_size // 2])
     stats = tmp_path / "s.jsonl"
-    code, out, err = rt(["--video", str(cut), "--engine", ov, "--stats", str(stats)], capsys)
+    code, out, err, _ = rt(["--video", str(cut), "--engine", ov, "--stats", str(stats)], capsys)
     assert code == 0, err
     frames = [json.loads(line)["frame"] for line in stats.read_text().splitlines()]
     assert 0 < len(frames) < 40 and frames == sorted(frames)

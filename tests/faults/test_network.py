@@ -14,21 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.faults.helpers import call_main, free_port, last_line, needs_ffmpeg, one_line
-
-
-@pytest.fixture
-def ov(demo_artefacts: dict[str, Path]) -> str:
-    return str(demo_artefacts["openvino"])
-
-
-def rt(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str, float]:
-    from runtime.cli import main
-
-    t0 = time.monotonic()
-    code = call_main(main, argv)
-    out, err = capsys.readouterr()
-    return code, out, err, time.monotonic() - t0
+from tests.faults.helpers import free_port, last_line, needs_ffmpeg, one_line, rt
 
 
 @pytest.fixture

@@ -18,25 +18,12 @@ from tests.faults.helpers import (
     hidden_leftovers,
     needs_ffmpeg,
     one_line,
+    rt,
     tmpfs,
     video_frames,
 )
 from tests.test_runtime_backends import clone_artefact
 from tests.test_runtime_sources import write_video
-
-
-@pytest.fixture
-def ov(demo_artefacts: dict[str, Path]) -> str:
-    return str(demo_artefacts["openvino"])
-
-
-def rt(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    from runtime.cli import main
-
-    code = call_main(main, argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 OUTPUT_FLAGS = {"--output": "o.mp4", "--masks": "m", "--stats": "s.jsonl", "--summary-json": "sum.json"}
 
@@ -46,7 +33,7 @@ OUTPUT_FLAGS = {"--output": "o.mp4", "--masks": "m", "--stats": "s.jsonl", "--su
 def test_read_only_file_system(ov: str, tmp_path: Path, flag: str, capsys: pytest.CaptureFixture) -> None:
     with tmpfs(tmp_path / "ro", "1m", read_only=True) as ro:
         t0 = time.monotonic()
-        code, _, err = rt(["--video", "demo", "--demo-frames", "3", "--engine", ov, flag,
+        code, _, err, _ = rt(["--video", "demo", "--demo-frames", "3", "--engine", ov, flag,
                            str(ro / OUTPUT_FLAGS[flag])], capsys)
         assert code == 2, err
         one_line(err, "Read-only file system", "choose a writable")
@@ -61,7 +48,7 @@ def test_full_file_system(ov: str, tmp_path: Path, flag: str, capsys: pytest.Cap
         old.write_text('{"an": "older run"}\n')
         fill(full, 0)
         target = full / OUTPUT_FLAGS[flag]
-        code, out, err = rt(["--video", "demo", "--demo-frames", "3", "--engine", ov, flag, str(target)],
+        code, out, err, _ = rt(["--video", "demo", "--demo-frames", "3", "--engine", ov, flag, str(target)],
                             capsys)
         assert code == 1, err
         one_line(err, "No space left on device")
@@ -78,7 +65,7 @@ def test_failed_run_does_not_replace_existing_outputs(ov: str, tmp_path: Path,
     video.write_bytes(b"the video of an earlier run")
     stats.write_text('{"earlier": true}\n')
     with tmpfs(tmp_path / "small", "64k") as small:  # masks fill it after a few frames
-        code, _, err = rt(["--video", "demo", "--demo-frames", "30", "--loop", "--max-frames", "400",
+        code, _, err, _ = rt(["--video", "demo", "--demo-frames", "30", "--loop", "--max-frames", "400",
                              "--engine", ov, "--output", str(video), "--stats", str(stats),
                              "--masks", str(small / "m")], capsys)
         assert code == 1, err
@@ -126,7 +113,7 @@ def test_clashing_paths(demo_artefacts: dict[str, Path], tmp_path: Path, clash: 
     clip = write_video(tmp_path / "in" / "clip.mp4", frames=5)
     before = {**artefact_state(tmp_path / "art"), "clip": clip.read_bytes()}
     paths, words = CLASHES[clash]
-    code, _, err = rt(["--video", str(clip), "--engine", str(manifest), *paths(tmp_path, clip, manifest)],
+    code, _, err, _ = rt(["--video", str(clip), "--engine", str(manifest), *paths(tmp_path, clip, manifest)],
                       capsys)
     assert code == 2, err
     one_line(err, *words)

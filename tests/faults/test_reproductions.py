@@ -39,10 +39,6 @@ INT8 = ["--precision", "int8", "--backend", "onnxruntime", "--input-size", "96x1
         "--calib-method", "minmax", "--calib-images", "4", "--eval-images", "4"]
 
 
-@pytest.fixture
-def ov(demo_artefacts: dict[str, Path]) -> str:
-    return str(demo_artefacts["openvino"])
-
 
 # ------------------------------------------------------------------- 1. full disk, video
 @needs_ffmpeg

@@ -47,6 +47,18 @@ def _signals(proc, sig: int, times: int, gap: float = 0.05) -> None:
         proc.send_signal(sig)
 
 
+def _signal_when_ready(proc, ready, what: str, sig: int, times: int = 1) -> str:
+    """Wait until `ready()`, send `sig` `times` times, and return stderr once the process ended."""
+    try:
+        wait_for(ready, what, proc=proc)
+        time.sleep(0.3)  # well inside that phase
+        _signals(proc, sig, times)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        stop(proc)
+    return err
+
+
 # ----------------------------------------------------------------------------- pspnet-rt
 @pytest.mark.fault("sig-rt-startup")
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
@@ -55,13 +67,7 @@ def test_signal_while_pspnet_rt_builds_its_default_artefact(tmp_path: Path, sig:
     proc = spawn("runtime", "--video", "demo", "--demo-frames", "3", "--backend", "onnxruntime",
                  "--input-size", "96x192", "--masks", str(tmp_path / "m"),
                  env={"PSPNET_RT_CACHE": str(cache)})
-    try:
-        wait_for(lambda: _work_dir_in(cache / "artefacts"), "the default build", proc=proc)
-        time.sleep(0.3)
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        stop(proc)
+    err = _signal_when_ready(proc, lambda: _work_dir_in(cache / "artefacts"), "the default build", sig)
     assert proc.returncode == CODES[sig], err
     last_line(err, f"interrupted by {signal.Signals(sig).name}", "no output was written")
     assert not list((cache / "artefacts").glob("*.json"))
@@ -151,13 +157,7 @@ def test_signal_during_export(demo_artefacts: dict[str, Path], tmp_path: Path, s
     clone_artefact(demo_artefacts["onnxruntime"], out)
     before = artefact_state(out)
     proc = spawn("build_engine", *FP32, "--force", "--output", str(out))
-    try:
-        wait_for(lambda: _work_dir_in(out), "the work folder", proc=proc)
-        time.sleep(0.3)
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        stop(proc)
+    err = _signal_when_ready(proc, lambda: _work_dir_in(out), "the work folder", sig)
     assert proc.returncode == CODES[sig], err
     last_line(err, f"interrupted by {signal.Signals(sig).name}", "nothing was changed")
     assert artefact_state(out) == before
@@ -170,13 +170,7 @@ def test_repeated_term_during_export(demo_artefacts: dict[str, Path], tmp_path: 
     clone_artefact(demo_artefacts["onnxruntime"], out)
     before = artefact_state(out)
     proc = spawn("build_engine", *FP32, "--force", "--output", str(out))
-    try:
-        wait_for(lambda: _work_dir_in(out), "the work folder", proc=proc)
-        time.sleep(0.3)
-        _signals(proc, signal.SIGTERM, 2)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        stop(proc)
+    err = _signal_when_ready(proc, lambda: _work_dir_in(out), "the work folder", signal.SIGTERM, times=2)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
     assert artefact_state(out) == before
