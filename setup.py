@@ -3,7 +3,10 @@
 The base install is the lean runtime (no torch). Extras:
   export    torch (CPU build: install `torch==2.13.0` or use the CPU index first), onnx, onnxslim
   tensorrt  TensorRT + CUDA bindings (NVIDIA GPUs only; see README for NVIDIA's index)
-  test      pytest and friends
+  triton    tritonclient (gRPC) for `--engine triton://...` and `--triton-repo`
+  serve     `pspnet-rt --serve`: the browser live view and Prometheus /metrics (prometheus_client)
+  test      pytest and friends, Playwright (drives the system chromium; no browser download), and
+            tritonclient (the tests run a real Triton server)
 """
 
 from pathlib import Path
@@ -30,7 +33,9 @@ EXPORT = [
     "h5py>=3.8",
 ]
 BENCH = ["matplotlib>=3.7", "psutil>=5.9"]
-TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", *BENCH]
+TRITON = ["tritonclient[grpc]>=2.40"]  # the server itself: scripts/triton-server.sh install (own venv)
+SERVE = ["prometheus_client>=0.20"]  # the HTTP server is the standard library's
+TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40", *BENCH, *TRITON, *SERVE]
 
 setup(
     name="pspnet-rt",
@@ -41,16 +46,18 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["pspnet*", "segdata*", "artefact*", "devices*", "clikit*",
-                                    "build_engine*", "calib*", "runtime*", "benchmarks*"]),
-    package_data={"pspnet": ["weights/*.pth", "weights/*.json"]},
+                                    "build_engine*", "calib*", "runtime*", "benchmarks*", "serving*"]),
+    package_data={"pspnet": ["weights/*.pth", "weights/*.json"], "runtime": ["live/*.html"]},
     install_requires=RUNTIME,
     extras_require={
         "export": EXPORT,
         "bench": BENCH,
+        "serve": SERVE,
         "tensorrt": ["tensorrt>=10.0", "cuda-python>=12.0"],
         "pycuda": ["pycuda>=2024.1"],
+        "triton": TRITON,
         "test": TEST,
-        "all": [*EXPORT, *BENCH, *TEST],
+        "all": [*EXPORT, *BENCH, *SERVE, *TEST, *TRITON],
     },
     entry_points={"console_scripts": ["pspnet-rt=runtime.cli:main"]},
 )

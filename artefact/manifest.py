@@ -142,14 +142,22 @@ def load_manifest(path: str | Path) -> Manifest:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         why = " ".join(str(exc).split())
         raise ArtefactError(f"{path} is not a readable JSON manifest ({why})") from None
+    manifest = manifest_from_dict(data, str(path))
+    manifest.path = path
+    return manifest
+
+
+def manifest_from_dict(data: object, where: str) -> Manifest:
+    """A manifest from its JSON object (a file's, or one a Triton model carries); `where` names
+    its origin in errors. Every field is checked against the schema's types and meaning."""
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise ArtefactError(f"{path} is not a {MANIFEST_FORMAT} manifest "
+        raise ArtefactError(f"{where} is not a {MANIFEST_FORMAT} manifest "
                             f"(format={data.get('format') if isinstance(data, dict) else None!r})")
     declared = {f.name: f for f in fields(Manifest) if f.name != "path"}
     missing = [n for n, f in declared.items() if n not in data
                and f.default is MISSING and f.default_factory is MISSING]
     if missing:
-        raise ArtefactError(f"{path} lacks required field(s) {', '.join(missing)}; rebuild with "
+        raise ArtefactError(f"{where} lacks required field(s) {', '.join(missing)}; rebuild with "
                             f"{_rebuild_hint(data)}")
     problems = [(n, p) for n, f in declared.items() if n in data
                 for p in [type_problem(data[n], str(f.type))] if p]
@@ -159,8 +167,6 @@ def load_manifest(path: str | Path) -> Manifest:
         name, problem = problems[0]
         shown = json.dumps(data.get(name))
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        raise ArtefactError(f"{path}: field {name!r} {problem} (it is {shown}); the manifest was edited or "
+        raise ArtefactError(f"{where}: field {name!r} {problem} (it is {shown}); the manifest was edited or "
                             f"damaged - rebuild with {_rebuild_hint(data)}")
-    manifest = Manifest(**{k: v for k, v in data.items() if k in declared})
-    manifest.path = path
-    return manifest
+    return Manifest(**{k: v for k, v in data.items() if k in declared})

@@ -205,7 +205,7 @@ class Signals:
         self._abort_hooks.append(hook)
 
     def _say(self, text: str) -> None:
-        print(f"{self.prog}: {text}", file=sys.stderr, flush=True)
+        _say(f"{self.prog}: {text}")
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         code, name = SIGNAL_EXIT[signum], signal.Signals(signum).name
@@ -224,6 +224,13 @@ class Signals:
                 with contextlib.suppress(Exception):
                     hook()
             os._exit(self.code or code)
+
+
+def _say(line: str) -> None:
+    """A line on stderr from a signal handler: after SIGHUP the terminal may be gone, and a
+    failed write there must not turn a clean stop into a crash."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------ the runner

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import clikit
+from runtime.finish import close_outputs, stage_errors, write_summary
 
 EXAMPLES = """\
 examples:
@@ -26,6 +27,23 @@ examples:
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
       bare inference FPS before and after the whole pipeline on the same frames
+  pspnet-rt --video demo --engine triton://127.0.0.1:8001/demo-python --output demo.mp4
+      frames segmented by a Triton server (`python -m build_engine --triton-repo DIR`,
+      `scripts/triton-server.sh start DIR`); classes and palette come from the server
+  pspnet-rt --video gate=rtsp://cam1/s --video dock=cam0 --engine m.json --output out.mp4 \\
+            --masks masks/ --stats stats.jsonl
+      two streams sharing one backend: out-gate.mp4, out-dock.mp4, masks/gate/, masks/dock/,
+      stats lines with "stream": "gate" / "dock"
+  pspnet-rt --video demo --loop --serve 8080
+      live view in a browser at http://127.0.0.1:8080/ (stream, legend, FPS, stage latency,
+      drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics
+  pspnet-rt --video cam0 --serve 0.0.0.0:8080 --serve-token "$TOKEN"
+      reachable from other machines (a warning says so); every endpoint then needs the token
+
+several --video: one process, one backend, each stream lossless (files) or newest-frame (live)
+as alone. NAME=SRC names a stream (letters, digits, _ . -), else streams are named 0, 1, ...;
+--output X.mp4 -> X-NAME.mp4, --masks DIR -> DIR/NAME/, --stats one file whose lines carry
+"stream"; the summary gives each stream and the throughput summed over them.
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo; an http(s) URL that serves a file (clip.mp4) is read like a file, every frame.
@@ -44,15 +62,37 @@ log = logging.getLogger("pspnet-rt")
 PROG = "pspnet-rt"
 
 
+@clikit.option_type("[HOST:]PORT", good="8080", bad=("", "abc", "70000", "-1", ":8080", "::1:8080"))
+def _serve_address(text: str) -> tuple[str, int]:
+    from runtime.live.address import parse_bind
+
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@clikit.option_type("an artefact manifest, model file or folder, or triton://HOST:PORT/MODEL",
+                    good=__file__, bad=("", "/nonexistent/pspnet-rt-fault", "triton://"))
+def _engine(text: str) -> str:
+    if text.startswith("triton://"):
+        if not text[len("triton://"):].strip("/"):
+            raise argparse.ArgumentTypeError(f"{text!r}: give triton://HOST:PORT/MODEL")
+        return text
+    return clikit.input_path("an artefact manifest, model file or folder")(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(PROG, __doc__, EXAMPLES)
     rate = clikit.float_in(high=1000, what="a frame rate", above=0)
     io = p.add_argument_group("input and model")
-    io.add_argument("--video", required=True, metavar="SRC", type=clikit.non_empty("a source (SRC)"),
-                    help="camN, /dev/videoN, file, folder, glob, URL or demo")
-    io.add_argument("--engine", metavar="ARTEFACT",
-                    type=clikit.input_path("an artefact manifest, model file or folder"),
-                    help="artefact manifest (.json), its model file, or a folder holding one")
+    io.add_argument("--video", required=True, action="append", metavar="[NAME=]SRC",
+                    type=clikit.non_empty("a source ([NAME=]SRC)"),
+                    help="camN, /dev/videoN, file, folder, glob, URL or demo; repeat for several "
+                         "streams sharing one backend")
+    io.add_argument("--engine", metavar="ARTEFACT", type=_engine,
+                    help="artefact manifest (.json), its model file, a folder holding one, or "
+                         "triton://HOST:PORT/MODEL (a Triton server's gRPC port)")
     io.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
                     help="build (once, cached) this zoo model when no --engine is given")
     io.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
@@ -84,13 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
                      help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
 
+    srv = p.add_argument_group("live view and metrics (the serve extra: pip install 'pspnet-rt[serve]')")
+    srv.add_argument("--serve", type=_serve_address, metavar="[HOST:]PORT",
+                     help="serve the live page, MJPEG, snapshots, /stats and Prometheus /metrics on "
+                          "HOST:PORT (127.0.0.1 unless a host is given; port 0 picks a free one)")
+    srv.add_argument("--serve-token", metavar="TOKEN", type=clikit.non_empty("a token"),
+                     help="require TOKEN on every endpoint (?token=TOKEN or 'Authorization: Bearer TOKEN'); "
+                          "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
+    srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
+                     help="open connections served at once (a page uses two); more get 503 (default 32)")
+
     rt = p.add_argument_group("runtime tuning")
     rt.add_argument("--device", type=clikit.non_empty("a device name or CUDA index"),
                     help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
     rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
                     help="OpenVINO performance hint; auto = throughput for files, latency for live")
-    rt.add_argument("--requests", type=clikit.int_in(1, 64), metavar="N",
-                    help="OpenVINO infer requests in flight")
+    rt.add_argument("--requests", type=clikit.int_in(1, 256), metavar="N",
+                    help="requests in flight (OpenVINO infer requests, Triton client requests)")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
                     help="measure bare inference on the same frames before and after the run")
@@ -104,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--reconnect-delay", type=clikit.float_in(high=60, what="a delay", above=0),
                       default=0.5, metavar="S", help=argparse.SUPPRESS)
     live.add_argument("--timeout", type=clikit.float_in(high=86400, what="a timeout", above=0), default=10.0,
-                      metavar="S", help="network stream open/read timeout in seconds (> 0)")
+                      metavar="S", help="network stream and Triton server open/read timeout in seconds (> 0)")
     live.add_argument("--demo-frames", type=clikit.int_in(1, 100_000), default=300, metavar="N",
                       help="length of the demo clip")
     live.add_argument("--demo-seed", type=clikit.int_in(0, 2**32 - 1), default=0, metavar="N",
@@ -186,54 +236,83 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     from artefact.manifest import load_manifest
+    from runtime.finish import close_all
     from runtime.output_plan import check_outputs
-    from runtime.sinks import Sink, check_writable
     from runtime.sources import SourceOptions, parse_source
 
     _quiet_native_logs(args.verbose)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
+        if args.serve_token and not args.serve:
+            raise clikit.UsageError("--serve-token needs --serve [HOST:]PORT")
+        if args.serve:
+            from runtime.live import check_extra
+
+            check_extra()  # before any model work
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
                                 capture_fps=args.capture_fps, reconnect=args.reconnect,
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
-        source = parse_source(args.video, options)  # a missing file fails before any model work
-        check_outputs(args, source)  # so do clashing outputs and outputs that cannot be written
-        outputs = _make_outputs(args)
-        for sink in outputs.all():
+        from runtime.backends import is_remote
+        from runtime.streams import parse_streams
+
+        named = parse_streams(args.video)
+        # a missing file fails before any model work, and so do outputs that cannot be written,
+        # clash with each other or would overwrite an input
+        sources = [parse_source(src, options) for _, src in named]
+        for source in sources:
+            check_outputs(args, source)
+        for sink in _make_outputs(args).all():
             sink.check()
         if args.summary_json:
+            from runtime.sinks import check_writable
+
             check_writable(Path(args.summary_json).parent, "--summary-json")
-        if source.kind != "demo":  # a stream that cannot be opened fails before a default build
-            source.open()
-            opened.append(source)
-        manifest = load_manifest(resolve_artefact(args))
+        for source in sources:  # a stream that cannot be opened fails before a default build
+            if source.kind != "demo":
+                source.open()
+                opened.append(source)
+        backend = None
+        if is_remote(args.engine):
+            backend = _connect_backend(args, sources)
+            opened.append(backend)
+            manifest = backend.manifest
+        else:
+            manifest = load_manifest(resolve_artefact(args))
         h, w = manifest.input_size
         options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
-        if source.kind == "demo":  # rendered at the artefact's size, known only now
-            source.open()
-            opened.append(source)
-        renderer = _open_outputs(args, outputs, manifest, source, opened)
-        backend = _load_backend(args, manifest, source)
-        opened.append(backend)
+        for source in sources:
+            if source.kind == "demo":  # rendered at the artefact's size, known only now
+                source.open()
+                opened.append(source)
+        if len(sources) > 1:
+            from runtime.streams import run_streams
+
+            if backend is None:
+                backend = _load_backend(args, manifest, sources)
+                opened.append(backend)
+            streams = [(name, s) for (name, _), s in zip(named, sources)]
+            return run_streams(args, signals, streams, backend, manifest, opened)
+        source, args.video = sources[0], named[0][1]
+        outputs, renderer = _open_outputs(args, manifest, source, opened)
+        if backend is None:
+            backend = _load_backend(args, manifest, source)
+            opened.append(backend)
         return _stream(args, signals, source, backend, outputs, renderer, opened)
     finally:
         graceful, signals.graceful = signals.graceful, True  # a signal now must not cut the closing short
-        for thing in reversed(opened):  # a sink still open here belongs to a run that did not finish
-            try:
-                thing.close(failed=True) if isinstance(thing, Sink) else thing.close()
-            except Exception as exc:  # closing must not hide the run's own result
-                print(f"{PROG}: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
+        close_all(reversed(opened), PROG)  # a sink still open here belongs to a run that did not finish
         signals.graceful = graceful
 
 
-def _make_outputs(args: argparse.Namespace) -> Any:
+def _make_outputs(args: argparse.Namespace, fps: float | None = None) -> Any:
+    """The file and window sinks of a single-stream run, not opened yet (check() them first)."""
     from runtime.pipeline import Outputs
     from runtime.sinks import MaskSink, StatsSink, VideoSink, WindowSink
 
     outputs = Outputs()
     if args.output:
-        outputs.video = VideoSink(args.output, args.fps or 25.0, preset=args.x264_preset)
+        outputs.video = VideoSink(args.output, args.fps or fps or 25.0, preset=args.x264_preset)
     if args.masks:
         outputs.masks = MaskSink(args.masks)
     if args.stats:
@@ -243,34 +322,59 @@ def _make_outputs(args: argparse.Namespace) -> Any:
     return outputs
 
 
-def _open_outputs(args: argparse.Namespace, outputs: Any, manifest: Any, source: Any,
-                  opened: list[Any]) -> Any:
+def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: list[Any]) -> tuple[Any, Any]:
     from runtime.render import Renderer
 
+    outputs = _make_outputs(args, source.fps)
+    if args.serve:
+        from runtime.live import open_server
+
+        server = open_server(*args.serve, token=args.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN"),
+                             max_clients=args.serve_clients)
+        opened.append(server)
+        print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
+        outputs.live = server.add_stream("0", source.describe(), manifest.classes, manifest.palette)
     for sink in outputs.all():
-        if sink is outputs.video:
-            sink.fps = float(args.fps or source.fps or 25.0)
-            size = None
-            if source.frame_size:
-                w, h = source.frame_size
-                size = (w * 2 if args.visualize == "side-by-side" else w, h)
-            sink.open(size)
+        if sink is outputs.video and source.frame_size:
+            w, h = source.frame_size
+            sink.open((w * 2 if args.visualize == "side-by-side" else w, h))
         else:
             sink.open()
         opened.append(sink)
-    return Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha, legend=not args.no_legend)
+    renderer = Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha,
+                                      legend=not args.no_legend)
+    return outputs, renderer
 
 
 def _load_backend(args: argparse.Namespace, manifest: Any, source: Any) -> Any:
+    """The artefact on its backend; `source` may be a list (several streams share it)."""
     from runtime.backends import load_backend
 
     t0 = time.perf_counter()
-    backend = load_backend(manifest, args.backend, **_backend_options(args, source.live))
+    sources = source if isinstance(source, list) else [source]
+    opts = _backend_options(args, any(s.live for s in sources))
+    if len(sources) > 1 and any(s.live for s in sources) and not args.requests:
+        opts["requests"] = len(sources)  # live: one frame in flight per stream, each the newest
+    backend = load_backend(manifest, args.backend, **opts)
     backend.startup_s = time.perf_counter() - t0
+    what = sources[0].describe() if len(sources) == 1 else f"{len(sources)} streams"
     info = backend.describe()
-    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", source.describe(),
+    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", what,
              info["backend"], info["device"], info["precision_ran"], info["precision"], info["in_flight"],
              backend.startup_s)
+    return backend
+
+
+def _connect_backend(args: argparse.Namespace, sources: list[Any]) -> Any:
+    """A Triton client backend; live streams keep one request in flight each (newest frame)."""
+    from runtime.backends import connect_backend
+
+    live = [s for s in sources if s.live]
+    t0 = time.perf_counter()
+    backend = connect_backend(args.engine, requests=args.requests or (len(live) if live else None),
+                              timeout=args.timeout, reconnect=max(0, args.reconnect),
+                              reconnect_delay=args.reconnect_delay)
+    backend.startup_s = time.perf_counter() - t0
     return backend
 
 
@@ -325,40 +429,30 @@ def _cpu_s() -> float:
 
 def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, backend: Any, outputs: Any,
             renderer: Any, opened: list[Any]) -> int:
-    from runtime.errors import WriteError
     from runtime.pipeline import Pipeline
     from runtime.stats import RunStats
 
-    if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
-        log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
+    if not (outputs.video or outputs.masks or outputs.stats or outputs.live
+            or (outputs.window and outputs.window.enabled)):
+        log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
     bench = _Bench(args, source, backend) if args.benchmark else None
     stats = RunStats()
     stats.startup_s = backend.startup_s
+    if outputs.live is not None:
+        outputs.live.attach(stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
-    for sink in outputs.all():
-        signals.on_abort(sink.discard)
     cpu0 = _cpu_s()
-    errors: list[str] = []  # the first is the cause; all are reported on one line
     signals.graceful = True  # from here a signal stops the run, and every output is still closed
     try:
+        for sink in outputs.all():
+            if hasattr(sink, "discard"):
+                signals.on_abort(sink.discard)
         pipeline.run()
-        stats.drops.update(source.drops)
-        for stage, exc in pipeline.errors:
-            errors.append(str(exc) if isinstance(exc, WriteError) else
-                          f"{stage} failed: {type(exc).__name__}: {clikit.one_line(str(exc))}")
-            if args.verbose and not isinstance(exc, WriteError):
-                import traceback
-
-                traceback.print_exception(exc)
+        errors = stage_errors(pipeline.errors, args.verbose)
         if source.incomplete:
             errors.append(f"{source.describe()} {source.incomplete}")
-        failed = bool(errors)
-        for sink in outputs.all():  # finalise now so the summary can vouch for the files
-            opened.remove(sink)
-            try:
-                sink.close(failed=failed)
-            except WriteError as exc:
-                errors.append(str(exc))
+        close_outputs(outputs.all(), opened, errors)  # finalise now so the summary can vouch for them
+        stats.drops.update(source.drops)  # after the live view froze its figures, which added them live
         cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
 
         info = backend.describe()
@@ -374,26 +468,30 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
             extra.append(("outputs", "NOT all written: " + errors[0]))
         print(stats.summary("pspnet-rt summary", extra, outputs_whole=not errors), flush=True)
         if args.summary_json:
-            from artefact.files import atomic_write_json
-
-            try:
-                atomic_write_json(args.summary_json, {
-                    **stats.to_dict(), "backend": info, "source": source.describe(),
-                    "end_reason": source.end_reason, "reconnects": source.reconnects,
-                    "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare, "exit_signal": signals.code,
-                    "errors": errors})
-            except OSError as exc:
-                errors.append(f"cannot write --summary-json {args.summary_json}: {exc.strerror or exc}")
+            write_summary(args.summary_json, {
+                **stats.to_dict(), "backend": info, "source": source.describe(),
+                "end_reason": source.end_reason, "reconnects": source.reconnects,
+                "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare, "exit_signal": signals.code}, errors)
     finally:
         signals.graceful = False
-    if errors:
-        more = f" (also: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
-        return clikit.fail(PROG, errors[0] + more, clikit.EXIT_FAIL)
+    return exit_code(args, signals, errors, [], stats.frames,
+                     f"no frames came from {source.describe()} ({source.end_reason or 'empty'})")
+
+
+def exit_code(args: argparse.Namespace, signals: clikit.Signals, errors: list[Any],
+              close_errors: list[str], frames: int, no_frames: str) -> int:
+    """Exit 1 with one line (the first failure, the others after it) when a stage failed or an
+    output is not whole; else the signal's code; else 1 when no frame came; else 0. `errors` are
+    lines (runtime.finish.stage_errors) or (stage, exception) pairs."""
+    lines = stage_errors([e for e in errors if isinstance(e, tuple)], args.verbose)
+    lines = [e for e in errors if isinstance(e, str)] + lines + list(close_errors)
+    if lines:
+        more = f" (also: {'; '.join(lines[1:])})" if len(lines) > 1 else ""
+        return clikit.fail(PROG, lines[0] + more, clikit.EXIT_FAIL)
     if signals.code is not None:
         return signals.code
-    if stats.frames == 0:
-        return clikit.fail(PROG, f"no frames came from {source.describe()} ({source.end_reason or 'empty'})",
-                           clikit.EXIT_FAIL)
+    if frames == 0:
+        return clikit.fail(PROG, no_frames, clikit.EXIT_FAIL)
     return clikit.EXIT_OK
 
 
