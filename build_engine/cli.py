@@ -107,6 +107,13 @@ def _build(args: argparse.Namespace, command: str) -> int:
     if args.list_models:
         list_models()
         return clikit.EXIT_OK
+    if args.triton_repo:  # before a build, which may take minutes
+        from build_engine.triton_repo import RepositoryError, check_repository
+
+        try:
+            check_repository(args.triton_repo)
+        except RepositoryError as exc:
+            raise clikit.UsageError(str(exc)) from None
     if args.engine:
         if not args.triton_repo:
             raise clikit.UsageError("--engine ARTEFACT.json only goes with --triton-repo DIR")
@@ -165,9 +172,11 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
 
 def _write_triton_repo(args: argparse.Namespace, manifest: object) -> None:
     from artefact.manifest import ArtefactError
-    from build_engine.triton_repo import options_from_args, report, write_repository
+    from build_engine.triton_repo import RepositoryWriteError, options_from_args, report, write_repository
 
     try:
         report(write_repository(manifest, args.triton_repo, options_from_args(args)))
     except ArtefactError as exc:
         raise clikit.UsageError(str(exc)) from None
+    except RepositoryWriteError as exc:
+        raise clikit.Reported(clikit.fail(PROG, str(exc), clikit.EXIT_FAIL)) from None

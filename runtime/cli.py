@@ -260,8 +260,7 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
         # a missing file fails before any model work, and so do outputs that cannot be written,
         # clash with each other or would overwrite an input
         sources = [parse_source(src, options) for _, src in named]
-        for source in sources:
-            check_outputs(args, source)
+        check_outputs(args, [(name, source) for (name, _), source in zip(named, sources)])
         for sink in _make_outputs(args).all():
             sink.check()
         if args.summary_json:

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND_PACKAGES = ("runtime", "build_engine", "benchmarks", "pspnet", "calib", "segdata", "artefact")
+COMMAND_PACKAGES = ("runtime", "build_engine", "benchmarks", "pspnet", "calib", "segdata", "artefact",
+                    "serving")
 PROG_NAMES = {"runtime.cli": "pspnet-rt", "build_engine.cli": "python -m build_engine"}
 # where the collection hook (conftest) leaves {test module: case ids its tests claim}; here, not in
 # the conftest, so that the hook and test_report.py see the very same key
@@ -73,14 +74,22 @@ def _good(action: argparse.Action) -> str:
     return getattr(action.type, "good", "x")
 
 
-def base_argv(parser: argparse.ArgumentParser, leave_out: argparse.Action | None = None) -> list[str]:
-    """The smallest argv that satisfies the parser's required arguments (with good values)."""
+def base_argv(parser: argparse.ArgumentParser, leave_out: argparse.Action | None = None,
+              bad: str | None = None) -> list[str]:
+    """The smallest argv that satisfies the parser's required arguments (with good values); with
+    `bad`, that value stands at the place of positional `leave_out` (positionals bind in order)."""
     argv: list[str] = []
+    positionals = [a for a in parser._actions if not a.option_strings]
+    last = positionals.index(leave_out) if bad is not None and leave_out in positionals else -1
     for action in parser._actions:
-        if action is leave_out or isinstance(action, argparse._HelpAction):
+        if isinstance(action, argparse._HelpAction):
+            continue
+        if action is leave_out:
+            if bad is not None:
+                argv.append(bad)
             continue
         if not action.option_strings:
-            if action.nargs not in ("?", "*"):
+            if action.nargs not in ("?", "*") or positionals.index(action) < last:
                 argv.append(_good(action))
         elif action.required:
             argv.append(f"{action.option_strings[-1]}={_good(action)}")
@@ -127,9 +136,9 @@ def option_cases() -> list[OptionCase]:
 def option_argv(case: OptionCase, value: str | None) -> list[str]:
     parser = parser_of(case.module)
     action = next(a for a in parser._actions if (a.option_strings or [a.dest])[-1] == case.flag)
-    argv = base_argv(parser, leave_out=action if case.positional else None)
     if case.positional:
-        return [value or "", *argv]
+        return base_argv(parser, leave_out=action, bad=value or "")
+    argv = base_argv(parser)
     if value is None:
         return [*argv, case.flag]
     return [*argv, f"{case.flag}={value}"]
@@ -242,6 +251,35 @@ CASES: list[Case] = [
     Case("net-remote-file-cut", "network", RT,
          "an mp4 over HTTP whose server closes the connection, or goes silent, half way (--timeout 2)",
          "exit 1, one line: the frames that came are written whole, the run says where it ended"),
+    # several streams, the live view, Triton
+    Case("streams-bad-input", "services", RT, "several --video: two streams named alike, one source missing, "
+         "a per-stream output (X-NAME.mp4, DIR/NAME) that is another output or another stream's input file",
+         EXIT2 + "; inputs untouched, nothing written"),
+    Case("streams-signal", "services", RT, "SIGTERM / SIGHUP during a two-stream run",
+         "exit 143 / 129; each stream's video plays with every frame of its stats lines, masks whole, "
+         "no temp file"),
+    Case("streams-full-disk", "services", RT, "two streams whose --masks tmpfs fills up mid-run",
+         "exit 1, one line; the summary says 'processed', not 'written'; every output left is whole "
+         "(on the full disk and off it), no temp file"),
+    Case("serve-port-taken", "services", RT, "--serve on a port another process holds (one and two streams)",
+         EXIT2 + " (the port); nothing written"),
+    Case("serve-signal", "services", RT, "SIGTERM while a viewer holds /stream.mjpg open and stopped reading",
+         "exit 143 within seconds (a viewer never holds up the shutdown); the video plays, the port is "
+         "let go"),
+    Case("triton-unreachable", "services", RT, "--engine triton:// to a closed port, or to a server that "
+         "accepts and never answers (--timeout 2)", "exit 2 within the timeout, one line naming the server "
+         "and --timeout; nothing written"),
+    Case("triton-server-dies", "services", RT, "the Triton server SIGKILLed mid-run under two streams "
+         "(--reconnect 1)", "exit 1, one error line ('lost', after the reconnect warnings); each stream's "
+         "video plays with every frame of its stats, masks whole"),
+    Case("triton-repo-output", "services", "python -m build_engine[.triton_repo]", "--triton-repo on a "
+         "read-only tmpfs; a rewrite of a repository on a tmpfs that fills up", EXIT2 + " (before any "
+         "export); on the full disk exit 1, one line, the model folders there byte-identical, no staged "
+         "folder"),
+    Case("triton-server-pid-file", "services", "python -m serving.triton_server", "stop with a PID file that "
+         "is garbage, empty, PID 1, or the PID of a process that is not a tritonserver; start with two "
+         "ports alike", "exit 2, one line naming the file (the process is never signalled); a PID "
+         "that is gone: exit 0, the stale file removed"),
 ]
 
 

@@ -14,7 +14,9 @@ from tests.faults.cases import CASES, ROOT, option_cases, prog
 DOC = ROOT / "docs" / "reliability.md"
 AREAS = (("reproductions", "The five reproductions of issue 13"), ("files", "Files the tools read"),
          ("outputs", "Outputs"), ("signals", "Signals (what a terminal or a service manager sends)"),
-         ("network", "Network sources"), ("options", "Options"))
+         ("network", "Network sources"),
+         ("services", "Several streams, the live view, Triton (client, repository, server tool)"),
+         ("options", "Options"))
 
 HEADER = """# Reliability: what was tried, and what each case gets
 
