@@ -269,9 +269,10 @@ CASES: list[Case] = [
     Case("triton-unreachable", "services", RT, "--engine triton:// to a closed port, or to a server that "
          "accepts and never answers (--timeout 2)", "exit 2 within the timeout, one line naming the server "
          "and --timeout; nothing written"),
-    Case("triton-server-dies", "services", RT, "the Triton server SIGKILLed mid-run under two streams "
-         "(--reconnect 1)", "exit 1, one error line ('lost', after the reconnect warnings); each stream's "
-         "video plays with every frame of its stats, masks whole"),
+    Case("triton-server-dies", "services", RT, "the Triton server SIGKILLed, or SIGSTOPped (accepts, never "
+         "answers), mid-run under two streams (--reconnect 1, --timeout 2)",
+         "exit 1 within seconds, one error line ('lost', after the reconnect warnings); each stream's video "
+         "plays with every frame of its stats, masks whole"),
     Case("triton-repo-output", "services", "python -m build_engine[.triton_repo]", "--triton-repo on a "
          "read-only tmpfs; a rewrite of a repository on a tmpfs that fills up", EXIT2 + " (before any "
          "export); on the full disk exit 1, one line, the model folders there byte-identical, no staged "
