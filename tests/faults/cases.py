@@ -266,6 +266,9 @@ CASES: list[Case] = [
     Case("serve-signal", "services", RT, "SIGTERM while a viewer holds /stream.mjpg open and stopped reading",
          "exit 143 within seconds (a viewer never holds up the shutdown); the video plays, the port is "
          "let go"),
+    Case("serve-viewers-reset", "services", RT, "viewers of every endpoint that reset the connection "
+         "mid-response, and requests cut in their first line", "the run goes on: exit 0, every frame "
+         "written, no error line"),
     Case("triton-unreachable", "services", RT, "--engine triton:// to a closed port, or to a server that "
          "accepts and never answers (--timeout 2)", "exit 2 within the timeout, one line naming the server "
          "and --timeout; nothing written"),

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -190,6 +191,37 @@ def test_term_with_a_stalled_viewer(serve_extra: None, ov: str, tmp_path: Path) 
     with pytest.raises(OSError):  # the port is let go
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     assert hidden_leftovers(tmp_path) == []
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close with an RST, as a browser tab that is killed does."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+@needs_ffmpeg
+@pytest.mark.fault("serve-viewers-reset")
+def test_viewers_that_reset_mid_response(serve_extra: None, ov: str, tmp_path: Path) -> None:
+    stats, port, n = tmp_path / "s.jsonl", free_port(), 60
+    proc = spawn("runtime", "--video", "demo", "--demo-frames", str(n), "--engine", ov, "--serve", str(port),
+                 "--output", str(tmp_path / "o.mp4"), "--stats", str(stats))
+    try:
+        wait_for(lambda: stats.exists() and len(stats.read_text().splitlines()) >= 3, "frames", proc=proc)
+        for path in ["/stream.mjpg", "/events", "/", "/snapshot.jpg", "/metrics", "/stats"] * 3:
+            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            assert conn.recv(64).startswith(b"HTTP/1."), path
+            _reset(conn)
+        for _ in range(3):  # a request cut in the middle of its first line
+            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+            conn.sendall(b"GET /stream.mj")
+            _reset(conn)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and " written," in out
+    assert len(stats.read_text().splitlines()) == n == video_frames(tmp_path / "o.mp4")
 
 
 # ------------------------------------------------------------------------- Triton client
