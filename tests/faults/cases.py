@@ -272,6 +272,9 @@ CASES: list[Case] = [
     Case("triton-unreachable", "services", RT, "--engine triton:// to a closed port, or to a server that "
          "accepts and never answers (--timeout 2)", "exit 2 within the timeout, one line naming the server "
          "and --timeout; nothing written"),
+    Case("triton-signal-connect", "services", RT, "SIGTERM / SIGINT / SIGHUP while connecting (two streams) "
+         "to a Triton that accepts and never answers (--timeout 60)", "exit 143 / 130 / 129 within "
+         "seconds, one line, nothing written"),
     Case("triton-server-dies", "services", RT, "the Triton server SIGKILLed, or SIGSTOPped (accepts, never "
          "answers), mid-run under two streams (--reconnect 1, --timeout 2)",
          "exit 1 within seconds, one error line ('lost', after the reconnect warnings); each stream's video "

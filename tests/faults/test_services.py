@@ -230,9 +230,15 @@ def triton_client() -> None:
     pytest.importorskip("tritonclient.grpc", reason="needs tritonclient (pip install -e .[triton])")
 
 
-@pytest.fixture
-def silent_port() -> Iterator[int]:
+class Silent:
     """A TCP server that accepts connections and never answers (a hung Triton)."""
+
+    def __init__(self, port: int, held: list[socket.socket]) -> None:
+        self.port, self.held = port, held
+
+
+@pytest.fixture
+def silent() -> Iterator[Silent]:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -252,7 +258,7 @@ def silent_port() -> Iterator[int]:
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
-        yield server.getsockname()[1]
+        yield Silent(server.getsockname()[1], held)
     finally:
         done.set()
         thread.join(timeout=5)
@@ -263,14 +269,35 @@ def silent_port() -> Iterator[int]:
 
 @pytest.mark.fault("triton-unreachable")
 @pytest.mark.parametrize("kind", ["refused", "silent"])
-def test_triton_server_that_refuses_or_never_answers(triton_client: None, silent_port: int, kind: str,
+def test_triton_server_that_refuses_or_never_answers(triton_client: None, silent: Silent, kind: str,
                                                      tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    port = free_port() if kind == "refused" else silent_port
+    port = free_port() if kind == "refused" else silent.port
     code, _, err, took = rt(["--video", "demo", "--engine", f"triton://127.0.0.1:{port}/demo-python",
                              "--timeout", "2", "--output", str(tmp_path / "o.mp4")], capsys)
     assert code == 2, err
     one_line(err, "Triton", f"127.0.0.1:{port}", "--timeout")
     assert took < 15
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.fault("triton-signal-connect")
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_signal_while_connecting_to_a_hung_server(triton_client: None, silent: Silent, tmp_path: Path,
+                                                  sig: int, code: int) -> None:
+    proc = spawn("runtime", *TWO, "--engine", f"triton://127.0.0.1:{silent.port}/demo-python",
+                 "--timeout", "60", "--output", str(tmp_path / "o.mp4"))
+    try:
+        wait_for(lambda: bool(silent.held), "the client's connection", timeout=60, proc=proc)
+        time.sleep(0.5)  # blocked in the connect, well inside its 60 s
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        stop(proc)
+    assert proc.returncode == code, err
+    assert took < 5, f"{took:.1f} s to honour {signal.Signals(sig).name}"
+    one_line(err, f"interrupted by {signal.Signals(sig).name}", "no output was written")
     assert list(tmp_path.iterdir()) == []
 
 
