@@ -155,6 +155,45 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Silent:
+    """A TCP server on 127.0.0.1 that accepts connections and never says a word (a hung camera or
+    Triton, a black-holed proxy); `held` are the connections it accepted."""
+
+    def __init__(self, port: int, held: list) -> None:
+        self.port, self.held = port, held
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[Silent]:
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield Silent(server.getsockname()[1], held)
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
 def scratch() -> Path:
     return Path(tempfile.mkdtemp(prefix="pspnet-faults."))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,36 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.faults import helpers
 from tests.faults.helpers import free_port, last_line, needs_ffmpeg, one_line, rt
 
 
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """Accepts connections and never says a word (a hung camera, a black-holed proxy)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-    done = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not done.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        done.set()
-        thread.join(timeout=5)
-        for conn in held:
-            conn.close()
-        server.close()
+    with helpers.silent_server() as silent:
+        yield silent.port
 
 
 @pytest.mark.fault("net-refused", "seen-timeout-duration")

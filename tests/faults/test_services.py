@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.faults.helpers import (
+    Silent,
     call_main,
     fill,
     free_port,
@@ -29,6 +30,7 @@ from tests.faults.helpers import (
     needs_ffmpeg,
     one_line,
     rt,
+    silent_server,
     spawn,
     stop,
     tmpfs,
@@ -230,41 +232,11 @@ def triton_client() -> None:
     pytest.importorskip("tritonclient.grpc", reason="needs tritonclient (pip install -e .[triton])")
 
 
-class Silent:
-    """A TCP server that accepts connections and never answers (a hung Triton)."""
-
-    def __init__(self, port: int, held: list[socket.socket]) -> None:
-        self.port, self.held = port, held
-
-
 @pytest.fixture
 def silent() -> Iterator[Silent]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    import threading
-
-    done = threading.Event()
-
-    def accept() -> None:
-        while not done.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield Silent(server.getsockname()[1], held)
-    finally:
-        done.set()
-        thread.join(timeout=5)
-        for conn in held:
-            conn.close()
-        server.close()
+    """A Triton that accepts connections and never answers."""
+    with silent_server() as server:
+        yield server
 
 
 @pytest.mark.fault("triton-unreachable")
