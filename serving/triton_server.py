@@ -32,6 +32,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -400,10 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import clikit
 
-    return clikit.run(PROG, build_parser(), _main, argv, failure=(ServerError,))
+    signals = clikit.Signals(PROG)
+    return clikit.run(PROG, build_parser(), lambda args: _main(args, signals), argv, failure=(ServerError,),
+                      signals=signals)
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, signals: Any) -> int:
     from clikit import UsageError
 
     if args.action == "install":
@@ -450,14 +453,13 @@ def _main(args: argparse.Namespace) -> int:
         print(json.dumps(info))
         return 0
     print(json.dumps(info), flush=True)
-    try:
+    signals.on_abort(server.kill)  # a third signal must not leave the server running on its own
+    try:  # until a signal (exit 128+N, the server stopped first; a second one does not cut that short)
         while server.proc is not None and server.proc.poll() is None:
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
-        server.stop()
-    return 0
+        code = server.stop()
+    raise ServerError(f"tritonserver exited by itself (exit {code}); see {log_file}")
 
 
 if __name__ == "__main__":

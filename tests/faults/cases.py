@@ -283,6 +283,9 @@ CASES: list[Case] = [
          "read-only tmpfs; a rewrite of a repository on a tmpfs that fills up", EXIT2 + " (before any "
          "export); on the full disk exit 1, one line, the model folders there byte-identical, no staged "
          "folder"),
+    Case("triton-server-run-signal", "services", "python -m serving.triton_server", "SIGTERM / SIGINT to "
+         "`run` (the server in the foreground)", "exit 143 / 130 (it used to exit 0), one line; the "
+         "tritonserver is stopped with it"),
     Case("triton-server-pid-file", "services", "python -m serving.triton_server", "stop with a PID file that "
          "is garbage, empty, PID 1, or the PID of a process that is not a tritonserver; start with two "
          "ports alike", "exit 2, one line naming the file (the process is never signalled); a PID "

@@ -398,6 +398,35 @@ def test_stop_never_signals_what_a_pid_file_does_not_prove(tmp_path: Path, bysta
     assert "was not running" in capsys.readouterr().out and not pid_file.exists()
 
 
+@pytest.mark.timeout(240)
+@pytest.mark.fault("triton-server-run-signal")
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_to_a_foreground_server_stops_it(triton_repo: Path, tmp_path: Path, sig: int,
+                                                code: int) -> None:
+    from serving.triton_server import ServerError, install
+
+    try:
+        install()
+    except ServerError as exc:
+        pytest.skip(f"the Triton server wheel could not be installed here: {exc}")
+    proc = spawn("serving.triton_server", "run", str(triton_repo), "--grpc-port", str(free_port()),
+                 "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+                 "--log", str(tmp_path / "server.log"))
+    try:
+        info = json.loads(proc.stdout.readline())  # printed once the server is ready
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        stop(proc)
+    assert proc.returncode == code, err  # not 0: a signal is not a success
+    one_line(err, f"interrupted by {signal.Signals(sig).name}")
+    assert took < 30
+    with pytest.raises(ProcessLookupError):  # the server went with it
+        os.kill(info["pid"], 0)
+
+
 @pytest.mark.fault("triton-server-pid-file")
 def test_start_refuses_ports_that_clash(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from serving.triton_server import main
