@@ -132,6 +132,7 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
     from build_engine.api import Builder, BuildOptions
     from build_engine.errors import BuildError, OutputDirError, SizeError
     from build_engine.tensorrt_builder import TensorRTUnavailable
+    from calib.fp16_emulation import FP16Overflow
     from calib.precision import GateFailed
     from calib.sources import CalibrationError
     from pspnet.errors import CheckpointError
@@ -151,7 +152,7 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
         path = Builder(options).run()
     except usage_errors as exc:
         raise clikit.UsageError(clikit.message_of(exc)) from None
-    except (GateFailed, BuildError) as exc:
+    except (GateFailed, FP16Overflow, BuildError) as exc:
         return clikit.fail(PROG, f"build failed: {clikit.one_line(str(exc))}; {UNCHANGED}", clikit.EXIT_FAIL)
     except OSError as exc:  # disk full, a folder gone: the previous artefact is still there
         where = f" {exc.filename}" if exc.filename else ""
