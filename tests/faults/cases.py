@@ -109,6 +109,13 @@ def unclassified(parser: argparse.ArgumentParser) -> list[str]:
     return bad
 
 
+def _flag(action: argparse.Action) -> str:
+    """What argparse's error names: the option string, or a positional's metavar (else its dest)."""
+    if action.option_strings:
+        return action.option_strings[-1]
+    return action.metavar if isinstance(action.metavar, str) else action.dest
+
+
 def option_cases() -> list[OptionCase]:
     from clikit.types import OptionType
 
@@ -118,7 +125,7 @@ def option_cases() -> list[OptionCase]:
             if isinstance(action, argparse._HelpAction):
                 continue
             positional = not action.option_strings
-            flag = action.dest if positional else action.option_strings[-1]
+            flag = _flag(action)
             if action.nargs == 0:
                 values, why = ("x",), "an explicit value given to a flag"
             else:
@@ -135,7 +142,7 @@ def option_cases() -> list[OptionCase]:
 
 def option_argv(case: OptionCase, value: str | None) -> list[str]:
     parser = parser_of(case.module)
-    action = next(a for a in parser._actions if (a.option_strings or [a.dest])[-1] == case.flag)
+    action = next(a for a in parser._actions if _flag(a) == case.flag)
     if case.positional:
         return base_argv(parser, leave_out=action, bad=value or "")
     argv = base_argv(parser)
