@@ -38,6 +38,16 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def probe_writable(folder: str | Path) -> None:
+    """Create `folder` if needed and prove a file can be created in it (OSError if not): the
+    check every command makes before long work. A real file, since root ignores mode bits."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".probe.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def atomic_write_bytes(target: str | Path, data: bytes) -> None:
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         fh.write(data)

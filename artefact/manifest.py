@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from artefact.fields import semantic_problems, type_problem
 from artefact.files import atomic_write_json, sha256_file
 
 MANIFEST_FORMAT = "pspnet-rt/1"
@@ -108,18 +110,38 @@ class Manifest:
                 f"--backend {self.backend} --force`")
 
 
+def _manifest_beside(model: Path) -> Path:
+    """NAME.json for a model file NAME.xml, or for a versioned one NAME.<sha12>.xml."""
+    plain = model.with_suffix(".json")
+    versioned = re.match(r"^(?P<name>.+)\.[0-9a-f]{12}$", model.stem)
+    if not plain.is_file() and versioned:
+        return model.with_name(f"{versioned['name']}.json")
+    return plain
+
+
+def _rebuild_hint(data: dict[str, Any]) -> str:
+    build = data.get("build")
+    command = build.get("command") if isinstance(build, dict) else None
+    if isinstance(command, str) and command:
+        return f"`{command} --force`"
+    return "`python -m build_engine ... --force` (the command that built it)"
+
+
 def load_manifest(path: str | Path) -> Manifest:
-    """Read a manifest (or the manifest beside a model file) with a clear error when it is not one."""
+    """Read a manifest (or the manifest beside a model file) with a clear error when it is not
+    one; every field is checked (artefact.fields), so a hand-edited or damaged manifest is
+    refused naming the field, not used until something breaks."""
     path = Path(path)
     if path.suffix != ".json":
-        path = path.with_suffix(".json")
+        path = _manifest_beside(path)
     if not path.is_file():
         raise ArtefactError(f"no manifest at {path}: an artefact is a model file plus NAME.json "
                             "written by `python -m build_engine`")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtefactError(f"{path} is not a readable JSON manifest ({exc})") from None
+        why = " ".join(str(exc).split())
+        raise ArtefactError(f"{path} is not a readable JSON manifest ({why})") from None
     manifest = manifest_from_dict(data, str(path))
     manifest.path = path
     return manifest
@@ -127,17 +149,24 @@ def load_manifest(path: str | Path) -> Manifest:
 
 def manifest_from_dict(data: object, where: str) -> Manifest:
     """A manifest from its JSON object (a file's, or one a Triton model carries); `where` names
-    its origin in errors."""
+    its origin in errors. Every field is checked against the schema's types and meaning."""
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise ArtefactError(f"{where} is not a {MANIFEST_FORMAT} manifest "
                             f"(format={data.get('format') if isinstance(data, dict) else None!r})")
-    known = {f.name for f in fields(Manifest)} - {"path"}
-    missing = [f.name for f in fields(Manifest) if f.name in known and f.name not in data
+    declared = {f.name: f for f in fields(Manifest) if f.name != "path"}
+    missing = [n for n, f in declared.items() if n not in data
                and f.default is MISSING and f.default_factory is MISSING]
-    try:
-        manifest = Manifest(**{k: v for k, v in data.items() if k in known})
-    except TypeError as exc:
-        raise ArtefactError(f"{where} lacks required fields ({exc}); missing: {missing}") from None
-    if manifest.backend not in BACKENDS or manifest.precision not in PRECISIONS:
-        raise ArtefactError(f"{where}: unknown backend/precision {manifest.backend}/{manifest.precision}")
-    return manifest
+    if missing:
+        raise ArtefactError(f"{where} lacks required field(s) {', '.join(missing)}; rebuild with "
+                            f"{_rebuild_hint(data)}")
+    problems = [(n, p) for n, f in declared.items() if n in data
+                for p in [type_problem(data[n], str(f.type))] if p]
+    if not problems:
+        problems = semantic_problems(data, BACKENDS, PRECISIONS)
+    if problems:
+        name, problem = problems[0]
+        shown = json.dumps(data.get(name))
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ArtefactError(f"{where}: field {name!r} {problem} (it is {shown}); the manifest was edited or "
+                            f"damaged - rebuild with {_rebuild_hint(data)}")
+    return Manifest(**{k: v for k, v in data.items() if k in declared})

@@ -28,8 +28,8 @@ from benchmarks.common import (
     header_block,
     markdown_table,
     now,
-    out_folder,
     parse_size,
+    prepare_out,
     run_benchmark,
     text_table,
     write_json,
@@ -76,12 +76,13 @@ exit codes: 0 ok, 1 a contender failed or an FP32 artefact misses PyTorch's mIoU
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
-    p.add_argument("--data", metavar="SRC",
+    p.add_argument("--data", metavar="SRC", type=clikit.non_empty("a labelled data source"),
                    help="labelled data: synthetic[:split][:N][@HxW], cityscapes:/path, kitti:/path, "
                         "ade20k:/path, voc:/path or a data-set folder (default: synthetic:val:N at the "
                         "model's input size, held out from training and calibration)")
-    p.add_argument("--model", default=None, help="model zoo name (default: demo, or the --engine's model)")
-    p.add_argument("--engine", nargs="+", metavar="MANIFEST",
+    p.add_argument("--model", default=None, type=clikit.non_empty("a model zoo name"),
+                   help="model zoo name (default: demo, or the --engine's model)")
+    p.add_argument("--engine", nargs="+", metavar="MANIFEST", type=clikit.input_path("an artefact manifest"),
                    help="evaluate these artefacts instead of building")
     p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), help="comma-separated")
     p.add_argument("--backends", type=csv_list(("openvino", "onnxruntime", "tensorrt")),
@@ -94,12 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-size", type=positive_int, metavar="PX",
                    help="slide/ms: long side at scale 1.0 (default: the image's own; semseg uses 2048 "
                         "for Cityscapes, 512 for ADE20K/VOC)")
-    p.add_argument("--scales", default=",".join(map(str, SCALES)), help="ms scales (default semseg's)")
-    p.add_argument("--weights", metavar="CKPT",
+    p.add_argument("--scales", default=",".join(map(str, SCALES)), type=clikit.csv_numbers(greater_than=0),
+                   help="ms scales (default semseg's)")
+    p.add_argument("--weights", metavar="CKPT", type=clikit.input_file("a checkpoint file"),
                    help="a checkpoint (e.g. semseg's .pth) instead of the model's shipped weights")
     p.add_argument("--no-pytorch", action="store_true", help="artefacts only (e.g. where torch is absent)")
-    p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
-    p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/accuracy.{json,md}")
+    p.add_argument("--artefacts", metavar="DIR", type=clikit.output_dir(),
+                   help="build cache folder (default: build_engine's)")
+    p.add_argument("--out", default="results", metavar="DIR", type=clikit.output_dir(),
+                   help="writes DIR/accuracy.{json,md}")
     clikit.add_verbose(p)
     return p
 
@@ -241,13 +245,10 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         model, size = args.model or first.model, first.input_size
     model_spec = zoo_model(model)
     size = size or tuple(model_spec.input_size)
-    try:
-        scales = tuple(float(s) for s in args.scales.split(",") if s.strip())
-    except ValueError:
-        raise BenchmarkError(f"--scales {args.scales!r}: expected numbers such as 0.5,1.0,1.5") from None
+    scales = tuple(args.scales)
     protocol = Protocol(args.mode, size, pad_value_bgr(model_spec.mean, model_spec.channel_order), scales,
                         args.base_size)
-    out = out_folder(args.out)
+    out = prepare_out(args.out)
     dataset, indices = open_eval_data(args.data, args.images, size, model_spec.label_set)
     env = environment()
     specs = contender_specs(args, model, size, protocol.needs_logits)

@@ -31,16 +31,17 @@ exit codes: 0 ok, 1 a build or timing failed, 2 bad arguments
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
-    p.add_argument("--model", default="demo")
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"))
     p.add_argument("--backend", default="openvino", choices=("openvino", "onnxruntime"))
     p.add_argument("--input-size", type=parse_size, metavar="HxW", help="default: the model's")
     p.add_argument("--calib-images", type=positive_int, default=200)
     p.add_argument("--eval-images", type=positive_int, default=48)
     p.add_argument("--frames", type=positive_int, default=40, help="frames timed per artefact")
-    p.add_argument("--max-miou-drop", type=float, default=100.0,
+    p.add_argument("--max-miou-drop", type=clikit.float_in(0, 100, "mIoU points"), default=100.0,
                    help="gate limit while comparing (default: report, do not fail)")
-    p.add_argument("--artefacts", default=None, help="artefact folder (default: the cache)")
-    p.add_argument("--out", default="results")
+    p.add_argument("--artefacts", default=None, type=clikit.output_dir(),
+                   help="artefact folder (default: the cache)")
+    p.add_argument("--out", default="results", type=clikit.output_dir())
     clikit.add_verbose(p)
     return p
 

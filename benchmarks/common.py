@@ -320,13 +320,16 @@ def zoo_model(name: str) -> Any:
         raise BenchmarkError(str(exc.args[0])) from None
 
 
-def out_folder(path: str | Path) -> Path:
-    """--out DIR, created; a BenchmarkError when it cannot be."""
-    out = Path(path)
+def prepare_out(folder: str | Path) -> Path:
+    """Create --out and prove it takes files, before any timing work (BenchmarkError otherwise)."""
+    from artefact.files import probe_writable
+
+    out = Path(folder)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        probe_writable(out)
     except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+        why = exc.strerror or exc
+        raise BenchmarkError(f"cannot write to --out {out}: {why}; choose a writable folder") from None
     return out
 
 

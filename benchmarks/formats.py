@@ -34,8 +34,8 @@ from benchmarks.common import (
     load_note,
     markdown_table,
     now,
-    out_folder,
     parse_size,
+    prepare_out,
     run_benchmark,
     text_table,
     write_json,
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from segdata.evaluation import Model, Protocol, evaluate, pad_value_bgr
 
     model_spec = zoo_model(args.model)
-    out = out_folder(args.out)
+    out = prepare_out(args.out)
     size = tuple(args.input_size or model_spec.input_size)
     dataset, indices = open_eval_data(args.data, args.images, size, model_spec.label_set)
     env = environment()

@@ -33,8 +33,8 @@ from benchmarks.common import (
     load_note,
     markdown_table,
     now,
-    out_folder,
     parse_size,
+    prepare_out,
     ratio,
     run_benchmark,
     summarize_ms,
@@ -77,22 +77,26 @@ exit codes: 0 ok, 1 a benchmark failed, 2 bad arguments
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
-    p.add_argument("--video", default="demo", metavar="SRC",
+    p.add_argument("--video", default="demo", metavar="SRC", type=clikit.non_empty("a source (SRC)"),
                    help="demo (synthetic street clip at the model's size), a video file, a folder or glob")
     p.add_argument("--frames", type=positive_int, default=100, metavar="N", help="timed frames (default 100)")
     p.add_argument("--warmup", type=non_negative_int, default=5, metavar="K",
                    help="untimed frames per contender first (default 5)")
-    p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/latency.{json,md,png}")
-    p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
+    p.add_argument("--out", default="results", metavar="DIR", type=clikit.output_dir(),
+                   help="writes DIR/latency.{json,md,png}")
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
+                   help="model zoo name (default: the shipped demo model)")
     p.add_argument("--input-size", type=parse_size, metavar="HxW",
                    help="model input size (default: the model's)")
-    p.add_argument("--weights", metavar="CKPT",
+    p.add_argument("--weights", metavar="CKPT", type=clikit.input_file("a checkpoint file"),
                    help="a checkpoint instead of the model's shipped weights (PyTorch and the builds)")
-    p.add_argument("--engine", nargs="+", metavar="MANIFEST", help="use these artefacts instead of building")
+    p.add_argument("--engine", nargs="+", metavar="MANIFEST", type=clikit.input_path("an artefact manifest"),
+                   help="use these artefacts instead of building")
     p.add_argument("--backends", type=csv_list(("openvino", "onnxruntime", "tensorrt")),
                    help="comma-separated (default: openvino, onnxruntime, tensorrt where present)")
     p.add_argument("--precisions", type=csv_list(("fp32", "fp16", "int8")), help="comma-separated")
-    p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
+    p.add_argument("--artefacts", metavar="DIR", type=clikit.output_dir(),
+                   help="build cache folder (default: build_engine's)")
     p.add_argument("--calib-images", type=positive_int, default=None, metavar="N",
                    help="INT8 calibration images (default: build_engine's)")
     p.add_argument("--no-pytorch", action="store_true", help="leave out the PyTorch baselines")
@@ -106,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "after the timing loop, a few seconds each)")
     p.add_argument("--pipeline-frames", type=positive_int, metavar="N", help="default: --frames")
     p.add_argument("--pipeline-contender", default=PIPELINE_CONTENDER, metavar="NAME",
+                   type=clikit.non_empty("a contender name"),
                    help=f"artefact pspnet-rt runs (default {PIPELINE_CONTENDER}, the x15 target)")
     clikit.add_verbose(p)
     return p
@@ -150,7 +155,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from pspnet.zoo import get_spec
 
     model_spec = zoo_model(args.model)
-    out = out_folder(args.out)
+    out = prepare_out(args.out)
     env = environment()
     size = tuple(args.input_size or model_spec.input_size)
     if args.engine:

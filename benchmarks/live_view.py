@@ -41,6 +41,7 @@ from benchmarks.common import (
     fmt,
     header_block,
     markdown_table,
+    prepare_out,
     run_benchmark,
     text_table,
     write_json,
@@ -66,14 +67,17 @@ exit codes: 0 ok, 1 a run failed, 2 bad arguments
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
-    p.add_argument("--engine", nargs="+", metavar="ARTEFACT",
+    p.add_argument("--engine", nargs="+", metavar="ARTEFACT", type=clikit.input_path("an artefact manifest"),
                    help="artefact manifests (default: demo OpenVINO int8 and fp32, built once)")
     p.add_argument("--viewers", type=positive_int, default=3, help="viewers per phase (default 3)")
     p.add_argument("--rounds", type=positive_int, default=3,
                    help="rounds of none/viewers/stalled (default 3)")
-    p.add_argument("--phase-seconds", type=float, default=10.0, help="length of each phase (default 10)")
-    p.add_argument("--settle-seconds", type=float, default=1.5, help="left out at each phase start")
-    p.add_argument("--out", type=Path, default=Path("results"), help="DIR for live_view.{json,md,png}")
+    p.add_argument("--phase-seconds", type=clikit.float_in(high=3600, what="seconds", above=0), default=10.0,
+                   help="length of each phase (default 10)")
+    p.add_argument("--settle-seconds", type=clikit.float_in(0, 3600, "seconds"), default=1.5,
+                   help="left out at each phase start")
+    p.add_argument("--out", type=clikit.output_dir(), default="results",
+                   help="DIR for live_view.{json,md,png}")
     clikit.add_verbose(p)
     return p
 
@@ -159,6 +163,7 @@ def default_engines() -> list[str]:
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if args.phase_seconds <= args.settle_seconds + 1:
         raise BenchmarkError("--phase-seconds must exceed --settle-seconds by more than 1 s")
+    args.out = prepare_out(args.out)  # before the timing, not after it
     engines = args.engine or default_engines()
     for e in engines:
         if not Path(e).is_file():
@@ -175,7 +180,6 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                          "settle_s": args.settle_seconds, "conditions": list(CONDITIONS),
                          "video": "demo --loop (240x480 synthetic street clip)"},
               "runs": runs}
-    args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "live_view.json", result)
     write_text(args.out / "live_view.md", markdown_report(result))
     try:

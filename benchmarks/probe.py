@@ -82,18 +82,21 @@ def measure_rss(spec: Any, video: str, frames: int = 3, timeout: float = 600) ->
     return json.loads(lines[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser("python -m benchmarks.probe", __doc__)
-    p.add_argument("spec", help="a ContenderSpec as JSON")
-    p.add_argument("--video", default="demo")
+    p.add_argument("spec", type=clikit.json_object("a ContenderSpec as JSON"), help="a ContenderSpec as JSON")
+    p.add_argument("--video", default="demo", type=clikit.non_empty("a source (SRC)"))
     p.add_argument("--frames", type=clikit.positive_int, default=3)
     clikit.add_verbose(p)
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
     def body(args: argparse.Namespace) -> int:
-        print(json.dumps(probe(json.loads(args.spec), args.video, args.frames)), flush=True)
+        print(json.dumps(probe(args.spec, args.video, args.frames)), flush=True)
         return clikit.EXIT_OK
 
-    return clikit.run("benchmarks.probe", p, body, argv)
+    return clikit.run("benchmarks.probe", build_parser(), body, argv)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ from benchmarks.common import (
     load_note,
     markdown_table,
     now,
-    out_folder,
     parse_size,
+    prepare_out,
     run_benchmark,
     text_table,
     write_json,
@@ -73,18 +73,32 @@ exit codes: 0 ok, 1 a point failed, 2 bad arguments
 """
 
 
+def _items(text: str) -> list[str]:
+    """'none' -> [] (skip the sweep); otherwise at least one comma-separated item."""
+    if text.strip().lower() == "none":
+        return []
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated items or none, got {text!r}")
+    return items
+
+
+@clikit.option_type("HxW,... or none", good="240x480,480x960", bad=("", ",", "abc", "10x10", "240x480,0x5"))
 def _sizes(text: str) -> list[tuple[int, int]]:
-    return [] if text.strip().lower() == "none" else [parse_size(t) for t in text.split(",") if t.strip()]
+    return [parse_size(t) for t in _items(text)]
 
 
+@clikit.option_type("model names, comma-separated, or none", good="demo", bad=("", ","))
 def _models(text: str) -> list[str]:
-    return [] if text.strip().lower() == "none" else [t.strip() for t in text.split(",") if t.strip()]
+    return _items(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
-    p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/scaling.{json,md,png}")
-    p.add_argument("--model", default="demo", help="model for the size sweep (default: demo)")
+    p.add_argument("--out", default="results", metavar="DIR", type=clikit.output_dir(),
+                   help="writes DIR/scaling.{json,md,png}")
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
+                   help="model for the size sweep (default: demo)")
     p.add_argument("--sizes", type=_sizes, default=list(SIZES), metavar="HxW,...",
                    help="size sweep (default 240x480,480x960,512x1024,1024x2048; 'none' to skip)")
     p.add_argument("--backbones", type=_models, default=list(BACKBONES), metavar="NAME,...",
@@ -98,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artefacts of the backbone sweep (default int8: R50/R101 FP32 builds take minutes)")
     p.add_argument("--no-pytorch", action="store_true", help="leave out PyTorch eager FP32")
     p.add_argument("--frames", type=positive_int, default=10, metavar="N", help="most frames per point")
-    p.add_argument("--point-budget", type=float, default=15.0, metavar="S",
+    p.add_argument("--point-budget", type=clikit.float_in(high=3600, what="seconds", above=0),
+                   default=15.0, metavar="S",
                    help="seconds of timed frames per point; frames = budget / one round, 2..--frames")
     p.add_argument("--no-rss", action="store_true", help="skip the PSPNet50 INT8 pspnet-rt memory runs")
     p.add_argument("--rss-models", type=_models, metavar="NAME,...",
@@ -106,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: those in --backbones; each builds its INT8 timing artefact if needed)")
     p.add_argument("--no-peak", action="store_true",
                    help="skip the peak-rate probes (before and after the sweep, a few seconds each)")
-    p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
+    p.add_argument("--artefacts", metavar="DIR", type=clikit.output_dir(),
+                   help="build cache folder (default: build_engine's)")
     clikit.add_verbose(p)
     return p
 
@@ -247,7 +263,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
     for name in [args.model, *args.backbones, *(args.rss_models or [])]:
         zoo_model(name)
-    out = out_folder(args.out)
+    out = prepare_out(args.out)
     env = environment()
     t0 = time.perf_counter()
     libraries = [] if args.no_pytorch else ["torch"]

@@ -38,6 +38,7 @@ from benchmarks.common import (
     header_block,
     load_note,
     markdown_table,
+    prepare_out,
     run_benchmark,
     summarize_ms,
     write_json,
@@ -76,17 +77,19 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(f"python -m {PROG}", __doc__.split("\n")[0], EXAMPLES)
-    p.add_argument("--engine", metavar="ARTEFACT.json",
+    p.add_argument("--engine", metavar="ARTEFACT.json", type=clikit.input_file("an artefact manifest"),
                    help="an OpenVINO or ONNX Runtime artefact (default: demo INT8 OpenVINO, built once)")
     p.add_argument("--frames", type=positive_int, default=30, help="frames per stream and round (default 30)")
     p.add_argument("--rounds", type=positive_int, default=3,
                    help="rounds over every contender (default 3; FPS is their median)")
-    p.add_argument("--streams", default="1,2,4", help="concurrent stream counts (default 1,2,4)")
+    p.add_argument("--streams", default="1,2,4", type=_stream_counts,
+                   help="concurrent stream counts (default 1,2,4)")
     p.add_argument("--hop-frames", type=positive_int, default=40,
                    help="frames timed one at a time for the Triton hop (default 40)")
     p.add_argument("--client-requests", type=positive_int, default=None,
                    help="Triton client requests in flight (default: the client backend's)")
-    p.add_argument("--out", default="results", help="folder for serving.{json,md,png}")
+    p.add_argument("--out", default="results", type=clikit.output_dir(),
+                   help="folder for serving.{json,md,png}")
     clikit.add_verbose(p)
     return p
 
@@ -98,6 +101,16 @@ def main(argv: list[str] | None = None) -> int:
 def _failures(result: dict[str, Any]) -> str | None:
     failed = sorted({r["contender"] for r in result["runs"] if r.get("status") != "ok"})
     return f"these runs failed: {', '.join(failed)} (see the status column)" if failed else None
+
+
+@clikit.option_type("stream counts such as 1,2,4", good="1,2,4", bad=("", "0", "a,b", "1,-2"))
+def _stream_counts(text: str) -> str:
+    """--streams checked while parsing (the value stays text: run() reads it with stream_counts)."""
+    try:
+        stream_counts(text)
+    except BenchmarkError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def stream_counts(text: str) -> list[int]:
@@ -240,8 +253,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from serving.triton_server import ServerError, TritonServer
 
     counts = stream_counts(args.streams)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(args.out)
     try:
         manifest_path = _artefact(args)
         manifest = load_manifest(manifest_path)

@@ -11,6 +11,10 @@ on its own (`python -m build_engine --stop-after STEP` keeps that step's output)
     compile   the backend's model file (+ a run of it vs PyTorch)         Compiled
     manifest  NAME.json, written last and atomically: the commit point
 
+Every step works in a hidden work folder; the artefact that was in the output folder stays
+valid until the new one, complete and verified, replaces it (build_engine.commit: model files
+in under hashed names, then the manifest, then the old files out), whatever stops the build.
+
 Whole builds are cached by a key of all their inputs (weights hash, spec, size, precision,
 backend, calibration settings, tool versions): a second identical build returns at once.
 """
@@ -23,7 +27,6 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +38,7 @@ from tqdm import tqdm
 
 from artefact.files import atomic_path, atomic_write_json, cache_key, sha256_file
 from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest, load_manifest
-from build_engine import environment
+from build_engine import commit, environment
 from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 from calib.options import PrecisionOptions
@@ -138,6 +141,12 @@ class Builder:
             from pspnet.errors import CheckpointError
 
             raise CheckpointError(f"weights file {options.weights} does not exist")
+        if options.precision != "fp32":  # before any export: a typo here must not cost a build
+            from calib.sources import check_source
+
+            for flag, source in (("--calib-data", options.calib_data), ("--eval-data", options.eval_data)):
+                if source:
+                    check_source(source, flag)
         self.backend = environment.resolve_backend(options.backend)
         if options.weights and Path(options.weights).suffix.lower() in (".h5", ".hdf5") \
                 and options.model == "demo":
@@ -155,7 +164,6 @@ class Builder:
         tag = f"int8-{options.calib_method}" if options.precision == "int8" else options.precision
         self.name = f"{self.spec.name}-{size}-{tag}-{self.backend}"
         self.manifest_path = self.output / f"{self.name}.json"
-        self.model_path = self.output / f"{self.name}{EXTENSIONS[self.backend]}"
 
     # -- cache ---------------------------------------------------------------------------
     def weights_file(self) -> Path | None:
@@ -214,17 +222,15 @@ class Builder:
             return hit
         started = time.perf_counter()
         with self._work() as work:
-            try:
-                manifest = self._build(work, key)
-                manifest.build["seconds"] = round(time.perf_counter() - started, 2)
-                manifest.save(self.manifest_path)  # the commit point: written last, atomically
-            except BaseException:
-                # An interrupted or failed build leaves no artefact that could pass for a good one.
-                self.manifest_path.unlink(missing_ok=True)
-                raise
+            hit = self.cached(key)  # built by the build we waited for
+            if hit is not None:
+                return hit
+            manifest, compiled = self._build(work, key)
+            manifest.build["seconds"] = round(time.perf_counter() - started, 2)
+            self._commit(manifest, compiled)
         return self.manifest_path
 
-    def _build(self, work: Path, key: str) -> Manifest:
+    def _build(self, work: Path, key: str) -> tuple[Manifest, Compiled]:
         with self._progress(len(STEPS)) as step:
             exported = step("export", self.export, work)
             slimmed = step("slim", self.slim, exported, work)
@@ -232,7 +238,22 @@ class Builder:
             precision = step(self.options.precision, self.quantize, verified, work)
             tiled = step("tile", self.tile, precision, work)
             compiled = step(f"compile {self.backend}", self.compile, tiled.precision, verified, work)
-        return self.manifest(key, exported, slimmed, verified, tiled, compiled)
+        return self.manifest(key, exported, slimmed, verified, tiled, compiled), compiled
+
+    def _commit(self, manifest: Manifest, compiled: Compiled) -> None:
+        """Model files in under names that carry their hash (so they never overwrite what the old
+        manifest names), then the manifest (the commit point), then the old files out."""
+        sha = manifest.model_sha256
+        folder = compiled.model_path.parent
+        files = {folder / n: commit.versioned_name(self.name, sha, Path(n).suffix)
+                 for n in compiled.companions}
+        files[compiled.model_path] = commit.versioned_name(self.name, sha, compiled.model_path.suffix)
+        manifest.model_file = files[compiled.model_path]
+        manifest.companion_files = {files[folder / n]: digest for n, digest in compiled.companions.items()}
+        old = commit.manifest_files(self.manifest_path) or set()
+        commit.move_in(files, self.output)
+        manifest.save(self.manifest_path)
+        commit.remove_superseded(self.output, old, keep=set(files.values()))
 
     def run_until(self, last: str) -> Path:
         """Run the steps up to `last`, keep its output in the output folder (never the artefact's
@@ -346,9 +367,9 @@ class Builder:
 
     def compile(self, precision: PrecisionResult, verified: Verified, work: Path,
                 target: Path | None = None) -> Compiled:
-        """Write the backend's model file atomically (at `target`, default the artefact's), then run
-        it against PyTorch where this machine can."""
-        target = target or self.model_path
+        """Write the backend's model file atomically (at `target`, default in the work folder, whence
+        the commit moves it in), then run it against PyTorch where this machine can."""
+        target = target or work / f"model{EXTENSIONS[self.backend]}"
         facts: dict[str, Any] = {}
         companions: dict[str, str] = {}
         graph_rules = self._graph_rules(precision.onnx_path)
@@ -433,13 +454,15 @@ class Builder:
     # -- plumbing ------------------------------------------------------------------------
     @contextmanager
     def _work(self) -> Iterator[Path]:
-        """A temp folder beside the outputs (same file system, so renames are atomic), removed after."""
-        self.output.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{self.name}.", dir=self.output))
-        try:
-            yield work
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        """A work folder inside the output folder (same file system, so renames are atomic),
+        removed on every way out. The output folder is checked first (OutputDirError, exit 2,
+        before any export) and locked: builds into one folder take turns, and what dead builds
+        left there is swept away."""
+        commit.prepare_output(self.output)
+        with commit.folder_lock(self.output):
+            commit.sweep_stale(self.output)
+            with commit.work_dir(self.output, self.name) as work:
+                yield work
 
     @contextmanager
     def _progress(self, total: int) -> Iterator[Any]:

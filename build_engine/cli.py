@@ -29,17 +29,22 @@ examples:
   python -m build_engine --engine ARTEFACT.json --triton-repo models/
       a repository for an artefact built before (no build, no torch needed)
 
-prints the path of the artefact's manifest (model file + NAME.json beside it).
-exit codes: 0 ok, 1 build failed (verification or accuracy gate), 2 bad input, 130 Ctrl-C,
-143 SIGTERM, 129 SIGHUP (an interrupted build leaves nothing behind)
+prints the path of the artefact's manifest (model file + NAME.json beside it). What was in
+--output stays valid until the new artefact, complete and verified, replaces it: a failed or
+interrupted build changes nothing there (and leaves no temp folder).
+exit codes: 0 ok, 1 build failed (verification, accuracy gate, disk full), 2 bad input,
+130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 """
+UNCHANGED = "nothing was changed in the output folder"
 PROG = "build_engine"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser("python -m build_engine", __doc__, EXAMPLES)
-    p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
-    p.add_argument("--weights",
+    count = clikit.int_in(1, 100_000)
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
+                   help="model zoo name (default: the shipped demo model)")
+    p.add_argument("--weights", type=clikit.input_file("a checkpoint file"),
                    help="checkpoint: semseg .pth (module. prefixes fine) or a baseline's Keras .h5")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     p.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime"),
@@ -48,22 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export size (default: the model's native size)")
     p.add_argument("--dynamic", action="store_true", help="dynamic H/W input (exact pyramid pooling)")
     p.add_argument("--with-logits", action="store_true", help="also output float logits")
-    p.add_argument("--calib-data", metavar="SRC",
+    p.add_argument("--calib-data", metavar="SRC", type=clikit.non_empty("a calibration source"),
                    help="calibration frames: folder, glob, video, dataset or synthetic:calib:N "
                         "(default: a synthetic calibration clip)")
-    p.add_argument("--calib-images", type=int, default=200, metavar="N")
+    p.add_argument("--calib-images", type=count, default=200, metavar="N")
     p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="percentile",
                    help="percentile (default: best agreement with FP32 on the demo model; see README), "
                         "entropy (KL, 2048 bins as TensorRT), minmax")
-    p.add_argument("--eval-data", metavar="SRC",
+    p.add_argument("--eval-data", metavar="SRC", type=clikit.non_empty("an evaluation source"),
                    help="held-out labelled frames for the accuracy gate (default: synthetic:val)")
-    p.add_argument("--eval-images", type=int, default=48, metavar="N")
-    p.add_argument("--max-miou-drop", type=float, default=1.0, metavar="POINTS",
+    p.add_argument("--eval-images", type=count, default=48, metavar="N")
+    p.add_argument("--max-miou-drop", type=clikit.float_in(0, 100, "mIoU points"), default=1.0,
+                   metavar="POINTS",
                    help="fail an fp16/int8 build whose mIoU drops more than this vs FP32")
     p.add_argument("--fallback", action="store_true",
                    help="INT8: keep the most sensitive blocks in float until the gate passes")
-    p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace")
-    p.add_argument("--output", metavar="DIR",
+    p.add_argument("--workspace-mb", type=clikit.int_in(1, 1 << 20), default=1024,
+                   help="TensorRT builder workspace")
+    p.add_argument("--output", metavar="DIR", type=clikit.output_dir("a folder for the artefact"),
                    help="artefact folder (default: CACHE/artefacts, where CACHE is $PSPNET_RT_CACHE "
                         "or ~/.cache/pspnet-rt)")
     p.add_argument("--force", action="store_true", help="rebuild even if a cached artefact matches")
@@ -73,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "manifest is written and the cache is not used")
     p.add_argument("--list-models", action="store_true", help="list the model zoo and exit")
     clikit.add_verbose(p)
-    p.add_argument("--engine", metavar="ARTEFACT.json",
+    p.add_argument("--engine", metavar="ARTEFACT.json", type=clikit.input_file("an artefact manifest"),
                    help="with --triton-repo: an existing artefact to serve instead of building one")
     from build_engine.triton_repo import add_arguments
 
@@ -93,13 +100,20 @@ def list_models() -> None:
 def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "build_engine", *(sys.argv[1:] if argv is None else argv)])
     return clikit.run(PROG, build_parser(), lambda args: _build(args, command), argv, quiet=("torch",),
-                      interrupted="interrupted: no artefact was written")
+                      interrupted=f"interrupted: {UNCHANGED} (a previous artefact there is intact)")
 
 
 def _build(args: argparse.Namespace, command: str) -> int:
     if args.list_models:
         list_models()
         return clikit.EXIT_OK
+    if args.triton_repo:  # before a build, which may take minutes
+        from build_engine.triton_repo import RepositoryError, check_repository
+
+        try:
+            check_repository(args.triton_repo)
+        except RepositoryError as exc:
+            raise clikit.UsageError(str(exc)) from None
     if args.engine:
         if not args.triton_repo:
             raise clikit.UsageError("--engine ARTEFACT.json only goes with --triton-repo DIR")
@@ -116,7 +130,7 @@ def _build(args: argparse.Namespace, command: str) -> int:
 def _run_build(args: argparse.Namespace, command: str) -> int:
     from artefact.manifest import ArtefactError
     from build_engine.api import Builder, BuildOptions
-    from build_engine.errors import BuildError, SizeError
+    from build_engine.errors import BuildError, OutputDirError, SizeError
     from build_engine.tensorrt_builder import TensorRTUnavailable
     from calib.fp16_emulation import FP16Overflow
     from calib.precision import GateFailed
@@ -133,13 +147,24 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
         eval_images=args.eval_images, max_miou_drop=args.max_miou_drop, fallback=args.fallback,
         workspace_mb=args.workspace_mb, command=command, stop_after=args.stop_after)
     usage_errors = (CheckpointError, SizeError, KeyError, FrameError, TensorRTUnavailable, ArtefactError,
-                    FileNotFoundError, CalibrationError, DatasetError, NotImplementedError)
+                    FileNotFoundError, CalibrationError, DatasetError, NotImplementedError, OutputDirError)
     try:
         path = Builder(options).run()
     except usage_errors as exc:
         raise clikit.UsageError(clikit.message_of(exc)) from None
     except (GateFailed, FP16Overflow, BuildError) as exc:
-        return clikit.fail(PROG, f"build failed: {exc}", clikit.EXIT_FAIL)
+        return clikit.fail(PROG, f"build failed: {clikit.one_line(str(exc))}; {UNCHANGED}", clikit.EXIT_FAIL)
+    except OSError as exc:  # disk full, a folder gone: the previous artefact is still there
+        where = f" {exc.filename}" if exc.filename else ""
+        return clikit.fail(PROG, f"build failed: cannot write{where}: {exc.strerror or exc}; {UNCHANGED}",
+                           clikit.EXIT_FAIL)
+    except Exception as exc:  # e.g. the exporter's RuntimeError on a full disk: one line, and what it kept
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        why = clikit.one_line(clikit.message_of(exc))
+        return clikit.fail(PROG, f"build failed: {type(exc).__name__}: {why}; {UNCHANGED}", clikit.EXIT_FAIL)
     if args.triton_repo:
         _write_triton_repo(args, path)
     print(path, flush=True)
@@ -148,9 +173,11 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
 
 def _write_triton_repo(args: argparse.Namespace, manifest: object) -> None:
     from artefact.manifest import ArtefactError
-    from build_engine.triton_repo import options_from_args, report, write_repository
+    from build_engine.triton_repo import RepositoryWriteError, options_from_args, report, write_repository
 
     try:
         report(write_repository(manifest, args.triton_repo, options_from_args(args)))
     except ArtefactError as exc:
         raise clikit.UsageError(str(exc)) from None
+    except RepositoryWriteError as exc:
+        raise clikit.Reported(clikit.fail(PROG, str(exc), clikit.EXIT_FAIL)) from None

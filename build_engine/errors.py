@@ -7,3 +7,7 @@ class SizeError(ValueError):
 
 class BuildError(RuntimeError):
     """The build ran but its result is not acceptable (verification or accuracy gate)."""
+
+
+class OutputDirError(ValueError):
+    """--output cannot take the artefact (a file, read-only, not writable): exit 2, before any work."""

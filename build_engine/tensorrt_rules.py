@@ -506,7 +506,7 @@ exit codes: 0 every graph passes, 1 a rule is violated, 2 a file is missing or n
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(PROG, "Check ONNX graphs against TensorRT's documented ONNX-parser rules, "
                             "offline (no GPU, no TensorRT).", EXAMPLES)
-    p.add_argument("models", nargs="+", metavar="MODEL.onnx")
+    p.add_argument("models", nargs="+", metavar="MODEL.onnx", type=clikit.input_file("an ONNX model"))
     clikit.add_verbose(p)
     return p
 

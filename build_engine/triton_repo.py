@@ -61,6 +61,22 @@ class RepositoryError(ArtefactError):
     """A repository that cannot be written as asked; the message says what to change."""
 
 
+class RepositoryWriteError(RuntimeError):
+    """Writing a model folder failed part way (disk full, folder gone): a runtime failure; the
+    model folders that were there are unchanged and no staged folder is left."""
+
+
+def check_repository(repo: str | Path) -> None:
+    """--triton-repo can be written: checked before a build, so a long build never ends on it."""
+    from artefact.files import probe_writable
+
+    try:
+        probe_writable(repo)
+    except OSError as exc:
+        raise RepositoryError(f"cannot write --triton-repo {repo}: {exc.strerror or exc}; "
+                              "choose a writable folder") from None
+
+
 @dataclass
 class RepoOptions:
     """How the artefact is served; the defaults follow benchmarks/serving.py on CPU."""
@@ -190,7 +206,12 @@ def _replace_dir(staged: Path, target: Path) -> None:
     if target.exists():
         old = target.with_name(f".{target.name}.old.{os.getpid()}")
         target.rename(old)
-    staged.rename(target)
+    try:
+        staged.rename(target)
+    except OSError:
+        if old is not None:
+            old.rename(target)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -225,20 +246,24 @@ def write_repository(manifest_path: str | Path, repo: str | Path,
         raise RepositoryError(f"{manifest.path.name} is batch 1, so Triton cannot batch it natively; "
                               "drop --triton-dynamic-batching or use --triton-variant python")
     repo = Path(repo)
-    repo.mkdir(parents=True, exist_ok=True)
+    check_repository(repo)
     written = []
     for variant in variants:
         model_name = name + (PYTHON_SUFFIX if variant == "python" and len(variants) > 1 else "")
         text = config_text(build_config(manifest, model_name, variant, options))
-        staged = Path(tempfile.mkdtemp(prefix=f".{model_name}.", dir=repo))
         try:
-            (_stage_python if variant == "python" else _stage_native)(manifest, staged)
-            (staged / "config.pbtxt").write_text(text)
-            (staged / MANIFEST_COPY).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-            os.chmod(staged, 0o755)
-            _replace_dir(staged, repo / model_name)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
+            staged = Path(tempfile.mkdtemp(prefix=f".{model_name}.", dir=repo))
+            try:
+                (_stage_python if variant == "python" else _stage_native)(manifest, staged)
+                (staged / "config.pbtxt").write_text(text)
+                (staged / MANIFEST_COPY).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+                os.chmod(staged, 0o755)
+                _replace_dir(staged, repo / model_name)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+        except OSError as exc:
+            raise RepositoryWriteError(f"cannot write Triton model {model_name} into {repo}: "
+                                       f"{exc.strerror or exc}; the models there are unchanged") from None
         written.append(repo / model_name)
         if options.dynamic_batching and variant == "native":
             log.warning("%s: native model written without dynamic batching (the artefact is batch 1)",
@@ -246,24 +271,36 @@ def write_repository(manifest_path: str | Path, repo: str | Path,
     return written
 
 
+def _model_name(text: str) -> str:
+    """--triton-name: a name Triton takes as a folder of the repository (no path, no spaces)."""
+    if not _NAME.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a Triton model name is letters, digits, '_', '.', '-'")
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The --triton-* options, shared by `python -m build_engine` and this module's CLI."""
+    import clikit
+
     g = parser.add_argument_group("Triton model repository")
     g.add_argument("--triton-repo", metavar="DIR",
+                   type=clikit.output_dir("a folder for the model repository"),
                    help="also write a Triton model repository for the artefact to DIR")
-    g.add_argument("--triton-name", metavar="NAME", help="model name in the repository (default: the model)")
+    name = clikit.option_type("a Triton model name", good="demo", bad=("", "../x", "a b", "-x"))(_model_name)
+    g.add_argument("--triton-name", metavar="NAME", type=name,
+                   help="model name in the repository (default: the model)")
     g.add_argument("--triton-variant", choices=VARIANTS, default="auto",
                    help="native (platform of the backend), python (our runtime inside Triton, what the "
                         "CPU-only Triton of nvidia-pytriton serves) or both; auto = both for OpenVINO/ORT "
                         "artefacts (the python one named NAME-python), native for TensorRT")
-    g.add_argument("--triton-instances", type=int, default=DEFAULT_INSTANCES, metavar="N",
+    g.add_argument("--triton-instances", type=clikit.int_in(1, 256), default=DEFAULT_INSTANCES, metavar="N",
                    help=f"instance_group count (default {DEFAULT_INSTANCES}: the fastest in "
                         "benchmarks.serving on the 2-core CPU box; more where the server has more "
                         "cores or GPUs)")
     g.add_argument("--triton-dynamic-batching", action="store_true",
                    help="python variant: let Triton group requests (slower than without on the 2-core "
                         "CPU box, see README)")
-    g.add_argument("--triton-max-batch", type=int, default=DEFAULT_MAX_BATCH, metavar="B",
+    g.add_argument("--triton-max-batch", type=clikit.int_in(1, 1024), default=DEFAULT_MAX_BATCH, metavar="B",
                    help="max_batch_size of the python variant with dynamic batching")
 
 
@@ -289,13 +326,21 @@ exit codes: 0 ok, 2 bad input (artefact, options, tritonclient missing)
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+PROG = "python -m build_engine.triton_repo"
+
+
+def build_parser() -> argparse.ArgumentParser:
     import clikit
 
-    prog = "python -m build_engine.triton_repo"
-    parser = clikit.parser(prog, "Write a Triton model repository for an existing artefact.", EXAMPLES)
-    parser.add_argument("--engine", required=True, metavar="ARTEFACT.json", help="the artefact's manifest")
+    parser = clikit.parser(PROG, "Write a Triton model repository for an existing artefact.", EXAMPLES)
+    parser.add_argument("--engine", required=True, metavar="ARTEFACT.json",
+                        type=clikit.input_file("an artefact manifest"), help="the artefact's manifest")
     add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import clikit
 
     def body(args: argparse.Namespace) -> int:
         if not args.triton_repo:
@@ -304,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         print(Path(args.triton_repo))
         return clikit.EXIT_OK
 
-    return clikit.run(prog, parser, body, argv, usage=(ArtefactError,))
+    return clikit.run(PROG, build_parser(), body, argv, usage=(ArtefactError,),
+                      failure=(RepositoryWriteError,))
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

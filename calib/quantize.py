@@ -81,6 +81,9 @@ def quantize_int8(model_path: Path, out: Path, frames: Sequence[np.ndarray] | No
         "WeightSymmetric": True,
         "QuantizeBias": False,
     }
+    if cache_path is not None and Path(cache_path).is_file() and not _cache_readable(Path(cache_path)):
+        log.warning("calibration cache %s is unreadable or damaged; calibrating again", cache_path)
+        Path(cache_path).unlink(missing_ok=True)
     op_types, residual = ["Conv"], {}
     if placement == "tensorrt":
         graph = onnx.load(str(model_path))
@@ -139,6 +142,16 @@ def calibrate(model_path: Path, frames: Sequence[np.ndarray], method: str, cache
 
     with atomic_path(cache) as tmp_cache:
         save_tensors_data(ranges, tmp_cache)
+
+
+def _cache_readable(cache: Path) -> bool:
+    """A cache ORT can load and that holds ranges (a damaged one would fail deep inside ORT)."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    try:
+        return len(list(load_tensors_data(str(cache)).keys())) > 0
+    except Exception:  # any damage: truncated, not the format, wrong types
+        return False
 
 
 def _method_enum() -> dict:

@@ -81,7 +81,22 @@ def load_frames(source: str, n: int, height: int, width: int, seed: int = 0,
     return frames
 
 
-def _from_source(source: str, n: int, height: int, width: int, seed: int) -> FrameSet:
+def check_source(source: str, what: str) -> None:
+    """Cheap, before any export: CalibrationError if `source` cannot be a frame source at all
+    (a path that does not exist, a folder without images). Reading the frames comes later."""
+    try:
+        if is_dataset_source(source):
+            root = source.split(":", 1)[1] if ":" in source else source
+            if not source.startswith("synthetic") and not Path(root).expanduser().exists():
+                raise CalibrationError(f"data set folder {root} does not exist")
+            return
+        _parse(source, 1, 1, 1)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{what}: {exc}") from None
+
+
+def _parse(source: str, n: int, height: int, width: int) -> Source:
+    """The runtime's own parser (no I/O beyond the file system), its refusals as CalibrationError."""
     from runtime.errors import SourceError, SourceMissing
     from runtime.sources import ImageFolderSource, SourceOptions, parse_source
 
@@ -93,11 +108,22 @@ def _from_source(source: str, n: int, height: int, width: int, seed: int) -> Fra
                                "video file or URL, a camera, a data set, or synthetic:calib:N)") from None
     except SourceError as exc:
         raise CalibrationError(f"calibration source {source} holds no images or video: {exc}") from None
+    if isinstance(src, ImageFolderSource) and not _image_paths(src):
+        raise CalibrationError(f"{source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return src
+
+
+def _image_paths(src: Source) -> list[Path]:
+    return [Path(f) for f in src.files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _from_source(source: str, n: int, height: int, width: int, seed: int) -> FrameSet:
+    from runtime.errors import SourceError
+    from runtime.sources import ImageFolderSource
+
+    src = _parse(source, n, height, width)
     if isinstance(src, ImageFolderSource):
-        files = [Path(f) for f in src.files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
-        if not files:
-            raise CalibrationError(f"{source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return _from_images(files, source, n, height, width, seed)
+        return _from_images(_image_paths(src), source, n, height, width, seed)
     try:
         with src:
             return _from_frames(src, source, n, height, width, seed)

@@ -23,7 +23,20 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
+
+from clikit import types
+from clikit.types import (  # noqa: F401 (the kit's path, text and list types, for every command)
+    OptionType,
+    csv_numbers,
+    input_file,
+    input_path,
+    json_object,
+    non_empty,
+    option_type,
+    output_dir,
+    output_file,
+)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM = 129, 130, 143
@@ -56,80 +69,55 @@ class Interrupted(KeyboardInterrupt):
 
 
 # ------------------------------------------------------------------------- argument types
-def size_type(order: str = "HxW", min_side: int = 1) -> Callable[[str], tuple[int, int]]:
+# Each is a clikit.types.OptionType: it refuses what it must (nan, 0 where a rate is meant, an
+# empty path ...) before any work, and says what it accepts, so the fault suite
+# (tests/faults) walks every option of every command with the values it must refuse.
+def size_type(order: str = "HxW", min_side: int = 1) -> OptionType:
     """argparse type for '480x960' (or '480×960'): a pair of ints in `order`, each >= min_side."""
-
-    def parse(text: str) -> tuple[int, int]:
-        try:
-            a, b = (int(v) for v in text.lower().replace("×", "x").split("x"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {order} such as 480x960, got {text!r}") from None
-        if a < min_side or b < min_side:
-            what = "positive" if min_side == 1 else f"at least {min_side} pixels"
-            raise argparse.ArgumentTypeError(f"{text}: both sides must be {what}")
-        return a, b
-
-    return parse
+    return types.size(order, min_side)
 
 
 hw_size = size_type("HxW")
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
+def int_at_least(low: int) -> OptionType:
     """argparse type for a whole number >= low."""
+    return types.integer(minimum=low)
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            wanted = "a positive number" if low == 1 else f"{low} or more"
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
-        return value
 
-    return parse
+def int_in(low: int, high: int) -> OptionType:
+    """argparse type for a whole number within [low, high]."""
+    return types.integer(low, high)
 
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
-def float_in(low: float | None = None, high: float | None = None,
-             what: str = "a number") -> Callable[[str], float]:
-    """argparse type for a float within [low, high] (either bound may be open)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"within {low}..{high}" if low is not None and high is not None else \
-                f">= {low}" if low is not None else f"<= {high}"
-            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text}")
-        return value
-
-    return parse
+def float_in(low: float | None = None, high: float | None = None, what: str = "a number",
+             above: float | None = None) -> OptionType:
+    """argparse type for a finite float within [low, high]; `above` is an open lower bound
+    (a rate or a timeout: 0 is not one)."""
+    return types.number(greater_than=above, at_least=low, at_most=high, what=what)
 
 
-def csv_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
+def csv_list(choices: Sequence[str]) -> OptionType:
     """argparse type for 'a,b' where every item is one of `choices`."""
+    return types.csv_choices(choices)
 
-    def parse(text: str) -> list[str]:
-        items = [t.strip().lower() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in choices]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)} (comma-separated)")
-        return items
 
-    return parse
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (`prog: error: argument --x: why (see prog --help)`)
+    and exit 2, not a usage block the message hides in."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def parser(prog: str, doc: str | None, examples: str = "") -> argparse.ArgumentParser:
     """An ArgumentParser with the house layout: description, examples and exit codes below."""
-    return argparse.ArgumentParser(prog=prog, description=doc, epilog=examples or None,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return ArgumentParser(prog=prog, description=doc, epilog=examples or None,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_verbose(p: argparse.ArgumentParser) -> None:
@@ -171,12 +159,15 @@ def setup_logging(verbose: int, prog: str, quiet: Sequence[str] = ()) -> None:
 
 # ------------------------------------------------------------------------------- signals
 class Signals:
-    """SIGINT -> 130, SIGTERM -> 143, SIGHUP -> 129, handled the same way by every command.
+    """SIGINT -> 130, SIGTERM -> 143, SIGHUP -> 129, handled the same way by every command (a
+    service manager's stop or hang-up must not lose an output).
 
-    By default a signal raises `Interrupted` in the main thread, so `finally` blocks and
+    By default the first signal raises `Interrupted` in the main thread, so `finally` blocks and
     atomic writes clean up (nothing half-written stays). While `graceful` is set (a run whose
-    outputs must be finalised, e.g. the runtime's pipeline) the first signal only sets `stop`
-    and prints what happens next; a second one exits at once.
+    outputs must be finalised, e.g. the runtime's pipeline and its closing) the first signal only
+    sets `stop` and prints what happens next. A second signal never cuts that clean-up short: it
+    is acknowledged. A third aborts at once, after the `on_abort` hooks removed this run's temp
+    files (what existed before the run is never touched).
     """
 
     def __init__(self, prog: str,
@@ -185,8 +176,11 @@ class Signals:
         self.finishing = finishing  # what a graceful stop does, said when it starts
         self.stop = threading.Event()
         self.code: int | None = None
+        self.name = ""
         self.graceful = False
+        self.count = 0
         self._old: dict[int, Any] = {}
+        self._abort_hooks: list[Callable[[], None]] = []
 
     def __enter__(self) -> Signals:
         self.install()
@@ -206,16 +200,30 @@ class Signals:
             signal.signal(sig, old)
         self._old.clear()
 
+    def on_abort(self, hook: Callable[[], None]) -> None:
+        """Run `hook` (remove a temp file, kill an encoder) if a third signal aborts the command."""
+        self._abort_hooks.append(hook)
+
+    def _say(self, text: str) -> None:
+        _say(f"{self.prog}: {text}")
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         code, name = SIGNAL_EXIT[signum], signal.Signals(signum).name
-        if self.code is not None:
-            _say(f"{self.prog}: {name} again: exiting without finishing outputs")
-            os._exit(code)
-        self.code = code
-        self.stop.set()
-        if not self.graceful:
-            raise Interrupted(code, name)
-        _say(f"{self.prog}: {name}: {self.finishing} (again to abort)")
+        self.count += 1
+        if self.count == 1:
+            self.code, self.name = code, name
+            self.stop.set()
+            if not self.graceful:
+                raise Interrupted(code, name)
+            self._say(f"{name}: {self.finishing} (a third signal aborts)")
+        elif self.count == 2:
+            self._say(f"{name} again: already stopping, outputs are being closed (once more to abort)")
+        else:
+            self._say(f"{name}: aborting; this run's temp files are removed, its outputs not finished")
+            for hook in self._abort_hooks:
+                with contextlib.suppress(Exception):
+                    hook()
+            os._exit(self.code or code)
 
 
 def _say(line: str) -> None:
@@ -242,7 +250,8 @@ def run(prog: str, arg_parser: argparse.ArgumentParser, body: Callable[[argparse
             return body(args)
         except KeyboardInterrupt as exc:
             code = exc.code if isinstance(exc, Interrupted) else signals.code or EXIT_SIGINT
-            return fail(prog, interrupted, code)
+            name = exc.name if isinstance(exc, Interrupted) else signals.name or "SIGINT"
+            return fail(prog, interrupted.replace("interrupted", f"interrupted by {name}", 1), code)
         except Reported as exc:
             return exc.code
         except (UsageError, *usage) as exc:

@@ -113,32 +113,39 @@ def build_parser() -> argparse.ArgumentParser:
                       "--out runs/demo --export-weights pspnet/weights/demo_synthetic.pth\n"
                       "Ctrl-C / SIGTERM: the iteration in progress finishes and OUT/last.pth is saved "
                       "(continue with --resume)\n" + clikit.EXIT_CODES_HELP)
-    p.add_argument("--model", default="demo", help="zoo name; its class count is the target")
-    p.add_argument("--data", default="synthetic:train:2000@240x480", help="training set")
-    p.add_argument("--val", default="synthetic:val:100@240x480", help="held-out set")
-    p.add_argument("--init", help="checkpoint to start from (transfer learning)")
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
+                   help="zoo name; its class count is the target")
+    p.add_argument("--data", default="synthetic:train:2000@240x480", type=clikit.non_empty("a data source"),
+                   help="training set")
+    p.add_argument("--val", default="synthetic:val:100@240x480", type=clikit.non_empty("a data source"),
+                   help="held-out set")
+    p.add_argument("--init", type=clikit.input_file("a checkpoint file"),
+                   help="checkpoint to start from (transfer learning)")
     p.add_argument("--iters", type=clikit.positive_int, default=3000)
-    p.add_argument("--batch-size", type=clikit.positive_int, default=8)
+    p.add_argument("--batch-size", type=clikit.int_in(1, 4096), default=8)
     p.add_argument("--crop", type=clikit.hw_size, default="240x240", metavar="HxW", help="training crop HxW")
-    p.add_argument("--scale", default="0.5,2.0", help="random scale range")
+    p.add_argument("--scale", default="0.5,2.0", type=clikit.csv_numbers(greater_than=0, count=2),
+                   help="random scale range")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--aux-weight", type=float, default=0.4)
+    p.add_argument("--lr", type=clikit.float_in(what="a learning rate", above=0), default=0.01)
+    p.add_argument("--momentum", type=clikit.float_in(0, 0.999, "a momentum"), default=0.9)
+    p.add_argument("--weight-decay", type=clikit.float_in(0, what="a weight decay"), default=1e-4)
+    p.add_argument("--aux-weight", type=clikit.float_in(0, what="a loss weight"), default=0.4)
     p.add_argument("--class-weights", choices=("none", "sqrt-median"), default="none",
                    help="sqrt-median: weight = sqrt(median frequency / class frequency), so thin "
                         "and rare classes count in the loss as they count in mIoU")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CPUs that have it (master weights stay fp32)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="processes that render/decode the data")
+    p.add_argument("--threads", type=clikit.int_in(0, 1024), default=0, help="torch threads (0: its default)")
+    p.add_argument("--workers", type=clikit.int_in(1, 256), default=2,
+                   help="processes that render/decode the data")
     p.add_argument("--eval-every", type=clikit.positive_int, default=500)
     p.add_argument("--save-every", type=clikit.positive_int, default=100)
-    p.add_argument("--out", default="runs/train")
+    p.add_argument("--out", default="runs/train", type=clikit.output_dir())
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export-weights", help="write the best weights (fp16) here when done")
+    p.add_argument("--seed", type=clikit.int_in(0, 2**32 - 1), default=0)
+    p.add_argument("--export-weights", type=clikit.output_file("a weights file to write"),
+                   help="write the best weights (fp16) here when done")
     clikit.add_verbose(p)
     return p
 
@@ -155,7 +162,7 @@ def train(args: argparse.Namespace, signals: clikit.Signals | None = None) -> in
         torch.set_num_threads(args.threads)
     spec = get_spec(args.model)
     crop = tuple(args.crop)
-    augment = Augment(crop=crop, scale=tuple(float(v) for v in args.scale.split(",")),
+    augment = Augment(crop=crop, scale=tuple(args.scale),
                       mean_bgr=tuple(spec.mean[::-1]) if spec.channel_order == "RGB" else spec.mean)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

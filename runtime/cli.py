@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import clikit
+from runtime.finish import close_outputs, stage_errors, write_summary
 
 EXAMPLES = """\
 examples:
@@ -49,19 +50,23 @@ as alone. NAME=SRC names a stream (letters, digits, _ . -), else streams are nam
 chooses key frames per stream (each stream gets the masks it would get alone).
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
-or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
-the stats are flushed and the summary is printed.
+or demo; an http(s) URL that serves a file (clip.mp4) is read like a file, every frame.
+Ctrl-C / SIGTERM / SIGHUP stop cleanly: the video is closed and playable, every PNG is whole,
+the stats are flushed and the summary is printed; a second signal does not cut that short, a
+third aborts (removing this run's temp files). Exit 0 means every output was verified whole at
+close; what was at an output path stays until a verified file replaces it.
 A live stream that stays lost after --reconnect attempts ends the run normally (exit 0, with
 the reason in the summary). FFmpeg options for network sources go in
 OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
-exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, output path), 130 Ctrl-C,
-143 SIGTERM, 129 SIGHUP
+exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, option, output path),
+130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 """
 
 log = logging.getLogger("pspnet-rt")
 PROG = "pspnet-rt"
 
 
+@clikit.option_type("[HOST:]PORT", good="8080", bad=("", "abc", "70000", "-1", ":8080", "::1:8080"))
 def _serve_address(text: str) -> tuple[str, int]:
     from runtime.live.address import parse_bind
 
@@ -71,16 +76,28 @@ def _serve_address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+@clikit.option_type("an artefact manifest, model file or folder, or triton://HOST:PORT/MODEL",
+                    good=__file__, bad=("", "/nonexistent/pspnet-rt-fault", "triton://"))
+def _engine(text: str) -> str:
+    if text.startswith("triton://"):
+        if not text[len("triton://"):].strip("/"):
+            raise argparse.ArgumentTypeError(f"{text!r}: give triton://HOST:PORT/MODEL")
+        return text
+    return clikit.input_path("an artefact manifest, model file or folder")(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(PROG, __doc__, EXAMPLES)
+    rate = clikit.float_in(high=1000, what="a frame rate", above=0)
     io = p.add_argument_group("input and model")
     io.add_argument("--video", required=True, action="append", metavar="[NAME=]SRC",
+                    type=clikit.non_empty("a source ([NAME=]SRC)"),
                     help="camN, /dev/videoN, file, folder, glob, URL or demo; repeat for several "
                          "streams sharing one backend")
-    io.add_argument("--engine", metavar="ARTEFACT",
+    io.add_argument("--engine", metavar="ARTEFACT", type=_engine,
                     help="artefact manifest (.json), its model file, a folder holding one, or "
                          "triton://HOST:PORT/MODEL (a Triton server's gRPC port)")
-    io.add_argument("--model", default="demo",
+    io.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
                     help="build (once, cached) this zoo model when no --engine is given")
     io.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                     help="precision of the artefact to build when no --engine is given")
@@ -92,18 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--output", metavar="FILE.mp4", help="rendered video (H.264 via ffmpeg when present)")
-    out.add_argument("--masks", metavar="DIR",
+    out.add_argument("--output", metavar="FILE.mp4", type=clikit.output_file("a video file such as out.mp4"),
+                     help="rendered video (H.264 via ffmpeg when present)")
+    out.add_argument("--masks", metavar="DIR", type=clikit.output_dir("a folder for mask PNGs"),
                      help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
     out.add_argument("--show", action="store_true",
                      help="show a window (needs a display and OpenCV with GUI)")
-    out.add_argument("--stats", metavar="FILE.jsonl", help="one JSON object per frame with per-stage ms")
-    out.add_argument("--summary-json", metavar="FILE", help="also write the exit summary as JSON")
+    out.add_argument("--stats", metavar="FILE.jsonl", type=clikit.output_file("a file such as stats.jsonl"),
+                     help="one JSON object per frame with per-stage ms")
+    out.add_argument("--summary-json", metavar="FILE", type=clikit.output_file("a file such as summary.json"),
+                     help="also write the exit summary as JSON")
     out.add_argument("--visualize", choices=("overlay", "mask", "side-by-side"), default="overlay")
     out.add_argument("--alpha", type=clikit.float_in(0.0, 1.0, "an opacity"), default=0.5,
                      help="overlay opacity 0..1 (default 0.5)")
     out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
-    out.add_argument("--fps", type=float, help="output video frame rate (default: the source's)")
+    out.add_argument("--fps", type=rate, metavar="F", help="output video frame rate (default: the source's)")
     out.add_argument("--x264-preset", default="superfast",
                      choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
                      help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
@@ -112,17 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--serve", type=_serve_address, metavar="[HOST:]PORT",
                      help="serve the live page, MJPEG, snapshots, /stats and Prometheus /metrics on "
                           "HOST:PORT (127.0.0.1 unless a host is given; port 0 picks a free one)")
-    srv.add_argument("--serve-token", metavar="TOKEN",
+    srv.add_argument("--serve-token", metavar="TOKEN", type=clikit.non_empty("a token"),
                      help="require TOKEN on every endpoint (?token=TOKEN or 'Authorization: Bearer TOKEN'); "
                           "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
     srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
                      help="open connections served at once (a page uses two); more get 503 (default 32)")
 
     rt = p.add_argument_group("runtime tuning")
-    rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
+    rt.add_argument("--device", type=clikit.non_empty("a device name or CUDA index"),
+                    help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
     rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
                     help="OpenVINO performance hint; auto = throughput for files, latency for live")
-    rt.add_argument("--requests", type=clikit.positive_int, metavar="N",
+    rt.add_argument("--requests", type=clikit.int_in(1, 256), metavar="N",
                     help="requests in flight (OpenVINO infer requests, Triton client requests)")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
@@ -131,15 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     live = p.add_argument_group("live sources")
     live.add_argument("--capture-size", type=clikit.size_type("WxH"), metavar="WxH",
                       help="camera resolution")
-    live.add_argument("--capture-fps", type=float, metavar="F", help="camera frame rate")
-    live.add_argument("--reconnect", type=int, default=5, metavar="N",
+    live.add_argument("--capture-fps", type=rate, metavar="F", help="camera frame rate")
+    live.add_argument("--reconnect", type=clikit.non_negative_int, default=5, metavar="N",
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
-    live.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S", help=argparse.SUPPRESS)
-    live.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                      help="network stream and Triton server open/read timeout in seconds")
-    live.add_argument("--demo-frames", type=clikit.positive_int, default=300, metavar="N",
+    live.add_argument("--reconnect-delay", type=clikit.float_in(high=60, what="a delay", above=0),
+                      default=0.5, metavar="S", help=argparse.SUPPRESS)
+    live.add_argument("--timeout", type=clikit.float_in(high=86400, what="a timeout", above=0), default=10.0,
+                      metavar="S", help="network stream and Triton server open/read timeout in seconds (> 0)")
+    live.add_argument("--demo-frames", type=clikit.int_in(1, 100_000), default=300, metavar="N",
                       help="length of the demo clip")
-    live.add_argument("--demo-seed", type=int, default=0, metavar="N", help="seed of the demo street")
+    live.add_argument("--demo-seed", type=clikit.int_in(0, 2**32 - 1), default=0, metavar="N",
+                      help="seed of the demo street")
     _add_temporal_options(p)
     clikit.add_verbose(p)
     return p
@@ -241,11 +264,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signals = clikit.Signals(PROG)
     return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
-                      usage=(ArtefactError,), failure=(WriteError, BuildFailed))
+                      usage=(ArtefactError,), failure=(WriteError, BuildFailed),
+                      interrupted="interrupted: stopped before streaming, no output was written")
 
 
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     from artefact.manifest import load_manifest
+    from runtime.finish import close_all
+    from runtime.output_plan import check_outputs
     from runtime.sources import SourceOptions, parse_source
 
     _quiet_native_logs(args.verbose)
@@ -262,15 +288,27 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
 
             check_extra()  # before any model work
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
-                                capture_fps=args.capture_fps, reconnect=max(0, args.reconnect),
+                                capture_fps=args.capture_fps, reconnect=args.reconnect,
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
         from runtime.backends import is_remote
         from runtime.streams import parse_streams
 
         named = parse_streams(args.video)
-        # a missing file fails before any model work
+        # a missing file fails before any model work, and so do outputs that cannot be written,
+        # clash with each other or would overwrite an input
         sources = [parse_source(src, options) for _, src in named]
+        check_outputs(args, [(name, source) for (name, _), source in zip(named, sources)])
+        for sink in _make_outputs(args).all():
+            sink.check()
+        if args.summary_json:
+            from runtime.sinks import check_writable
+
+            check_writable(Path(args.summary_json).parent, "--summary-json")
+        for source in sources:  # a stream that cannot be opened fails before a default build
+            if source.kind != "demo":
+                source.open()
+                opened.append(source)
         backend = None
         if is_remote(args.engine):
             backend = _connect_backend(args, sources)
@@ -281,8 +319,9 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
         h, w = manifest.input_size
         options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
         for source in sources:
-            source.open()
-            opened.append(source)
+            if source.kind == "demo":  # rendered at the artefact's size, known only now
+                source.open()
+                opened.append(source)
         if len(sources) > 1:
             from runtime.streams import run_streams
 
@@ -311,27 +350,32 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
             log.info("video-aware inference: %s", backend.scheduler.describe())
         return _stream(args, signals, source, backend, outputs, renderer, opened)
     finally:
-        for thing in reversed(opened):
-            try:
-                thing.close()
-            except Exception as exc:  # closing must not hide the run's own result
-                print(f"{PROG}: while closing {type(thing).__name__}: {exc}", file=sys.stderr)
+        graceful, signals.graceful = signals.graceful, True  # a signal now must not cut the closing short
+        close_all(reversed(opened), PROG)  # a sink still open here belongs to a run that did not finish
+        signals.graceful = graceful
 
 
-def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: list[Any]) -> tuple[Any, Any]:
+def _make_outputs(args: argparse.Namespace, fps: float | None = None) -> Any:
+    """The file and window sinks of a single-stream run, not opened yet (check() them first)."""
     from runtime.pipeline import Outputs
-    from runtime.render import Renderer
     from runtime.sinks import MaskSink, StatsSink, VideoSink, WindowSink
 
     outputs = Outputs()
     if args.output:
-        outputs.video = VideoSink(args.output, args.fps or source.fps or 25.0, preset=args.x264_preset)
+        outputs.video = VideoSink(args.output, args.fps or fps or 25.0, preset=args.x264_preset)
     if args.masks:
         outputs.masks = MaskSink(args.masks)
     if args.stats:
         outputs.stats = StatsSink(args.stats)
     if args.show:
         outputs.window = WindowSink()
+    return outputs
+
+
+def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: list[Any]) -> tuple[Any, Any]:
+    from runtime.render import Renderer
+
+    outputs = _make_outputs(args, source.fps)
     if args.serve:
         from runtime.live import open_server
 
@@ -435,7 +479,6 @@ def _cpu_s() -> float:
 
 def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, backend: Any, outputs: Any,
             renderer: Any, opened: list[Any]) -> int:
-    from runtime.errors import WriteError
     from runtime.pipeline import Pipeline
     from runtime.stats import RunStats
 
@@ -449,67 +492,58 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         outputs.live.attach(stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
     cpu0 = _cpu_s()
-    signals.graceful = True
+    signals.graceful = True  # from here a signal stops the run, and every output is still closed
     try:
+        for sink in outputs.all():
+            if hasattr(sink, "discard"):
+                signals.on_abort(sink.discard)
         pipeline.run()
+        errors = stage_errors(pipeline.errors, args.verbose)
+        if source.incomplete:
+            errors.append(f"{source.describe()} {source.incomplete}")
+        close_outputs(outputs.all(), opened, errors)  # finalise now so the summary can vouch for them
+        stats.drops.update(source.drops)  # after the live view froze its figures, which added them live
+        cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
+
+        info = backend.describe()
+        extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
+                             f"(manifest {info['precision']}), {info['in_flight']} in flight"),
+                 ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
+                  + (f", {source.reconnects} reconnects" if source.reconnects else "")),
+                 *backend.summary_lines()]
+        bare = None
+        if bench is not None and stats.frames and signals.code is None:
+            line, bare = bench.finish(stats.fps, cpu_ms)
+            extra.append(("vs bare", line))
+        if errors:
+            extra.append(("outputs", "NOT all written: " + errors[0]))
+        print(stats.summary("pspnet-rt summary", extra, outputs_whole=not errors), flush=True)
+        if args.summary_json:
+            write_summary(args.summary_json, {
+                **stats.to_dict(), "backend": info, "source": source.describe(),
+                "end_reason": source.end_reason, "reconnects": source.reconnects,
+                "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare, "exit_signal": signals.code}, errors)
     finally:
         signals.graceful = False
-    close_errors = []
-    for sink in outputs.all():  # finalise now so the summary can vouch for the files
-        try:
-            sink.close()
-        except WriteError as exc:
-            close_errors.append(str(exc))
-        opened.remove(sink)
-    stats.drops.update(source.drops)  # after the live view froze its figures, which added them live
-    cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
-
-    info = backend.describe()
-    extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
-                         f"(manifest {info['precision']}), {info['in_flight']} in flight"),
-             ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
-              + (f", {source.reconnects} reconnects" if source.reconnects else "")),
-             *backend.summary_lines()]
-    bare = None
-    if bench is not None and stats.frames and signals.code is None:
-        line, bare = bench.finish(stats.fps, cpu_ms)
-        extra.append(("vs bare", line))
-    print(stats.summary("pspnet-rt summary", extra), flush=True)
-    if args.summary_json:
-        from artefact.files import atomic_write_json
-
-        atomic_write_json(args.summary_json, {
-            **stats.to_dict(), "backend": info, "source": source.describe(), "end_reason": source.end_reason,
-            "reconnects": source.reconnects, "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare,
-            "exit_signal": signals.code})
-    return exit_code(args, signals, pipeline.errors, close_errors, stats.frames,
+    return exit_code(args, signals, errors, [], stats.frames,
                      f"no frames came from {source.describe()} ({source.end_reason or 'empty'})")
 
 
-def exit_code(args: argparse.Namespace, signals: clikit.Signals, errors: list[tuple[str, BaseException]],
+def exit_code(args: argparse.Namespace, signals: clikit.Signals, errors: list[Any],
               close_errors: list[str], frames: int, no_frames: str) -> int:
-    """One line per stage failure or unfinished output (exit 1), the signal's code, or 0."""
-    from runtime.errors import WriteError
-
-    code = clikit.EXIT_OK
-    for stage, exc in errors:
-        if isinstance(exc, WriteError):
-            clikit.fail(PROG, str(exc), clikit.EXIT_FAIL)
-        else:
-            clikit.fail(PROG, f"{stage} failed: {type(exc).__name__}: {exc}", clikit.EXIT_FAIL)
-            if args.verbose:
-                import traceback
-
-                traceback.print_exception(exc)
-        code = clikit.EXIT_FAIL
-    for message in close_errors:
-        clikit.fail(PROG, message, clikit.EXIT_FAIL)
-        code = clikit.EXIT_FAIL
+    """Exit 1 with one line (the first failure, the others after it) when a stage failed or an
+    output is not whole; else the signal's code; else 1 when no frame came; else 0. `errors` are
+    lines (runtime.finish.stage_errors) or (stage, exception) pairs."""
+    lines = stage_errors([e for e in errors if isinstance(e, tuple)], args.verbose)
+    lines = [e for e in errors if isinstance(e, str)] + lines + list(close_errors)
+    if lines:
+        more = f" (also: {'; '.join(lines[1:])})" if len(lines) > 1 else ""
+        return clikit.fail(PROG, lines[0] + more, clikit.EXIT_FAIL)
     if signals.code is not None:
         return signals.code
-    if frames == 0 and code == clikit.EXIT_OK:
+    if frames == 0:
         return clikit.fail(PROG, no_frames, clikit.EXIT_FAIL)
-    return code
+    return clikit.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     camN, /dev/videoN          V4L2 camera (live)
     rtsp:// http(s):// udp:// rtmp:// tcp:// srt://   network stream via FFmpeg (live)
+    http(s)://.../clip.mp4     a file on a web server (lossless, like a file; see http_probe)
     FILE.mp4 (any container)   video file (lossless)
     DIR/ or 'DIR/*.png'        image folder or glob, natural-sorted (lossless)
     IMAGE.png                  one image (lossless)
@@ -22,7 +23,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -103,6 +104,7 @@ class Source:
         self.end_reason: str | None = None
         self.reconnects = 0
         self.frame_size: tuple[int, int] | None = None  # (width, height) when known before decoding
+        self.incomplete: str | None = None  # a finite source that ended before its end: the run failed
         self._pass_length = 0
 
     def __enter__(self) -> Source:
@@ -261,6 +263,14 @@ class ImageFolderSource(Source):
     def describe(self) -> str:
         return f"images {self.uri} ({len(self.files)} files)"
 
+    def open(self) -> None:
+        """One image given by name must be readable (a folder may skip the odd broken file)."""
+        if self.files == [self.uri]:
+            try:
+                read_image(self.uri)
+            except FrameError as exc:
+                raise SourceError(f"--video {exc}; check the file, or pass a folder, video or demo") from None
+
     @property
     def frame_count(self) -> int:
         return len(self.files)
@@ -284,17 +294,21 @@ class VideoFileSource(Source):
 
     kind = "video"
     MAX_CONSECUTIVE_DECODE_FAILURES = 8
+    SHORT_IS_FAILURE = False  # a local file that ends early is damaged: its frames are what it has
 
     def _capture(self) -> cv2.VideoCapture:
         return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG)
 
+    def _open_error(self, elapsed: float) -> str:
+        return (f"cannot open video file {self.uri}: OpenCV's FFmpeg backend cannot decode it "
+                f"(not a video, truncated, or an unsupported codec); check it with `ffprobe {self.uri}`")
+
     def open(self) -> None:
-        self._cap = self._capture()
+        t0 = time.monotonic()
+        self._cap = _interruptible(self._capture, f"open {redact(self.uri)}")
         if not self._cap.isOpened():
             self._cap.release()
-            raise SourceError(f"cannot open video file {self.uri}: OpenCV's FFmpeg backend cannot decode it "
-                              f"(not a video, truncated, or an unsupported codec); check it with "
-                              f"`ffprobe {self.uri}`")
+            raise SourceError(self._open_error(time.monotonic() - t0))
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else None
         self._count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -313,7 +327,7 @@ class VideoFileSource(Source):
     def describe(self) -> str:
         fps = f", {self.fps:.3g} fps" if self.fps else ""
         n = f", {self._count} frames" if getattr(self, "_count", 0) > 0 else ""
-        return f"video {self.uri}{n}{fps}"
+        return f"{self.kind} {redact(self.uri)}{n}{fps}"
 
     def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
         if not first:  # --loop: reopen rather than seek, which is frame-inaccurate in many codecs
@@ -331,10 +345,71 @@ class VideoFileSource(Source):
             if self._count and index < self._count - 1 and failures < self.MAX_CONSECUTIVE_DECODE_FAILURES:
                 failures += 1
                 self.drops["decode failure"] += 1
-                log.warning("%s: decode failure near frame %d; skipping", self.uri, index)
+                # the first is news; the rest are counted in the summary
+                log.log(logging.WARNING if self.drops["decode failure"] == 1 else logging.DEBUG,
+                        "%s: decode failure near frame %d; skipping", self.describe(), index)
                 continue
+            if self._count and index < self._count - 1 and not stop.is_set():
+                self.end_reason = (f"ended after {index} of the {self._count} frames its container announces "
+                                   "(truncated, undecodable or cut off)")
+                if self.SHORT_IS_FAILURE:
+                    self.incomplete = self.end_reason  # the run's error line says it
+                else:
+                    log.warning("%s: %s", self.describe(), self.end_reason)
             break
         self._pass_length = index
+
+
+class RemoteFileSource(VideoFileSource):
+    """A video file on a web server: read like a local file (every frame, in order, to its end),
+    with the network timeouts of a stream so a server that stalls cannot hang the run."""
+
+    kind = "remote video"
+    SHORT_IS_FAILURE = True  # the connection broke or stalled: frames are missing, the run is not done
+
+    def _capture(self) -> cv2.VideoCapture:
+        return _capture_with_timeouts(self.uri, self.options.timeout)
+
+    def _open_error(self, elapsed: float) -> str:
+        return (f"cannot open {redact(self.uri)}: the server sent a file that OpenCV's FFmpeg backend cannot "
+                f"decode (after {elapsed:.1f} s); check it with `ffprobe {redact(self.uri)}`")
+
+
+def _capture_with_timeouts(uri: str, timeout: float) -> cv2.VideoCapture:
+    ms = int(timeout * 1000)
+    return cv2.VideoCapture(uri, cv2.CAP_FFMPEG,
+                            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+
+
+def _interruptible(open_capture: Callable[[], cv2.VideoCapture], what: str) -> cv2.VideoCapture:
+    """Run a blocking OpenCV open in a helper thread while the main thread waits in short steps,
+    so a Ctrl-C / SIGTERM / SIGHUP ends the wait at once instead of after the open timeout (or
+    never, for a camera or stream that hangs). An abandoned open releases what it got."""
+    lock = threading.Lock()
+    box: dict[str, cv2.VideoCapture] = {}
+    abandoned = threading.Event()
+    done = threading.Event()
+
+    def work() -> None:
+        cap = open_capture()
+        with lock:
+            if abandoned.is_set():
+                cap.release()
+            else:
+                box["cap"] = cap
+            done.set()
+
+    threading.Thread(target=work, name=f"open: {what}"[:60], daemon=True).start()
+    try:
+        while not done.wait(0.05):
+            pass
+    except BaseException:
+        with lock:
+            abandoned.set()
+            if "cap" in box:
+                box.pop("cap").release()
+        raise
+    return box["cap"]
 
 
 class LiveSource(Source):
@@ -346,14 +421,16 @@ class LiveSource(Source):
     def _capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
 
-    def _open_error(self) -> str:
+    def _open_error(self, elapsed: float) -> str:
         raise NotImplementedError
 
     def open(self) -> None:
-        cap = self._capture()
+        log.info("%s: opening", self.describe())
+        t0 = time.monotonic()
+        cap = _interruptible(self._capture, self.describe())
         if not cap.isOpened():
             cap.release()
-            raise SourceError(self._open_error())
+            raise SourceError(self._open_error(time.monotonic() - t0))
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else None
         self.frame_size = _cap_size(cap)
@@ -459,7 +536,7 @@ class CameraSource(LiveSource):
                 cap.set(cv2.CAP_PROP_FPS, self.options.capture_fps)
         return cap
 
-    def _open_error(self) -> str:
+    def _open_error(self, elapsed: float) -> str:
         dev = f"/dev/video{self.device}"
         if not os.path.exists(dev):
             return (f"cannot open camera {self.uri}: {dev} does not exist; list cameras with "
@@ -475,16 +552,36 @@ class StreamSource(LiveSource):
     kind = "stream"
 
     def _capture(self) -> cv2.VideoCapture:
-        ms = int(self.options.timeout * 1000)
-        return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG,
-                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        return _capture_with_timeouts(self.uri, self.options.timeout)
 
-    def _open_error(self) -> str:
+    def _open_error(self, elapsed: float) -> str:
         hint = ("is the sender running and sending to this host/port?" if self.uri.startswith("udp")
                 else "check the URL, credentials, that the server is up and reachable")
+        if elapsed < 0.8 * self.options.timeout:  # not a timeout: refused, not found, undecodable
+            return (f"cannot open stream {redact(self.uri)}: it failed after {elapsed:.1f} s (refused, not "
+                    f"found or not a video; -v shows FFmpeg's reason); {hint}")
         return (f"cannot open stream {redact(self.uri)}: no video within {self.options.timeout:g} s; {hint} "
                 "(raise the wait with --timeout; RTSP over TCP: "
                 "OPENCV_FFMPEG_CAPTURE_OPTIONS='rtsp_transport;tcp')")
+
+
+class HttpSource(StreamSource):
+    """An http(s):// URL: a file on a web server or a live stream, which only the server can
+    tell (runtime.http_probe asks it at open(), so parsing stays free of network I/O). A file
+    turns this source into a RemoteFileSource - the same state, read like a file from then on:
+    every frame, in order, to its end."""
+
+    def open(self) -> None:
+        from runtime.http_probe import FILE, probe
+
+        found = probe(self.uri, self.options.timeout, redact(self.uri))
+        log.info("%s: %s (%s)", redact(self.uri),
+                 "a file on a web server" if found.kind == FILE else "a live stream", found.why)
+        if found.kind == FILE:
+            self.__class__ = RemoteFileSource
+        else:
+            self.__class__ = StreamSource
+        self.open()
 
 
 def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
@@ -499,6 +596,8 @@ def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
     if m:
         return CameraSource(uri, options, int(m.group(1) or m.group(2)))
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("http", "https"):
+        return HttpSource(uri, options)
     if scheme in NETWORK_SCHEMES:
         return StreamSource(uri, options)
     if scheme == "file":

@@ -112,12 +112,14 @@ class RunStats:
                            for name, r in self.stages.items() if r.seen},
         }
 
-    def summary(self, title: str, extra: list[tuple[str, str]] | None = None) -> str:
-        """The human table printed on exit."""
+    def summary(self, title: str, extra: list[tuple[str, str]] | None = None,
+                outputs_whole: bool = True) -> str:
+        """The human table printed on exit ("written" only when every output was verified whole)."""
         lines = [title]
         dropped = sum(self.drops.values())
         why = "; ".join(f"{n} {reason}" for reason, n in self.drops.most_common())
-        lines.append(f"  frames      {self.frames} written, {dropped} dropped" + (f" ({why})" if why else ""))
+        done = "written" if outputs_whole else "processed"
+        lines.append(f"  frames      {self.frames} {done}, {dropped} dropped" + (f" ({why})" if why else ""))
         lines.append(f"  throughput  {self.fps:.2f} FPS over {self.wall_s:.2f} s "
                      f"(startup {self.startup_s:.2f} s)")
         for label, value in extra or []:

@@ -287,7 +287,8 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
                 opened: list[Any]) -> int:
     """Run every stream to its end through the shared backend; finalise, summarise, exit code."""
     from runtime.cli import _cpu_s, exit_code
-    from runtime.errors import UsageError, WriteError
+    from runtime.errors import UsageError
+    from runtime.finish import close_outputs, stage_errors, write_summary
 
     if args.benchmark:
         raise UsageError("--benchmark measures one stream; drop it or pass a single --video")
@@ -301,43 +302,43 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
     if not (args.output or args.masks or args.stats or args.serve):
         log.warning("no --output, --masks, --stats or --serve: frames are segmented and only timed")
     cpu0 = _cpu_s()
-    signals.graceful = True
-    try:
-        shared.start()
-        shared.wait()
-    finally:
-        signals.graceful = False
-    close_errors = []
     sinks = [s for out in outputs for s in (out.video, out.masks, out.live) if s is not None]
     sinks += [stats_sink.sink] if stats_sink is not None else []
     for sink in sinks:
-        try:
-            sink.close()
-        except WriteError as exc:
-            close_errors.append(str(exc))
-        opened.remove(sink)
-    for pipe in shared.pipes:
-        pipe.stats.drops.update(pipe.source.drops)
-    total = merge_stats([p.stats for p in shared.pipes])
-    total.startup_s = backend.startup_s
-    cpu_ms = (_cpu_s() - cpu0) / max(1, total.frames) * 1e3
-    info = backend.describe()
-    extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
-                         f"(manifest {info['precision']}), {info['in_flight']} in flight, shared by "
-                         f"{len(streams)} streams")]
-    extra += [(f"stream {p.stream}", stream_line(p)) for p in shared.pipes]
-    extra += backend.summary_lines()
-    print(total.summary(f"pspnet-rt summary ({len(streams)} streams, throughput summed over them)", extra),
-          flush=True)
-    if args.summary_json:
-        from artefact.files import atomic_write_json
-
-        atomic_write_json(args.summary_json, {
-            **total.to_dict(), "backend": info, "cpu_ms_per_frame": round(cpu_ms, 2),
-            "exit_signal": signals.code,
-            "streams": {p.stream: {**p.stats.to_dict(), "source": p.source.describe(),
-                                   "end_reason": p.source.end_reason, "reconnects": p.source.reconnects}
-                        for p in shared.pipes}})
-    errors = shared.errors + [(f"{stage} of stream {p.stream}", exc)
-                              for p in shared.pipes for stage, exc in p.errors]
-    return exit_code(args, signals, errors, close_errors, total.frames, "no frames came from any stream")
+        if hasattr(sink, "discard"):
+            signals.on_abort(sink.discard)
+    signals.graceful = True  # from here a signal stops the run, and every output is still closed
+    try:
+        shared.start()
+        shared.wait()
+        failures = shared.errors + [(f"{stage} of stream {p.stream}", exc)
+                                    for p in shared.pipes for stage, exc in p.errors]
+        errors = stage_errors(failures, args.verbose)
+        errors += [f"{p.source.describe()} {p.source.incomplete}"
+                   for p in shared.pipes if p.source.incomplete]
+        close_outputs(sinks, opened, errors)  # finalise now so the summary can vouch for the files
+        for pipe in shared.pipes:
+            pipe.stats.drops.update(pipe.source.drops)
+        total = merge_stats([p.stats for p in shared.pipes])
+        total.startup_s = backend.startup_s
+        cpu_ms = (_cpu_s() - cpu0) / max(1, total.frames) * 1e3
+        info = backend.describe()
+        extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
+                             f"(manifest {info['precision']}), {info['in_flight']} in flight, shared by "
+                             f"{len(streams)} streams")]
+        extra += [(f"stream {p.stream}", stream_line(p)) for p in shared.pipes]
+        extra += backend.summary_lines()
+        if errors:
+            extra.append(("outputs", "NOT all written: " + errors[0]))
+        print(total.summary(f"pspnet-rt summary ({len(streams)} streams, throughput summed over them)", extra,
+                            outputs_whole=not errors), flush=True)
+        if args.summary_json:
+            write_summary(args.summary_json, {
+                **total.to_dict(), "backend": info, "cpu_ms_per_frame": round(cpu_ms, 2),
+                "exit_signal": signals.code,
+                "streams": {p.stream: {**p.stats.to_dict(), "source": p.source.describe(),
+                                       "end_reason": p.source.end_reason, "reconnects": p.source.reconnects}
+                            for p in shared.pipes}}, errors)
+    finally:
+        signals.graceful = False
+    return exit_code(args, signals, errors, [], total.frames, "no frames came from any stream")

@@ -8,6 +8,7 @@ back through np.memmap, which costs almost nothing per frame.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import numpy as np
 
 from segdata.dynamics import Dynamics
 from segdata.synthetic import FPS, GENERATOR_VERSION, StreetClip
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "PSPNET_RT_CACHE"
 
@@ -38,9 +41,22 @@ class CachedClip:
         self.label_path = folder / f"{stem}-labels.npy"
         if not (self.image_path.is_file() and self.label_path.is_file()):
             self._render(folder, progress)
-        self.images = np.load(self.image_path, mmap_mode="r")
-        self.labels = np.load(self.label_path, mmap_mode="r")
+        try:
+            self.images, self.labels = self._load()
+        except (OSError, ValueError) as exc:  # truncated or damaged cache files: render them again
+            log.warning("demo clip cache %s is damaged (%s); rendering it again", self.image_path, exc)
+            self._render(folder, progress)
+            self.images, self.labels = self._load()
         self.fps = FPS
+
+    def _load(self) -> tuple[np.ndarray, np.ndarray]:
+        images = np.load(self.image_path, mmap_mode="r")
+        labels = np.load(self.label_path, mmap_mode="r")
+        shapes = (images.shape, images.dtype, labels.shape, labels.dtype)
+        if shapes != ((self.frames, self.height, self.width, 3), np.uint8,
+                      (self.frames, self.height, self.width), np.uint8):
+            raise ValueError(f"holds {images.shape} {images.dtype} / {labels.shape} {labels.dtype}")
+        return images, labels
 
     def _render(self, folder: Path, progress: bool) -> None:
         from tqdm import tqdm

@@ -32,6 +32,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +319,30 @@ def _group_cmdlines(pgid: int) -> list[list[str]]:
     return found
 
 
+def server_pid(pid_file: Path) -> int | None:
+    """The PID a PID file names, if that process is a tritonserver; None when it is gone. A PID
+    file is hand-editable and PIDs are reused, so a process that is not a tritonserver is never
+    signalled (UsageError naming the file)."""
+    from clikit import UsageError
+
+    text = pid_file.read_text(errors="replace").split()
+    if not text or not text[0].isdigit() or int(text[0]) < 2:
+        raise UsageError(f"{pid_file} does not hold a tritonserver PID (got {' '.join(text)[:40]!r}); "
+                         "stop the server by hand and remove the file")
+    pid = int(text[0])
+    if not _alive(pid):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if not cmdline or not Path(cmdline[0].decode(errors="replace")).name.startswith("tritonserver"):
+        what = cmdline[0].decode(errors="replace")[:60]
+        raise UsageError(f"PID {pid} in {pid_file} is not a tritonserver (it is {what!r}); not stopping it - "
+                         "remove the stale file")
+    return pid
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -352,17 +377,22 @@ def build_parser() -> argparse.ArgumentParser:
     import clikit
 
     p = clikit.parser(PROG, __doc__.split("\n")[0], EXAMPLES)
+    port = clikit.int_in(1, 65535)
     p.add_argument("action", choices=("install", "start", "run", "stop"))
-    p.add_argument("repo", nargs="?", help="model repository (start, run)")
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--metrics-port", type=int, default=8002)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1 only)")
-    p.add_argument("--pid-file", help="start: write the PID here; stop: the PID to stop "
-                                      "(default REPO/../tritonserver.pid)")
-    p.add_argument("--log", help="server log file (start default: REPO/../tritonserver.log)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait until ready")
-    p.add_argument("--venv", type=Path,
+    p.add_argument("repo", nargs="?", type=clikit.input_path("a model repository folder"),
+                   help="model repository (start, run; stop finds the PID file beside it)")
+    p.add_argument("--grpc-port", type=port, default=8001)
+    p.add_argument("--http-port", type=port, default=8000)
+    p.add_argument("--metrics-port", type=port, default=8002)
+    p.add_argument("--host", default="127.0.0.1", type=clikit.non_empty("an address to bind"),
+                   help="address to bind (default 127.0.0.1 only)")
+    p.add_argument("--pid-file", type=clikit.output_file("a PID file such as tritonserver.pid"),
+                   help="start: write the PID here; stop: the PID to stop (default REPO/../tritonserver.pid)")
+    p.add_argument("--log", type=clikit.output_file("a log file such as tritonserver.log"),
+                   help="server log file (start default: REPO/../tritonserver.log)")
+    p.add_argument("--timeout", type=clikit.float_in(high=3600, what="a timeout", above=0), default=60.0,
+                   help="seconds to wait until ready (> 0)")
+    p.add_argument("--venv", type=clikit.output_dir("the server's venv folder"),
                    help="the server's venv (default $PSPNET_RT_TRITON_VENV or CACHE/triton-venv)")
     clikit.add_verbose(p)
     return p
@@ -371,14 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import clikit
 
-    return clikit.run(PROG, build_parser(), _main, argv, failure=(ServerError,))
+    signals = clikit.Signals(PROG)
+    return clikit.run(PROG, build_parser(), lambda args: _main(args, signals), argv, failure=(ServerError,),
+                      signals=signals)
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, signals: Any) -> int:
     from clikit import UsageError
 
     if args.action == "install":
-        inst = install(args.venv, quiet=not args.verbose)
+        inst = install(Path(args.venv) if args.venv else None, quiet=not args.verbose)
         print(inst.tritonserver)
         return 0
     pid_file = Path(args.pid_file) if args.pid_file else \
@@ -386,35 +418,48 @@ def _main(args: argparse.Namespace) -> int:
     if args.action == "stop":
         if pid_file is None or not pid_file.is_file():
             raise UsageError("stop needs the repository (or --pid-file FILE) that start was given")
-        pid = int(pid_file.read_text().split()[0])
+        pid = server_pid(pid_file)
+        if pid is None:
+            pid_file.unlink(missing_ok=True)
+            print(f"tritonserver of {pid_file} was not running (PID file removed)")
+            return 0
         stop_pid(pid)
         pid_file.unlink(missing_ok=True)
         print(f"stopped tritonserver pid {pid}")
         return 0
+    ports = {"--grpc-port": args.grpc_port, "--http-port": args.http_port,
+             "--metrics-port": args.metrics_port}
+    if len(set(ports.values())) < len(ports):
+        raise UsageError(f"{', '.join(f'{k} {v}' for k, v in ports.items())}: give each its own port")
     if not args.repo or not Path(args.repo).is_dir():
         raise UsageError(f"{args.action} needs a model repository folder (got {args.repo!r}); write one with "
                 "`python -m build_engine --triton-repo DIR`")
     log_file = args.log or (Path(args.repo).resolve().parent / "tritonserver.log")
+    venv = Path(args.venv) if args.venv else None
     server = TritonServer(args.repo, grpc_port=args.grpc_port, http_port=args.http_port,
-                          metrics_port=args.metrics_port, host=args.host, venv=args.venv, log_file=log_file)
+                          metrics_port=args.metrics_port, host=args.host, venv=venv, log_file=log_file)
     server.start(args.timeout)
     info = {"pid": server.pid, "grpc": server.grpc_url, "http": f"{args.host}:{args.http_port}",
             "log": str(log_file), "skipped": server.skipped}
     if args.action == "start":
-        pid_file.write_text(f"{server.pid}\n")
+        try:  # without its PID file nobody could stop it by name: never leave it running then
+            pid_file.write_text(f"{server.pid}\n")
+        except OSError as exc:
+            server.stop()
+            raise ServerError(f"cannot write the PID file {pid_file}: {exc.strerror or exc}; the server was "
+                              "stopped - give a writable --pid-file") from None
         info["pid_file"] = str(pid_file)
         server.proc = None  # leave it running: it leads its own session
         print(json.dumps(info))
         return 0
     print(json.dumps(info), flush=True)
-    try:
+    signals.on_abort(server.kill)  # a third signal must not leave the server running on its own
+    try:  # until a signal (exit 128+N, the server stopped first; a second one does not cut that short)
         while server.proc is not None and server.proc.poll() is None:
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
-        server.stop()
-    return 0
+        code = server.stop()
+    raise ServerError(f"tritonserver exited by itself (exit {code}); see {log_file}")
 
 
 if __name__ == "__main__":

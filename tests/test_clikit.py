@@ -82,7 +82,7 @@ def test_signals_give_their_exit_codes_and_run_cleanups(tmp_path: Path, sig: int
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == code, r.stderr
-    assert r.stderr.strip() == "t: interrupted" and marker.is_file()
+    assert r.stderr.strip() == f"t: interrupted by {signal.Signals(sig).name}" and marker.is_file()
 
 
 def test_every_command_uses_the_kit() -> None:

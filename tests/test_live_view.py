@@ -435,10 +435,12 @@ def test_cli_several_streams_get_a_view_each(demo_artefacts: dict[str, Path], tm
 
 
 def test_serve_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
+    engine = tmp_path / "m.json"  # --engine must exist to get past the parser; the extra is checked first
+    engine.write_text("{}")
     script = ("import sys\n"
               "sys.modules['prometheus_client'] = None  # as on a base install\n"
               "from runtime.cli import main\nsys.exit(main(['--video', 'demo', '--serve', '0',"
-              " '--engine', 'missing.json']))\n")
+              f" '--engine', {str(engine)!r}]))\n")
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr

@@ -197,7 +197,9 @@ def test_cli_exit_codes_and_one_line_per_violation(tmp_path, graphs, old_static,
     assert main([str(old)]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(check_file(old)) and all(" R" in line for line in lines)
-    assert main([str(tmp_path / "missing.onnx")]) == 2
+    with pytest.raises(SystemExit) as refused:  # refused by the parser (clikit.input_file), one line
+        main([str(tmp_path / "missing.onnx")])
+    assert refused.value.code == 2 and "missing.onnx does not exist" in capsys.readouterr().err
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all \x00\xff")
     result = subprocess.run([sys.executable, "-m", "build_engine.tensorrt_rules",
                              str(tmp_path / "junk.onnx")], capture_output=True, text=True,

@@ -22,6 +22,7 @@ import numpy as np
 from artefact.manifest import ArtefactError, Manifest
 from devices import openvino_precision_hint
 from runtime.backends.base import Backend, check_backend, labels_2d
+from runtime.backends.ov_cache import BlobCache
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
 
@@ -55,22 +56,43 @@ def compile_model(path: str | Path, precision: str, *, device: str = "CPU", hint
                                  f"{', '.join(core.available_devices)}); pass --device CPU") from None
     wanted = openvino_precision_hint(precision, caps, precision_hint)
     config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": wanted}
-    if cache_dir:
-        config["CACHE_DIR"] = str(cache_dir)
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    try:
-        # compile_model from a path lets a cache hit skip reading the model entirely
-        compiled = core.compile_model(str(path), device, config)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())[-300:]  # OpenVINO's text spans lines; keep one
-        raise ArtefactError(f"OpenVINO cannot compile {path}: {detail}") from None
+    compiled = _compile_through_cache(core, str(path), device, config, cache_dir)
     ran = compiled.get_property("INFERENCE_PRECISION_HINT")
     ran = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
     if ran != wanted:
         log.warning("OpenVINO asked for %s but runs %s on %s", wanted, ran, device)
     # an INT8 (Q/DQ) model runs its quantized layers in int8 and the rest at the hint's precision
     return compiled, (f"int8/{ran}" if precision == "int8" else ran)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[-300:]  # OpenVINO's text spans lines; keep one
+
+
+def _compile_through_cache(core: Any, path: str, device: str, config: dict[str, Any],
+                           cache_dir: str | Path | None) -> Any:
+    """compile_model from a path (a cache hit skips reading the model entirely), through a
+    blob cache whose every file is checked first (ov_cache.BlobCache: OpenVINO itself would
+    import a damaged blob and compute garbage); a blob that passes the check but will not import
+    costs one compile without it, never the run."""
+    if cache_dir:
+        blobs = BlobCache(cache_dir)
+        blobs.prepare()
+        try:
+            compiled = core.compile_model(path, device, {**config, "CACHE_DIR": str(cache_dir)})
+        except RuntimeError as exc:
+            log.warning("openvino: compiling through the cache %s failed (%s); clearing it and compiling "
+                        "without it", cache_dir, _one_line(exc))
+            blobs.clear()
+        else:
+            blobs.record()
+            return compiled
+    try:
+        return core.compile_model(path, device, config)
+    except RuntimeError as exc:
+        raise ArtefactError(f"OpenVINO cannot compile {path}: {_one_line(exc)}") from None
 
 
 class OpenVINORunner(Runner):

@@ -1,0 +1,106 @@
+"""The outputs of one run, checked together before any model work: two options must not name
+the same file, and no output may overwrite an input of the same run (the --video file, the
+image folder it reads, the artefact it runs), which a failed or even a good run would destroy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import OutputError
+
+FILE_OUTPUTS = (("--output", "output"), ("--stats", "stats"), ("--summary-json", "summary_json"))
+
+
+def _real(path: str | Path) -> str:
+    return os.path.realpath(os.path.abspath(path))
+
+
+def _inputs(args: Any, sources: list[Any]) -> dict[str, str]:
+    """Real path -> the option it comes from, for every file or folder the run reads."""
+    found: dict[str, str] = {}
+    for source in sources:
+        for path in getattr(source, "files", None) or []:
+            found[_real(path)] = "--video"
+        uri = getattr(source, "uri", "")
+        if source.kind in ("video", "images") and uri and os.path.exists(uri):
+            found[_real(uri)] = "--video"
+    if getattr(args, "engine", None) and not str(args.engine).startswith("triton://"):
+        engine = Path(args.engine)
+        candidates = sorted(engine.glob("*")) if engine.is_dir() else [engine, *_artefact_files(engine)]
+        for path in candidates:
+            if path.is_file():
+                found[_real(path)] = "--engine"
+    return found
+
+
+def _artefact_files(given: Path) -> list[Path]:
+    """The manifest and the files it names, for --engine given as either of them."""
+    from artefact.manifest import ArtefactError, load_manifest
+
+    try:
+        manifest = load_manifest(given)
+    except ArtefactError:  # refused later, with its own message
+        return []
+    return [manifest.path, manifest.model_path,
+            *(manifest.model_path.parent / name for name in manifest.companion_files)]
+
+
+def planned_outputs(args: Any, names: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(option, real path) of every file the run writes, and every mask folder: with several
+    streams, --output X.mp4 is X-NAME.mp4 and --masks DIR is DIR/NAME per stream
+    (runtime.streams), so those are the paths that must not clash."""
+    from runtime.streams import stream_path
+
+    several = len(names) > 1
+    files: list[tuple[str, str]] = []
+    for flag, attr in FILE_OUTPUTS:
+        value = getattr(args, attr, None)
+        if not value:
+            continue
+        if several and attr == "output":
+            files += [(f"{flag} (stream {name})", _real(stream_path(value, name))) for name in names]
+        else:
+            files.append((flag, _real(value)))
+    masks: list[str] = []
+    if getattr(args, "masks", None):
+        masks = [_real(Path(args.masks) / name) for name in names] if several else [_real(args.masks)]
+    return files, masks
+
+
+def check_outputs(args: Any, streams: list[tuple[str, Any]]) -> None:
+    """Raise OutputError naming the clash and the fix; cheap (no writes). `streams` are the
+    run's (name, source) pairs, one for a single-stream run."""
+    files, masks = planned_outputs(args, [name for name, _ in streams])
+    seen: dict[str, str] = {}
+    for flag, path in files + [("--masks", m) for m in masks]:
+        if path in seen and not _is_device(path):
+            raise OutputError(f"{seen[path]} and {flag} both name {path}; give each output its own path")
+        seen[path] = flag
+    inputs = _inputs(args, [source for _, source in streams])
+    for flag, path in files:
+        if path in inputs and not _is_device(path):
+            raise OutputError(f"{flag} {path} is an input of this run ({inputs[path]}); writing it would "
+                              "destroy it - choose another path")
+        for folder in masks:
+            if os.path.dirname(path) == folder and _is_mask_name(os.path.basename(path)):
+                raise OutputError(f"{flag} {path} would be overwritten by a mask of --masks {folder}; "
+                                  "choose another name")
+            if path == folder or folder.startswith(path + os.sep):
+                raise OutputError(f"{flag} {path} is where --masks writes {folder}; choose another path")
+    for folder in masks:
+        inside = [p for p, flag in inputs.items() if flag == "--video" and folder in (p, os.path.dirname(p))]
+        if inside:
+            raise OutputError(f"--masks {folder} holds inputs of this run ({inputs[inside[0]]} {inside[0]}); "
+                              "its masks would replace or be read as input frames - choose another folder")
+
+
+def _is_mask_name(name: str) -> bool:
+    stem, ext = os.path.splitext(name)
+    return ext.lower() == ".png" and stem.isdigit()
+
+
+def _is_device(path: str) -> bool:
+    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)

@@ -1,0 +1,304 @@
+"""The fault-injection suite's case list: what was tried against which command, and what each
+case gets. docs/reliability.md is rendered from it (`python -m tests.faults.report`) and a test
+compares the two, so the document cannot drift from the suite; every case here is claimed by a
+test (`@pytest.mark.fault(id)`), and every fault test claims a case, checked at collection.
+
+Option cases are not written by hand: every command (a module under the project's packages
+with a `build_parser()`) is found, and every option of its parser is walked with the bad
+values its type declares (clikit.types), a value outside its choices, a missing value, or an
+explicit value given to a flag. An option added later is walked the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND_PACKAGES = ("runtime", "build_engine", "benchmarks", "pspnet", "calib", "segdata", "artefact",
+                    "serving")
+PROG_NAMES = {"runtime.cli": "pspnet-rt", "build_engine.cli": "python -m build_engine"}
+# where the collection hook (conftest) leaves {test module: case ids its tests claim}; here, not in
+# the conftest, so that the hook and test_report.py see the very same key
+CLAIMED = pytest.StashKey[dict]()
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    area: str
+    command: str
+    tried: str
+    gets: str
+
+
+# --------------------------------------------------------------------------- the commands
+def command_modules() -> list[str]:
+    """Every module that defines build_parser(): found by reading the source, not importing."""
+    found = []
+    for package in COMMAND_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "def build_parser(" in path.read_text(encoding="utf-8"):
+                found.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    return found
+
+
+def prog(module: str) -> str:
+    return PROG_NAMES.get(module, f"python -m {module}")
+
+
+def parser_of(module: str) -> argparse.ArgumentParser:
+    return importlib.import_module(module).build_parser()
+
+
+@dataclass(frozen=True)
+class OptionCase:
+    module: str
+    flag: str  # the option string, or the positional's dest
+    positional: bool
+    values: tuple[str | None, ...]  # None = the option given without a value
+    why: str  # where the values come from
+
+    @property
+    def id(self) -> str:
+        return f"option:{self.module}:{self.flag}"
+
+
+def _good(action: argparse.Action) -> str:
+    if action.choices:
+        return str(next(iter(action.choices)))
+    return getattr(action.type, "good", "x")
+
+
+def base_argv(parser: argparse.ArgumentParser, leave_out: argparse.Action | None = None,
+              bad: str | None = None) -> list[str]:
+    """The smallest argv that satisfies the parser's required arguments (with good values); with
+    `bad`, that value stands at the place of positional `leave_out` (positionals bind in order)."""
+    argv: list[str] = []
+    positionals = [a for a in parser._actions if not a.option_strings]
+    last = positionals.index(leave_out) if bad is not None and leave_out in positionals else -1
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        if action is leave_out:
+            if bad is not None:
+                argv.append(bad)
+            continue
+        if not action.option_strings:
+            if action.nargs not in ("?", "*") or positionals.index(action) < last:
+                argv.append(_good(action))
+        elif action.required:
+            argv.append(f"{action.option_strings[-1]}={_good(action)}")
+    return argv
+
+
+def unclassified(parser: argparse.ArgumentParser) -> list[str]:
+    """Options whose values nobody checks: no choices and no domain-aware type."""
+    from clikit.types import OptionType
+
+    bad = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or action.nargs == 0:
+            continue
+        if not action.choices and not isinstance(action.type, OptionType):
+            bad.append((action.option_strings or [action.dest])[-1])
+    return bad
+
+
+def _flag(action: argparse.Action) -> str:
+    """What argparse's error names: the option string, or a positional's metavar (else its dest)."""
+    if action.option_strings:
+        return action.option_strings[-1]
+    return action.metavar if isinstance(action.metavar, str) else action.dest
+
+
+def option_cases() -> list[OptionCase]:
+    from clikit.types import OptionType
+
+    cases = []
+    for module in command_modules():
+        for action in parser_of(module)._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            positional = not action.option_strings
+            flag = _flag(action)
+            if action.nargs == 0:
+                values, why = ("x",), "an explicit value given to a flag"
+            else:
+                values, why = (), ""
+                if action.choices:
+                    values, why = ("no-such-choice", ""), "values outside its choices"
+                if isinstance(action.type, OptionType):
+                    values, why = action.type.bad, f"bad values of its type ({action.type.domain})"
+                if not positional:
+                    values = (*values, None)  # the option with no value at all
+            cases.append(OptionCase(module, flag, positional, tuple(values), why))
+    return cases
+
+
+def option_argv(case: OptionCase, value: str | None) -> list[str]:
+    parser = parser_of(case.module)
+    action = next(a for a in parser._actions if _flag(a) == case.flag)
+    if case.positional:
+        return base_argv(parser, leave_out=action, bad=value or "")
+    argv = base_argv(parser)
+    if value is None:
+        return [*argv, case.flag]
+    return [*argv, f"{case.flag}={value}"]
+
+
+# -------------------------------------------------------------------- the hand-made cases
+RT, BE = "pspnet-rt", "python -m build_engine"
+EXIT2 = "exit 2, one line naming it and the fix, before any model work"
+
+CASES: list[Case] = [
+    # the five reproductions of issue 13
+    Case("repro-1-full-disk-video", "reproductions", RT,
+         "--output on a tmpfs with 36 KB free; and the encoder left to hit ENOSPC in its trailer "
+         "(ffmpeg then exits 0)",
+         "exit 2 before the run (under 256 KB free); a video that is not whole at close (frames counted) is "
+         "removed, WriteError (exit 1), and the file that was at that path stays"),
+    Case("repro-1-full-disk-mid-run", "reproductions", RT,
+         "video + masks + stats on a tmpfs that fills up during the run",
+         "exit 1, one line; the summary says 'processed', not 'written'; every output left there is "
+         "whole (the video plays, PNGs decode, JSONL parses), no temp file left"),
+    Case("repro-2-ov-cache", "reproductions", RT,
+         "bytes flipped / truncated / emptied / replaced by a folder in ov_cache blobs; sidecar damaged",
+         "the blob is dropped and recompiled (warning), masks equal a clean run's"),
+    Case("repro-3-failed-rebuild", "reproductions", BE,
+         "rebuild whose accuracy gate fails (--max-miou-drop 0) over a good artefact",
+         "exit 1, one line; the previous manifest and model files are byte-identical and load"),
+    Case("repro-3-interrupted-rebuild", "reproductions", BE,
+         "SIGINT during a --force rebuild over a good artefact",
+         "exit 130; previous artefact byte-identical, no temp folder left"),
+    Case("repro-3-crash-between-renames", "reproductions", BE,
+         "a build killed after moving its model files in, before its manifest (simulated by the "
+         "commit steps themselves), then a stale work folder from a SIGKILLed build",
+         "the old manifest still verifies against its own files; the next build removes the orphans"),
+    Case("repro-4-timeout-0", "reproductions", RT,
+         "--timeout 0 (and -1, nan) on a stream", "exit 2 at parse time (0 meant 'no timeout')"),
+    Case("repro-4-signal-during-open", "reproductions", RT,
+         "SIGTERM / SIGINT while blocked opening a stream with no sender (--timeout 60)",
+         "exit 143 / 130 within 3 s, one line"),
+    Case("repro-5-http-mp4", "reproductions", RT,
+         "an mp4 served by http.server (no ranges), with and without --max-frames 20",
+         "read like a file: every frame once, in order, no reconnects, exit 0; 20 frames with "
+         "--max-frames 20"),
+    Case("repro-5-http-live", "reproductions", RT,
+         "an MJPEG (multipart/x-mixed-replace) feed and a live HLS playlist over HTTP",
+         "treated as live streams (newest frame, drops counted)"),
+    # also seen in issue 13
+    Case("seen-accepted-values", "options", "pspnet-rt, build_engine", "--fps 0, --reconnect -1, "
+         "--max-miou-drop -1", "exit 2 at parse time, one line naming the option"),
+    Case("options-walk", "options", "every command", "every option of every parser: a type that knows "
+         "its domain (or choices) is required", "a test fails naming an option nobody checks"),
+    Case("seen-manifest-field", "files", RT, "a manifest field hand-edited to a wrong type or value "
+         "(every field of the schema, e.g. input_size 'abc')", EXIT2 + " (the field)"),
+    Case("seen-timeout-duration", "network", RT, "a refused rtsp/tcp/http connection",
+         "exit 2, one line with the real time it took (not 'no video within 10 s')"),
+    # files the tools read
+    Case("file-manifest", "files", RT, "manifest missing, empty, truncated, binary garbage, a folder, "
+         "a JSON list, another format", EXIT2),
+    Case("file-model", "files", RT, "model file missing, empty, truncated, bytes flipped; .bin missing "
+         "or flipped", EXIT2 + " (sha256 mismatch, rebuild command)"),
+    Case("file-video", "files", RT, "--video missing, empty .mp4, a text file named .mp4, a truncated "
+         "mp4, a folder without images, one unreadable image", EXIT2 + "; an mp4 with its index in front "
+         "cut in half: the frames it has, exit 0, the summary says where it ended"),
+    Case("file-weights", "files", BE, "--weights empty, truncated, garbage (.pth and .h5), a JSON file, "
+         "a pickle that runs code, a folder", EXIT2 + " (before any export), output folder untouched"),
+    Case("file-calib-data", "files", BE, "--calib-data / --eval-data missing path, folder without images",
+         EXIT2 + " (before any export)"),
+    Case("file-calib-cache", "files", BE, "calibration cache truncated / garbage / empty",
+         "calibrated again (warning), the INT8 model is built"),
+    Case("file-clip-cache", "files", RT, "the demo clip cache truncated / garbage",
+         "rendered again (warning), exit 0"),
+    # outputs
+    Case("out-read-only", "outputs", RT, "--output, --masks, --stats, --summary-json on a read-only tmpfs",
+         EXIT2),
+    Case("out-full", "outputs", RT, "--masks and --stats on a full tmpfs (0 bytes free)",
+         "exit 1, one line; an older stats file stays as it was, no temp file"),
+    Case("out-clash", "outputs", RT, "--output = --stats, --stats = --summary-json, --output = the --video "
+         "file, --stats = the --engine manifest, --summary-json = its model file, --masks = the --video "
+         "folder", EXIT2 + "; inputs untouched"),
+    Case("out-failed-run-keeps-old", "outputs", RT, "a run that fails (disk full on --masks) over existing "
+         "--output and --stats files", "exit 1; the old files stay, the new whole ones are kept as "
+         "NAME.incomplete.EXT"),
+    Case("out-build-read-only", "outputs", BE, "--output on a read-only tmpfs, or an existing file",
+         EXIT2 + " (before any export)"),
+    Case("out-build-full", "outputs", BE, "--force rebuild into a tmpfs too small for the build",
+         "exit 1, one line; the previous artefact intact, no temp folder"),
+    Case("out-bench-read-only", "outputs", "python -m benchmarks.latency", "--out on a read-only tmpfs",
+         EXIT2),
+    # signals
+    Case("sig-rt-startup", "signals", RT, "SIGHUP / SIGTERM while pspnet-rt builds its default artefact",
+         "exit 129 / 143, one line, no output and no temp folder in the artefact cache"),
+    Case("sig-rt-run", "signals", RT, "SIGHUP during the run (SIGINT, SIGTERM: tests/test_runtime_cli.py)",
+         "exit 129; video plays with every frame of the stats, masks and stats whole"),
+    Case("sig-rt-repeated", "signals", RT, "SIGTERM twice within 50 ms during the run (the second lands "
+         "in shutdown)", "exit 143; outputs whole, as after one"),
+    Case("sig-rt-abort", "signals", RT, "SIGTERM three times", "exit 143 at once; temp files removed, the "
+         "files that existed before the run untouched"),
+    Case("sig-build", "signals", BE, "SIGINT / SIGTERM / SIGHUP during export of a --force rebuild",
+         "exit 130 / 143 / 129, one line; previous artefact byte-identical, no temp folder"),
+    Case("sig-build-repeated", "signals", BE, "SIGTERM twice during export",
+         "exit 143; the clean-up is not interrupted: no temp folder"),
+    Case("sig-calibration", "signals", BE, "SIGTERM during INT8 calibration",
+         "exit 143; no temp folder, no half-written calibration cache"),
+    # network
+    Case("net-refused", "network", RT, "rtsp://, tcp://, http:// to a closed port",
+         "exit 2 at once, one line saying after how long (0.0 s), not the --timeout"),
+    Case("net-stall-open", "network", RT, "a server that accepts and never answers (http, rtsp), "
+         "udp with no sender, --timeout 1", "exit 2 within ~timeout, one line"),
+    Case("net-http-errors", "network", RT, "HTTP 404 for the --video URL",
+         "exit 2, one line with the status"),
+    Case("net-remote-file-cut", "network", RT,
+         "an mp4 over HTTP whose server closes the connection, or goes silent, half way (--timeout 2)",
+         "exit 1, one line: the frames that came are written whole, the run says where it ended"),
+    # several streams, the live view, Triton
+    Case("streams-bad-input", "services", RT, "several --video: two streams named alike, one source missing, "
+         "a per-stream output (X-NAME.mp4, DIR/NAME) that is another output or another stream's input file",
+         EXIT2 + "; inputs untouched, nothing written"),
+    Case("streams-signal", "services", RT, "SIGTERM / SIGHUP during a two-stream run",
+         "exit 143 / 129; each stream's video plays with every frame of its stats lines, masks whole, "
+         "no temp file"),
+    Case("streams-full-disk", "services", RT, "two streams whose --masks tmpfs fills up mid-run",
+         "exit 1, one line; the summary says 'processed', not 'written'; every output left is whole "
+         "(on the full disk and off it), no temp file"),
+    Case("serve-port-taken", "services", RT, "--serve on a port another process holds (one and two streams)",
+         EXIT2 + " (the port); nothing written"),
+    Case("serve-signal", "services", RT, "SIGTERM while a viewer holds /stream.mjpg open and stopped reading",
+         "exit 143 within seconds (a viewer never holds up the shutdown); the video plays, the port is "
+         "let go"),
+    Case("serve-viewers-reset", "services", RT, "viewers of every endpoint that reset the connection "
+         "mid-response, and requests cut in their first line", "the run goes on: exit 0, every frame "
+         "written, no error line"),
+    Case("triton-unreachable", "services", RT, "--engine triton:// to a closed port, or to a server that "
+         "accepts and never answers (--timeout 2)", "exit 2 within the timeout, one line naming the server "
+         "and --timeout; nothing written"),
+    Case("triton-signal-connect", "services", RT, "SIGTERM / SIGINT / SIGHUP while connecting (two streams) "
+         "to a Triton that accepts and never answers (--timeout 60)", "exit 143 / 130 / 129 within "
+         "seconds, one line, nothing written"),
+    Case("triton-server-dies", "services", RT, "the Triton server SIGKILLed, or SIGSTOPped (accepts, never "
+         "answers), mid-run under two streams (--reconnect 1, --timeout 2)",
+         "exit 1 within seconds, one error line ('lost', after the reconnect warnings); each stream's video "
+         "plays with every frame of its stats, masks whole"),
+    Case("triton-repo-output", "services", "python -m build_engine[.triton_repo]", "--triton-repo on a "
+         "read-only tmpfs; a rewrite of a repository on a tmpfs that fills up", EXIT2 + " (before any "
+         "export); on the full disk exit 1, one line, the model folders there byte-identical, no staged "
+         "folder"),
+    Case("triton-server-run-signal", "services", "python -m serving.triton_server", "SIGTERM / SIGINT to "
+         "`run` (the server in the foreground)", "exit 143 / 130 (it used to exit 0), one line; the "
+         "tritonserver is stopped with it"),
+    Case("triton-server-pid-file", "services", "python -m serving.triton_server", "stop with a PID file that "
+         "is garbage, empty, PID 1, or the PID of a process that is not a tritonserver; start with two "
+         "ports alike", "exit 2, one line naming the file (the process is never signalled); a PID "
+         "that is gone: exit 0, the stale file removed"),
+]
+
+
+def all_case_ids() -> set[str]:
+    return {c.id for c in CASES} | {c.id for c in option_cases()}
