@@ -16,7 +16,8 @@ import clikit
 EXAMPLES = """\
 examples:
   pspnet-rt --video demo --output demo.mp4
-      the built-in synthetic street clip through the default artefact (built once, cached)
+      the built-in synthetic street clip through the default artefact: built once (cached) at
+      the fastest precision that passes the accuracy gate (--precision auto; INT8 for the demo)
   pspnet-rt --video drive.mp4 --engine artefacts/demo-240x480-fp32-openvino.json \\
             --output out.mp4 --masks masks/ --stats stats.jsonl
       every frame of a file, in order: overlay video, class-id PNGs, per-frame timings
@@ -50,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="artefact manifest (.json), its model file, or a folder holding one")
     io.add_argument("--model", default="demo",
                     help="build (once, cached) this zoo model when no --engine is given")
-    io.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                    help="precision of the artefact to build when no --engine is given")
+    io.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                    help="precision of the artefact to build when no --engine is given; auto (default): "
+                         "the fastest that passes the accuracy gate (the summary says which and why)")
     io.add_argument("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt"), default="auto",
                     help="auto = the artefact's own backend")
     io.add_argument("--input-size", type=clikit.hw_size, metavar="HxW",
@@ -121,7 +123,7 @@ def resolve_artefact(args: argparse.Namespace) -> Path:
     from runtime.default_build import build_default, require_builder
 
     require_builder()  # before the announcement: an edge box without the export extra gets one line
-    log.warning("no --engine: building (or finding in the cache) %s %s for backend %s", args.model,
+    log.warning("no --engine: building (or finding in the cache) %s, precision %s, backend %s", args.model,
                 args.precision, args.backend)
     return build_default(args.model, args.precision, args.backend, args.input_size, args.verbose)
 
@@ -184,11 +186,16 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
         source = parse_source(args.video, options)  # a missing file fails before any model work
+        if not args.engine and hasattr(source, "prefetch"):  # render the demo clip while it builds
+            options.demo_size = args.input_size or options.demo_size
+            source.prefetch()
+            opened.append(source)
         manifest = load_manifest(resolve_artefact(args))
         h, w = manifest.input_size
         options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
         source.open()
-        opened.append(source)
+        if source not in opened:
+            opened.append(source)
         outputs, renderer = _open_outputs(args, manifest, source, opened)
         backend = _load_backend(args, manifest, source)
         opened.append(backend)
@@ -318,8 +325,11 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
     cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
 
     info = backend.describe()
+    choice = backend.manifest.build.get("precision_choice") or {}
     extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
                          f"(manifest {info['precision']}), {info['in_flight']} in flight"),
+             *([("precision", f"--precision auto chose {choice.get('chosen')}: {choice.get('why')}")]
+               if choice else []),
              ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
               + (f", {source.reconnects} reconnects" if source.reconnects else ""))]
     bare = None
@@ -331,7 +341,8 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         from artefact.files import atomic_write_json
 
         atomic_write_json(args.summary_json, {
-            **stats.to_dict(), "backend": info, "source": source.describe(), "end_reason": source.end_reason,
+            **stats.to_dict(), "backend": info, "precision_choice": choice or None,
+            "source": source.describe(), "end_reason": source.end_reason,
             "reconnects": source.reconnects, "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare,
             "exit_signal": signals.code})
     code = clikit.EXIT_OK
