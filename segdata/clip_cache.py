@@ -9,6 +9,7 @@ back through np.memmap, which costs almost nothing per frame.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +27,20 @@ class CachedClip:
     """Same interface as StreetClip (len, [i] -> (image, label), iteration), backed by .npy files."""
 
     def __init__(self, seed: int = 0, height: int = 240, width: int = 480, frames: int = 300,
-                 folder: Path | None = None, progress: bool = True) -> None:
+                 folder: Path | None = None, progress: bool = True,
+                 stop: threading.Event | None = None) -> None:
         self.seed, self.height, self.width, self.frames = seed, height, width, frames
         folder = folder or cache_dir()
         stem = f"street-v{GENERATOR_VERSION}-s{seed}-{height}x{width}-n{frames}"
         self.image_path = folder / f"{stem}-images.npy"
         self.label_path = folder / f"{stem}-labels.npy"
         if not (self.image_path.is_file() and self.label_path.is_file()):
-            self._render(folder, progress)
+            self._render(folder, progress, stop)
         self.images = np.load(self.image_path, mmap_mode="r")
         self.labels = np.load(self.label_path, mmap_mode="r")
         self.fps = FPS
 
-    def _render(self, folder: Path, progress: bool) -> None:
+    def _render(self, folder: Path, progress: bool, stop: threading.Event | None) -> None:
         from tqdm import tqdm
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -52,6 +54,8 @@ class CachedClip:
                                                (self.frames, self.height, self.width))
             for i in tqdm(range(self.frames), desc="rendering demo clip (once)", unit="frame",
                           disable=None if progress else True):
+                if stop is not None and stop.is_set():
+                    raise InterruptedError("demo clip rendering stopped")  # the temp files go
                 images[i], labels[i] = clip[i]
             images.flush()
             labels.flush()
