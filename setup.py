@@ -5,9 +5,12 @@ so a device carries only the backend it runs. Extras:
   openvino     OpenVINO (the CPU default)
   onnxruntime  ONNX Runtime (CPU; onnxruntime-gpu works in its place)
   tensorrt     TensorRT + CUDA bindings (NVIDIA GPUs only; see README for NVIDIA's index)
+  triton       tritonclient (gRPC) for `--engine triton://...` and `--triton-repo`
+  serve        `pspnet-rt --serve`: the browser live view and Prometheus /metrics (prometheus_client)
   export       building artefacts: torch (CPU build: install `torch==2.13.0` from the CPU index
                first), onnx, onnxslim, ONNX Runtime (verification and INT8 quantization)
-  test         pytest and friends
+  test         pytest and friends, Playwright (drives the system chromium; no browser download), and
+               tritonclient (the tests run a real Triton server)
 """
 
 from pathlib import Path
@@ -36,7 +39,9 @@ EXPORT = [
     "h5py>=3.8",
 ]
 BENCH = ["matplotlib>=3.7", "psutil>=5.9"]
-TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", *BENCH]
+TRITON = ["tritonclient[grpc]>=2.40"]  # the server itself: scripts/triton-server.sh install (own venv)
+SERVE = ["prometheus_client>=0.20"]  # the HTTP server is the standard library's
+TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40", *BENCH, *TRITON, *SERVE]
 
 setup(
     name="pspnet-rt",
@@ -47,8 +52,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["pspnet*", "segdata*", "artefact*", "devices*", "clikit*",
-                                    "build_engine*", "calib*", "runtime*", "benchmarks*"]),
-    package_data={"pspnet": ["weights/*.pth", "weights/*.json"]},
+                                    "build_engine*", "calib*", "runtime*", "benchmarks*", "serving*"]),
+    package_data={"pspnet": ["weights/*.pth", "weights/*.json"], "runtime": ["live/*.html"]},
     install_requires=RUNTIME,
     extras_require={
         "openvino": OPENVINO,
@@ -56,9 +61,11 @@ setup(
         "tensorrt": TENSORRT,
         "export": EXPORT,
         "bench": BENCH,
+        "serve": SERVE,
         "pycuda": ["pycuda>=2024.1"],
+        "triton": TRITON,
         "test": TEST,
-        "all": [*EXPORT, *OPENVINO, *BENCH, *TEST],
+        "all": [*EXPORT, *OPENVINO, *BENCH, *SERVE, *TEST, *TRITON],
     },
     entry_points={"console_scripts": ["pspnet-rt=runtime.cli:main"]},
 )

@@ -120,8 +120,16 @@ def load_manifest(path: str | Path) -> Manifest:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtefactError(f"{path} is not a readable JSON manifest ({exc})") from None
+    manifest = manifest_from_dict(data, str(path))
+    manifest.path = path
+    return manifest
+
+
+def manifest_from_dict(data: object, where: str) -> Manifest:
+    """A manifest from its JSON object (a file's, or one a Triton model carries); `where` names
+    its origin in errors."""
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise ArtefactError(f"{path} is not a {MANIFEST_FORMAT} manifest "
+        raise ArtefactError(f"{where} is not a {MANIFEST_FORMAT} manifest "
                             f"(format={data.get('format') if isinstance(data, dict) else None!r})")
     known = {f.name for f in fields(Manifest)} - {"path"}
     missing = [f.name for f in fields(Manifest) if f.name in known and f.name not in data
@@ -129,8 +137,7 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         manifest = Manifest(**{k: v for k, v in data.items() if k in known})
     except TypeError as exc:
-        raise ArtefactError(f"{path} lacks required fields ({exc}); missing: {missing}") from None
+        raise ArtefactError(f"{where} lacks required fields ({exc}); missing: {missing}") from None
     if manifest.backend not in BACKENDS or manifest.precision not in PRECISIONS:
-        raise ArtefactError(f"{path}: unknown backend/precision {manifest.backend}/{manifest.precision}")
-    manifest.path = path
+        raise ArtefactError(f"{where}: unknown backend/precision {manifest.backend}/{manifest.precision}")
     return manifest

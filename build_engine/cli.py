@@ -25,6 +25,11 @@ examples:
   python -m build_engine --precision int8 --backend onnxruntime --stop-after quantize
       keep the INT8 Q/DQ graph (and its gate report) to look at, e.g. in Netron
   python -m build_engine --list-models
+  python -m build_engine --precision int8 --backend openvino --triton-repo models/
+      the artefact plus a Triton model repository: models/demo (backend openvino) and
+      models/demo-python (our runtime inside Triton: what the CPU-only server serves)
+  python -m build_engine --engine ARTEFACT.json --triton-repo models/
+      a repository for an artefact built before (no build, no torch needed)
 
 prints the path of the artefact's manifest (model file + NAME.json beside it).
 exit codes: 0 ok, 1 build failed (verification or accuracy gate), 2 bad input, 130 Ctrl-C,
@@ -73,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "manifest is written and the cache is not used")
     p.add_argument("--list-models", action="store_true", help="list the model zoo and exit")
     clikit.add_verbose(p)
+    p.add_argument("--engine", metavar="ARTEFACT.json",
+                   help="with --triton-repo: an existing artefact to serve instead of building one")
+    from build_engine.triton_repo import add_arguments
+
+    add_arguments(p)
     return p
 
 
@@ -94,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 def _build(args: argparse.Namespace, command: str) -> int:
     if args.list_models:
         list_models()
+        return clikit.EXIT_OK
+    if args.engine:
+        if not args.triton_repo:
+            raise clikit.UsageError("--engine ARTEFACT.json only goes with --triton-repo DIR")
+        _write_triton_repo(args, args.engine)
+        print(args.triton_repo, flush=True)
         return clikit.EXIT_OK
     try:
         return _run_build(args, command)
@@ -128,5 +144,17 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
         raise clikit.UsageError(clikit.message_of(exc)) from None
     except (GateFailed, BuildError) as exc:
         return clikit.fail(PROG, f"build failed: {exc}", clikit.EXIT_FAIL)
+    if args.triton_repo:
+        _write_triton_repo(args, path)
     print(path, flush=True)
     return clikit.EXIT_OK
+
+
+def _write_triton_repo(args: argparse.Namespace, manifest: object) -> None:
+    from artefact.manifest import ArtefactError
+    from build_engine.triton_repo import options_from_args, report, write_repository
+
+    try:
+        report(write_repository(manifest, args.triton_repo, options_from_args(args)))
+    except ArtefactError as exc:
+        raise clikit.UsageError(str(exc)) from None

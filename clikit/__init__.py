@@ -14,6 +14,7 @@ runtime imports it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -208,14 +209,20 @@ class Signals:
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         code, name = SIGNAL_EXIT[signum], signal.Signals(signum).name
         if self.code is not None:
-            print(f"{self.prog}: {name} again: exiting without finishing outputs", file=sys.stderr,
-                  flush=True)
+            _say(f"{self.prog}: {name} again: exiting without finishing outputs")
             os._exit(code)
         self.code = code
         self.stop.set()
         if not self.graceful:
             raise Interrupted(code, name)
-        print(f"{self.prog}: {name}: {self.finishing} (again to abort)", file=sys.stderr, flush=True)
+        _say(f"{self.prog}: {name}: {self.finishing} (again to abort)")
+
+
+def _say(line: str) -> None:
+    """A line on stderr from a signal handler: after SIGHUP the terminal may be gone, and a
+    failed write there must not turn a clean stop into a crash."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------ the runner

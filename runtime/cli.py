@@ -27,6 +27,23 @@ examples:
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
       bare inference FPS before and after the whole pipeline on the same frames
+  pspnet-rt --video demo --engine triton://127.0.0.1:8001/demo-python --output demo.mp4
+      frames segmented by a Triton server (`python -m build_engine --triton-repo DIR`,
+      `scripts/triton-server.sh start DIR`); classes and palette come from the server
+  pspnet-rt --video gate=rtsp://cam1/s --video dock=cam0 --engine m.json --output out.mp4 \\
+            --masks masks/ --stats stats.jsonl
+      two streams sharing one backend: out-gate.mp4, out-dock.mp4, masks/gate/, masks/dock/,
+      stats lines with "stream": "gate" / "dock"
+  pspnet-rt --video demo --loop --serve 8080
+      live view in a browser at http://127.0.0.1:8080/ (stream, legend, FPS, stage latency,
+      drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics
+  pspnet-rt --video cam0 --serve 0.0.0.0:8080 --serve-token "$TOKEN"
+      reachable from other machines (a warning says so); every endpoint then needs the token
+
+several --video: one process, one backend, each stream lossless (files) or newest-frame (live)
+as alone. NAME=SRC names a stream (letters, digits, _ . -), else streams are named 0, 1, ...;
+--output X.mp4 -> X-NAME.mp4, --masks DIR -> DIR/NAME/, --stats one file whose lines carry
+"stream"; the summary gives each stream and the throughput summed over them.
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
@@ -42,13 +59,24 @@ log = logging.getLogger("pspnet-rt")
 PROG = "pspnet-rt"
 
 
+def _serve_address(text: str) -> tuple[str, int]:
+    from runtime.live.address import parse_bind
+
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(PROG, __doc__, EXAMPLES)
     io = p.add_argument_group("input and model")
-    io.add_argument("--video", required=True, metavar="SRC",
-                    help="camN, /dev/videoN, file, folder, glob, URL or demo")
+    io.add_argument("--video", required=True, action="append", metavar="[NAME=]SRC",
+                    help="camN, /dev/videoN, file, folder, glob, URL or demo; repeat for several "
+                         "streams sharing one backend")
     io.add_argument("--engine", metavar="ARTEFACT",
-                    help="artefact manifest (.json), its model file, or a folder holding one")
+                    help="artefact manifest (.json), its model file, a folder holding one, or "
+                         "triton://HOST:PORT/MODEL (a Triton server's gRPC port)")
     io.add_argument("--model", default="demo",
                     help="build (once, cached) this zoo model when no --engine is given")
     io.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
@@ -78,12 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
                      help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
 
+    srv = p.add_argument_group("live view and metrics (the serve extra: pip install 'pspnet-rt[serve]')")
+    srv.add_argument("--serve", type=_serve_address, metavar="[HOST:]PORT",
+                     help="serve the live page, MJPEG, snapshots, /stats and Prometheus /metrics on "
+                          "HOST:PORT (127.0.0.1 unless a host is given; port 0 picks a free one)")
+    srv.add_argument("--serve-token", metavar="TOKEN",
+                     help="require TOKEN on every endpoint (?token=TOKEN or 'Authorization: Bearer TOKEN'); "
+                          "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
+    srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
+                     help="open connections served at once (a page uses two); more get 503 (default 32)")
+
     rt = p.add_argument_group("runtime tuning")
     rt.add_argument("--device", help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
     rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
                     help="OpenVINO performance hint; auto = throughput for files, latency for live")
     rt.add_argument("--requests", type=clikit.positive_int, metavar="N",
-                    help="OpenVINO infer requests in flight")
+                    help="requests in flight (OpenVINO infer requests, Triton client requests)")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
                     help="measure bare inference on the same frames before and after the run")
@@ -96,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
     live.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S", help=argparse.SUPPRESS)
     live.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                      help="network stream open/read timeout in seconds")
+                      help="network stream and Triton server open/read timeout in seconds")
     live.add_argument("--demo-frames", type=clikit.positive_int, default=300, metavar="N",
                       help="length of the demo clip")
     live.add_argument("--demo-seed", type=int, default=0, metavar="N", help="seed of the demo street")
@@ -181,24 +219,53 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     _quiet_native_logs(args.verbose)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
+        if args.serve_token and not args.serve:
+            raise clikit.UsageError("--serve-token needs --serve [HOST:]PORT")
+        if args.serve:
+            from runtime.live import check_extra
+
+            check_extra()  # before any model work
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
                                 capture_fps=args.capture_fps, reconnect=max(0, args.reconnect),
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
-        source = parse_source(args.video, options)  # a missing file fails before any model work
-        if not args.engine and hasattr(source, "prefetch"):  # render the demo clip while it builds
+        from runtime.backends import is_remote
+        from runtime.streams import parse_streams
+
+        named = parse_streams(args.video)
+        # a missing file fails before any model work
+        sources = [parse_source(src, options) for _, src in named]
+        demo = next((s for s in sources if hasattr(s, "prefetch")), None)  # every demo is one clip
+        if demo is not None and not args.engine:  # it renders while the default artefact builds
             options.demo_size = args.input_size or options.demo_size
-            source.prefetch()
-            opened.append(source)
-        manifest = load_manifest(resolve_artefact(args))
+            demo.prefetch()
+            opened.append(demo)
+        backend = None
+        if is_remote(args.engine):
+            backend = _connect_backend(args, sources)
+            opened.append(backend)
+            manifest = backend.manifest
+        else:
+            manifest = load_manifest(resolve_artefact(args))
         h, w = manifest.input_size
         options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
-        source.open()
-        if source not in opened:
-            opened.append(source)
+        for source in sources:
+            source.open()
+            if source not in opened:
+                opened.append(source)
+        if len(sources) > 1:
+            from runtime.streams import run_streams
+
+            if backend is None:
+                backend = _load_backend(args, manifest, sources)
+                opened.append(backend)
+            streams = [(name, s) for (name, _), s in zip(named, sources)]
+            return run_streams(args, signals, streams, backend, manifest, opened)
+        source, args.video = sources[0], named[0][1]
         outputs, renderer = _open_outputs(args, manifest, source, opened)
-        backend = _load_backend(args, manifest, source)
-        opened.append(backend)
+        if backend is None:
+            backend = _load_backend(args, manifest, source)
+            opened.append(backend)
         return _stream(args, signals, source, backend, outputs, renderer, opened)
     finally:
         for thing in reversed(opened):
@@ -222,6 +289,14 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
         outputs.stats = StatsSink(args.stats)
     if args.show:
         outputs.window = WindowSink()
+    if args.serve:
+        from runtime.live import open_server
+
+        server = open_server(*args.serve, token=args.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN"),
+                             max_clients=args.serve_clients)
+        opened.append(server)
+        print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
+        outputs.live = server.add_stream("0", source.describe(), manifest.classes, manifest.palette)
     for sink in outputs.all():
         if sink is outputs.video and source.frame_size:
             w, h = source.frame_size
@@ -235,15 +310,34 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
 
 
 def _load_backend(args: argparse.Namespace, manifest: Any, source: Any) -> Any:
+    """The artefact on its backend; `source` may be a list (several streams share it)."""
     from runtime.backends import load_backend
 
     t0 = time.perf_counter()
-    backend = load_backend(manifest, args.backend, **_backend_options(args, source.live))
+    sources = source if isinstance(source, list) else [source]
+    opts = _backend_options(args, any(s.live for s in sources))
+    if len(sources) > 1 and any(s.live for s in sources) and not args.requests:
+        opts["requests"] = len(sources)  # live: one frame in flight per stream, each the newest
+    backend = load_backend(manifest, args.backend, **opts)
     backend.startup_s = time.perf_counter() - t0
+    what = sources[0].describe() if len(sources) == 1 else f"{len(sources)} streams"
     info = backend.describe()
-    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", source.describe(),
+    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", what,
              info["backend"], info["device"], info["precision_ran"], info["precision"], info["in_flight"],
              backend.startup_s)
+    return backend
+
+
+def _connect_backend(args: argparse.Namespace, sources: list[Any]) -> Any:
+    """A Triton client backend; live streams keep one request in flight each (newest frame)."""
+    from runtime.backends import connect_backend
+
+    live = [s for s in sources if s.live]
+    t0 = time.perf_counter()
+    backend = connect_backend(args.engine, requests=args.requests or (len(live) if live else None),
+                              timeout=args.timeout, reconnect=max(0, args.reconnect),
+                              reconnect_delay=args.reconnect_delay)
+    backend.startup_s = time.perf_counter() - t0
     return backend
 
 
@@ -302,11 +396,14 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
     from runtime.pipeline import Pipeline
     from runtime.stats import RunStats
 
-    if not (outputs.video or outputs.masks or outputs.stats or (outputs.window and outputs.window.enabled)):
-        log.warning("no --output, --masks, --stats or window: frames are segmented and only timed")
+    if not (outputs.video or outputs.masks or outputs.stats or outputs.live
+            or (outputs.window and outputs.window.enabled)):
+        log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
     bench = _Bench(args, source, backend) if args.benchmark else None
     stats = RunStats()
     stats.startup_s = backend.startup_s
+    if outputs.live is not None:
+        outputs.live.attach(stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
     pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
     cpu0 = _cpu_s()
     signals.graceful = True
@@ -314,7 +411,6 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         pipeline.run()
     finally:
         signals.graceful = False
-    stats.drops.update(source.drops)
     close_errors = []
     for sink in outputs.all():  # finalise now so the summary can vouch for the files
         try:
@@ -322,6 +418,7 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         except WriteError as exc:
             close_errors.append(str(exc))
         opened.remove(sink)
+    stats.drops.update(source.drops)  # after the live view froze its figures, which added them live
     cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
 
     info = backend.describe()
@@ -345,8 +442,17 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
             "source": source.describe(), "end_reason": source.end_reason,
             "reconnects": source.reconnects, "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare,
             "exit_signal": signals.code})
+    return exit_code(args, signals, pipeline.errors, close_errors, stats.frames,
+                     f"no frames came from {source.describe()} ({source.end_reason or 'empty'})")
+
+
+def exit_code(args: argparse.Namespace, signals: clikit.Signals, errors: list[tuple[str, BaseException]],
+              close_errors: list[str], frames: int, no_frames: str) -> int:
+    """One line per stage failure or unfinished output (exit 1), the signal's code, or 0."""
+    from runtime.errors import WriteError
+
     code = clikit.EXIT_OK
-    for stage, exc in pipeline.errors:
+    for stage, exc in errors:
         if isinstance(exc, WriteError):
             clikit.fail(PROG, str(exc), clikit.EXIT_FAIL)
         else:
@@ -361,9 +467,8 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         code = clikit.EXIT_FAIL
     if signals.code is not None:
         return signals.code
-    if stats.frames == 0 and code == clikit.EXIT_OK:
-        return clikit.fail(PROG, f"no frames came from {source.describe()} ({source.end_reason or 'empty'})",
-                           clikit.EXIT_FAIL)
+    if frames == 0 and code == clikit.EXIT_OK:
+        return clikit.fail(PROG, no_frames, clikit.EXIT_FAIL)
     return code
 
 

@@ -57,9 +57,10 @@ class Outputs:
     masks: MaskSink | None = None
     stats: StatsSink | None = None
     window: WindowSink | None = None
+    live: Any = None  # runtime.live.stream.LiveStream (the optional serve extra)
 
     def all(self) -> list[Any]:
-        return [s for s in (self.video, self.masks, self.stats, self.window) if s is not None]
+        return [s for s in (self.video, self.masks, self.stats, self.window, self.live) if s is not None]
 
 
 class Pipeline:
@@ -76,22 +77,28 @@ class Pipeline:
         self.q_post: queue.Queue = queue.Queue(queue_size)
         self.q_write: queue.Queue = queue.Queue(queue_size)
         self.errors: list[tuple[str, BaseException]] = []
-        self.need_render = renderer is not None and (outputs.video is not None or outputs.window is not None)
+        self.need_render = renderer is not None and any(
+            s is not None for s in (outputs.video, outputs.window, outputs.live))
         self.need_present = outputs.stats is not None or (self.need_render and renderer.legend)
         self.num_classes = len(backend.manifest.classes)
         self._threads: list[threading.Thread] = []
         self._ended: set[int] = set()
+        self.stream: str | None = None  # the stream's name when several share a backend (runtime.streams)
 
     # -- control ---------------------------------------------------------------------------
+    def wiring(self) -> list[tuple[str, Any, queue.Queue | None, queue.Queue | None]]:
+        """The stages and the queues between them (a shared-backend stream leaves out inference)."""
+        return [("capture", self._capture, None, self.q_in),
+                ("inference", self._inference, self.q_in, self.q_post),
+                ("render", self._render, self.q_post, self.q_write),
+                ("write", self._write, self.q_write, None)]
+
     def start(self) -> None:
         self.stats.start()
-        wiring = (("capture", self._capture, None, self.q_in),
-                  ("inference", self._inference, self.q_in, self.q_post),
-                  ("render", self._render, self.q_post, self.q_write),
-                  ("write", self._write, self.q_write, None))
-        for name, fn, q_from, q_to in wiring:
+        for name, fn, q_from, q_to in self.wiring():
             thread = threading.Thread(target=self._guard, args=(name, fn, q_from, q_to),
-                                      name=f"pspnet-rt-{name}", daemon=True)
+                                      name=f"pspnet-rt-{name}" + (f"-{self.stream}" if self.stream else ""),
+                                      daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -206,9 +213,13 @@ class Pipeline:
             job.times["write"] = (now - t0) * 1e3
             e2e = (now - job.frame.t_capture) * 1e3
             self.stats.add(job.times, e2e)
+            if out.live is not None:  # hands over references only: viewers never hold up this stage
+                out.live.write(job.image, job.labels, job.times, e2e)
             if out.stats is not None:
                 record: dict[str, Any] = {"frame": job.frame.index, "n": self.stats.frames - 1,
                                           "time": round(time.time(), 6)}
+                if self.stream is not None:
+                    record = {"stream": self.stream, **record}
                 if job.frame.name:
                     record["name"] = job.frame.name
                 record.update({f"{k}_ms": round(v, 3) for k, v in job.times.items()})

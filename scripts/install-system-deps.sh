@@ -1,33 +1,54 @@
 #!/usr/bin/env bash
-# System packages the runtime and its tests use: ffmpeg (H.264 overlay video, ffprobe, the
-# udp:// test stream). Idempotent: does nothing when ffmpeg and ffprobe are already on PATH,
-# so CI can call it on every run. Needs root (or sudo) and apt; on other systems it says what
-# to install and fails, rather than guessing a package manager.
+# System packages the runtime and its tests use:
+#   ffmpeg    required: H.264 overlay video, ffprobe, the udp:// test stream
+#   chromium  optional: the live-view browser tests drive Debian's chromium headless through
+#             Playwright (never a downloaded browser); if it cannot be installed, only those
+#             tests skip. PSPNET_RT_NO_CHROMIUM=1 leaves it out.
+# Idempotent: does nothing when both are already on PATH, so CI can call it on every run.
+# Needs root (or sudo) and apt; on other systems it says what to install and fails (ffmpeg)
+# or warns (chromium), rather than guessing a package manager.
 set -euo pipefail
 
-if command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; then
-  echo "install-system-deps: ffmpeg already present ($(command -v ffmpeg))"
+have_ffmpeg() { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; }
+have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
+want_chromium=1
+[ "${PSPNET_RT_NO_CHROMIUM:-0}" = "1" ] && want_chromium=0
+
+need_ffmpeg=1; have_ffmpeg && need_ffmpeg=0
+need_chromium=0; [ "$want_chromium" = 1 ] && ! have_chromium && need_chromium=1
+[ "$need_ffmpeg" = 0 ] && echo "install-system-deps: ffmpeg already present ($(command -v ffmpeg))"
+have_chromium && echo "install-system-deps: chromium already present ($(command -v chromium || command -v chromium-browser))"
+if [ "$need_ffmpeg" = 0 ] && [ "$need_chromium" = 0 ]; then
   exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-system-deps: ffmpeg is missing and apt-get is not available;" \
-       "install ffmpeg (with ffprobe) with your system's package manager" >&2
-  exit 1
-fi
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "install-system-deps: ffmpeg is missing; run this script as root (apt-get needs it)" >&2
+# Without ffmpeg this fails; with only chromium missing it warns and succeeds.
+cannot() {
+  if [ "$need_ffmpeg" = 1 ]; then
+    echo "install-system-deps: ffmpeg is missing and $1; install ffmpeg (with ffprobe)" >&2
     exit 1
   fi
+  echo "install-system-deps: warning: chromium is missing and $1; the browser tests will skip" >&2
+  exit 0
+}
+
+command -v apt-get >/dev/null 2>&1 || cannot "apt-get is not available (use your system's package manager)"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || cannot "this script needs root (apt-get)"
+  SUDO="sudo"
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends ffmpeg
-command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null
-echo "install-system-deps: installed $(ffmpeg -hide_banner -version | head -n 1)"
+$SUDO apt-get update -qq || cannot "apt-get update failed"
+if [ "$need_ffmpeg" = 1 ]; then
+  $SUDO apt-get install -y -qq --no-install-recommends ffmpeg
+  have_ffmpeg
+  echo "install-system-deps: installed $(ffmpeg -hide_banner -version | head -n 1)"
+fi
+if [ "$need_chromium" = 1 ]; then
+  need_ffmpeg=0  # from here on a failure only warns
+  $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null || cannot "apt-get install chromium failed"
+  have_chromium || cannot "the chromium package gave no chromium binary"
+  echo "install-system-deps: installed $(chromium --version 2>/dev/null || echo chromium)"
+fi

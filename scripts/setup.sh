@@ -2,7 +2,8 @@
 # Set up pspnet-rt in ./.venv on a CPU machine without pulling a multi-GB CUDA torch.
 #   bash scripts/setup.sh          runtime + OpenVINO + ONNX Runtime + export (torch CPU build) + test tools
 # Idempotent: a second run only checks. Needs python3 (3.10+) with venv; as root it also
-# installs ffmpeg (H.264 output and the stream tests) through scripts/install-system-deps.sh.
+# installs ffmpeg (H.264 output and the stream tests) and, optionally, chromium (the live-view
+# browser tests) through scripts/install-system-deps.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -27,6 +28,14 @@ fi
 
 if [ "$(id -u)" = "0" ] && [ -x scripts/install-system-deps.sh ]; then
   bash scripts/install-system-deps.sh || echo "warning: ffmpeg could not be installed; H.264 output and stream tests will be skipped" >&2
+fi
+# Optional: the real Triton server the serving tests use (nvidia-pytriton's tritonserver, in its
+# own venv). A failure here only makes those tests skip with the reason.
+SECONDS=0
+if .venv/bin/python -m serving.triton_server install; then
+  echo "triton server ready (${SECONDS} s)"
+else
+  echo "warning: nvidia-pytriton could not be installed; the Triton serving tests will be skipped" >&2
 fi
 .venv/bin/python - <<'PY'
 import importlib.metadata as md

@@ -25,7 +25,7 @@ from runtime.errors import UsageError
 log = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "Backend", "Prediction", "Runner", "artefact_runner", "backend_class", "check_backend",
-           "load_backend", "open_runner", "runner_class"]
+           "connect_backend", "is_remote", "load_backend", "open_runner", "runner_class"]
 
 
 # backend -> (its module, its Backend class, its Runner class or None); imported on first use,
@@ -100,3 +100,15 @@ def artefact_runner(manifest: Manifest | str | Path, **opts: Any) -> Runner:
     if manifest.logits_name:
         names["logits_name"] = manifest.logits_name
     return cls(manifest.model_path, manifest.precision, **_accepted(cls, opts), **names).activate()
+
+
+def is_remote(engine: str | None) -> bool:
+    """`--engine triton://HOST:PORT/MODEL`: a served model rather than an artefact file."""
+    return bool(engine) and str(engine).startswith("triton://")
+
+
+def connect_backend(url: str, **opts: Any) -> Backend:
+    """A client backend for a served model; its manifest comes from the server."""
+    from runtime.backends.triton_backend import TritonBackend
+
+    return TritonBackend(url, **_accepted(TritonBackend, opts))

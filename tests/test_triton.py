@@ -1,0 +1,297 @@
+"""Serving through a real Triton Inference Server (nvidia-pytriton's tritonserver) on 127.0.0.1.
+
+The server runs the Python-backend variant of the tiny demo artefact, i.e. pspnet-rt's own
+OpenVINO backend inside Triton; the client is pspnet-rt's `--engine triton://` backend. Servers are
+started per session (or per test when a test kills one) and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from artefact.manifest import load_manifest
+from tests.conftest import TINY_SIZE
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("tritonclient.grpc", reason="needs tritonclient (pip install -e .[test] or .[triton])")
+
+from build_engine.triton_repo import (  # noqa: E402 - after the importorskip
+    MANIFEST_PARAMETER,
+    RepoOptions,
+    RepositoryError,
+    build_config,
+    config_text,
+    validate_config,
+    write_repository,
+)
+from serving.triton_server import ServerError, TritonServer, free_port, install  # noqa: E402
+
+MODEL = "demo-python"
+
+
+def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runtime", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def demo_frames(n: int) -> list[np.ndarray]:
+    from runtime.sources import SourceOptions, parse_source
+
+    with parse_source("demo", SourceOptions(demo_frames=n, demo_size=TINY_SIZE)) as source:
+        return [f.image for f in source.frames()]
+
+
+@pytest.fixture(scope="session")
+def triton_install() -> object:
+    try:
+        return install()
+    except ServerError as exc:
+        pytest.skip(f"the Triton server wheel could not be installed here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def triton_repo(demo_artefacts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """demo (native openvino, not loadable on the CPU Triton), demo-python (2 instances), and
+    misfit: a python model whose declared input is not the artefact's size."""
+    repo = tmp_path_factory.mktemp("triton") / "models"
+    write_repository(demo_artefacts["openvino"], repo)
+    write_repository(demo_artefacts["onnxruntime"], repo, RepoOptions(name="demo-ort", variant="python",
+                                                                      instances=1))
+    misfit = write_repository(demo_artefacts["openvino"], repo,
+                              RepoOptions(name="misfit", variant="python", instances=1))[0]
+    config = validate_config((misfit / "config.pbtxt").read_text())
+    config.input[0].dims[:] = [1, 64, 64, 3]
+    (misfit / "config.pbtxt").write_text(config_text(config))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton_server(triton_install: object, triton_repo: Path) -> TritonServer:
+    server = TritonServer(triton_repo, log_file=triton_repo.parent / "server.log").start(timeout=120)
+    yield server
+    assert server.stop() == 0  # SIGTERM: a clean exit
+
+
+def test_repository_configs_follow_triton_schema(demo_artefacts: dict[str, Path], triton_repo: Path) -> None:
+    manifest = load_manifest(demo_artefacts["openvino"])
+    h, w = TINY_SIZE
+    native = validate_config((triton_repo / "demo" / "config.pbtxt").read_text())
+    assert native.backend == "openvino" and native.max_batch_size == 0
+    assert [(t.name, list(t.dims)) for t in native.input] == [("image", [1, h, w, 3])]
+    assert [(t.name, list(t.dims)) for t in native.output] == [("labels", [1, h, w])]
+    assert json.loads(native.parameters[MANIFEST_PARAMETER].string_value) == manifest.to_dict()
+    assert sorted(p.name for p in (triton_repo / "demo" / "1").iterdir()) == ["model.bin", "model.xml"]
+    python = validate_config((triton_repo / MODEL / "config.pbtxt").read_text())
+    assert python.backend == "python" and python.instance_group[0].count == 1  # the measured default
+    model_py = (triton_repo / MODEL / "1" / "model.py").read_bytes()
+    assert model_py == (ROOT / "build_engine" / "triton_python_model.py").read_bytes()  # ours, as shipped
+    assert json.loads((triton_repo / MODEL / "pspnet-rt.json").read_text()) == manifest.to_dict()
+    with pytest.raises(RepositoryError, match="schema"):
+        validate_config('name: "x"\nmax_batch_sizes: 0\n')  # a misspelt field is refused
+
+
+def test_configs_for_every_platform(demo_artefacts: dict[str, Path]) -> None:
+    """ONNX Runtime and TensorRT repositories (the TensorRT one is written, not served, here)."""
+    manifest = load_manifest(demo_artefacts["onnxruntime"])
+    onnx = build_config(manifest, "m", "native", RepoOptions())
+    assert onnx.platform == "onnxruntime_onnx" and onnx.default_model_filename == "model.onnx"
+    trt = dataclasses.replace(manifest, backend="tensorrt", logits_name="logits")
+    engine = build_config(trt, "m", "native", RepoOptions(instances=1))
+    assert engine.platform == "tensorrt_plan" and engine.default_model_filename == "model.plan"
+    assert engine.instance_group[0].kind == engine.instance_group[0].KIND_GPU
+    assert [t.name for t in engine.output] == ["labels", "logits"]
+    assert list(engine.output[1].dims) == [1, 19, *TINY_SIZE]
+    batched = build_config(manifest, "m", "python", RepoOptions(dynamic_batching=True, max_batch_size=4))
+    assert batched.max_batch_size == 4 and list(batched.input[0].dims) == [*TINY_SIZE, 3]
+    assert batched.dynamic_batching.max_queue_delay_microseconds > 0
+    for config in (onnx, engine, batched):
+        assert validate_config(config_text(config)) == config
+    dyn = dataclasses.replace(manifest, dynamic_shape=True, input_size=[-1, -1])
+    dynamic = build_config(dyn, "m", "native", RepoOptions())
+    assert list(dynamic.input[0].dims) == [1, -1, -1, 3]
+
+
+def test_repository_cli_for_an_existing_artefact(demo_artefacts: dict[str, Path], tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "build_engine", "--engine", str(demo_artefacts["onnxruntime"]),
+           "--triton-repo", str(tmp_path / "repo"), "--triton-variant", "native", "--triton-dynamic-batching"]
+    bad = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "batch 1" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    good = subprocess.run(cmd[:-1], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stderr
+    assert (tmp_path / "repo" / "demo" / "1" / "model.onnx").is_file()
+
+
+def test_served_class_maps_are_bit_identical_to_in_process(demo_artefacts: dict[str, Path],
+                                                            triton_server: TritonServer) -> None:
+    from runtime.backends import connect_backend, load_backend
+
+    frames = demo_frames(20)
+    with load_backend(demo_artefacts["openvino"], hint="latency") as local, \
+            connect_backend(triton_server.engine(MODEL), timeout=30) as remote:
+        # classes, palette, hashes: all from the server
+        assert remote.manifest.to_dict() == local.manifest.to_dict()
+        expected = [local.infer(f) for f in frames]
+        assert all(np.array_equal(remote.infer(f), e) for f, e in zip(frames, expected))
+        got = []  # the async path the pipeline uses, every slot busy
+        for i, f in enumerate(frames):
+            if remote.in_flight >= remote.max_in_flight:
+                got.append(remote.collect())
+            remote.submit(f, i)
+        while remote.in_flight:
+            got.append(remote.collect())
+    assert [tag for tag, _ in got] == list(range(20))
+    assert all(np.array_equal(labels, e) for (_, labels), e in zip(got, expected))
+
+
+def test_onnxruntime_artefact_served_by_the_python_variant(demo_artefacts: dict[str, Path],
+                                                          triton_server: TritonServer) -> None:
+    from runtime.backends import connect_backend, load_backend
+
+    frames = demo_frames(4)
+    with load_backend(demo_artefacts["onnxruntime"]) as local, \
+            connect_backend(triton_server.engine("demo-ort"), timeout=30) as remote:
+        assert remote.manifest.backend == "onnxruntime"
+        assert all(np.array_equal(remote.infer(f), local.infer(f)) for f in frames)
+
+
+def test_four_concurrent_streams_through_one_server(triton_server: TritonServer,
+                                                   demo_artefacts: dict[str, Path], tmp_path: Path) -> None:
+    n = 12
+    result = run_cli(*(a for i in range(4) for a in ("--video", f"cam{i}=demo")), "--demo-frames", str(n),
+                     "--engine", triton_server.engine(MODEL), "--masks", str(tmp_path / "masks"),
+                     "--stats", str(tmp_path / "stats.jsonl"),
+                     "--summary-json", str(tmp_path / "summary.json"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["frames"] == 4 * n and summary["dropped"] == {}
+    assert sorted(summary["streams"]) == ["cam0", "cam1", "cam2", "cam3"]
+    lines = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    for i in range(4):
+        mine = [r["frame"] for r in lines if r["stream"] == f"cam{i}"]
+        assert mine == list(range(n))  # every frame, in order, per stream
+        names = sorted(p.name for p in (tmp_path / "masks" / f"cam{i}").iterdir())
+        assert names == [f"{k:06d}.png" for k in range(n)]
+    local = run_cli("--video", "demo", "--demo-frames", str(n), "--engine", str(demo_artefacts["openvino"]),
+                    "--masks", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    for k in range(n):  # the same masks as in-process, for every stream
+        ref = cv2.imread(str(tmp_path / "local" / f"{k:06d}.png"), cv2.IMREAD_UNCHANGED)
+        for i in range(4):
+            got = cv2.imread(str(tmp_path / "masks" / f"cam{i}" / f"{k:06d}.png"), cv2.IMREAD_UNCHANGED)
+            assert np.array_equal(got, ref)
+
+
+def test_server_killed_mid_run_exits_1_with_a_playable_video(triton_install: object, triton_repo: Path,
+                                                             tmp_path: Path) -> None:
+    stats, video = tmp_path / "stats.jsonl", tmp_path / "out.mp4"
+    server = TritonServer(triton_repo, models=[MODEL], log_file=tmp_path / "server.log")
+    with server.start(timeout=120):
+        proc = subprocess.Popen([sys.executable, "-m", "runtime", "--video", "demo", "--loop", "--engine",
+                                 server.engine(MODEL), "--output", str(video), "--stats", str(stats),
+                                 "--reconnect", "1", "--timeout", "5"],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                if stats.is_file() and len(stats.read_text().splitlines()) >= 8:
+                    break
+                time.sleep(0.1)
+            assert proc.poll() is None, proc.communicate()[1]
+            server.kill()
+            t_kill = time.monotonic()
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, err
+    assert time.monotonic() - t_kill < 30  # reconnect budget: one attempt after 0.5 s
+    errors = [line for line in err.splitlines() if not line.startswith("pspnet-rt: triton:")]  # warnings
+    assert len(errors) == 1 and "Triton server" in errors[0] and "lost" in errors[0], err
+    assert "Traceback" not in err
+    written = len(stats.read_text().splitlines())
+    cap = cv2.VideoCapture(str(video))  # finalised: it opens and every written frame decodes
+    decoded = 0
+    while cap.read()[0]:
+        decoded += 1
+    cap.release()
+    assert decoded == written >= 8
+
+
+def test_server_restarted_mid_run_the_client_reconnects(triton_install: object, triton_repo: Path,
+                                                        tmp_path: Path) -> None:
+    """A server that comes back within the reconnect budget: every frame is written, exit 0."""
+    n, stats, summary = 40, tmp_path / "stats.jsonl", tmp_path / "summary.json"
+    ports = {"grpc_port": free_port(), "http_port": free_port(), "metrics_port": free_port()}
+    first = TritonServer(triton_repo, models=["demo-ort"], log_file=tmp_path / "a.log", **ports).start(120)
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "--video", "demo", "--demo-frames", str(n),
+                             "--engine", first.engine("demo-ort"), "--stats", str(stats), "--requests", "1",
+                             "--reconnect", "6", "--summary-json", str(summary)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = TritonServer(triton_repo, models=["demo-ort"], log_file=tmp_path / "b.log", **ports)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if stats.is_file() and len(stats.read_text().splitlines()) >= 5:
+                break
+            time.sleep(0.05)
+        first.kill()
+        second.start(120)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        first.stop()
+        second.stop()
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["frame"] for line in stats.read_text().splitlines()] == list(range(n))
+    assert json.loads(summary.read_text())["backend"]["reconnects"] >= 1
+    assert "answers again" in err
+
+
+def test_unreachable_server_exits_2_within_the_timeout() -> None:
+    port = free_port()  # nothing listens there
+    t0 = time.monotonic()
+    result = run_cli("--video", "demo", "--engine", f"triton://127.0.0.1:{port}/{MODEL}", "--timeout", "2")
+    elapsed = time.monotonic() - t0
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "no Triton server answers" in result.stderr and "within 2 s" in result.stderr
+    assert elapsed < 2 + 10  # the timeout, plus starting Python and importing OpenCV on a busy box
+
+
+def test_unknown_model_and_inputs_that_do_not_fit_exit_2(triton_server: TritonServer) -> None:
+    unknown = run_cli("--video", "demo", "--engine", triton_server.engine("nope"), "--timeout", "10")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    assert "no ready model 'nope'" in unknown.stderr and MODEL in unknown.stderr
+    misfit = run_cli("--video", "demo", "--engine", triton_server.engine("misfit"), "--timeout", "10")
+    assert misfit.returncode == 2 and misfit.stderr.count("\n") == 1
+    assert "does not fit" in misfit.stderr and "[1, 96, 192, 3]" in misfit.stderr
+
+
+def test_bad_engine_urls_are_usage_errors() -> None:
+    from runtime.backends.triton_backend import parse_url
+    from runtime.errors import UsageError
+
+    assert str(parse_url("triton://127.0.0.1:8001/demo-python")) == "triton://127.0.0.1:8001/demo-python"
+    assert parse_url("triton://host/m/2").port == 8001 and parse_url("triton://host/m/2").version == "2"
+    for bad in ("triton://127.0.0.1:8001", "triton://:8001/m", "triton://h:x/m", "triton://h:1/a/b/c"):
+        with pytest.raises(UsageError):
+            parse_url(bad)
+
+
+def test_server_helper_refuses_a_repository_it_cannot_serve(triton_install: object, tmp_path: Path,
+                                                           demo_artefacts: dict[str, Path]) -> None:
+    write_repository(demo_artefacts["onnxruntime"], tmp_path / "repo", RepoOptions(variant="native"))
+    with pytest.raises(ServerError, match="no model this server can load"):
+        TritonServer(tmp_path / "repo").start()
