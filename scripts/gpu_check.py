@@ -39,7 +39,11 @@ DEMO_HW = (240, 480)
 
 
 class Skip(Exception):
-    """The part cannot run here; the message says why."""
+    """The part cannot run here; the message says why (details, when given, go in the report)."""
+
+    def __init__(self, why: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(why)
+        self.details = details or {}
 
 
 @dataclass
@@ -130,7 +134,7 @@ def gpu_tests(ctx: dict[str, Any]) -> dict[str, Any]:
                            f"({last_line(proc.stdout)}); see gpu-tests.log")
     if cases and counts["skipped"] == len(cases):
         reasons = sorted({c["why"] for c in cases})
-        raise Skip(f"all {len(cases)} gpu/cuda tests skipped: {'; '.join(reasons)[:300]}")
+        raise Skip(f"all {len(cases)} gpu/cuda tests skipped: {'; '.join(reasons)[:300]}", details)
     return details
 
 
@@ -321,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             part.status = "ran"
         except Skip as exc:
             part.status = f"skipped: {exc}"
+            part.details = exc.details
         except subprocess.TimeoutExpired as exc:
             part.status = f"failed: timed out after {exc.timeout:.0f} s"
         except Exception as exc:  # one part's failure is reported, never the end of the check

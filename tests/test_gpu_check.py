@@ -43,6 +43,12 @@ def test_every_part_says_why_it_cannot_run(tmp_path: Path) -> None:
     statuses = {p["name"]: p["status"] for p in report["parts"]}
     assert statuses["environment"] == "ran"
     assert "gpu/cuda tests skipped" in statuses["gpu tests"]
+    # the CUDA device tests (devices/cuda.py through cuda-bindings/pycuda) are collected and skip
+    # with their reason, each listed in the report
+    assert "needs an NVIDIA GPU and CUDA Python bindings" in statuses["gpu tests"]
+    tests = next(p for p in report["parts"] if p["name"] == "gpu tests")["details"]["tests"]
+    cuda = [t for t in tests if "test_cuda_device" in t["test"]]
+    assert cuda and all(t["outcome"] == "skipped" and "CUDA Python bindings" in t["why"] for t in cuda)
     assert "CUDAExecutionProvider" in statuses["ort cuda"]
     assert "sees no CUDA device" in statuses["torch cuda"]
     assert "TensorRT" in statuses["tensorrt"]
