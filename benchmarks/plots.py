@@ -158,3 +158,83 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def temporal_figure(result: dict[str, Any], path: Path) -> Path:
+    """mIoU vs pipeline FPS per clip: every frame, fixed intervals, adaptive thresholds, with
+    the target box (>= 2x the every-frame FPS at <= 1 point below its mIoU) dashed."""
+    plt = _pyplot()
+    clips = list(dict.fromkeys(r["clip"] for r in result["rows"]))
+    cols = min(3, len(clips) + 1)
+    rows_n = (len(clips) + 1 + cols - 1) // cols  # one panel per clip, then the mean over clips
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 4.2 * rows_n), squeeze=False)
+    eng = result["engine"]
+    fig.suptitle(f"video-aware inference: mIoU vs pipeline FPS per held-out clip (key frames: "
+                 f"{eng['backend']} {eng['precision_ran']}; {result['environment']['cpu']['model']} "
+                 f"x{result['environment']['cpu']['usable_cores']} cores)", fontsize=10)
+    for ax, clip in zip(axes.ravel(), clips):
+        rs = {r["mode"]: r for r in result["rows"] if r["clip"] == clip}
+        base = rs["off"]
+        fixed = [base] + [rs[m] for m in sorted((m for m in rs if m.startswith("fixed:")),
+                                                key=lambda m: int(m.split(":")[1]))]
+        adaptive = sorted((r for m, r in rs.items() if m.startswith("adaptive@") and "/" not in m),
+                          key=lambda r: float(r["mode"].split("@")[1]))
+        forward = [r for m, r in rs.items() if m.endswith("/forward")]
+        ax.plot([r["fps"] for r in fixed], [r["miou"] * 100 for r in fixed], "s-", color="#8da0cb",
+                label="every frame, then fixed:N")
+        for r in fixed:
+            n = "1" if r["mode"] == "off" else r["mode"].split(":")[1]
+            ax.annotate(n, (r["fps"], r["miou"] * 100), xytext=(3, 3), textcoords="offset points", fontsize=7)
+        ax.plot([r["fps"] for r in adaptive], [r["miou"] * 100 for r in adaptive], "o-", color="#fc8d62",
+                label="adaptive (threshold)")
+        for r in adaptive:
+            ax.annotate(r["mode"].split("@")[1], (r["fps"], r["miou"] * 100), xytext=(3, -9),
+                        textcoords="offset points", fontsize=7, color="#d95f02")
+        for r in forward:
+            ax.plot([r["fps"]], [r["miou"] * 100], "^", color="#66c2a5",
+                    label=f"adaptive {r['mode'].split('@')[1].split('/')[0]}, forward only (live)")
+        ax.axhline(base["miou"] * 100 - 1.0, color="grey", linestyle="--", linewidth=0.8)
+        ax.axvline(base["fps"] * 2.0, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(clip, fontsize=9)
+        ax.set_xlabel("pipeline FPS")
+        ax.set_ylabel("mIoU % (classes in the clip)")
+        ax.grid(True, alpha=0.3)
+    _temporal_mean_panel(axes.ravel()[len(clips)], result)
+    for ax in axes.ravel()[len(clips) + 1:]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7, loc="lower left")
+    fig.text(0.01, 0.005, "dashed: 1 mIoU point below every frame, and twice its FPS "
+             "(the issue's target box)", fontsize=7)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _temporal_mean_panel(ax: Any, result: dict[str, Any]) -> None:
+    """Mean over clips: mIoU drop (points) vs speed-up, with the target corner shaded."""
+    modes = result["summary"]["modes"]
+    series = {"every frame, then fixed:N": [m for m in modes if m == "off" or m.startswith("fixed:")],
+              "adaptive (threshold)": sorted((m for m in modes if m.startswith("adaptive@") and "/" not in m),
+                                             key=lambda m: float(m.split("@")[1]))}
+    for (label, names), style in zip(series.items(), (("s-", "#8da0cb"), ("o-", "#fc8d62"))):
+        xs = [modes[m]["mean_speedup"] for m in names]
+        ys = [modes[m]["mean_drop_points"] for m in names]
+        ax.plot(xs, ys, style[0], color=style[1], label=label)
+        for m, x, y in zip(names, xs, ys):
+            tag = "1" if m == "off" else m.split(":")[1] if m.startswith("fixed:") else m.split("@")[1]
+            ax.annotate(tag, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7)
+    for m in (m for m in modes if m.endswith("/forward")):
+        ax.plot([modes[m]["mean_speedup"]], [modes[m]["mean_drop_points"]], "^", color="#66c2a5",
+                label=f"adaptive {m.split('@')[1].split('/')[0]}, forward only (live)")
+    top = max(max(v["mean_drop_points"] for v in modes.values()), 1.5)
+    right = max(max(v["mean_speedup"] for v in modes.values()), 2.5)
+    ax.fill_between([2.0, right * 1.05], -0.5, 1.0, color="#66c2a5", alpha=0.15,
+                    label="target: >= 2x at <= 1 point")
+    ax.set_xlim(0.8, right * 1.05)
+    ax.set_ylim(top * 1.05, -0.5)  # down is worse
+    ax.set_title(f"mean over {len(set(r['clip'] for r in result['rows']))} clips", fontsize=9)
+    ax.set_xlabel("speed-up vs every frame (pipeline FPS)")
+    ax.set_ylabel("mIoU drop, points (down = worse)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from pspnet.model import PSPNet
 
 log = logging.getLogger(__name__)
-CODE_VERSION = "2"  # bump when the export graph changes, so caches rebuild
+CODE_VERSION = "3"  # bump when the export graph changes, so caches rebuild (3: TensorRT rules)
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt")) / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
@@ -111,6 +111,7 @@ class Compiled:
     companions: dict[str, str]  # e.g. OpenVINO's .bin: sha256
     agreement: Agreement | None  # the written file run vs PyTorch (None: not runnable here)
     facts: dict[str, Any] = field(default_factory=dict)  # TensorRT version, GPU, workspace, ...
+    graph_rules: dict[str, Any] = field(default_factory=dict)  # TensorRT parser rules, offline
 
 
 def build_artefact(model: str = "demo", precision: str = "auto", backend: str = "auto",
@@ -186,6 +187,8 @@ class Builder:
                               self.options.fallback]
             if self.options.quantize_classifier:
                 parts["calib"].append("quantize_classifier")
+            if self.options.qdq_placement:
+                parts["calib"].append(f"placement={self.options.qdq_placement}")
         if self.backend == "tensorrt":
             parts["trt"] = self.options.workspace_mb
         return cache_key(parts)
@@ -343,6 +346,7 @@ class Builder:
         target = target or self.model_path
         facts: dict[str, Any] = {}
         companions: dict[str, str] = {}
+        graph_rules = self._graph_rules(precision.onnx_path)
         if self.backend == "onnxruntime":
             with atomic_path(target) as tmp:
                 shutil.copyfile(precision.onnx_path, tmp)
@@ -360,7 +364,19 @@ class Builder:
             facts = build_engine(precision.onnx_path, target, options)
             facts["gpu"] = device_info()
         agreement = self._run_compiled(target, verified)
-        return Compiled(target, companions, agreement, facts)
+        return Compiled(target, companions, agreement, facts, graph_rules)
+
+    def _graph_rules(self, onnx_path: Path) -> dict[str, Any]:
+        """TensorRT's parser rules on the final ONNX, offline: a TensorRT build stops here on a
+        violation; other backends record it (their ONNX is the graph TensorRT would get)."""
+        from build_engine.tensorrt_rules import check_file, record, require_pass
+
+        if self.backend == "tensorrt":
+            return require_pass(onnx_path)
+        result = record(check_file(onnx_path))
+        if result["violations"]:
+            log.warning("this graph would not parse on TensorRT: %s", result["first"][0])
+        return result
 
     def _run_compiled(self, model_path: Path, verified: Verified) -> Agreement | None:
         """The written file on its backend vs PyTorch FP32 (not TensorRT without a GPU here)."""
@@ -400,6 +416,7 @@ class Builder:
                 "export_seconds": round(exported.seconds, 2),
                 "nodes_before_slim": slimmed.nodes_before, "nodes_after_slim": slimmed.nodes_after,
                 "exporter": "dynamo" if self.options.dynamic else "torchscript",
+                "tensorrt_graph_rules": compiled.graph_rules,
             },
             accuracy=precision.accuracy,
             tools=versions,

@@ -123,6 +123,7 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
     from build_engine.api import Builder, BuildOptions
     from build_engine.errors import BuildError, SizeError
     from build_engine.tensorrt_builder import TensorRTUnavailable
+    from calib.fp16_emulation import FP16Overflow
     from calib.precision import GateFailed
     from calib.sources import CalibrationError
     from pspnet.errors import CheckpointError
@@ -142,7 +143,7 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
         path = Builder(options).run()
     except usage_errors as exc:
         raise clikit.UsageError(clikit.message_of(exc)) from None
-    except (GateFailed, BuildError) as exc:
+    except (GateFailed, FP16Overflow, BuildError) as exc:
         return clikit.fail(PROG, f"build failed: {exc}", clikit.EXIT_FAIL)
     if args.triton_repo:
         _write_triton_repo(args, path)

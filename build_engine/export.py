@@ -39,13 +39,17 @@ class FusedSegmenter(nn.Module):
                              .view(1, 3, 1, 1))
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        x = image.permute(0, 3, 1, 2).float()
+        # TensorRT accepts UINT8 only as a network input feeding a Cast to float, or as an output
+        # made by a Cast from float (see build_engine/tensorrt_rules.py, R1-R3): so the bytes
+        # become float before any layout op, every shape is read from the float tensor, and the
+        # int64 ArgMax reaches uint8 through float (exact: class ids are small integers).
+        x = image.float().permute(0, 3, 1, 2)
         if self.flip_to_rgb:
             x = x.flip(1)
         x = x * self.scale + self.shift  # (x - mean) / std as one Mul and one Add
         logits = self.net(x)
-        logits = F.interpolate(logits, size=image.shape[1:3], mode="bilinear", align_corners=True)
-        return logits.argmax(1).to(torch.uint8), logits
+        logits = F.interpolate(logits, size=x.shape[2:4], mode="bilinear", align_corners=True)
+        return logits.argmax(1).float().to(torch.uint8), logits
 
 
 def check_size(height: int, width: int, bins: tuple[int, ...]) -> list[str]:
@@ -92,11 +96,55 @@ def export_fused_onnx(net: PSPNet, spec: ModelSpec, path: str | Path, height: in
                                             output_names=[LABELS_NAME, LOGITS_NAME],
                                             opset_version=OPSET, optimize=True)
             program.save(str(path))
+            _tensorrt_friendly_dynamic_graph(path)
         else:
             torch.onnx.export(fused, (sample,), str(path), dynamo=False, opset_version=OPSET,
                               input_names=[INPUT_NAME], output_names=[LABELS_NAME, LOGITS_NAME],
                               do_constant_folding=True)
     return path
+
+
+def _tensorrt_friendly_dynamic_graph(path: Path) -> None:
+    """Two edits the dynamo exporter's graph needs before TensorRT's parser takes it.
+
+    It reads symbolic H/W from the graph input itself, so `Shape(image)` appears however the
+    module is written, and TensorRT lets nothing but a Cast read UINT8 (R2): those Shapes read
+    the input's float Cast instead (same shape). And it squeezes those sizes without an axes
+    input, which TensorRT 10 accepts only for static shapes and 11.x only from 11.5: the axes
+    are written out (the dims of size 1, from shape inference). Exact edits, no new arithmetic.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    uint8_inputs = {i.name for i in graph.input
+                    if i.type.tensor_type.elem_type == onnx.TensorProto.UINT8}
+    nodes = list(graph.node)
+    first = [i for i, n in enumerate(nodes) if n.op_type == "Cast" and n.input[0] in uint8_inputs
+             and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
+    to_float = {nodes[i].input[0]: nodes[i].output[0] for i in first}
+    for node in nodes:
+        if node.op_type == "Shape" and node.input[0] in to_float:
+            node.input[0] = to_float[node.input[0]]
+    # The Casts read only graph inputs: first in the node list keeps the graph topologically sorted.
+    ordered = [nodes[i] for i in first] + [n for i, n in enumerate(nodes) if i not in first]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None
+                       for d in v.type.tensor_type.shape.dim]
+              for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    for node in graph.node:
+        dims = shapes.get(node.input[0]) if node.op_type == "Squeeze" else None
+        if dims is None or len(node.input) > 1 or None in dims:
+            continue
+        axes = numpy_helper.from_array(np.array([i for i, d in enumerate(dims) if d == 1],
+                                                np.int64), f"{node.name}_axes")
+        graph.initializer.append(axes)
+        node.input.append(axes.name)
+    onnx.save(model, str(path))
 
 
 def torch_reference(net: PSPNet, spec: ModelSpec, frames: list) -> list[tuple]:

@@ -78,7 +78,14 @@ def _progress_monitor(trt):
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path,
                  options: TensorRTOptions | None = None) -> dict:
-    """Parse, build and atomically write the engine; returns facts for the manifest."""
+    """Parse, build and atomically write the engine; returns facts for the manifest.
+
+    The graph is checked against TensorRT's parser rules first (offline, build_engine/
+    tensorrt_rules.py), so a refused node is named in one line before TensorRT is loaded.
+    """
+    from build_engine.tensorrt_rules import require_pass
+
+    require_pass(onnx_path)
     trt = import_tensorrt()
     options = options or TensorRTOptions()
     logger = trt.Logger(trt.Logger.WARNING)

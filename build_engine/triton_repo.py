@@ -195,6 +195,19 @@ def _replace_dir(staged: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _require_rules_pass(manifest: Manifest) -> None:
+    """A `tensorrt_plan` model must come from a graph that passed TensorRT's parser rules
+    (build_engine/tensorrt_rules.py, recorded by every TensorRT build): an engine built before the
+    check, or by hand, says nothing about the graph it came from."""
+    if manifest.backend != "tensorrt":
+        return
+    rules = manifest.verification.get("tensorrt_graph_rules") or {}
+    if rules.get("result") != "pass":
+        raise RepositoryError(f"{Path(manifest.path).name} does not record a passing TensorRT "
+                              "graph-rules check (verification.tensorrt_graph_rules); rebuild it "
+                              "with `python -m build_engine --backend tensorrt`")
+
+
 def write_repository(manifest_path: str | Path, repo: str | Path,
                      options: RepoOptions | None = None) -> list[Path]:
     """Write (or replace) the artefact's models in repository `repo`; returns their folders."""
@@ -206,6 +219,7 @@ def write_repository(manifest_path: str | Path, repo: str | Path,
         raise RepositoryError(f"Triton model name {name!r} must be letters, digits, '_', '.', '-'")
     if options.instances < 1 or options.max_batch_size < 1:
         raise RepositoryError("--triton-instances and --triton-max-batch must be at least 1")
+    _require_rules_pass(manifest)
     variants = variants_for(manifest, options.variant)
     if options.dynamic_batching and variants == ["native"]:
         raise RepositoryError(f"{manifest.path.name} is batch 1, so Triton cannot batch it natively; "

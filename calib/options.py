@@ -23,3 +23,4 @@ class PrecisionOptions:
     max_miou_drop: float = 1.0
     fallback: bool = False
     quantize_classifier: bool = False  # by default the final classifier stays in float
+    qdq_placement: str | None = None  # INT8 Q/DQ placement; None = the backend's (calib/qdq_placement.py)

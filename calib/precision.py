@@ -19,17 +19,15 @@ from tqdm import tqdm
 
 from artefact.files import atomic_path, sha256_file
 from calib.gate import GateReport, gate
+from calib.gate_backends import GateRun, open_gate_runner, what_ran
 from calib.options import PrecisionOptions
 from calib.sources import CalibrationError, FrameSet, generated_id, load_frames
-from runtime.backends import open_runner
 from segdata.evaluation import agreement, predict_all
 
 if TYPE_CHECKING:
     from pspnet.zoo import ModelSpec
 
 log = logging.getLogger(__name__)
-GATE_BACKENDS = {"openvino": "openvino", "onnxruntime": "onnxruntime",
-                 "tensorrt": "onnxruntime"}  # no GPU at build-gate time is assumed: ORT CPU proxy
 
 
 class GateFailed(RuntimeError):
@@ -69,8 +67,8 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
     if options.dynamic:
         raise ValueError("fp16/int8 builds need a fixed --input-size (calibration and the gate "
                          "run at one size); drop --dynamic")
-    gate_backend = GATE_BACKENDS[backend]
     evalset = gate_frames(options.eval_data or "synthetic:val", options.eval_images, height, width)
+    gate_backend = backend  # calib/gate_backends.py: what runs for each target, and its words
     fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir)
     classes = list(spec.classes)
 
@@ -78,8 +76,8 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
         from calib.fp16 import convert_fp16
 
         path, kept = convert_fp16(base, work / "fp16.onnx")
-        report = _gate(gate_backend, path, "fp16", fp32_preds, evalset, classes, options)
-        return PrecisionResult(path, None, _accuracy(report, evalset, gate_backend, kept_fp32=kept),
+        report, ran = _gate(gate_backend, path, "fp16", fp32_preds, evalset, classes, options)
+        return PrecisionResult(path, None, _accuracy(report, evalset, ran, kept_fp32=kept),
                                {"onnxconverter_common": _version("onnxconverter-common")})
 
     return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes)
@@ -110,7 +108,7 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
             return preds
         except (OSError, KeyError, ValueError) as exc:
             log.warning("recomputing the FP32 reference, %s is unreadable: %s", path, exc)
-    with open_runner(gate_backend, base, "fp32") as fp32_run:
+    with open_gate_runner(gate_backend, base, "fp32") as fp32_run:
         preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -122,7 +120,8 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
           fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str]
           ) -> PrecisionResult:
     from calib.graph_parts import conv_blocks, final_classifier
-    from calib.quantize import check_tensorrt_compatible, preprocess, quantize_int8
+    from calib.qdq_placement import default_placement, describe
+    from calib.quantize import preprocess, quantize_int8
 
     pre = preprocess(base, work / "int8_pre.onnx")
     graph = onnx.load(str(pre))
@@ -131,19 +130,22 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
     if cls is not None and not options.quantize_classifier:
         exclude.append(cls.name)
     cache, provenance = calibration_ranges(base, pre, graph, options, spec, evalset, cache_dir, work)
-    out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, exclude, cache)
-    report = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options, fail=False)
+    placement = options.qdq_placement or default_placement(gate_backend)
+    out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, exclude, cache, placement)
+    report, ran = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
+                        fail=False)
     kept_blocks: list[str] = []
     if not report.passed and options.fallback:
         blocks = conv_blocks(graph)
         ranking = sensitivity(pre, work, blocks, exclude, options, cache, evalset, fp32_preds,
-                              gate_backend)
+                              gate_backend, placement)
         for block, _ in ranking:
             kept_blocks.append(block)
             names = exclude + [n for b in kept_blocks for n in blocks[b]]
-            out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, names, cache)
-            report = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
-                           fail=False)
+            out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, names, cache,
+                                placement)
+            report, ran = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
+                                fail=False)
             tqdm.write(f"fallback: kept {', '.join(kept_blocks)} in float -> drop "
                        f"{report.miou_drop_points} points, agreement "
                        f"{report.pixel_agreement * 100:.2f} %", file=sys.stderr)
@@ -153,14 +155,12 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
         raise GateFailed(_fail_message(report, "int8") +
                          ("" if options.fallback else " (try --fallback, --calib-method, or more "
                           "--calib-images)"), report)
-    problems = check_tensorrt_compatible(out)
-    if problems:
-        raise RuntimeError(f"Q/DQ graph is not TensorRT-compatible: {problems[:3]}")
     calibration = {**provenance, "method": options.calib_method, "excluded_nodes": exclude,
                    "kept_float_blocks": kept_blocks,
                    "scheme": "QDQ, symmetric int8 activations per tensor, weights per channel "
-                             "(axis 0), bias float"}
-    return PrecisionResult(out, calibration, _accuracy(report, evalset, gate_backend),
+                             "(axis 0), bias float",
+                   "placement": placement, "qdq": describe(onnx.load(str(out)))}
+    return PrecisionResult(out, calibration, _accuracy(report, evalset, ran),
                            {"onnxruntime_quantization": _version("onnxruntime")})
 
 
@@ -211,7 +211,7 @@ def _refuse_overlap(frame_sha1: list[str], evalset: FrameSet) -> None:
 
 def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: list[str],
                 options: PrecisionOptions, cache: Path, evalset: FrameSet, fp32_preds: list,
-                gate_backend: str) -> list[tuple[str, float]]:
+                gate_backend: str, placement: str = "tensorrt") -> list[tuple[str, float]]:
     """Per block: agreement with FP32 when ONLY that block is INT8. Worst first."""
     from calib.quantize import quantize_int8
 
@@ -222,8 +222,9 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
         if set(names) <= set(exclude):
             continue
         others = [n for n in all_convs if n not in names] + exclude
-        path = quantize_int8(pre, work / "probe.onnx", None, options.calib_method, others, cache)
-        with open_runner(gate_backend, path, "int8") as run:
+        path = quantize_int8(pre, work / "probe.onnx", None, options.calib_method, others, cache,
+                             placement)
+        with open_gate_runner(gate_backend, path, "int8") as run:
             scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
     scores.sort(key=lambda s: s[1])
     tqdm.write("sensitivity (agreement with FP32 when only this block is INT8): " +
@@ -232,15 +233,17 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
 
 
 def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
-          classes: list[str], options: PrecisionOptions, fail: bool = True) -> GateReport:
-    with open_runner(backend, path, precision) as run:
+          classes: list[str], options: PrecisionOptions, fail: bool = True
+          ) -> tuple[GateReport, GateRun]:
+    with open_gate_runner(backend, path, precision) as run:
         preds = predict_all(run, evalset.frames, f"{precision} gate")
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
     report.precision_ran = run.precision_ran
-    tqdm.write(report.table(), file=sys.stderr)
+    ran = what_ran(backend, precision, run)
+    tqdm.write(f"{precision} gate ran on: {ran.description}\n{report.table()}", file=sys.stderr)
     if fail and not report.passed:
         raise GateFailed(_fail_message(report, precision), report)
-    return report
+    return report, ran
 
 
 def _fail_message(report: GateReport, precision: str) -> str:
@@ -250,14 +253,10 @@ def _fail_message(report: GateReport, precision: str) -> str:
             f"{report.limit_points}\n{report.table()}")
 
 
-def _accuracy(report: GateReport, evalset: FrameSet, backend: str, **extra: Any) -> dict:
-    precision = "int8" if "kept_fp32" not in extra else "fp16"
-    if backend == "openvino":  # what OpenVINO really ran (int8/<float> for Q/DQ), not what was asked
-        float_layers = (report.precision_ran or "").split("/")[-1]
-    else:
-        float_layers = "f16" if precision == "fp16" else "f32"
-    return {"gate": report.to_dict(), "eval_data": evalset.describe(), "gate_backend": backend,
-            "gate_float_precision": float_layers, **extra}
+def _accuracy(report: GateReport, evalset: FrameSet, ran: GateRun, **extra: Any) -> dict:
+    return {"gate": report.to_dict(), "eval_data": evalset.describe(),
+            "gate_backend": ran.description, "gate_float_precision": ran.float_precision,
+            **ran.facts, **extra}
 
 
 def _version(dist: str) -> str | None:

@@ -44,24 +44,47 @@ def _reader(frames: Sequence[np.ndarray], input_name: str, bar: tqdm):
 
 
 def preprocess(fp32_onnx: Path, out: Path) -> Path:
-    """ORT's quant_pre_process: shape inference and graph clean-up before inserting Q/DQ."""
+    """ORT's quant_pre_process: shape inference before inserting Q/DQ.
+
+    Its optimisation pass is skipped: onnxslim has already folded the graph, and ORT's pass
+    merges ArgMax's Cast(int64->float)->Cast(float->uint8) into one Cast(int64->uint8), which
+    TensorRT refuses (rule R3 in build_engine/tensorrt_rules.py).
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(fp32_onnx), str(out), skip_symbolic_shape=True)
+    quant_pre_process(str(fp32_onnx), str(out), skip_optimization=True, skip_symbolic_shape=True)
     return out
 
 
 def quantize_int8(model_path: Path, out: Path, frames: Sequence[np.ndarray] | None, method: str,
-                  exclude: Sequence[str], cache_path: Path | None) -> Path:
-    """Insert Q/DQ around every Conv except `exclude`; ranges come from `cache_path` when present."""
+                  exclude: Sequence[str], cache_path: Path | None,
+                  placement: str = "tensorrt") -> Path:
+    """Insert Q/DQ for every Conv except `exclude`; ranges come from `cache_path` when present.
+
+    `placement` (calib/qdq_placement.py): "tensorrt" quantizes Conv inputs and residual Add
+    inputs only, as NVIDIA recommends; "conv-outputs" also quantizes every Conv output (ORT's
+    default, which its CPU provider needs for QLinearConv).
+    """
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    from calib import qdq_placement
+
+    if placement not in qdq_placement.PLACEMENTS:
+        raise ValueError(f"unknown Q/DQ placement {placement!r}")
     calib_method = _method_enum()[method]
     extra = {
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
         "QuantizeBias": False,
     }
+    op_types, residual = ["Conv"], {}
+    if placement == "tensorrt":
+        graph = onnx.load(str(model_path))
+        residual = qdq_placement.residual_adds(graph)
+        op_types = ["Conv", "Add"]
+        exclude = [*exclude, *qdq_placement.adds_to_exclude(graph)]
+        extra["OpTypesToExcludeOutputQuantization"] = ["Conv", "Add"]
     if cache_path is None or not Path(cache_path).is_file():
         if frames is None:
             raise ValueError("no calibration frames and no calibration cache")
@@ -70,7 +93,7 @@ def quantize_int8(model_path: Path, out: Path, frames: Sequence[np.ndarray] | No
     quantize_static(
         str(model_path), str(out), None,
         quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"],
+        op_types_to_quantize=op_types,
         per_channel=True,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
@@ -79,6 +102,10 @@ def quantize_int8(model_path: Path, out: Path, frames: Sequence[np.ndarray] | No
         extra_options=extra,
         calibration_cache_path=str(cache_path),
     )
+    if residual:
+        model = onnx.load(str(out))
+        qdq_placement.unquantize_fused_inputs(model, residual)
+        onnx.save(model, str(out))
     return out
 
 
@@ -179,19 +206,3 @@ def _method_enum() -> dict:
 
     return {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
             "percentile": CalibrationMethod.Percentile}
-
-
-def check_tensorrt_compatible(path: Path) -> list[str]:
-    """What TensorRT's parser would refuse: non-zero zero points, non-int8 Q/DQ."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    problems = []
-    for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
-            zp = inits.get(node.input[2])
-            if zp is not None and (zp.dtype != np.int8 or np.any(zp != 0)):
-                problems.append(f"{node.name}: zero point {zp.dtype} non-zero")
-    return problems

@@ -39,11 +39,15 @@ examples:
       drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics
   pspnet-rt --video cam0 --serve 0.0.0.0:8080 --serve-token "$TOKEN"
       reachable from other machines (a warning says so); every endpoint then needs the token
+  pspnet-rt --video drive.mp4 --engine m.json --temporal adaptive --output out.mp4 --stats s.jsonl
+      video-aware: the full network on key frames only, motion-warped results in between
+      (s.jsonl says per frame whether it was a key frame and why)
 
 several --video: one process, one backend, each stream lossless (files) or newest-frame (live)
 as alone. NAME=SRC names a stream (letters, digits, _ . -), else streams are named 0, 1, ...;
 --output X.mp4 -> X-NAME.mp4, --masks DIR -> DIR/NAME/, --stats one file whose lines carry
-"stream"; the summary gives each stream and the throughput summed over them.
+"stream"; the summary gives each stream and the throughput summed over them. --temporal
+chooses key frames per stream (each stream gets the masks it would get alone).
 
 SRC: camN, /dev/videoN, a video file, an image folder or glob, rtsp:// http(s):// udp:// URLs,
 or demo. Ctrl-C / SIGTERM stop cleanly: the video is closed and playable, every PNG is whole,
@@ -138,8 +142,38 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--demo-frames", type=clikit.positive_int, default=300, metavar="N",
                       help="length of the demo clip")
     live.add_argument("--demo-seed", type=int, default=0, metavar="N", help="seed of the demo street")
+    _add_temporal_options(p)
     clikit.add_verbose(p)
     return p
+
+
+def _add_temporal_options(p: argparse.ArgumentParser) -> None:
+    from runtime.temporal import config as tc  # light: the defaults live with their parser
+
+    tm = p.add_argument_group(
+        "video-aware inference",
+        "Key frames run the full artefact; the frames in between get a key frame's classes moved "
+        "by dense optical flow (OpenCV DIS on a small grey copy), at a fraction of the cost. Every "
+        "frame still gets a mask; --stats says which frames were key frames and why. Measured "
+        "trade-off (mIoU vs FPS): python -m benchmarks.temporal.")
+    tm.add_argument("--temporal", default="off", metavar="MODE",
+                    help="off (default: every frame through the network); fixed:N = a key frame every "
+                         "N frames; adaptive = a key frame when the change score (the share of pixels "
+                         "the warped key frame fails to explain), a scene cut or the max interval says "
+                         "the propagated result is no longer trustworthy")
+    tm.add_argument("--temporal-threshold", metavar="T",
+                    help=f"adaptive: change score that forces a key frame, 0..10 (default "
+                         f"{tc.DEFAULT_THRESHOLD}; lower = more key frames, more accurate, slower)")
+    tm.add_argument("--temporal-max-interval", metavar="N",
+                    help=f"adaptive: a key frame at least every N frames (default {tc.DEFAULT_MAX_INTERVAL})")
+    tm.add_argument("--temporal-direction", metavar="D",
+                    help="both = a frame between two key frames takes each pixel from the one that "
+                         "explains it better (waits for the next key frame: more accurate, an interval "
+                         "of latency); forward = from the last key frame only; auto (default) = both "
+                         "for files, folders and demo, forward for live sources")
+    tm.add_argument("--temporal-flow-scale", metavar="S",
+                    help=f"optical flow resolution as a fraction of the model input, 0.05..1 "
+                         f"(default {tc.DEFAULT_FLOW_SCALE}: 120x240 for a 240x480 model)")
 
 
 def resolve_artefact(args: argparse.Namespace) -> Path:
@@ -221,6 +255,10 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     try:
         if args.serve_token and not args.serve:
             raise clikit.UsageError("--serve-token needs --serve [HOST:]PORT")
+        from runtime.temporal.config import parse_temporal
+
+        temporal = parse_temporal(args.temporal, args.temporal_threshold, args.temporal_max_interval,
+                                  args.temporal_flow_scale, args.temporal_direction)
         if args.serve:
             from runtime.live import check_extra
 
@@ -260,12 +298,25 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
                 backend = _load_backend(args, manifest, sources)
                 opened.append(backend)
             streams = [(name, s) for (name, _), s in zip(named, sources)]
+            if temporal is not None:
+                from runtime.temporal.streams import PerStreamTemporal
+
+                # key frames per stream, one engine; closing the wrapper closes the engine
+                opened[opened.index(backend)] = backend = PerStreamTemporal(
+                    backend, temporal, [s.live for _, s in streams], [n for n, _ in streams])
+                log.info("video-aware inference per stream: %s", backend.scheduler.describe())
             return run_streams(args, signals, streams, backend, manifest, opened)
         source, args.video = sources[0], named[0][1]
         outputs, renderer = _open_outputs(args, manifest, source, opened)
         if backend is None:
             backend = _load_backend(args, manifest, source)
             opened.append(backend)
+        if temporal is not None:
+            from runtime.temporal.backend import TemporalBackend
+
+            # closing the wrapper closes the engine
+            opened[opened.index(backend)] = backend = TemporalBackend(backend, temporal, live=source.live)
+            log.info("video-aware inference: %s", backend.scheduler.describe())
         return _stream(args, signals, source, backend, outputs, renderer, opened)
     finally:
         for thing in reversed(opened):
@@ -399,7 +450,7 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
     if not (outputs.video or outputs.masks or outputs.stats or outputs.live
             or (outputs.window and outputs.window.enabled)):
         log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
-    bench = _Bench(args, source, backend) if args.benchmark else None
+    bench = _Bench(args, source, getattr(backend, "inner", backend)) if args.benchmark else None
     stats = RunStats()
     stats.startup_s = backend.startup_s
     if outputs.live is not None:
@@ -428,7 +479,8 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
              *([("precision", f"--precision auto chose {choice.get('chosen')}: {choice.get('why')}")]
                if choice else []),
              ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
-              + (f", {source.reconnects} reconnects" if source.reconnects else ""))]
+              + (f", {source.reconnects} reconnects" if source.reconnects else "")),
+             *backend.summary_lines()]
     bare = None
     if bench is not None and stats.frames and signals.code is None:
         line, bare = bench.finish(stats.fps, cpu_ms)

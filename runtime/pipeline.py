@@ -44,6 +44,7 @@ class Job:
     image: np.ndarray | None = None  # rendered picture
     present: list[int] | None = None
     times: dict[str, float] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)  # backend facts for --stats (key frame, why)
 
 
 _END = object()
@@ -165,11 +166,15 @@ class Pipeline:
         backend, q_in = self.backend, self.q_in
         ended = False
         while not ended or backend.in_flight:
-            # collect when every slot is busy, when the input ran dry, or at the end
-            if backend.in_flight and (ended or backend.in_flight >= backend.max_in_flight or q_in.empty()):
+            # collect when every slot is busy, at the end, or when the input ran dry and the oldest
+            # result needs no later frame (video-aware inference may wait for the next key frame)
+            if backend.in_flight and (ended or backend.in_flight >= backend.max_in_flight
+                                      or (q_in.empty() and backend.collect_ready())):
                 job, labels = backend.collect()
                 job.labels = labels
                 job.times["inference"] = backend.last_infer_ms
+                job.times.update(backend.last_stage_ms)
+                job.fields = backend.last_fields
                 job.model_input = None
                 self.q_post.put(job)
                 continue
@@ -225,6 +230,7 @@ class Pipeline:
                 record.update({f"{k}_ms": round(v, 3) for k, v in job.times.items()})
                 record["e2e_ms"] = round(e2e, 3)
                 record["classes"] = job.present
+                record.update(job.fields)
                 out.stats.write(record)
 
 

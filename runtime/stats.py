@@ -1,7 +1,8 @@
 """Per-stage timing, drop accounting and the exit summary table.
 
 Stages: capture (waiting for the source, decode included), pre (resize to the model input),
-inference (submit to result), post (labels back to the frame size), render, write (all sinks),
+inference (submit to result; a propagated frame: the warp), scheduler (video-aware inference:
+motion estimate and change score), post (labels back to the frame size), render, write (all sinks),
 and end-to-end (frame available -> written). Samples are kept in a bounded reservoir so a
 camera running for days does not grow memory.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-STAGES = ("capture", "pre", "inference", "post", "render", "write")
+STAGES = ("capture", "pre", "inference", "scheduler", "post", "render", "write")
 E2E = "end-to-end"
 BASELINE_SECONDS_PER_FRAME = 0.6  # hellochick's TF PSPNet: "Inference time: ~0.6s" (reference.md)
 RESERVOIR = 200_000

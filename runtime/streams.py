@@ -152,11 +152,14 @@ class SharedInference:
         backend, pipes, tokens = self.backend, self.pipes, self.tokens
         waiting_end: set[int] = set()  # ended streams whose last frames are still in the backend
         while self._open or backend.in_flight:
+            # as Pipeline: with the input dry, collect only what needs no later frame (--temporal)
             if backend.in_flight and (not self._open or backend.in_flight >= backend.max_in_flight
-                                      or tokens.empty()):
+                                      or (tokens.empty() and backend.collect_ready())):
                 (i, job), labels = backend.collect()
                 job.labels = labels
                 job.times["inference"] = backend.last_infer_ms
+                job.times.update(backend.last_stage_ms)
+                job.fields = backend.last_fields
                 job.model_input = None
                 pipes[i].q_post.put(job)
                 self._in_flight[i] -= 1
@@ -171,6 +174,7 @@ class SharedInference:
                 continue
             if job is _END:
                 self._open.discard(i)
+                backend.stream_ended(i)
                 if self._in_flight[i]:
                     waiting_end.add(i)
                 else:
@@ -322,6 +326,7 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
                          f"(manifest {info['precision']}), {info['in_flight']} in flight, shared by "
                          f"{len(streams)} streams")]
     extra += [(f"stream {p.stream}", stream_line(p)) for p in shared.pipes]
+    extra += backend.summary_lines()
     print(total.summary(f"pspnet-rt summary ({len(streams)} streams, throughput summed over them)", extra),
           flush=True)
     if args.summary_json:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segdata.dynamics import Dynamics
 from segdata.synthetic import FPS, GENERATOR_VERSION, StreetClip
 
 CACHE_ENV = "PSPNET_RT_CACHE"
@@ -27,11 +28,14 @@ class CachedClip:
     """Same interface as StreetClip (len, [i] -> (image, label), iteration), backed by .npy files."""
 
     def __init__(self, seed: int = 0, height: int = 240, width: int = 480, frames: int = 300,
-                 folder: Path | None = None, progress: bool = True,
+                 folder: Path | None = None, progress: bool = True, dynamics: Dynamics | None = None,
                  stop: threading.Event | None = None) -> None:
         self.seed, self.height, self.width, self.frames = seed, height, width, frames
+        self.dynamics = dynamics or Dynamics()
         folder = folder or cache_dir()
         stem = f"street-v{GENERATOR_VERSION}-s{seed}-{height}x{width}-n{frames}"
+        if not self.dynamics.is_default:  # default clips keep their names (and their caches)
+            stem += f"-{self.dynamics.tag()}"
         self.image_path = folder / f"{stem}-images.npy"
         self.label_path = folder / f"{stem}-labels.npy"
         if not (self.image_path.is_file() and self.label_path.is_file()):
@@ -44,7 +48,7 @@ class CachedClip:
         from tqdm import tqdm
 
         folder.mkdir(parents=True, exist_ok=True)
-        clip = StreetClip(self.seed, self.height, self.width, self.frames)
+        clip = StreetClip(self.seed, self.height, self.width, self.frames, dynamics=self.dynamics)
         tmp_i = self.image_path.with_suffix(f".{os.getpid()}.tmp")
         tmp_l = self.label_path.with_suffix(f".{os.getpid()}.tmp")
         try:
@@ -52,7 +56,7 @@ class CachedClip:
                                                (self.frames, self.height, self.width, 3))
             labels = np.lib.format.open_memmap(tmp_l, "w+", np.uint8,
                                                (self.frames, self.height, self.width))
-            for i in tqdm(range(self.frames), desc="rendering demo clip (once)", unit="frame",
+            for i in tqdm(range(self.frames), desc="rendering street clip (once)", unit="frame",
                           disable=None if progress else True):
                 if stop is not None and stop.is_set():
                     raise InterruptedError("demo clip rendering stopped")  # the temp files go

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from segdata.dynamics import Dynamics, camera_offset
+
 # Cityscapes trainIds used here.
 ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY = range(11)
 PERSON, CAR, TRUCK, BUS = 11, 13, 14, 15
@@ -123,9 +125,10 @@ class _Scene:
     sun: int = 0  # side the sun shines from (-1 left, 1 right), 0 = overcast, no shadows
     shadow_k: float = 0.5  # shadow length per metre of height
     shadow_dark: float = 0.6  # brightness factor inside shadows
+    dyn: Dynamics = field(default_factory=Dynamics)  # camera motion and traffic knobs
 
 
-def _make_scene(seed: int) -> _Scene:
+def _make_scene(seed: int, dyn: Dynamics | None = None) -> _Scene:
     rng = _rng(seed, 0)
     lanes = int(rng.choice([2, 2, 3, 4]))
     lane_w = rng.uniform(3.0, 3.6)
@@ -194,19 +197,32 @@ def _make_scene(seed: int) -> _Scene:
         scene.sun = int(rng.choice([-1, 1]))
         scene.shadow_k = rng.uniform(0.3, 1.2)
         scene.shadow_dark = rng.uniform(0.45, 0.7)
+    if dyn is not None and not dyn.is_default:
+        _apply_dynamics(scene, dyn)
     return scene
+
+
+def _apply_dynamics(scene: _Scene, dyn: Dynamics) -> None:
+    """Faster camera: same-direction lanes keep their speed relative to the camera."""
+    scene.dyn = dyn
+    extra = scene.speed * (dyn.speed_scale - 1.0)
+    scene.speed += extra
+    for lane, v in scene.lane_speeds.items():
+        if v > 0:
+            scene.lane_speeds[lane] = v + extra
 
 
 # ----------------------------------------------------------------------------------- canvas
 class _View:
     """Camera at depth `cam_z` plus the image and label being drawn."""
 
-    def __init__(self, scene: _Scene, cam_z: float, height: int, width: int) -> None:
+    def __init__(self, scene: _Scene, cam_z: float, height: int, width: int,
+                 offset: tuple[float, float] = (0.0, 0.0)) -> None:
         self.s = scene
         self.h, self.w = height, width
         self.f = scene.focal * width
-        self.cx = 0.5 * width
-        self.cy = scene.horizon * height
+        self.cx = 0.5 * width + offset[0]  # offset: pan and shake (segdata.dynamics)
+        self.cy = scene.horizon * height + offset[1]
         self.cam_z = cam_z
         self.img = np.empty((height, width, 3), np.uint8)
         self.lab = np.empty((height, width), np.uint8)
@@ -400,17 +416,18 @@ def _lane_objects(scene: _Scene, lane: int, k: int) -> list[_Obj]:
     x = (lane + 0.5) * scene.lane_w - scene.half
     oncoming = x < 0
     mine = abs(x - scene.cam_x) < scene.lane_w / 2
+    dense = scene.dyn.traffic
     out = []
     s = k * CHUNK + rng.uniform(0, 15)
     while s < (k + 1) * CHUNK:
-        if rng.random() < (0.45 if mine else 0.55):
+        if rng.random() < min(0.95, (0.45 if mine else 0.55) * dense):
             p = _car_params(rng, oncoming)
             p["v"] = scene.lane_speeds[lane]
             p["wob"] = (rng.uniform(0, 3.0) if mine else 0.0, rng.uniform(0.2, 0.8), rng.uniform(0, 6.3))
             out.append(_Obj("car", x + rng.uniform(-0.25, 0.25), s, p))
-            s += p["l"] + rng.uniform(8, 30)
+            s += p["l"] + rng.uniform(8, 30) / dense
         else:
-            s += rng.uniform(10, 25)
+            s += rng.uniform(10, 25) / dense
     return out
 
 
@@ -422,17 +439,48 @@ def _walkers(scene: _Scene, side: int, flow: int, k: int) -> list[_Obj]:
     rng = _rng(scene.seed, 3, side, flow, k)
     lam = {"urban": 1.6, "green": 0.7, "rural": 0.2}[sd.style]
     out = []
-    for _ in range(rng.poisson(lam)):
-        skin = rng.choice([(150, 180, 225), (110, 150, 200), (70, 100, 150), (40, 60, 95)])
+    for _ in range(rng.poisson(lam * scene.dyn.walkers)):
+        skin = rng.choice(_SKINS)
         out.append(_Obj("person", side * rng.uniform(sd.road + 0.6, sd.sidewalk - 0.4),
-                        rng.uniform(k * CHUNK, (k + 1) * CHUNK), {
-                            "v": flow * rng.uniform(0.9, 1.6), "h": rng.uniform(1.55, 1.95),
-                            "phase": rng.uniform(0, 6.3), "skin": _jit(rng, skin, 0.1),
-                            "top": _jit(rng, rng.uniform(20, 230, 3), 0.2),
-                            "legs": _jit(rng, rng.choice([(110, 60, 40), (40, 40, 40), (140, 140, 130),
-                                                          (60, 90, 110)]), 0.2),
-                            "hair": _jit(rng, (30, 40, 50), 0.3), "walk": rng.random() < 0.8}))
+                        rng.uniform(k * CHUNK, (k + 1) * CHUNK),
+                        {"v": flow * rng.uniform(0.9, 1.6), **_person_look(rng, skin)}))
     return out
+
+
+_SKINS = [(150, 180, 225), (110, 150, 200), (70, 100, 150), (40, 60, 95)]
+
+
+def _person_look(rng: np.random.Generator, skin) -> dict:
+    """Height, gait and colours of one person (draw order kept: seeds render as before)."""
+    return {"h": rng.uniform(1.55, 1.95), "phase": rng.uniform(0, 6.3), "skin": _jit(rng, skin, 0.1),
+            "top": _jit(rng, rng.uniform(20, 230, 3), 0.2),
+            "legs": _jit(rng, rng.choice([(110, 60, 40), (40, 40, 40), (140, 140, 130), (60, 90, 110)]), 0.2),
+            "hair": _jit(rng, (30, 40, 50), 0.3), "walk": rng.random() < 0.8}
+
+
+def _crossers(scene: _Scene, k: int) -> list[_Obj]:
+    """People walking across the road in chunk k (only with Dynamics.crossers > 0).
+
+    Each walks back and forth between the two kerbs at a fixed world depth; `x0`/`v` give its
+    lateral position at t = 0 along a path of length 2 * span (a triangle wave).
+    """
+    rng = _rng(scene.seed, 4, k)
+    span = scene.sides[-1].road + scene.sides[1].road
+    out = []
+    for _ in range(rng.poisson(scene.dyn.crossers)):
+        skin = rng.choice(_SKINS)
+        p = {"v": rng.uniform(1.0, 1.8), "x0": rng.uniform(0, 2 * span), "span": span,
+             "left": -scene.sides[-1].road, **_person_look(rng, skin)}
+        p["walk"] = True
+        out.append(_Obj("person", 0.0, rng.uniform(k * CHUNK, (k + 1) * CHUNK), p))
+    return out
+
+
+def _crosser_at(o: _Obj, t: float) -> _Obj:
+    """The crosser's lateral position at time t (a new object: the drawers read o.x)."""
+    p = o.p
+    u = (p["x0"] + p["v"] * t) % (2 * p["span"])
+    return _Obj("person", p["left"] + (u if u < p["span"] else 2 * p["span"] - u), o.z, p)
 
 
 # ----------------------------------------------------------------------------------- drawing
@@ -452,7 +500,12 @@ def _draw_sky(v: _View) -> None:
     if v.s.skyline_cls == VEGETATION:
         xs, ys = us, tops
     pts = np.concatenate([[[xs[0], v.cy + 3]], np.stack([xs, ys], 1), [[xs[-1], v.cy + 3]]])
-    v.fill([pts], v.haze(v.s.skyline_col, v.cam_z + 0.8 * v.s.haze_dist), v.s.skyline_cls)
+    shift = v.cx - 0.5 * v.w
+    polys = [pts]
+    if shift:  # a panned camera: the skyline moves with the pan, repeated so no edge shows
+        period = xs[-1] - xs[0]
+        polys = [pts + np.array([shift + n * period, 0.0]) for n in (-1, 0, 1)]
+    v.fill(polys, v.haze(v.s.skyline_col, v.cam_z + 0.8 * v.s.haze_dist), v.s.skyline_cls)
 
 
 def _strip(v: _View, xa: float, xb: float, depths: np.ndarray) -> np.ndarray:
@@ -870,12 +923,14 @@ _DRAWERS: dict[str, Callable[[_View, _Obj, float, float], None]] = {
 class _World:
     """The (infinite, lazily generated) world of one seed; renders any time t."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, dynamics: Dynamics | None = None) -> None:
         self.seed = int(seed)
-        self.scene = _make_scene(self.seed)
+        self.dyn = dynamics or Dynamics()
+        self.scene = _make_scene(self.seed, self.dyn)
         self._chunks: dict[int, tuple[list[dict], list[_Obj]]] = {}
         self._lanes: dict[tuple[int, int], list[_Obj]] = {}
         self._walk: dict[tuple[int, int, int], list[_Obj]] = {}
+        self._cross: dict[int, list[_Obj]] = {}
         self._noise: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _chunk(self, k: int) -> tuple[list[dict], list[_Obj]]:
@@ -921,6 +976,12 @@ class _World:
                         z = o.z + o.p["v"] * t
                         if cam_z + 1.5 < z < cam_z + _FAR["person"]:
                             objs.append((z, o))
+        if self.dyn.crossers > 0:
+            for k in range(math.floor(cam_z / CHUNK), math.floor((cam_z + _FAR["person"]) / CHUNK) + 1):
+                if k not in self._cross:
+                    self._cross[k] = _crossers(s, k)
+                objs += [(o.z, _crosser_at(o, t)) for o in self._cross[k]
+                         if cam_z + 1.5 < o.z < cam_z + _FAR["person"]]
         return buildings, objs
 
     def _fields(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -946,7 +1007,8 @@ class _World:
         if height < 8 or width < 8:
             raise ValueError(f"image size must be at least 8x8, got {height}x{width}")
         s = self.scene
-        v = _View(s, s.speed * t, height, width)
+        offset = camera_offset(self.dyn, self.seed, t, s.focal * width, width)
+        v = _View(s, s.speed * t, height, width, offset)
         _draw_sky(v)
         _draw_ground(v)
         buildings, objs = self._visible(t)
@@ -1004,15 +1066,20 @@ def render_scene(seed: int, height: int, width: int) -> tuple[np.ndarray, np.nda
 class StreetClip:
     """A drive down one seed's street: frame i shows the camera at z = speed * i / FPS.
 
+    `dynamics` makes the drive harder to follow (faster, panning, shaking, busier); the default
+    renders the original clip byte for byte.
+
     Frames are independent renders of a fixed world, so random access is deterministic and
     cheap; the world and noise fields are cached on the instance.
     """
 
-    def __init__(self, seed: int = 0, height: int = 240, width: int = 480, frames: int = 300) -> None:
+    def __init__(self, seed: int = 0, height: int = 240, width: int = 480, frames: int = 300,
+                 dynamics: Dynamics | None = None) -> None:
         if frames < 0:
             raise ValueError(f"frames must be >= 0, got {frames}")
         self.seed, self.height, self.width, self.frames = int(seed), int(height), int(width), int(frames)
-        self._world = _World(self.seed)
+        self.dynamics = dynamics or Dynamics()  # camera motion and traffic (segdata.dynamics)
+        self._world = _World(self.seed, self.dynamics)
         self.fps = FPS
 
     def __len__(self) -> int:

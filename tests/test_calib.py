@@ -10,8 +10,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from build_engine.tensorrt_rules import check_file
 from calib.graph_parts import final_classifier, preprocessing_nodes
-from calib.quantize import check_tensorrt_compatible, preprocess, quantize_int8
+from calib.qdq_placement import describe, residual_adds
+from calib.quantize import preprocess, quantize_int8
 from calib.sources import CalibrationError, load_frames
 from segdata.datasets import even_sample
 from tests.conftest import TINY_SIZE
@@ -105,7 +107,7 @@ def test_int8_qdq_scheme_is_what_tensorrt_accepts(tmp_path, fp32_onnx):
     cache = tmp_path / "ranges.calib"
     out = quantize_int8(pre, tmp_path / "int8.onnx", frames, "minmax", [cls.name], cache)
     model = onnx.load(str(out))
-    assert check_tensorrt_compatible(out) == []
+    assert check_file(out) == []  # zero points, scales, axes: TensorRT's Q/DQ rules
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert qs, "no Q/DQ nodes were inserted"
@@ -124,6 +126,38 @@ def test_int8_qdq_scheme_is_what_tensorrt_accepts(tmp_path, fp32_onnx):
     # The cache alone (no frames) gives the same model.
     again = quantize_int8(pre, tmp_path / "int8b.onnx", None, "minmax", [cls.name], cache)
     assert again.read_bytes() == out.read_bytes()
+
+
+def test_tensorrt_placement_quantizes_conv_and_residual_inputs_not_conv_outputs(tmp_path,
+                                                                             fp32_onnx):
+    """NVIDIA's placement: Q/DQ on Conv inputs and on each residual Add's shortcut input; the
+    main-branch Conv output stays float so Conv+Add+ReLU fuse. ORT's default differs."""
+    pre = preprocess(fp32_onnx, tmp_path / "pre.onnx")
+    graph = onnx.load(str(pre))
+    cls = final_classifier(graph)
+    residual = residual_adds(graph)
+    assert len(residual) == 8  # two BasicBlocks in each of the four ResNet stages
+    made_by = {o: n for n in graph.graph.node for o in n.output}
+    by_name = {n.name: n for n in graph.graph.node}
+    shortcut_convs = sum(made_by[by_name[a].input[r]].op_type == "Conv"
+                         for a, (_, r) in residual.items())
+    frames = load_frames("synthetic:calib:4", 4, H, W).frames
+    cache = tmp_path / "ranges.calib"
+    trt = quantize_int8(pre, tmp_path / "trt.onnx", frames, "minmax", [cls.name], cache)
+    ort = quantize_int8(pre, tmp_path / "ort.onnx", None, "minmax", [cls.name], cache,
+                        "conv-outputs")
+    convs = sum(n.op_type == "Conv" for n in graph.graph.node)
+    facts = describe(onnx.load(str(trt)))
+    assert (facts["conv_inputs_quantized"], facts["conv_outputs_quantized"],
+            facts["residual_add_inputs_quantized"]) == (convs - 1, shortcut_convs, 8)
+    assert describe(onnx.load(str(ort)))["conv_outputs_quantized"] == convs - 1
+    model = onnx.load(str(trt))
+    made_by = {o: n for n in model.graph.node for o in n.output}
+    for add, (fused, shortcut) in residual.items():
+        node = next(n for n in model.graph.node if n.name == add)
+        assert made_by[node.input[fused]].op_type == "Conv"  # fused into the Conv, float
+        assert made_by[node.input[shortcut]].op_type == "DequantizeLinear"
+    assert check_file(trt) == [] and check_file(ort) == []
 
 
 def test_fp16_graph_keeps_uint8_io_and_runs(tmp_path, fp32_onnx):

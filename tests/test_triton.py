@@ -120,6 +120,37 @@ def test_configs_for_every_platform(demo_artefacts: dict[str, Path]) -> None:
     assert list(dynamic.input[0].dims) == [1, -1, -1, 3]
 
 
+def test_repository_ships_only_graphs_that_pass_the_tensorrt_rules(demo_artefacts: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+    """The ONNX a repository serves (native and python variant) passes TensorRT's parser rules, and
+    a tensorrt_plan is written only for an engine whose manifest records a passing check."""
+    import shutil
+
+    from artefact.files import sha256_file
+    from build_engine.tensorrt_rules import check_file
+
+    folders = write_repository(demo_artefacts["onnxruntime"], tmp_path / "repo", RepoOptions(variant="both"))
+    served = [p for folder in folders for p in (folder / "1").glob("*.onnx")]
+    assert len(served) == 2 and all(check_file(p) == [] for p in served)
+    # No TensorRT here to build a plan: the writer copies the engine's bytes unread, so the ONNX
+    # artefact's file stands in for one under a TensorRT manifest.
+    manifest = load_manifest(demo_artefacts["onnxruntime"])
+    engine = tmp_path / "demo.engine"
+    shutil.copyfile(manifest.model_path, engine)
+    trt = dataclasses.replace(manifest, backend="tensorrt", model_file=engine.name,
+                              model_sha256=sha256_file(engine), companion_files={})
+    assert trt.verification["tensorrt_graph_rules"]["result"] == "pass"
+    trt.save(tmp_path / "checked.json")
+    (plan_model,) = write_repository(tmp_path / "checked.json", tmp_path / "plans")
+    assert (plan_model / "1" / "model.plan").read_bytes() == engine.read_bytes()
+    for rules in ({}, {**trt.verification["tensorrt_graph_rules"], "result": "fail"}):
+        dataclasses.replace(trt, verification={**trt.verification, "tensorrt_graph_rules": rules}
+                            ).save(tmp_path / "unchecked.json")
+        with pytest.raises(RepositoryError, match="graph-rules check"):
+            write_repository(tmp_path / "unchecked.json", tmp_path / "plans", RepoOptions(name="other"))
+    assert not (tmp_path / "plans" / "other").exists()
+
+
 def test_repository_cli_for_an_existing_artefact(demo_artefacts: dict[str, Path], tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "build_engine", "--engine", str(demo_artefacts["onnxruntime"]),
            "--triton-repo", str(tmp_path / "repo"), "--triton-variant", "native", "--triton-dynamic-batching"]

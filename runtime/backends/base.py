@@ -36,6 +36,10 @@ class Backend:
         self.device = "CPU"
         self.precision_ran = manifest.precision  # what really ran; backends refine it
         self.last_infer_ms = 0.0  # submit-to-done time of the job `collect` returned last
+        # more about that job for the per-frame stats (video-aware inference: key frame or not,
+        # why, and its scheduler time); plain backends leave them empty
+        self.last_stage_ms: dict[str, float] = {}
+        self.last_fields: dict[str, Any] = {}
         self._done: collections.deque[tuple[Any, np.ndarray, float]] = collections.deque()
         self._closed = False
 
@@ -83,6 +87,15 @@ class Backend:
     def in_flight(self) -> int:
         return len(self._done)
 
+    def collect_ready(self) -> bool:
+        """Whether `collect` can return without later submissions (it may still wait for the
+        engine). Always for a plain backend; video-aware inference may need the next key frame."""
+        return True
+
+    def stream_ended(self, index: int) -> None:
+        """Stream `index` of a shared backend sends no more frames; nothing to do for a plain one
+        (video-aware inference lets its last frames leave without a next key frame)."""
+
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:
         self._closed = True
@@ -92,6 +105,10 @@ class Backend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def summary_lines(self) -> list[tuple[str, str]]:
+        """Extra (label, text) rows for the exit summary; none for a plain backend."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         """What ran, for the start line, the summary and the stats file."""
