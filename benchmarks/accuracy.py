@@ -15,7 +15,6 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,11 +28,13 @@ from benchmarks.common import (
     header_block,
     markdown_table,
     now,
+    out_folder,
     parse_size,
     run_benchmark,
     text_table,
     write_json,
     write_text,
+    zoo_model,
 )
 from benchmarks.contenders import (
     ContenderSpec,
@@ -227,7 +228,6 @@ def contender_specs(args: argparse.Namespace, model: str, size: tuple[int, int],
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from pspnet.zoo import get_spec
 
     model = args.model or "demo"
     size: tuple[int, int] | None = tuple(args.input_size) if args.input_size else None
@@ -239,10 +239,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         except ArtefactError as exc:
             raise BenchmarkError(str(exc)) from None
         model, size = args.model or first.model, first.input_size
-    try:
-        model_spec = get_spec(model)
-    except KeyError as exc:
-        raise BenchmarkError(str(exc.args[0])) from None
+    model_spec = zoo_model(model)
     size = size or tuple(model_spec.input_size)
     try:
         scales = tuple(float(s) for s in args.scales.split(",") if s.strip())
@@ -250,11 +247,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         raise BenchmarkError(f"--scales {args.scales!r}: expected numbers such as 0.5,1.0,1.5") from None
     protocol = Protocol(args.mode, size, pad_value_bgr(model_spec.mean, model_spec.channel_order), scales,
                         args.base_size)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    out = out_folder(args.out)
     dataset, indices = open_eval_data(args.data, args.images, size, model_spec.label_set)
     env = environment()
     specs = contender_specs(args, model, size, protocol.needs_logits)

@@ -310,6 +310,26 @@ def command_line(prog: str, argv: Sequence[str] | None) -> str:
 parse_size = clikit.size_type("HxW", min_side=33)  # the exporter's smallest side
 
 
+def zoo_model(name: str) -> Any:
+    """The model zoo's spec, or a BenchmarkError naming the choices (bad --model)."""
+    from pspnet.zoo import get_spec
+
+    try:
+        return get_spec(name)
+    except KeyError as exc:
+        raise BenchmarkError(str(exc.args[0])) from None
+
+
+def out_folder(path: str | Path) -> Path:
+    """--out DIR, created; a BenchmarkError when it cannot be."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    return out
+
+
 def run_benchmark(prog: str, parser: argparse.ArgumentParser,
                   run: Callable[[argparse.Namespace, str], dict[str, Any]],
                   failures: Callable[[dict[str, Any]], str | None], argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from benchmarks.common import (
     load_note,
     markdown_table,
     now,
+    out_folder,
     parse_size,
     ratio,
     run_benchmark,
@@ -40,6 +41,7 @@ from benchmarks.common import (
     text_table,
     write_json,
     write_text,
+    zoo_model,
 )
 from benchmarks.contenders import (
     ContenderSpec,
@@ -50,6 +52,7 @@ from benchmarks.contenders import (
     select_combos,
     unique_names,
 )
+from benchmarks.peak import PEAK_HEADER, ceiling_line, peak_rows, rate_text, share_text
 from benchmarks.probe import run_child
 from clikit import csv_list, non_negative_int, positive_int
 
@@ -98,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rss", action="store_true", help="skip the per-contender peak-RSS subprocesses")
     p.add_argument("--rss-frames", type=positive_int, default=3, metavar="N", help="frames per RSS probe")
     p.add_argument("--no-pipeline", action="store_true", help="skip the pspnet-rt whole-pipeline run")
+    p.add_argument("--no-peak", action="store_true",
+                   help="skip the peak-rate probes (one large GEMM per precision and library, before and "
+                        "after the timing loop, a few seconds each)")
     p.add_argument("--pipeline-frames", type=positive_int, metavar="N", help="default: --frames")
     p.add_argument("--pipeline-contender", default=PIPELINE_CONTENDER, metavar="NAME",
                    help=f"artefact pspnet-rt runs (default {PIPELINE_CONTENDER}, the x15 target)")
@@ -137,20 +143,14 @@ def contender_specs(args: argparse.Namespace, size: tuple[int, int]) -> list[Con
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from tqdm import tqdm
 
+    from benchmarks.peak import PeakBracket, add_shares, int8_ceiling, libraries_for
     from benchmarks.probe import measure_rss
     from benchmarks.timing import FramePath, add_speedups, run_interleaved, timed_entries
     from benchmarks.video import load_video
     from pspnet.zoo import get_spec
 
-    try:
-        model_spec = get_spec(args.model)
-    except KeyError as exc:
-        raise BenchmarkError(str(exc.args[0])) from None
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    model_spec = zoo_model(args.model)
+    out = out_folder(args.out)
     env = environment()
     size = tuple(args.input_size or model_spec.input_size)
     if args.engine:
@@ -175,15 +175,20 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
           f"interleaved, {args.warmup} warm-up frames each", file=sys.stderr, flush=True)
     path = FramePath(model_spec.classes, model_spec.palette)
     t0 = time.perf_counter()
-    with LoadMonitor() as load, \
+    bracket = PeakBracket(libraries_for(c.spec.to_dict() for c in contenders), not args.no_peak)
+    with LoadMonitor() as load, bracket, \
             tqdm(total=len(clip.frames), desc="latency", unit="frame", disable=None) as bar:
         times = run_interleaved(contenders, clip.frames, path, args.warmup, bar.update)
     env["load_during_run"] = load.summary()
-    phases["timing_s"] = time.perf_counter() - t0
+    phases["timing_s"] = time.perf_counter() - t0 - bracket.seconds
+    phases["peak_probes_s"] = bracket.seconds
 
     results = timed_entries(specs, contenders, times)
     del contenders
     add_speedups(results)
+    gmac = work_per_frame(args.model, size)
+    if gmac:
+        add_shares(results, bracket.peaks, gmac)
 
     t0 = time.perf_counter()
     if not args.no_rss:
@@ -206,6 +211,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             with LoadMonitor() as load:
                 pipeline = run_pipeline(target, args.video, args.pipeline_frames or args.frames, out)
             pipeline["load_during_run"] = load.summary()
+            add_pipeline_share(pipeline, target, results, gmac)
             eager = next((r for r in results if r["kind"] == "pytorch-eager" and r["status"] == "ok"), None)
             if eager and pipeline.get("fps"):
                 x = ratio(pipeline["fps"], eager["fps"]["pipeline_sequential"])
@@ -234,6 +240,8 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                                       "(runtime.render)"},
                    "threads": "each library's default on this machine (all usable cores)"},
         "contenders": results, "unavailable": unavailable, "pipeline": pipeline,
+        "gmac_per_frame": round(gmac, 3) if gmac else None, "peak": bracket.to_dict(),
+        "int8_ceiling": int8_ceiling(results, bracket.peaks),
         "phases_s": {k: round(v, 1) for k, v in phases.items()},
     }
     result["environment"]["load_average_end"] = list(os.getloadavg())
@@ -242,9 +250,36 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     return result
 
 
-def run_pipeline(spec: ContenderSpec, video: str, frames: int, out: Path) -> dict[str, Any]:
-    """`pspnet-rt` in a subprocess writing a video and masks; its stats JSONL -> stage figures."""
-    stats_path = out / "latency_pipeline_stats.jsonl"
+def work_per_frame(model: str, size: tuple[int, int]) -> float | None:
+    """GMAC per frame (counted with torch on the meta device); None where torch is absent."""
+    from benchmarks.work import gmac_per_frame
+
+    try:
+        return gmac_per_frame(model, *size)
+    except ImportError:
+        return None
+
+
+def add_pipeline_share(pipeline: dict[str, Any], spec: ContenderSpec, results: list[dict[str, Any]],
+                       gmac: float | None) -> None:
+    """The whole pipeline's sustained GMAC/s (steady FPS x work per frame) against the peak its
+    contender's share used."""
+    fps = pipeline.get("fps_after_10_frames") or pipeline.get("fps")
+    entry = next((r for r in results if r["name"] == spec.name), {})
+    peak = entry.get("peak") or {}
+    if not gmac or not fps:
+        return
+    rate = gmac * fps
+    pipeline["gmac_per_s"] = round(rate, 1)
+    pipeline["peak"] = {"probe": peak.get("probe"), "gmac_per_s": peak.get("gmac_per_s"),
+                        "share": round(rate / peak["gmac_per_s"], 3) if peak.get("gmac_per_s") else None}
+
+
+def run_pipeline(spec: ContenderSpec, video: str, frames: int, out: Path,
+                 stats_name: str = "latency_pipeline_stats.jsonl") -> dict[str, Any]:
+    """`pspnet-rt` in a subprocess writing a video and masks; its stats JSONL (kept as
+    out/stats_name) -> stage figures."""
+    stats_path = out / stats_name
     with tempfile.TemporaryDirectory(prefix="pspnet-bench-") as tmp:
         summary_path = Path(tmp) / "summary.json"
         cmd = [sys.executable, "-m", "runtime", "--video", video, "--engine", str(spec.manifest),
@@ -288,7 +323,8 @@ def run_pipeline(spec: ContenderSpec, video: str, frames: int, out: Path) -> dic
 # ------------------------------------------------------------------------------- reporting
 def _row(r: dict[str, Any]) -> list[str]:
     if r["status"] != "ok":
-        return [r.get("label") or r["name"], "n/a" if "not available" in r["status"] else "FAILED", *[""] * 9]
+        return [r.get("label") or r["name"], "n/a" if "not available" in r["status"] else "FAILED",
+                *[""] * (len(HEADER) - 2)]
     lat, sp = r["latency_ms"], r.get("speedup") or {}
     mem = r.get("memory") or {}
     rss = fmt(mem.get("peak_rss_mb"), ".0f") if "error" not in mem else \
@@ -298,11 +334,26 @@ def _row(r: dict[str, Any]) -> list[str]:
             f" / {lat['inference']['p99']:.1f}",
             fmt(lat["post"]["mean"], ".2f"), fmt(lat["total"]["mean"], ".1f"),
             fmt(r["fps"]["pipeline_sequential"], ".1f"), fmt(sp.get("vs_pytorch_eager_fp32"), ".1f"),
-            fmt(sp.get("vs_best_pytorch_peer"), ".1f"), fmt(sp.get("vs_baseline_0.6s_per_frame"), ".1f"), rss]
+            fmt(sp.get("vs_best_pytorch_peer"), ".1f"), fmt(sp.get("vs_baseline_0.6s_per_frame"), ".1f"),
+            rate_text(r.get("gmac_per_s")), share_text(r), rss]
 
 
 HEADER = ["contender", "ran", "pre ms", "inference ms mean/p50/p90/p99", "post ms", "total ms", "FPS",
-          "x eager", "x peer", "x baseline", "peak RSS MB"]
+          "x eager", "x peer", "x baseline", "GMAC/s", "share of peak", "peak RSS MB"]
+
+
+def hardware_lines(result: dict[str, Any]) -> list[str]:
+    """The peak probes' table and the INT8 ceiling: how close each contender is to the hardware."""
+    peak = result.get("peak")
+    if not peak or not peak.get("probes"):
+        return []
+    lines = [f"Work: {fmt(result.get('gmac_per_frame'), '.2f')} GMAC per frame. Peak rates of this machine, "
+             f"measured in this run ({peak['method']}):", "",
+             markdown_table(PEAK_HEADER, peak_rows(peak["probes"]), "llrrr"), "",
+             "*GMAC/s* = work per frame / mean inference time; *share of peak* reads it against the probe "
+             "of the contender's own library at the precision its convolutions ran.", ""]
+    line = ceiling_line(result.get("int8_ceiling"))
+    return lines + ([line + ".", ""] if line else [])
 
 
 def terminal_report(result: dict[str, Any]) -> str:
@@ -312,6 +363,11 @@ def terminal_report(result: dict[str, Any]) -> str:
              f"machine: {describe_cpu(result['environment'])}",
              *[f"WARNING: {n}" for n in [load_note(result["environment"].get("load_during_run"))] if n], "",
              text_table(HEADER, [_row(r) for r in result["contenders"]]), *status_lines(result)]
+    ceiling = ceiling_line(result.get("int8_ceiling"))
+    if result.get("peak") and result["peak"].get("probes"):
+        lines += ["", text_table(PEAK_HEADER, peak_rows(result["peak"]["probes"]))]
+    if ceiling:
+        lines.append(ceiling)
     p = result.get("pipeline")
     if p:
         lines.append("")
@@ -338,6 +394,8 @@ def pipeline_line(p: dict[str, Any]) -> str:
             f"{p['in_flight']} in flight): {p['fps']:.1f} FPS over {p['frames']} frames "
             f"({fmt(p.get('fps_after_10_frames'), '.1f')} after the first 10), "
             f"peak RSS {fmt(p.get('peak_rss_mb'), '.0f')} MB")
+    if p.get("gmac_per_s"):
+        text += f"; sustains {p['gmac_per_s']:.0f} GMAC/s ({share_text(p)})"
     x = p.get("speedup_vs_pytorch_eager_fp32")
     if x is not None:
         text += f"; x{x:.1f} PyTorch eager FP32 FPS"
@@ -370,6 +428,9 @@ def markdown_report(result: dict[str, Any]) -> str:
              "reports it ran. Peak RSS is measured per contender in a fresh process.", "",
              markdown_table(HEADER, [_row(r) for r in result["contenders"]]), "",
              *[f"- {line}" for line in status_lines(result)], ""]
+    hardware = hardware_lines(result)
+    if hardware:
+        parts += ["## How close to the hardware", "", *hardware]
     p = result.get("pipeline")
     if p:
         parts += ["## Whole pipeline (pspnet-rt)", "", pipeline_line(p), ""]

@@ -90,7 +90,10 @@ def latency_figure(result: dict[str, Any], path: Path) -> Path:
 
 
 def scaling_figure(result: dict[str, Any], path: Path) -> Path:
-    """Latency vs input size (log-log over megapixels) and vs backbone (grouped bars)."""
+    """Latency vs input size (log-log over megapixels) and vs backbone (grouped bars); a
+    memory-only run (no sweep, only the RSS targets) gets the memory figure instead."""
+    if not result.get("sizes") and not result.get("backbones"):
+        return memory_figure(result, path)
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     fig.suptitle(f"inference latency, mean ms per frame ({result['environment']['cpu']['model']} "
@@ -154,6 +157,39 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
     ax2.grid(True, axis="y", which="both", alpha=0.3)
     if labels:
         ax2.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def memory_figure(result: dict[str, Any], path: Path) -> Path:
+    """pspnet-rt's peak RSS per RSS target, one request (--hint latency) and the throughput hint's
+    several, against the target: where each model stands, in one glance."""
+    plt = _pyplot()
+    targets = [(k, t) for k, t in result.get("targets", {}).items()
+               if k.endswith("_runtime_rss") and t.get("peak_rss_mb") is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    cpu = result["environment"]["cpu"]
+    fig.suptitle(f"pspnet-rt peak RSS, INT8 ({cpu['model']} x{cpu['usable_cores']} cores)", fontsize=10)
+    for i, (_, t) in enumerate(targets):
+        high = t.get("throughput_hint") or {}
+        bars = ax.bar([i - 0.2, i + 0.2], [t["peak_rss_mb"], high.get("peak_rss_mb") or 0], 0.38,
+                      color=["#fc8d62", "#8da0cb"])
+        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+        limit = t.get("limit_mb")
+        if limit:
+            ax.hlines(limit, i - 0.45, i + 0.45, colors="red", linestyles="--", linewidth=1)
+            ax.text(i + 0.45, limit, f" {limit:.0f} MB", color="red", fontsize=7, va="center")
+    ax.set_xticks(range(len(targets)), [t["what"].split(" INT8")[0].replace(" ", "\n") for _, t in targets],
+                  fontsize=8)
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in ("#fc8d62", "#8da0cb")],
+              labels=["one request (--hint latency): the target", "throughput hint (several requests)"],
+              fontsize=8, loc="upper left")
+    ax.set_ylabel("peak RSS MB")
+    highest = max([(t.get("throughput_hint") or {}).get("peak_rss_mb") or 0 for _, t in targets] + [400])
+    ax.set_ylim(0, highest * 1.25)  # room for the legend
+    ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

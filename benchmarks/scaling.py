@@ -27,7 +27,6 @@ from typing import Any
 
 import clikit
 from benchmarks.common import (
-    BenchmarkError,
     LoadMonitor,
     describe_cpu,
     environment,
@@ -36,14 +35,17 @@ from benchmarks.common import (
     load_note,
     markdown_table,
     now,
+    out_folder,
     parse_size,
     run_benchmark,
     text_table,
     write_json,
     write_text,
+    zoo_model,
 )
 from benchmarks.contenders import ContenderSpec, artefact_spec, open_contenders, pytorch_specs
-from benchmarks.work import gmac_per_frame, gmac_per_second
+from benchmarks.peak import PEAK_HEADER, PeakBracket, add_shares, peak_rows, rate_text, share_text
+from benchmarks.work import gmac_per_frame
 from clikit import csv_list, positive_int
 
 log = logging.getLogger("benchmarks")
@@ -57,7 +59,8 @@ SPEED_ONLY = {"calib_images": 4, "calib_method": "minmax", "eval_images": 2, "ma
               "verify_frames": 1}
 EVAL_SEED_SPLIT = "test"  # the unlabelled gate frames: disjoint from the calibration seeds
 TARGET_MODEL, TARGET_S = "pspnet101_cityscapes", 0.3  # target: < 0.3 s/frame at 713x713 INT8
-RSS_MODEL, RSS_TARGET_MB = "pspnet50_cityscapes", 300.0  # target: PSPNet50 INT8 runtime peak RSS
+# targets: pspnet-rt's peak RSS on a PSPNet50 INT8 artefact at the model's own size, one request
+RSS_TARGETS = (("pspnet50_cityscapes", (713, 713), 300.0), ("pspnet50_ade20k", (473, 473), 350.0))
 
 EXAMPLES = """\
 examples:
@@ -97,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=positive_int, default=10, metavar="N", help="most frames per point")
     p.add_argument("--point-budget", type=float, default=15.0, metavar="S",
                    help="seconds of timed frames per point; frames = budget / one round, 2..--frames")
-    p.add_argument("--no-rss", action="store_true", help="skip the PSPNet50 INT8 pspnet-rt memory run")
+    p.add_argument("--no-rss", action="store_true", help="skip the PSPNet50 INT8 pspnet-rt memory runs")
+    p.add_argument("--rss-models", type=_models, metavar="NAME,...",
+                   help="memory targets to measure: pspnet50_cityscapes (713x713), pspnet50_ade20k (473x473) "
+                        "(default: those in --backbones; each builds its INT8 timing artefact if needed)")
+    p.add_argument("--no-peak", action="store_true",
+                   help="skip the peak-rate probes (before and after the sweep, a few seconds each)")
     p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
     clikit.add_verbose(p)
     return p
@@ -184,10 +192,6 @@ def measure_point(model: str, size: tuple[int, int], args: argparse.Namespace,
     results = timed_entries(specs, contenders, times, per_frame=False)
     add_speedups(results)
     gmac = gmac_per_frame(model, *size)
-    for entry in results:
-        if entry.get("status") == "ok":
-            rate = gmac_per_second(gmac, entry["latency_ms"]["inference"]["mean"])
-            entry["gmac_per_s"] = round(rate, 1) if rate else None
     return {"model": model, "input_size": list(size), "weights": weights_kind(model), "frames": n,
             "gmac_per_frame": round(gmac, 2), "contenders": results}
 
@@ -216,27 +220,45 @@ def runtime_rss(manifest: str, frames: int = 5, extra: tuple[str, ...] = ()) -> 
             "hint": data.get("backend", {}).get("hint")}
 
 
+def rss_target(model: str, size: tuple[int, int], limit_mb: float,
+               args: argparse.Namespace) -> dict[str, Any]:
+    """pspnet-rt's peak RSS on the model's INT8 artefact (the timing build, from the cache), with
+    one request (--hint latency, what a camera gets: the target) and with the default for files
+    (the throughput hint: several requests, each with its own buffers)."""
+    print(f"{model} {size[0]}x{size[1]} {args.backend} int8 for the RSS target: building or finding in "
+          "the cache ...", file=sys.stderr, flush=True)
+    spec = artefact_spec(model, args.backend, "int8", size, args.artefacts,
+                         **{**SPEED_ONLY, "eval_data": eval_folder(size, args.artefacts)})
+    what = f"{model} {size[0]}x{size[1]} INT8: pspnet-rt peak RSS <= {limit_mb:.0f} MB with --hint latency"
+    if not spec.ok or not spec.manifest:
+        return {"status": spec.status, "what": what}
+    print(f"peak RSS of pspnet-rt running {model} INT8 ...", file=sys.stderr, flush=True)
+    rss = runtime_rss(spec.manifest, extra=("--hint", "latency"))
+    rss["throughput_hint"] = runtime_rss(spec.manifest)
+    rss["what"] = what
+    rss["limit_mb"] = limit_mb
+    if rss.get("peak_rss_mb") is not None:
+        rss["met"] = rss["peak_rss_mb"] <= limit_mb
+    return rss
+
+
 # --------------------------------------------------------------------------------- the run
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    from pspnet.zoo import get_spec
 
-    for name in [args.model, *args.backbones]:
-        try:
-            get_spec(name)
-        except KeyError as exc:
-            raise BenchmarkError(str(exc.args[0])) from None
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"cannot create --out {out}: {exc.strerror}") from None
+    for name in [args.model, *args.backbones, *(args.rss_models or [])]:
+        zoo_model(name)
+    out = out_folder(args.out)
     env = environment()
     t0 = time.perf_counter()
-    with LoadMonitor() as load:
+    libraries = [] if args.no_pytorch else ["torch"]
+    bracket = PeakBracket([*libraries, args.backend], not args.no_peak)
+    with LoadMonitor() as load, bracket:
         sizes = [measure_point(args.model, tuple(s), args, args.precisions) for s in args.sizes]
         backbones = [measure_point(m, tuple(args.backbone_size), args, args.backbone_precisions)
                      for m in args.backbones]
     env["load_during_run"] = load.summary()
+    for point in sizes + backbones:  # shares once the closing probe is in
+        add_shares(point["contenders"], bracket.peaks, point["gmac_per_frame"])
 
     targets: dict[str, Any] = {}
     target_point = next((p for p in backbones if p["model"] == TARGET_MODEL), None)
@@ -256,20 +278,11 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                 "p90_s": round(c["latency_ms"]["inference"]["p90"] / 1000, 4),
                 "whole_frame_s": round(c["latency_ms"]["total"]["mean"] / 1000, 4), "frames": c["frames"],
                 "met": s < TARGET_S}
-    if not args.no_rss and RSS_MODEL in args.backbones:
-        point = next(p for p in backbones if p["model"] == RSS_MODEL)
-        c = next((c for c in point["contenders"] if c["precision"] == "int8" and c["status"] == "ok"), None)
-        if c and c.get("artefact"):
-            print(f"peak RSS of pspnet-rt running {RSS_MODEL} INT8 ...", file=sys.stderr, flush=True)
-            rss = runtime_rss(c["artefact"])
-            # the default for files is the throughput hint (several requests, each with its own
-            # buffers); the latency hint, what a camera gets, shows the floor
-            rss["latency_hint"] = runtime_rss(c["artefact"], extra=("--hint", "latency"))
-            h, w = point["input_size"]
-            rss["what"] = f"{RSS_MODEL} {h}x{w} INT8: pspnet-rt peak RSS <= {RSS_TARGET_MB:.0f} MB"
-            if rss.get("peak_rss_mb") is not None:
-                rss["met"] = rss["peak_rss_mb"] <= RSS_TARGET_MB
-            targets["pspnet50_int8_runtime_rss"] = rss
+    if not args.no_rss:
+        wanted = args.backbones if args.rss_models is None else args.rss_models
+        for model, size, limit in RSS_TARGETS:
+            if model in wanted:
+                targets[f"{model}_int8_runtime_rss"] = rss_target(model, size, limit, args)
 
     result = {"benchmark": "scaling", "created": now(), "command": command, "environment": env,
               "config": {"backend": args.backend, "precisions": args.precisions,
@@ -279,7 +292,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                          "note": "INT8 artefacts here are calibrated for timing only (min/max ranges on 8 "
                                  "synthetic frames, accuracy gate off); random-weight models say so in "
                                  "`weights`"},
-              "sizes": sizes, "backbones": backbones, "targets": targets,
+              "sizes": sizes, "backbones": backbones, "targets": targets, "peak": bracket.to_dict(),
               "wall_s": round(time.perf_counter() - t0, 1)}
     from benchmarks.plots import scaling_figure
 
@@ -292,7 +305,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- reporting
 HEADER = ["model", "input", "GMAC", "weights", "contender", "ran", "frames", "inference ms mean / p90",
-          "GMAC/s", "total ms", "FPS", "x eager"]
+          "GMAC/s", "share of peak", "total ms", "FPS", "x eager"]
 
 
 def rows(points: list[dict[str, Any]]) -> list[list[str]]:
@@ -302,12 +315,12 @@ def rows(points: list[dict[str, Any]]) -> list[list[str]]:
             head = [p["model"], f"{p['input_size'][0]}x{p['input_size'][1]}",
                     fmt(p.get("gmac_per_frame"), ".1f"), p["weights"], c["label"]]
             if c["status"] != "ok":
-                out.append([*head, c["status"][:60], *[""] * 6])
+                out.append([*head, c["status"][:60], *[""] * (len(HEADER) - len(head) - 1)])
                 continue
             lat = c["latency_ms"]
             out.append([*head, str(c["precision_ran"]), str(c["frames"]),
                         f"{lat['inference']['mean']:.1f} / {lat['inference']['p90']:.1f}",
-                        fmt(c.get("gmac_per_s"), ".0f"), fmt(lat["total"]["mean"], ".1f"),
+                        rate_text(c.get("gmac_per_s")), share_text(c), fmt(lat["total"]["mean"], ".1f"),
                         fmt(c["fps"]["pipeline_sequential"], ".2f"),
                         fmt((c.get("speedup") or {}).get("vs_pytorch_eager_fp32"), ".1f")])
     return out
@@ -324,14 +337,15 @@ def target_lines(result: dict[str, Any]) -> list[str]:
             lines.append(f"work: {t['gmac_per_frame']:.0f} GMAC per frame, so {t['gmac_per_s_needed']:.0f} "
                          f"GMAC/s are needed; the fastest contender of this run sustained "
                          f"{t['gmac_per_s_best_measured']:.0f} GMAC/s")
-    r = result["targets"].get("pspnet50_int8_runtime_rss")
-    if r:
+    for key, r in result["targets"].items():
+        if not key.endswith("_runtime_rss"):
+            continue
         if r.get("status") == "ok":
-            low = r.get("latency_hint") or {}
-            lines.append(f"target: {r['what']}: {fmt(r['peak_rss_mb'], '.0f')} MB with the default "
-                         f"{r.get('hint')} hint ({r.get('in_flight')} in flight), "
-                         f"{fmt(low.get('peak_rss_mb'), '.0f')} MB with --hint latency -> "
-                         f"{'met' if r.get('met') else 'NOT met'}")
+            high = r.get("throughput_hint") or {}
+            lines.append(f"target: {r['what']}: {fmt(r['peak_rss_mb'], '.0f')} MB with --hint latency "
+                         f"({r.get('in_flight')} in flight) -> {'met' if r.get('met') else 'NOT met'}; "
+                         f"{fmt(high.get('peak_rss_mb'), '.0f')} MB with the default {high.get('hint')} hint "
+                         f"({high.get('in_flight')} in flight)")
         else:
             lines.append(f"target: {r['what']}: {r['status']}")
     return lines
@@ -341,6 +355,8 @@ def terminal_report(result: dict[str, Any]) -> str:
     lines = [f"scaling on {describe_cpu(result['environment'])} ({result['wall_s']:.0f} s)",
              *[f"WARNING: {n}" for n in [load_note(result["environment"].get("load_during_run"))] if n], ""]
     lines.append(text_table(HEADER, rows(result["sizes"] + result["backbones"])))
+    if (result.get("peak") or {}).get("probes"):
+        lines += ["", text_table(PEAK_HEADER, peak_rows(result["peak"]["probes"]))]
     lines += ["", *target_lines(result)]
     return "\n".join(lines)
 
@@ -350,11 +366,18 @@ def markdown_report(result: dict[str, Any]) -> str:
     parts = [header_block("Scaling benchmark", result["environment"], result["command"]),
              f"Backend {cfg['backend']}; frames per point: as many as fit {cfg['point_budget_s']:g} s, 2 to "
              f"{cfg['frames_max']}, interleaved, after one warm-up each; frames of the {cfg['video']}. "
-             f"{cfg['note']}.", "",
-             "## Latency vs input size", "", markdown_table(HEADER, rows(result["sizes"])), "",
-             "## Latency vs backbone", "", markdown_table(HEADER, rows(result["backbones"])), "",
-             "## Targets", ""]
+             f"{cfg['note']}.", ""]
+    for title, key in (("Latency vs input size", "sizes"), ("Latency vs backbone", "backbones")):
+        if result[key]:  # a memory-only run (--sizes none --backbones none) has neither sweep
+            parts += [f"## {title}", "", markdown_table(HEADER, rows(result[key])), ""]
+    parts += ["## Targets", ""]
     parts += [f"- {line.removeprefix('target: ')}" for line in target_lines(result)] or ["- not measured"]
+    peak = result.get("peak") or {}
+    if peak.get("probes"):
+        parts += ["", "## Peak rates of this machine (before and after the sweep)", "",
+                  markdown_table(PEAK_HEADER, peak_rows(peak["probes"]), "llrrr"), "",
+                  f"{peak['method']}. *share of peak*: a contender's GMAC/s against its own library's probe "
+                  "at the precision it ran."]
     parts += ["", "![scaling](scaling.png)", ""]
     return "\n".join(parts)
 

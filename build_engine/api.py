@@ -7,6 +7,7 @@ on its own (`python -m build_engine --stop-after STEP` keeps that step's output)
     slim      onnxslim clean-up                                          Slimmed
     verify    ONNX Runtime vs PyTorch on street frames                   Verified
     quantize  the precision's graph (FP32 / FP16 / INT8 Q/DQ) + its gate  PrecisionResult
+    tile      the labels tail (resize + ArgMax) in row tiles if large   Tiled
     compile   the backend's model file (+ a run of it vs PyTorch)         Compiled
     manifest  NAME.json, written last and atomically: the commit point
 
@@ -38,6 +39,7 @@ from build_engine import environment
 from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 from calib.options import PrecisionOptions
+from calib.qdq_placement import default_placement
 from clikit import UsageError
 
 if TYPE_CHECKING:
@@ -47,11 +49,13 @@ if TYPE_CHECKING:
     from pspnet.model import PSPNet
 
 log = logging.getLogger(__name__)
-CODE_VERSION = "3"  # bump when the export graph changes, so caches rebuild (3: TensorRT rules)
+# bump when the export graph changes, so caches rebuild (5: TensorRT rules, row-tiled labels tail,
+# AveragePool where the map divides; 6: tiles above 16 MB, OpenVINO's conv-outputs placement)
+CODE_VERSION = "6"
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt")) / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
-STEPS = ("export", "slim", "verify", "quantize", "compile")
+STEPS = ("export", "slim", "verify", "quantize", "tile", "compile")
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,12 @@ class Front:
     exported: Exported
     slimmed: Slimmed
     verified: Verified
+
+
+@dataclass
+class Tiled:
+    precision: PrecisionResult  # the precision step's result, its graph now with the tiled tail
+    plan: dict[str, Any]  # build_engine.label_tiles.TilePlan: what was done and why
 
 
 @dataclass
@@ -187,8 +197,9 @@ class Builder:
                               self.options.fallback]
             if self.options.quantize_classifier:
                 parts["calib"].append("quantize_classifier")
-            if self.options.qdq_placement:
-                parts["calib"].append(f"placement={self.options.qdq_placement}")
+            # the resolved placement, so a change of a backend's default is never served from cache
+            placement = self.options.qdq_placement or default_placement(self.backend)
+            parts["calib"].append(f"placement={placement}")
         if self.backend == "tensorrt":
             parts["trt"] = self.options.workspace_mb
         return cache_key(parts)
@@ -235,8 +246,9 @@ class Builder:
         same model has run export/slim/verify already."""
         front = front or self.front(work, step)
         precision = step(self.options.precision, self.quantize, front.verified, work)
-        compiled = step(f"compile {self.backend}", self.compile, precision, front.verified, work)
-        return self.manifest(key, front.exported, front.slimmed, front.verified, precision, compiled)
+        tiled = step("tile", self.tile, precision, work)
+        compiled = step(f"compile {self.backend}", self.compile, tiled.precision, front.verified, work)
+        return self.manifest(key, front.exported, front.slimmed, front.verified, tiled, compiled)
 
     @contextmanager
     def committing(self) -> Iterator[None]:
@@ -282,7 +294,11 @@ class Builder:
                 atomic_write_json(kept(".json"), {"calibration": precision.calibration,
                                                   "accuracy": precision.accuracy})
                 return _keep(precision.onnx_path, kept(".onnx"))
-            compiled = step(f"compile {self.backend}", self.compile, precision, verified, work,
+            tiled = step("tile", self.tile, precision, work)
+            if last == "tile":
+                atomic_write_json(kept(".json"), tiled.plan)
+                return _keep(tiled.precision.onnx_path, kept(".onnx"))
+            compiled = step(f"compile {self.backend}", self.compile, tiled.precision, verified, work,
                             kept(EXTENSIONS[self.backend]))
             return compiled.model_path
 
@@ -339,6 +355,31 @@ class Builder:
         return apply_precision(verified.onnx, work, self.options, self.spec, outputs,
                                self.output / "calibration", self.backend)
 
+    def tile(self, precision: PrecisionResult, work: Path) -> Tiled:
+        """The labels tail (resize to the input size + ArgMax) in row tiles where the full-size
+        logits would be large (build_engine.label_tiles), so the peak memory holds one tile; kept
+        only if the tiled tail gives the same class map as the one it replaces."""
+        import onnx
+
+        from build_engine.label_tiles import TAIL_MIN_AGREEMENT, tail_agreement, tile_labels
+
+        whole = onnx.load(str(precision.onnx_path))
+        model = onnx.load(str(precision.onnx_path))
+        plan = tile_labels(model, LABELS_NAME)
+        if plan.mode != "row tiles":
+            return Tiled(precision, plan.to_dict())
+        plan.tail_agreement = round(tail_agreement(whole, model, LABELS_NAME), 6)
+        if plan.tail_agreement < TAIL_MIN_AGREEMENT:
+            log.warning("row-tiled labels tail kept out: %.4f %% pixels equal to the whole-image tail",
+                        plan.tail_agreement * 100)
+            return Tiled(precision, {**plan.to_dict(), "mode": "whole image",
+                                     "reason": "the tiled tail disagreed with the whole-image tail"})
+        path = work / f"{precision.onnx_path.stem}.tiled.onnx"
+        onnx.save(model, str(path))
+        tqdm.write(f"labels tail in {plan.tiles} row tiles of <= {plan.tile_rows} rows "
+                   f"({plan.tile_mb} MB of logits each, not {plan.logits_mb} MB at once)", file=sys.stderr)
+        return Tiled(dataclasses.replace(precision, onnx_path=path), plan.to_dict())
+
     def compile(self, precision: PrecisionResult, verified: Verified, work: Path,
                 target: Path | None = None) -> Compiled:
         """Write the backend's model file atomically (at `target`, default the artefact's), then run
@@ -393,8 +434,9 @@ class Builder:
         return agreement
 
     def manifest(self, key: str, exported: Exported, slimmed: Slimmed, verified: Verified,
-                 precision: PrecisionResult, compiled: Compiled) -> Manifest:
+                 tiled: Tiled, compiled: Compiled) -> Manifest:
         """What the artefact is and how it was made: the contract the runtime reads."""
+        precision = tiled.precision
         versions = {**environment.tool_versions(), **precision.tools, **compiled.facts}
         return Manifest(
             name=self.name, model=self.spec.name, backend=self.backend,
@@ -422,7 +464,7 @@ class Builder:
             tools=versions,
             build={"command": self.options.command or self.command_line(), "cache_key": key,
                    "precision_requested": self.options.precision,
-                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "labels_tail": tiled.plan},
         )
 
     # -- plumbing ------------------------------------------------------------------------

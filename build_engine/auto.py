@@ -114,7 +114,7 @@ def choose(builder: Builder) -> Path:
             return manifest.path
     tried: list[Tried] = []
     front = None
-    steps_per_candidate = len(STEPS) - 3  # quantize, compile
+    steps_per_candidate = len(STEPS) - 3  # quantize, tile, compile
     with builder._work() as work, builder._progress(3 + steps_per_candidate * len(builders)) as step:
         for b, key in zip(builders, keys):
             tried += _skipped_before(order, b.options.precision, tried)

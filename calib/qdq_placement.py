@@ -21,7 +21,7 @@ import onnx
 
 PLACEMENTS = ("tensorrt", "conv-outputs")
 # Per target backend, from the interleaved comparison in docs/tensorrt.md ("Q/DQ placement").
-DEFAULT_PLACEMENT = {"tensorrt": "tensorrt", "openvino": "tensorrt", "onnxruntime": "conv-outputs"}
+DEFAULT_PLACEMENT = {"tensorrt": "tensorrt", "openvino": "conv-outputs", "onnxruntime": "conv-outputs"}
 
 
 def default_placement(backend: str) -> str:

@@ -17,8 +17,12 @@ def adaptive_avg_pool(x: Tensor, bins: int) -> Tensor:
     The ONNX exporter refuses adaptive pooling when the map does not divide by the bin; the
     window bounds PyTorch uses (floor(i*n/b) .. ceil((i+1)*n/b)) are then taken as slices and
     means, row bands first, then columns, which is exact because every window is a rectangle.
+    A map that divides exports as AveragePool: the slices copy the feature map (at 713x713,
+    eleven float copies of bands of a 2048x90x90 map, ~250 MB that OpenVINO keeps allocated).
     """
     h, w = x.shape[-2], x.shape[-1]
+    if torch.jit.is_tracing():  # the static-shape exporter traces sizes as tensors; they are fixed
+        h, w = int(h), int(w)
     if isinstance(h, int) and isinstance(w, int) and h % bins == 0 and w % bins == 0:
         return F.adaptive_avg_pool2d(x, bins)
     # Only non-negative integer division: ONNX's Div truncates where Python's // floors.

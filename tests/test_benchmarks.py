@@ -19,6 +19,15 @@ from tests.conftest import TINY_SIZE
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(autouse=True)
+def _tiny_peak_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmarks' peak probes on tiny GEMMs: the same code path, milliseconds not seconds."""
+    from benchmarks import peak
+
+    monkeypatch.setattr(peak, "SIZE", peak.ProbeSize(gemm_side=256, conv_channels=64, conv_side=16,
+                                                     budget_s=0.02))
+
+
 def _png_ok(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 5000
 
@@ -97,6 +106,14 @@ def test_latency_cli_writes_json_md_png(tmp_path: Path, demo_artefacts: dict[str
         assert c["fps"]["pipeline_sequential"] > 0 and c["precision_ran"]
     ov = next(c for c in data["contenders"] if c["name"] == "openvino-fp32")
     assert ov["precision_ran"] == "f32"  # pinned: OpenVINO would otherwise run BF16 here
+    # how close to the hardware: each share is read against its own library's probe
+    assert set(data["peak"]["probes"]) >= {"torch/fp32", "openvino/fp32", "onnxruntime/int8"}
+    assert data["gmac_per_frame"] > 0
+    for c in data["contenders"]:
+        assert c["gmac_per_s"] > 0
+    assert ov["peak"]["probe"] == "openvino/fp32" and ov["peak"]["share"] > 0
+    assert data["contenders"][0]["peak"]["probe"] == "torch/fp32"
+    assert data["int8_ceiling"]["int8_peak_gmac_per_s"] > 0
     assert data["contenders"][0]["speedup"]["vs_pytorch_eager_fp32"] == 1.0
     md = (out / "latency.md").read_text()
     assert "| contender |" in md and "OpenVINO FP32" in md and "latency.png" in md
@@ -217,5 +234,36 @@ def test_scaling_cli_writes_json_md_png(tmp_path: Path, demo_artefacts: dict[str
     assert point["input_size"] == list(TINY_SIZE) and point["frames"] == 2
     assert [c["name"] for c in point["contenders"]] == ["pytorch-eager-fp32", "openvino-fp32"]
     assert all(c["status"] == "ok" and c["latency_ms"]["inference"]["mean"] > 0 for c in point["contenders"])
+    assert all(c["peak"]["share"] > 0 for c in point["contenders"])
     assert "Latency vs input size" in (out / "scaling.md").read_text()
     assert _png_ok(out / "scaling.png")
+
+
+# ----------------------------------------------------------------------------- every format
+def test_every_format_command_writes_one_table(tmp_path: Path, demo_artefacts: dict[str, Path],
+                                               artefact_dir: Path) -> None:
+    """`python -m benchmarks` on one real format beside PyTorch, and TensorRT listed as absent."""
+    from benchmarks.formats import main
+
+    out = tmp_path / "formats"
+    code = main(["--input-size", f"{TINY_SIZE[0]}x{TINY_SIZE[1]}", "--backends", "onnxruntime,tensorrt",
+                 "--precisions", "fp32", "--frames", "2", "--warmup", "1", "--images", "2",
+                 "--pipeline-frames", "3", "--artefacts", str(artefact_dir), "--out", str(out)])
+    assert code == 0
+    data = json.loads((out / "formats.json").read_text())
+    rows = {r["name"]: r for r in data["formats"]}
+    assert list(rows) == ["pytorch-eager-fp32", "pytorch-peer-bf16", "onnxruntime-fp32", "tensorrt-fp32"]
+    ort = rows["onnxruntime-fp32"]
+    assert ort["state"] == "ok" and ort["manifest"] == str(demo_artefacts["onnxruntime"])
+    from artefact.manifest import load_manifest
+
+    model_file = load_manifest(ort["manifest"]).model_path
+    assert ort["size_mb"] == round(model_file.stat().st_size / 2**20, 1)
+    assert 0 < ort["miou"] <= 1 and ort["pixel_agreement_with_pytorch_fp32"] > 0.99
+    assert ort["latency_ms"]["inference"]["p99"] >= ort["latency_ms"]["inference"]["p50"] > 0
+    assert ort["pipeline"]["status"] == "ok" and ort["pipeline"]["fps"] > 0
+    assert ort["speedup"]["vs_pytorch_eager_fp32"] > 0 and ort["peak"]["probe"] == "onnxruntime/fp32"
+    assert rows["pytorch-eager-fp32"]["pixel_agreement_with_pytorch_fp32"] == 1.0
+    assert rows["tensorrt-fp32"]["state"] == "n/a" and "not available here" in rows["tensorrt-fp32"]["status"]
+    md = (out / "formats.md").read_text()
+    assert "| format |" in md and "ONNX Runtime FP32" in md and "not available" in md

@@ -41,6 +41,11 @@ def test_fused_graph_contract(tmp_path, demo_net):
 def test_round_trip_matches_pytorch_on_ort_and_openvino(tmp_path, demo_net, size):
     net, spec = demo_net
     path = export_fused_onnx(net, spec, tmp_path / "m.onnx", *size)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    if check_size(*size, spec.bins):  # the map does not divide by the bins: slices + means
+        assert "ReduceMean" in ops and "AveragePool" not in ops
+    else:  # it divides: AveragePool, no float slice copies of the feature map
+        assert "AveragePool" in ops and "ReduceMean" not in ops
     frames = verification_frames(*size, count=2)
     reference = torch_reference(net, spec, frames)
     for backend in ("onnxruntime", "openvino"):
