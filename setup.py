@@ -1,12 +1,16 @@
 """pspnet-rt: PyTorch PSPNet -> fused ONNX -> TensorRT / OpenVINO / ONNX Runtime, on live video.
 
-The base install is the lean runtime (no torch). Extras:
-  export    torch (CPU build: install `torch==2.13.0` or use the CPU index first), onnx, onnxslim
-  tensorrt  TensorRT + CUDA bindings (NVIDIA GPUs only; see README for NVIDIA's index)
-  triton    tritonclient (gRPC) for `--engine triton://...` and `--triton-repo`
-  serve     `pspnet-rt --serve`: the browser live view and Prometheus /metrics (prometheus_client)
-  test      pytest and friends, Playwright (drives the system chromium; no browser download), and
-            tritonclient (the tests run a real Triton server)
+The base install is the runtime alone (numpy, OpenCV, tqdm; no torch, no inference library),
+so a device carries only the backend it runs. Extras:
+  openvino     OpenVINO (the CPU default)
+  onnxruntime  ONNX Runtime (CPU; onnxruntime-gpu works in its place)
+  tensorrt     TensorRT + CUDA bindings (NVIDIA GPUs only; see README for NVIDIA's index)
+  triton       tritonclient (gRPC) for `--engine triton://...` and `--triton-repo`
+  serve        `pspnet-rt --serve`: the browser live view and Prometheus /metrics (prometheus_client)
+  export       building artefacts: torch (CPU build: install `torch==2.13.0` from the CPU index
+               first), onnx, onnxslim, ONNX Runtime (verification and INT8 quantization)
+  test         pytest and friends, Playwright (drives the system chromium; no browser download), and
+               tritonclient (the tests run a real Triton server)
 """
 
 from pathlib import Path
@@ -18,11 +22,13 @@ README = Path(__file__).with_name("README.md")
 RUNTIME = [
     "numpy>=1.24",
     "opencv-python-headless>=4.8",
-    "onnxruntime>=1.18",
-    "openvino>=2024.4",
     "tqdm>=4.66",
 ]
+OPENVINO = ["openvino>=2024.4"]
+ONNXRUNTIME = ["onnxruntime>=1.18"]
+TENSORRT = ["tensorrt>=10.0", "cuda-python>=12.0"]
 EXPORT = [
+    *ONNXRUNTIME,  # the builder verifies every export and quantizes INT8 with ONNX Runtime
     # A bare `torch` on a CPU machine pulls a multi-GB CUDA build; the README installs the CPU
     # wheel first, and this range is satisfied by it, so nothing more is downloaded.
     "torch>=2.4",
@@ -50,14 +56,16 @@ setup(
     package_data={"pspnet": ["weights/*.pth", "weights/*.json"], "runtime": ["live/*.html"]},
     install_requires=RUNTIME,
     extras_require={
+        "openvino": OPENVINO,
+        "onnxruntime": ONNXRUNTIME,
+        "tensorrt": TENSORRT,
         "export": EXPORT,
         "bench": BENCH,
         "serve": SERVE,
-        "tensorrt": ["tensorrt>=10.0", "cuda-python>=12.0"],
         "pycuda": ["pycuda>=2024.1"],
         "triton": TRITON,
         "test": TEST,
-        "all": [*EXPORT, *BENCH, *SERVE, *TEST, *TRITON],
+        "all": [*EXPORT, *OPENVINO, *BENCH, *SERVE, *TEST, *TRITON],
     },
     entry_points={"console_scripts": ["pspnet-rt=runtime.cli:main"]},
 )

@@ -43,6 +43,7 @@ from build_engine.errors import BuildError
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 from calib.options import PrecisionOptions
 from calib.qdq_placement import default_placement
+from clikit import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -103,6 +104,15 @@ class Verified:
 
 
 @dataclass
+class Front:
+    """What export -> slim -> verify gave: shared by every precision of one model."""
+
+    exported: Exported
+    slimmed: Slimmed
+    verified: Verified
+
+
+@dataclass
 class Tiled:
     precision: PrecisionResult  # the precision step's result, its graph now with the tiled tail
     plan: dict[str, Any]  # build_engine.label_tiles.TilePlan: what was done and why
@@ -117,7 +127,7 @@ class Compiled:
     graph_rules: dict[str, Any] = field(default_factory=dict)  # TensorRT parser rules, offline
 
 
-def build_artefact(model: str = "demo", precision: str = "fp32", backend: str = "auto",
+def build_artefact(model: str = "demo", precision: str = "auto", backend: str = "auto",
                    input_size: tuple[int, int] | None = None, output: str | Path | None = None,
                    force: bool = False, **kwargs: Any) -> Path:
     """Build (or find in the cache) an artefact and return its manifest's path."""
@@ -136,6 +146,9 @@ class Builder:
 
         if options.stop_after is not None and options.stop_after not in STEPS:
             raise ValueError(f"--stop-after {options.stop_after!r}: choose {', '.join(STEPS)}")
+        if options.precision == "auto" and options.stop_after in ("quantize", "compile"):
+            raise UsageError(f"--stop-after {options.stop_after} keeps one precision's output: pass "
+                             "--precision fp32, fp16 or int8 with it")
         self.options = options
         if options.weights and not Path(options.weights).is_file():
             from pspnet.errors import CheckpointError
@@ -215,34 +228,48 @@ class Builder:
         """The manifest's path (or, with stop_after, the kept output of that step)."""
         if self.options.stop_after:
             return self.run_until(self.options.stop_after)
+        if self.options.precision == "auto":
+            from build_engine.auto import choose
+
+            return choose(self)
         key = self.key()
         hit = self.cached(key)
         if hit is not None:
             log.info("cache hit: %s", hit)
             return hit
         started = time.perf_counter()
-        with self._work() as work:
+        with self._work() as work, self._progress(len(STEPS)) as step:
             hit = self.cached(key)  # built by the build we waited for
             if hit is not None:
                 return hit
-            manifest, compiled = self._build(work, key)
-            manifest.build["seconds"] = round(time.perf_counter() - started, 2)
-            self._commit(manifest, compiled)
-        return self.manifest_path
+            manifest, compiled = self.build(work, key, step)
+            return self.commit(manifest, compiled, started, step.seconds)
 
-    def _build(self, work: Path, key: str) -> tuple[Manifest, Compiled]:
-        with self._progress(len(STEPS)) as step:
-            exported = step("export", self.export, work)
-            slimmed = step("slim", self.slim, exported, work)
-            verified = step("verify", self.verify, exported, slimmed)
-            precision = step(self.options.precision, self.quantize, verified, work)
-            tiled = step("tile", self.tile, precision, work)
-            compiled = step(f"compile {self.backend}", self.compile, tiled.precision, verified, work)
-        return self.manifest(key, exported, slimmed, verified, tiled, compiled), compiled
+    def front(self, work: Path, step: StepBar) -> Front:
+        """export -> slim -> verify: what every precision of this model starts from."""
+        exported = step("export", self.export, work)
+        slimmed = step("slim", self.slim, exported, work)
+        verified = step("verify", self.verify, exported, slimmed)
+        return Front(exported, slimmed, verified)
 
-    def _commit(self, manifest: Manifest, compiled: Compiled) -> None:
+    def build(self, work: Path, key: str, step: StepBar, front: Front | None = None
+              ) -> tuple[Manifest, Compiled]:
+        """Every step up to the manifest (not yet written; the model files still in `work`);
+        `front` when another precision of the same model has run export/slim/verify already."""
+        front = front or self.front(work, step)
+        precision = step(self.options.precision, self.quantize, front.verified, work)
+        tiled = step("tile", self.tile, precision, work)
+        compiled = step(f"compile {self.backend}", self.compile, tiled.precision, front.verified, work)
+        return self.manifest(key, front.exported, front.slimmed, front.verified, tiled, compiled), compiled
+
+    def commit(self, manifest: Manifest, compiled: Compiled, started: float, steps: dict[str, float]) -> Path:
         """Model files in under names that carry their hash (so they never overwrite what the old
-        manifest names), then the manifest (the commit point), then the old files out."""
+        manifest names), then the manifest (the commit point), then the old files out. Inside
+        `_work`: the files move from the work folder."""
+        manifest.build["seconds"] = round(time.perf_counter() - started, 2)
+        manifest.build["step_seconds"] = dict(steps)
+        tqdm.write(f"built {self.name} in {manifest.build['seconds']:.1f} s (" +
+                   ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()) + ")", file=sys.stderr)
         sha = manifest.model_sha256
         folder = compiled.model_path.parent
         files = {folder / n: commit.versioned_name(self.name, sha, Path(n).suffix)
@@ -254,6 +281,7 @@ class Builder:
         commit.move_in(files, self.output)
         manifest.save(self.manifest_path)
         commit.remove_superseded(self.output, old, keep=set(files.values()))
+        return self.manifest_path
 
     def run_until(self, last: str) -> Path:
         """Run the steps up to `last`, keep its output in the output folder (never the artefact's
@@ -448,6 +476,7 @@ class Builder:
             accuracy=precision.accuracy,
             tools=versions,
             build={"command": self.options.command or self.command_line(), "cache_key": key,
+                   "precision_requested": self.options.precision,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "labels_tail": tiled.plan},
         )
 
@@ -465,20 +494,13 @@ class Builder:
                 yield work
 
     @contextmanager
-    def _progress(self, total: int) -> Iterator[Any]:
+    def _progress(self, total: int) -> Iterator[StepBar]:
         """A step bar; `step(name, fn, *args)` shows the step, runs it and returns its value."""
-        bar = tqdm(total=total, desc=f"build {self.name}", unit="step", disable=None)
-
-        def step(name: str, fn: Any, *args: Any) -> Any:
-            bar.set_postfix_str(name)
-            value = fn(*args)
-            bar.update()
-            return value
-
+        bar = StepBar(tqdm(total=total, desc=f"build {self.name}", unit="step", disable=None))
         try:
-            yield step
+            yield bar
         finally:
-            bar.close()
+            bar.bar.close()
 
     def command_line(self) -> str:
         o = self.options
@@ -492,6 +514,33 @@ class Builder:
         if o.output:
             parts += ["--output", o.output]
         return shlex.join(parts)
+
+
+class StepBar:
+    """The build's progress bar: one tick per step, and how long each step took."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self.bar = bar
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Any, *args: Any) -> Any:
+        self.bar.set_postfix_str(name)
+        t0 = time.perf_counter()
+        try:
+            value = fn(*args)
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 2)
+        self.bar.update()
+        return value
+
+    def skip(self, n: int) -> None:
+        """Steps that will not run (a candidate that failed its gate before compiling)."""
+        self.bar.update(n)
+
+    def finish(self) -> None:
+        """The work is done early (later candidates not needed): show the bar full."""
+        self.bar.total = self.bar.n
+        self.bar.refresh()
 
 
 def _keep(src: Path, dst: Path) -> Path:

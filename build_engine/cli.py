@@ -11,8 +11,10 @@ from build_engine.api import STEPS  # torch-free at import: torch loads in the e
 
 EXAMPLES = """\
 examples:
+  python -m build_engine
+      the shipped demo model on the best backend here (TensorRT > OpenVINO > ORT), at the fastest
+      precision that passes the accuracy gate (INT8 on the demo model's own calibration frames)
   python -m build_engine --precision fp16
-      the shipped demo model, FP16, on the best backend here (TensorRT > OpenVINO > ORT)
   python -m build_engine --precision int8 --calib-data synthetic:calib:200 --calib-method minmax
       INT8 with real calibration frames; fails if mIoU drops more than --max-miou-drop
   python -m build_engine --model pspnet101_cityscapes --weights train_epoch_200.pth \\
@@ -46,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model zoo name (default: the shipped demo model)")
     p.add_argument("--weights", type=clikit.input_file("a checkpoint file"),
                    help="checkpoint: semseg .pth (module. prefixes fine) or a baseline's Keras .h5")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                   help="auto (default): the fastest precision that passes the accuracy gate on this "
+                        "backend (int8, else fp16/bf16, else fp32); int8 only with calibration frames "
+                        "(the demo model ships its own, else --calib-data). The manifest says why")
     p.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime"),
                    default="auto", help="auto = tensorrt with a GPU, else openvino, else onnxruntime")
     p.add_argument("--input-size", type=clikit.hw_size, metavar="HxW",
@@ -124,7 +129,7 @@ def _build(args: argparse.Namespace, command: str) -> int:
         return _run_build(args, command)
     except ImportError as exc:  # torch, onnx, ...: the export extra is not installed
         raise clikit.UsageError(f"building needs the export extra ({exc.name} missing): "
-                                "pip install -e .[export]") from None
+                                "pip install 'pspnet-rt[export]'") from None
 
 
 def _run_build(args: argparse.Namespace, command: str) -> int:

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import platform
 
-from devices import backend_usable, cpu_info, version
+from clikit import UsageError
+from devices import backend_usable, cpu_info, install_hint, version
 
 BACKEND_ORDER = ("tensorrt", "openvino", "onnxruntime")
 
 
 def resolve_backend(requested: str) -> str:
-    """`auto` = tensorrt where a GPU and TensorRT are present, else openvino, else onnxruntime."""
-    if requested != "auto":
-        return requested
-    for backend in BACKEND_ORDER:
-        if backend_usable(backend):
-            return backend
-    raise RuntimeError("no inference backend is installed: pip install openvino or onnxruntime")
+    """`auto` = tensorrt where a GPU and TensorRT are present, else openvino, else onnxruntime,
+    among what is installed; a named CPU backend that is not installed is a usage error that
+    names its extra (TensorRT says what it lacks when the build reaches it)."""
+    if requested == "auto":
+        for backend in BACKEND_ORDER:
+            if backend_usable(backend):
+                return backend
+        raise UsageError(f"no inference backend is installed: {install_hint('openvino')} "
+                         f"(or {install_hint('onnxruntime')})")
+    if requested != "tensorrt" and not backend_usable(requested):
+        raise UsageError(f"the {requested} backend needs {install_hint(requested)}")
+    return requested
 
 
 def tool_versions() -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 class PrecisionOptions:
     """What a reduced-precision build needs to know: the precision, calibration and gate settings."""
 
-    precision: str = "fp32"  # fp32 | fp16 | int8
+    precision: str = "fp32"  # fp32 | fp16 | int8 (build_engine also takes auto: build_engine/auto.py)
     dynamic: bool = False
     calib_data: str | None = None
     calib_images: int = 200

@@ -6,20 +6,22 @@ serves TensorRT's strongly typed builder, OpenVINO and ONNX Runtime alike.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import onnx
 from tqdm import tqdm
 
-from artefact.files import sha256_file
+from artefact.files import atomic_path, sha256_file
 from calib.gate import GateReport, gate
 from calib.gate_backends import GateRun, open_gate_runner, what_ran
 from calib.options import PrecisionOptions
-from calib.sources import CalibrationError, FrameSet, load_frames
+from calib.sources import CalibrationError, FrameSet, generated_id, load_frames
 from segdata.evaluation import agreement, predict_all
 
 if TYPE_CHECKING:
@@ -65,11 +67,9 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
     if options.dynamic:
         raise ValueError("fp16/int8 builds need a fixed --input-size (calibration and the gate "
                          "run at one size); drop --dynamic")
-    evalset = load_frames(options.eval_data or "synthetic:val", options.eval_images, height,
-                          width, seed=1, default_split="val")
+    evalset = gate_frames(options.eval_data or "synthetic:val", options.eval_images, height, width)
     gate_backend = backend  # calib/gate_backends.py: what runs for each target, and its words
-    with open_gate_runner(gate_backend, base, "fp32") as fp32_run:
-        fp32_preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
+    fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir)
     classes = list(spec.classes)
 
     if options.precision == "fp16":
@@ -83,6 +83,39 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
     return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes)
 
 
+@functools.lru_cache(maxsize=1)
+def gate_frames(source: str, n: int, height: int, width: int) -> FrameSet:
+    """The gate's held-out frames; kept for the process, so `--precision auto` trying INT8 then
+    FP16 renders them once (callers do not change a FrameSet)."""
+    return load_frames(source, n, height, width, seed=1, default_split="val")
+
+
+def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: Path) -> list[np.ndarray]:
+    """FP32's class maps of the gate frames on the gate backend: what every candidate is compared
+    with. Kept in `cache_dir` under the graph's sha256, the frames' fingerprint and the backend's
+    version, so another precision of the same model does not run FP32 again."""
+    from artefact.files import cache_key
+    from devices import version
+
+    key = cache_key({"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend,
+                     "version": version(gate_backend)})
+    path = cache_dir / f"{key}-fp32-reference.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as data:
+                preds = [data[f"p{i}"] for i in range(len(evalset.frames))]
+            tqdm.write(f"FP32 reference of the gate frames: cached ({path.name})", file=sys.stderr)
+            return preds
+        except (OSError, KeyError, ValueError) as exc:
+            log.warning("recomputing the FP32 reference, %s is unreadable: %s", path, exc)
+    with open_gate_runner(gate_backend, base, "fp32") as fp32_run:
+        preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **{f"p{i}": p for i, p in enumerate(preds)})
+    return preds
+
+
 def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
           fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str]
           ) -> PrecisionResult:
@@ -90,29 +123,17 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
     from calib.qdq_placement import default_placement, describe
     from calib.quantize import preprocess, quantize_int8
 
-    height, width = spec.input_size
-    calibset = load_frames(options.calib_data or "synthetic:calib", options.calib_images, height,
-                           width, seed=0, default_split="calib")
-    overlap = len(calibset.hashes() & evalset.hashes())
-    if overlap:
-        raise CalibrationError(f"{overlap} of the {len(evalset.frames)} evaluation frames are also "
-                         "calibration frames; the gate must use held-out data (--eval-data)")
     pre = preprocess(base, work / "int8_pre.onnx")
     graph = onnx.load(str(pre))
     exclude: list[str] = []
     cls = final_classifier(graph)
     if cls is not None and not options.quantize_classifier:
         exclude.append(cls.name)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir / (f"{sha256_file(base)[:16]}-{calibset.fingerprint()}-"
-                         f"{options.calib_method}-v2.calib")
-    cached = cache.is_file()
-    tqdm.write(f"calibration: {len(calibset.frames)} frames from {calibset.source} "
-               f"({options.calib_method}{', cached ranges' if cached else ''})", file=sys.stderr)
+    cache, provenance = calibration_ranges(base, pre, graph, options, spec, evalset, cache_dir, work)
     placement = options.qdq_placement or default_placement(gate_backend)
-    out = quantize_int8(pre, work / "int8.onnx", calibset.frames,  # used if the cache is absent or damaged
-                        options.calib_method, exclude, cache, placement)
-    report, ran = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options, fail=False)
+    out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, exclude, cache, placement)
+    report, ran = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
+                        fail=False)
     kept_blocks: list[str] = []
     if not report.passed and options.fallback:
         blocks = conv_blocks(graph)
@@ -134,14 +155,58 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
         raise GateFailed(_fail_message(report, "int8") +
                          ("" if options.fallback else " (try --fallback, --calib-method, or more "
                           "--calib-images)"), report)
-    calibration = {**calibset.describe(), "method": options.calib_method,
-                   "cache": str(cache), "excluded_nodes": exclude,
+    calibration = {**provenance, "method": options.calib_method, "excluded_nodes": exclude,
                    "kept_float_blocks": kept_blocks,
                    "scheme": "QDQ, symmetric int8 activations per tensor, weights per channel "
                              "(axis 0), bias float",
                    "placement": placement, "qdq": describe(onnx.load(str(out)))}
     return PrecisionResult(out, calibration, _accuracy(report, evalset, ran),
                            {"onnxruntime_quantization": _version("onnxruntime")})
+
+
+def calibration_ranges(base: Path, pre: Path, graph: onnx.ModelProto, options: PrecisionOptions,
+                       spec: ModelSpec, evalset: FrameSet, cache_dir: Path, work: Path
+                       ) -> tuple[Path, dict[str, Any]]:
+    """ORT's calibration cache for `pre` (found, shipped or computed: see calib/ranges.py) and
+    where its ranges came from. Refuses calibration frames that are also gate frames."""
+    from calib import ranges
+    from calib.quantize import calibrate
+
+    height, width = spec.input_size
+    source = options.calib_data or spec.calibration or "synthetic:calib"
+    generated = generated_id(source, options.calib_images, height, width, seed=0, default_split="calib")
+    calibset = None
+    if generated is None:  # only the frames' content can say which ranges fit them
+        calibset = _calibration_frames(source, options, height, width)
+    key = ranges.key_for(sha256_file(base), generated or calibset.fingerprint(), options.calib_method)
+    found = ranges.find(key, cache_dir, spec.shipped_ranges_path)
+    tensors = {name for node in graph.graph.node for name in [*node.input, *node.output]}
+    if found is not None and ranges.usable(found[0], tensors):
+        record, where = found
+    else:
+        calibset = calibset or _calibration_frames(source, options, height, width)
+        _refuse_overlap(calibset.frame_sha1(), evalset)
+        tqdm.write(f"calibration: {len(calibset.frames)} frames from {calibset.source} "
+                   f"({options.calib_method})", file=sys.stderr)
+        calibrate(pre, calibset.frames, options.calib_method, work / "computed.calib")
+        record = ranges.make_record(key, ranges.read_ort_cache(work / "computed.calib"),
+                                    calibset.describe(), calibset.frame_sha1())
+        where = f"calibrated, cached ({ranges.save_local(cache_dir, key, record)})"
+    _refuse_overlap(record["frame_sha1"], evalset)
+    tqdm.write(f"calibration ranges: {record['frames']['source']} ({options.calib_method}): {where}",
+               file=sys.stderr)
+    return ranges.write_ort_cache(record, work / "ranges.calib"), {**record["frames"], "ranges": where}
+
+
+def _calibration_frames(source: str, options: PrecisionOptions, height: int, width: int) -> FrameSet:
+    return load_frames(source, options.calib_images, height, width, seed=0, default_split="calib")
+
+
+def _refuse_overlap(frame_sha1: list[str], evalset: FrameSet) -> None:
+    overlap = len({bytes.fromhex(h) for h in frame_sha1} & evalset.hashes())
+    if overlap:
+        raise CalibrationError(f"{overlap} of the {len(evalset.frames)} evaluation frames are also "
+                               "calibration frames; the gate must use held-out data (--eval-data)")
 
 
 def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: list[str],

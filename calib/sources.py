@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from segdata.datasets import canonical_synthetic, even_sample, is_dataset_source
 from segdata.frames import IMAGE_SUFFIXES, FrameError, read_image, to_model_input
@@ -43,13 +44,14 @@ class FrameSet:
     skipped: list[str] = field(default_factory=list)  # unreadable items, with why
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for frame in self.frames:
-            digest.update(hashlib.sha1(frame.tobytes()).digest())
-        return digest.hexdigest()[:16]
+        return fingerprint_of(self.frame_sha1())
 
     def hashes(self) -> set[bytes]:
         return {hashlib.sha1(f.tobytes()).digest() for f in self.frames}
+
+    def frame_sha1(self) -> list[str]:
+        """Per-frame sha1 in order; `fingerprint` is `fingerprint_of` these."""
+        return [hashlib.sha1(f.tobytes()).hexdigest() for f in self.frames]
 
     def describe(self) -> dict:
         return {"source": self.source, "images": len(self.frames), "available": self.available,
@@ -58,6 +60,27 @@ class FrameSet:
     def add(self, image: np.ndarray, height: int, width: int, label: np.ndarray | None = None) -> None:
         self.frames.append(to_model_input(image, height, width))
         self.labels.append(label)
+
+
+def fingerprint_of(frame_sha1: list[str]) -> str:
+    """FrameSet.fingerprint from per-frame sha1s (hex), without the frames."""
+    digest = hashlib.sha256()
+    for item in frame_sha1:
+        digest.update(bytes.fromhex(item))
+    return digest.hexdigest()[:16]
+
+
+def generated_id(source: str, n: int, height: int, width: int, seed: int = 0,
+                 default_split: str = "calib") -> str | None:
+    """A name that fixes every byte of a generated source's frames (for the synthetic scenes:
+    split, count, size, the generator's version and the sampling seed), so what was computed
+    from them can be found before they are rendered; None for any other source."""
+    if not (source == "synthetic" or source.startswith(("synthetic:", "synthetic@"))):
+        return None
+    from segdata.synthetic import GENERATOR_VERSION
+
+    return (f"{canonical_synthetic(source, n, height, width, default_split)}"
+            f"/n{n}/seed{seed}/generator-v{GENERATOR_VERSION}")
 
 
 def load_frames(source: str, n: int, height: int, width: int, seed: int = 0,
@@ -181,7 +204,8 @@ def _from_dataset(source: str, n: int, height: int, width: int, seed: int,
         source = canonical_synthetic(source, n, height, width, split)
     dataset = open_dataset(source, split=split)
     out = FrameSet([], [], source, len(dataset))
-    for i in even_sample(len(dataset), n, seed):
+    for i in tqdm(even_sample(len(dataset), n, seed), desc=f"frames {source}", unit="img", leave=False,
+                  disable=None):
         try:
             sample = dataset[i]
         except (FrameError, OSError) as exc:

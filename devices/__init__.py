@@ -10,6 +10,7 @@ from devices.cuda import device_info
 from devices.facts import (
     backend_usable,
     cpu_info,
+    install_hint,
     openvino_capabilities,
     openvino_precision_hint,
     tensorrt_usable,
@@ -17,5 +18,5 @@ from devices.facts import (
     version,
 )
 
-__all__ = ["backend_usable", "cpu_info", "device_info", "openvino_capabilities", "openvino_precision_hint",
-           "tensorrt_usable", "usable_cores", "version"]
+__all__ = ["backend_usable", "cpu_info", "device_info", "install_hint", "openvino_capabilities",
+           "openvino_precision_hint", "tensorrt_usable", "usable_cores", "version"]

@@ -95,6 +95,11 @@ def tensorrt_usable() -> bool:
     return device_info() is not None
 
 
+def install_hint(backend: str) -> str:
+    """How to install what `backend` needs: its extra of the package, quoted for a shell."""
+    return f"pip install 'pspnet-rt[{backend}]'"
+
+
 def backend_usable(backend: str) -> bool:
     """Whether `backend` (tensorrt, openvino, onnxruntime) can run here."""
     if backend == "tensorrt":

@@ -33,6 +33,9 @@ class ModelSpec:
     stride_on_1x1: bool = False  # Caffe-converted weights put conv3_1's stride on the 1x1
     caffe_ppm_order: bool = False  # Caffe-converted weights concat [x, pool6, pool3, pool2, pool1]
     weights: str | None = None  # shipped checkpoint, relative to pspnet/weights/
+    # Frames of the model's own domain that INT8 may calibrate on without --calib-data (a source
+    # for calib.sources.load_frames); None: `--precision auto` needs --calib-data to try INT8.
+    calibration: str | None = None
     description: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -51,6 +54,11 @@ class ModelSpec:
     @property
     def weights_path(self) -> Path | None:
         return WEIGHTS_DIR / self.weights if self.weights else None
+
+    @property
+    def shipped_ranges_path(self) -> Path | None:
+        """INT8 calibration ranges shipped beside the weights (see calib/ranges.py), if any."""
+        return WEIGHTS_DIR / f"{Path(self.weights).stem}.ranges.json" if self.weights else None
 
     def with_size(self, height: int, width: int) -> ModelSpec:
         return replace(self, input_size=(height, width))
@@ -92,7 +100,7 @@ register(ModelSpec("pspnet101_cityscapes", 101, "cityscapes", (713, 713),
 register(ModelSpec("pspnet18_cityscapes", 18, "cityscapes", (512, 1024),
                    description="edge PSPNet on a dilated ResNet-18, Cityscapes classes"))
 register(ModelSpec(DEMO_MODEL, 18, "cityscapes", (240, 480), width=0.5,
-                   weights="demo_synthetic.pth",
+                   weights="demo_synthetic.pth", calibration="synthetic:calib",
                    description="shipped edge PSPNet (ResNet-18 at half width) trained on the "
                                "synthetic street scenes, Cityscapes trainIds"))
 

@@ -17,7 +17,8 @@ from runtime.finish import close_outputs, stage_errors, write_summary
 EXAMPLES = """\
 examples:
   pspnet-rt --video demo --output demo.mp4
-      the built-in synthetic street clip through the default artefact (built once, cached)
+      the built-in synthetic street clip through the default artefact: built once (cached) at
+      the fastest precision that passes the accuracy gate (--precision auto; INT8 for the demo)
   pspnet-rt --video drive.mp4 --engine artefacts/demo-240x480-fp32-openvino.json \\
             --output out.mp4 --masks masks/ --stats stats.jsonl
       every frame of a file, in order: overlay video, class-id PNGs, per-frame timings
@@ -99,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "triton://HOST:PORT/MODEL (a Triton server's gRPC port)")
     io.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
                     help="build (once, cached) this zoo model when no --engine is given")
-    io.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                    help="precision of the artefact to build when no --engine is given")
+    io.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                    help="precision of the artefact to build when no --engine is given; auto (default): "
+                         "the fastest that passes the accuracy gate (the summary says which and why)")
     io.add_argument("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt"), default="auto",
                     help="auto = the artefact's own backend")
     io.add_argument("--input-size", type=clikit.hw_size, metavar="HxW",
@@ -216,7 +218,7 @@ def resolve_artefact(args: argparse.Namespace) -> Path:
     from runtime.default_build import build_default, require_builder
 
     require_builder()  # before the announcement: an edge box without the export extra gets one line
-    log.warning("no --engine: building (or finding in the cache) %s %s for backend %s", args.model,
+    log.warning("no --engine: building (or finding in the cache) %s, precision %s, backend %s", args.model,
                 args.precision, args.backend)
     return build_default(args.model, args.precision, args.backend, args.input_size, args.verbose)
 
@@ -309,6 +311,11 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
             if source.kind != "demo":
                 source.open()
                 opened.append(source)
+        demo = next((s for s in sources if hasattr(s, "prefetch")), None)  # every demo is one clip
+        if demo is not None and not args.engine:  # it renders while the default artefact builds
+            options.demo_size = args.input_size or options.demo_size
+            demo.prefetch()
+            opened.append(demo)
         backend = None
         if is_remote(args.engine):
             backend = _connect_backend(args, sources)
@@ -321,7 +328,8 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
         for source in sources:
             if source.kind == "demo":  # rendered at the artefact's size, known only now
                 source.open()
-                opened.append(source)
+                if source not in opened:
+                    opened.append(source)
         if len(sources) > 1:
             from runtime.streams import run_streams
 
@@ -506,8 +514,11 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
 
         info = backend.describe()
+        choice = backend.manifest.build.get("precision_choice") or {}
         extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
                              f"(manifest {info['precision']}), {info['in_flight']} in flight"),
+                 *([("precision", f"--precision auto chose {choice.get('chosen')}: {choice.get('why')}")]
+                   if choice else []),
                  ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
                   + (f", {source.reconnects} reconnects" if source.reconnects else "")),
                  *backend.summary_lines()]
@@ -520,7 +531,8 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         print(stats.summary("pspnet-rt summary", extra, outputs_whole=not errors), flush=True)
         if args.summary_json:
             write_summary(args.summary_json, {
-                **stats.to_dict(), "backend": info, "source": source.describe(),
+                **stats.to_dict(), "backend": info, "precision_choice": choice or None,
+                "source": source.describe(),
                 "end_reason": source.end_reason, "reconnects": source.reconnects,
                 "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare, "exit_signal": signals.code}, errors)
     finally:

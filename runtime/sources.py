@@ -197,8 +197,43 @@ class DemoSource(Source):
     """
 
     kind = "demo"
+    _prefetch: tuple[threading.Thread, threading.Event, tuple[int, int]] | None = None
+
+    def _clip_args(self) -> dict:
+        h, w = self.options.demo_size
+        return {"seed": self.options.demo_seed, "height": h, "width": w, "frames": self.options.demo_frames}
+
+    def prefetch(self) -> None:
+        """Start rendering the clip into its cache in a background thread, at the current
+        demo_size (e.g. while `python -m build_engine` runs in a child process: on a fresh
+        machine the two first-run costs overlap). open() waits for it, or stops it when the size
+        has changed; close() stops it. Rendering errors are left for open() to meet."""
+        from segdata.clip_cache import CachedClip
+
+        def render() -> None:
+            try:
+                CachedClip(**args, progress=False, stop=stop)
+            except Exception as exc:  # InterruptedError, a full disk: open() renders or reports
+                log.debug("demo clip prefetch ended: %s", exc)
+
+        args, stop = self._clip_args(), threading.Event()
+        thread = threading.Thread(target=render, name="demo-clip-prefetch", daemon=True)
+        self._prefetch = (thread, stop, self.options.demo_size)
+        thread.start()
+
+    def _end_prefetch(self, wait: bool) -> None:
+        if self._prefetch is None:
+            return
+        thread, stop, size = self._prefetch
+        self._prefetch = None
+        if not (wait and size == self.options.demo_size):
+            stop.set()
+        elif thread.is_alive():
+            log.info("waiting for the demo clip to finish rendering")
+        thread.join()
 
     def open(self) -> None:
+        self._end_prefetch(wait=True)
         try:
             from segdata.clip_cache import CachedClip
             from segdata.synthetic import FPS, StreetClip
@@ -206,7 +241,7 @@ class DemoSource(Source):
             raise SourceError(f"the demo source needs segdata.synthetic, which failed to import ({exc}); "
                               "reinstall pspnet-rt or pass a video file, folder or camera") from None
         h, w = self.options.demo_size
-        kwargs = {"seed": self.options.demo_seed, "height": h, "width": w, "frames": self.options.demo_frames}
+        kwargs = self._clip_args()
         try:
             self._clip = _NpyFrames(CachedClip(**kwargs).images)
         except OSError as exc:
@@ -216,6 +251,7 @@ class DemoSource(Source):
         self.frame_size = (w, h)
 
     def close(self) -> None:
+        self._end_prefetch(wait=False)
         if isinstance(getattr(self, "_clip", None), _NpyFrames):
             self._clip.close()
         self._clip = None

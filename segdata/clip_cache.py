@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ class CachedClip:
     """Same interface as StreetClip (len, [i] -> (image, label), iteration), backed by .npy files."""
 
     def __init__(self, seed: int = 0, height: int = 240, width: int = 480, frames: int = 300,
-                 folder: Path | None = None, progress: bool = True, dynamics: Dynamics | None = None) -> None:
+                 folder: Path | None = None, progress: bool = True, dynamics: Dynamics | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.seed, self.height, self.width, self.frames = seed, height, width, frames
         self.dynamics = dynamics or Dynamics()
         folder = folder or cache_dir()
@@ -40,12 +42,12 @@ class CachedClip:
         self.image_path = folder / f"{stem}-images.npy"
         self.label_path = folder / f"{stem}-labels.npy"
         if not (self.image_path.is_file() and self.label_path.is_file()):
-            self._render(folder, progress)
+            self._render(folder, progress, stop)
         try:
             self.images, self.labels = self._load()
         except (OSError, ValueError) as exc:  # truncated or damaged cache files: render them again
             log.warning("demo clip cache %s is damaged (%s); rendering it again", self.image_path, exc)
-            self._render(folder, progress)
+            self._render(folder, progress, stop)
             self.images, self.labels = self._load()
         self.fps = FPS
 
@@ -58,7 +60,7 @@ class CachedClip:
             raise ValueError(f"holds {images.shape} {images.dtype} / {labels.shape} {labels.dtype}")
         return images, labels
 
-    def _render(self, folder: Path, progress: bool) -> None:
+    def _render(self, folder: Path, progress: bool, stop: threading.Event | None) -> None:
         from tqdm import tqdm
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -72,6 +74,8 @@ class CachedClip:
                                                (self.frames, self.height, self.width))
             for i in tqdm(range(self.frames), desc="rendering street clip (once)", unit="frame",
                           disable=None if progress else True):
+                if stop is not None and stop.is_set():
+                    raise InterruptedError("demo clip rendering stopped")  # the temp files go
                 images[i], labels[i] = clip[i]
             images.flush()
             labels.flush()

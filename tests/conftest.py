@@ -31,12 +31,16 @@ def demo_artefacts(artefact_dir: Path) -> dict[str, Path]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`gpu` tests skip cleanly where TensorRT or a CUDA device is absent."""
-    from devices import tensorrt_usable
+    """`gpu` tests skip cleanly where TensorRT or a CUDA device is absent, `cuda` tests where no
+    CUDA device answers through the bindings (checked only when such tests were collected)."""
+    from devices import device_info, tensorrt_usable
 
-    if tensorrt_usable():
-        return
-    skip = pytest.mark.skip(reason="needs an NVIDIA GPU with TensorRT (not present here)")
+    marks = {m for item in items for m in ("gpu", "cuda") if m in item.keywords}
+    absent = {"gpu": "gpu" in marks and not tensorrt_usable(),
+              "cuda": "cuda" in marks and device_info() is None}
+    reasons = {"gpu": "needs an NVIDIA GPU with TensorRT (not present here)",
+               "cuda": "needs an NVIDIA GPU and CUDA Python bindings (not present here)"}
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for mark in ("gpu", "cuda"):
+            if mark in item.keywords and absent[mark]:
+                item.add_marker(pytest.mark.skip(reason=reasons[mark]))

@@ -63,7 +63,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_prints_manifest_path(tmp_path):
-    result = run_cli("--backend", "onnxruntime", "--input-size", "96x192", "--output", str(tmp_path))
+    result = run_cli("--precision", "fp32", "--backend", "onnxruntime", "--input-size", "96x192", "--output",
+                     str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("demo-96x192-fp32-onnxruntime.json")
 
@@ -101,7 +102,7 @@ def test_list_models():
 
 
 def test_main_returns_codes_in_process(tmp_path):
-    assert main(["--backend", "onnxruntime", "--input-size", "96x192", "--output",
+    assert main(["--precision", "fp32", "--backend", "onnxruntime", "--input-size", "96x192", "--output",
                  str(tmp_path)]) == 0
 
 
@@ -112,8 +113,8 @@ def test_stop_after_keeps_that_steps_output(tmp_path, step):
 
     from runtime.backends import open_runner
 
-    result = run_cli("--backend", "onnxruntime", "--input-size", "96x192", "--output", str(tmp_path),
-                     "--stop-after", step)
+    result = run_cli("--precision", "fp32", "--backend", "onnxruntime", "--input-size", "96x192", "--output",
+                     str(tmp_path), "--stop-after", step)
     assert result.returncode == 0, result.stderr
     kept = Path(result.stdout.strip())
     stem = "demo-96x192-fp32-onnxruntime"

@@ -254,3 +254,38 @@ def test_fallback_keeps_sensitive_blocks_in_float_until_the_gate_passes(tmp_path
     kept = manifest.calibration["kept_float_blocks"]
     assert kept and set(kept) <= {b for b in kept if isinstance(b, str)}
     assert manifest.accuracy["gate"]["passed"] and manifest.accuracy["gate"]["pixel_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_chunked_calibration_gives_the_all_at_once_ranges(tmp_path, fp32_onnx, method, monkeypatch):
+    """Memory bounded by the chunk, ranges unchanged: the bins are fixed from the whole set first."""
+    import json
+
+    from calib import quantize
+    from calib.quantize import calibrate
+
+    # entropy's KL search over 2048 bins takes minutes here; the binning code is the same at 256
+    monkeypatch.setitem(quantize.CALIBRATOR_OPTIONS, "entropy",
+                        {**quantize.CALIBRATOR_OPTIONS["entropy"], "num_bins": 256})
+
+    pre = preprocess(fp32_onnx, tmp_path / "pre.onnx")
+    frames = load_frames("synthetic:calib:7", 7, H, W).frames
+    calibrate(pre, frames, method, tmp_path / "all.calib", chunk=len(frames))
+    calibrate(pre, frames, method, tmp_path / "chunked.calib", chunk=2)
+    whole, chunked = (json.loads((tmp_path / f"{n}.calib").read_text())["data"] for n in ("all", "chunked"))
+    assert whole.keys() == chunked.keys() and whole == chunked
+
+
+def test_ranges_records_are_found_by_key_and_refused_when_the_graph_changed(tmp_path):
+    from calib import ranges
+
+    key = ranges.key_for("ab" * 32, "synthetic:calib:8@96x192/n8/seed0/generator-v2", "percentile")
+    record = ranges.make_record(key, {"CLS": "TensorsData", "data": {"t1": {}, "t2": {}}},
+                                {"source": "synthetic:calib:8@96x192", "fingerprint": "f"}, ["00" * 20])
+    assert ranges.find(key, tmp_path, None) is None
+    ranges.save_local(tmp_path, key, record)
+    found, where = ranges.find(key, tmp_path, None)
+    assert found == record and where.startswith("cached")
+    other = ranges.key_for("cd" * 32, key.frames, "percentile")  # another FP32 graph
+    assert ranges.find(other, tmp_path, None) is None
+    assert ranges.usable(record, {"t1", "t2", "x"}) and not ranges.usable(record, {"t1"})

@@ -329,7 +329,7 @@ def test_no_engine_builds_the_default_once_in_a_child_process(tmp_path: Path) ->
               "from runtime.cli import main\n"
               "t0 = time.perf_counter()\n"
               "code = main(['--video', 'demo', '--demo-frames', '2', '--input-size', '96x192',\n"
-              "             '--backend', 'onnxruntime', '--masks', sys.argv[1]])\n"
+              "             '--precision', 'fp32', '--backend', 'onnxruntime', '--masks', sys.argv[1]])\n"
               "print('TORCH', sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
               "print('SECONDS', time.perf_counter() - t0)\n"
               "sys.exit(code)\n")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
+from devices import install_hint
 from runtime.backends.base import Backend, check_backend, labels_2d
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
@@ -29,7 +30,8 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise BackendUnavailable(f"the onnxruntime backend needs `pip install onnxruntime`: {exc}") from None
+        raise BackendUnavailable(f"the onnxruntime backend needs {install_hint('onnxruntime')} "
+                                 f"({exc})") from None
     return ort
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
-from devices import openvino_precision_hint
+from devices import install_hint, openvino_precision_hint
 from runtime.backends.base import Backend, check_backend, labels_2d
 from runtime.backends.ov_cache import BlobCache
 from runtime.backends.runner import Runner
@@ -35,8 +35,8 @@ def import_openvino() -> Any:
     try:
         import openvino as ov
     except ImportError as exc:
-        raise BackendUnavailable(f"the openvino backend needs OpenVINO (`pip install openvino`): "
-                                 f"{exc}") from None
+        raise BackendUnavailable(f"the openvino backend needs {install_hint('openvino')} "
+                                 f"({exc})") from None
     return ov
 
 
