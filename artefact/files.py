@@ -63,3 +63,12 @@ def cache_key(parts: dict) -> str:
     """Stable key of everything that influences a build (sorted JSON, sha256, 16 hex)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+CACHE_ENV = "PSPNET_RT_CACHE"
+
+
+def cache_root() -> Path:
+    """Where every cache lives (artefacts/, clips/, triton-venv): $PSPNET_RT_CACHE, else
+    ~/.cache/pspnet-rt. An empty variable counts as unset (never the current folder)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pspnet-rt")

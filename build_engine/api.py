@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shlex
 import shutil
 import sys
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from artefact.files import atomic_path, atomic_write_json, cache_key, sha256_file
+from artefact.files import atomic_path, atomic_write_json, cache_key, cache_root, sha256_file
 from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest, load_manifest
 from build_engine import commit, environment
 from build_engine.errors import BuildError
@@ -56,7 +55,7 @@ log = logging.getLogger(__name__)
 # AveragePool where the map divides; 6: tiles above 16 MB, OpenVINO's conv-outputs placement)
 CODE_VERSION = "6"
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
-DEFAULT_OUTPUT = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt")) / "artefacts"
+DEFAULT_OUTPUT = cache_root() / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
 STEPS = ("export", "slim", "verify", "quantize", "tile", "compile")
 

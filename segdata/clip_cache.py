@@ -15,16 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from artefact.files import cache_root
 from segdata.dynamics import Dynamics
 from segdata.synthetic import FPS, GENERATOR_VERSION, StreetClip
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "PSPNET_RT_CACHE"
-
-
 def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "pspnet-rt")) / "clips"
+    return cache_root() / "clips"
 
 
 class CachedClip:

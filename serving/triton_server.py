@@ -34,12 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from artefact.files import cache_root
+
 log = logging.getLogger(__name__)
 
 PYTRITON = "nvidia-pytriton==0.7.0"  # bundles tritonserver 2.51 (r24.10) with the Python backend
 PROG = "triton-server"
 ROOT = Path(__file__).resolve().parents[1]  # the pspnet-rt tree the server's model.py should import
-CACHE = Path(os.environ.get("PSPNET_RT_CACHE", Path.home() / ".cache" / "pspnet-rt"))
+CACHE = cache_root()
 
 
 class ServerError(RuntimeError):
