@@ -70,10 +70,12 @@ exit codes: 0 ok (a format that fails its accuracy gate is a result, not an erro
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(f"python -m {PROG}", __doc__, EXAMPLES)
-    p.add_argument("--model", default="demo", help="model zoo name (default: the shipped demo model)")
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
+                   help="model zoo name (default: the shipped demo model)")
     p.add_argument("--input-size", type=parse_size, metavar="HxW",
                    help="model input size (default: the model's)")
-    p.add_argument("--weights", metavar="CKPT", help="a checkpoint instead of the model's shipped weights")
+    p.add_argument("--weights", metavar="CKPT", type=clikit.input_file("a checkpoint file"),
+                   help="a checkpoint instead of the model's shipped weights")
     p.add_argument("--backends", type=csv_list(BACKENDS), default=list(BACKENDS),
                    help="comma-separated (default: all; those absent here are listed as such)")
     p.add_argument("--precisions", type=csv_list(PRECISIONS), default=list(PRECISIONS),
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="artefacts only (no PyTorch rows; mIoU agreement then has no FP32 reference)")
     p.add_argument("--images", type=positive_int, default=100, metavar="N",
                    help="held-out labelled frames for mIoU (default 100)")
-    p.add_argument("--data", metavar="SRC",
+    p.add_argument("--data", metavar="SRC", type=clikit.non_empty("a labelled data source"),
                    help="labelled data for mIoU, as benchmarks.accuracy takes it (default: the synthetic "
                         "validation split at the model's input size, held out from training and calibration)")
     p.add_argument("--frames", type=positive_int, default=50, metavar="N",
@@ -94,9 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames of each artefact's pspnet-rt pipeline run (default 60)")
     p.add_argument("--no-pipeline", action="store_true", help="skip the pspnet-rt runs")
     p.add_argument("--no-peak", action="store_true", help="skip the peak-rate probes")
-    p.add_argument("--artefacts", metavar="DIR", help="build cache folder (default: build_engine's)")
+    p.add_argument("--artefacts", metavar="DIR", type=clikit.output_dir(),
+                   help="build cache folder (default: build_engine's)")
     p.add_argument("--calib-images", type=positive_int, metavar="N", help="INT8 calibration images")
-    p.add_argument("--out", default="results", metavar="DIR", help="writes DIR/formats.{json,md}")
+    p.add_argument("--out", default="results", metavar="DIR", type=clikit.output_dir(),
+                   help="writes DIR/formats.{json,md}")
     clikit.add_verbose(p)
     p.set_defaults(engine=None)  # the latency benchmark's contender list, without --engine
     return p

@@ -438,9 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"how many of the {len(HELD_OUT)} held-out clips (normal, fast, busy alternate)")
     p.add_argument("--tune", action="store_true", help="run the tuning grid on the tuning clips instead")
     p.add_argument("--no-logits", action="store_true", help="skip the logits-vs-labels comparison (item 2)")
-    p.add_argument("--engine", metavar="ARTEFACT", help="key-frame engine (default: the demo model's INT8 "
+    p.add_argument("--engine", metavar="ARTEFACT", type=clikit.input_path("an artefact manifest"),
+                   help="key-frame engine (default: the demo model's INT8 "
                    "OpenVINO artefact, built once and cached)")
-    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--out", default="results", type=clikit.output_dir(),
+                   help="output folder (default results/)")
     clikit.add_verbose(p)
     return p
 

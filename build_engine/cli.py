@@ -152,7 +152,8 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
         eval_images=args.eval_images, max_miou_drop=args.max_miou_drop, fallback=args.fallback,
         workspace_mb=args.workspace_mb, command=command, stop_after=args.stop_after)
     usage_errors = (CheckpointError, SizeError, KeyError, FrameError, TensorRTUnavailable, ArtefactError,
-                    FileNotFoundError, CalibrationError, DatasetError, NotImplementedError, OutputDirError)
+                    FileNotFoundError, CalibrationError, DatasetError, NotImplementedError, OutputDirError,
+                    clikit.UsageError)  # e.g. a backend whose extra is not installed
     try:
         path = Builder(options).run()
     except usage_errors as exc:

@@ -98,7 +98,8 @@ def write(model: str, base: Path, sha: str, frames: str, methods: list[str], wor
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(PROG, __doc__.split("\n\nexamples:")[0], "examples:" + __doc__.split("examples:")[1])
-    p.add_argument("--model", default="demo", help="a zoo model with ModelSpec.calibration (default demo)")
+    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
+                   help="a zoo model with ModelSpec.calibration (default demo)")
     p.add_argument("--methods", type=clikit.csv_list(METHODS), default=["percentile"],
                    help="calibration methods to ship (default: percentile, the builder's default)")
     p.add_argument("--check", action="store_true", help="only say whether the shipped file is current")

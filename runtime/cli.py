@@ -170,6 +170,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MODES_TEXT = "off, adaptive or fixed:N (N from 1 to 1000)"
+
+
+@clikit.option_type(MODES_TEXT, good="fixed:3",
+                    bad=("", "sometimes", "fixed:0", "fixed:x"))
+def _temporal_mode(text: str) -> str:
+    from runtime.errors import UsageError
+    from runtime.temporal.config import parse_temporal
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected {MODES_TEXT}, got an empty value")
+    try:
+        parse_temporal(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _add_temporal_options(p: argparse.ArgumentParser) -> None:
     from runtime.temporal import config as tc  # light: the defaults live with their parser
 
@@ -179,22 +197,24 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
         "by dense optical flow (OpenCV DIS on a small grey copy), at a fraction of the cost. Every "
         "frame still gets a mask; --stats says which frames were key frames and why. Measured "
         "trade-off (mIoU vs FPS): python -m benchmarks.temporal.")
-    tm.add_argument("--temporal", default="off", metavar="MODE",
+    tm.add_argument("--temporal", default="off", metavar="MODE", type=_temporal_mode,
                     help="off (default: every frame through the network); fixed:N = a key frame every "
                          "N frames; adaptive = a key frame when the change score (the share of pixels "
                          "the warped key frame fails to explain), a scene cut or the max interval says "
                          "the propagated result is no longer trustworthy")
     tm.add_argument("--temporal-threshold", metavar="T",
+                    type=clikit.float_in(low=1e-4, high=10.0, what="a change score"),
                     help=f"adaptive: change score that forces a key frame, 0..10 (default "
                          f"{tc.DEFAULT_THRESHOLD}; lower = more key frames, more accurate, slower)")
-    tm.add_argument("--temporal-max-interval", metavar="N",
+    tm.add_argument("--temporal-max-interval", metavar="N", type=clikit.int_in(1, 1000),
                     help=f"adaptive: a key frame at least every N frames (default {tc.DEFAULT_MAX_INTERVAL})")
-    tm.add_argument("--temporal-direction", metavar="D",
+    tm.add_argument("--temporal-direction", metavar="D", choices=tc.DIRECTIONS,
                     help="both = a frame between two key frames takes each pixel from the one that "
                          "explains it better (waits for the next key frame: more accurate, an interval "
                          "of latency); forward = from the last key frame only; auto (default) = both "
                          "for files, folders and demo, forward for live sources")
     tm.add_argument("--temporal-flow-scale", metavar="S",
+                    type=clikit.float_in(low=0.05, high=1.0, what="a fraction of the input"),
                     help=f"optical flow resolution as a fraction of the model input, 0.05..1 "
                          f"(default {tc.DEFAULT_FLOW_SCALE}: 120x240 for a 240x480 model)")
 

@@ -40,7 +40,7 @@ def test_plan_per_backend_and_model() -> None:
     assert isinstance(user[0], Tried) and "no calibration frames" in user[0].why
     assert "--calib-data" in user[0].why
     with_data = plan(Builder(BuildOptions(model="pspnet50_cityscapes", precision="auto", backend="openvino",
-                                          calib_data="frames/")))
+                                          calib_data="synthetic:calib:8")))
     assert names(with_data)[0] == "int8"
     dynamic = plan(Builder(BuildOptions(precision="auto", backend="openvino", dynamic=True)))
     assert names(dynamic) == ["-int8", "-fp16", "fp32"]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from tests.faults.helpers import (
@@ -196,5 +197,9 @@ def test_term_during_calibration(tmp_path: Path) -> None:
     last_line(err, "interrupted by SIGTERM")
     assert not list(out.glob("*.json"))
     assert hidden_leftovers(out) == []
-    for cache in (out / "calibration").glob("*"):  # none, or a whole one
-        assert json.loads(cache.read_text())
+    for cache in (out / "calibration").glob("*"):  # none, or whole ones: ranges JSON, gate reference .npz
+        if cache.suffix == ".npz":
+            with np.load(cache) as saved:
+                assert saved.files
+        else:
+            assert json.loads(cache.read_text())
