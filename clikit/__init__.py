@@ -196,6 +196,10 @@ class Signals:
             self._old[sig] = signal.signal(sig, self._handle)
 
     def restore(self) -> None:
+        if self.code is not None:
+            # the command is stopping on a signal: a repeat that arrives between here and the
+            # exit must still be counted, not meet the default action (killed: -N, not 128+N)
+            return
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
