@@ -203,10 +203,10 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
                          "the warped key frame fails to explain), a scene cut or the max interval says "
                          "the propagated result is no longer trustworthy")
     tm.add_argument("--temporal-threshold", metavar="T",
-                    type=clikit.float_in(low=1e-4, high=10.0, what="a change score"),
+                    type=clikit.float_in(*tc.THRESHOLD_RANGE, what="a change score"),
                     help=f"adaptive: change score that forces a key frame, 0..10 (default "
                          f"{tc.DEFAULT_THRESHOLD}; lower = more key frames, more accurate, slower)")
-    tm.add_argument("--temporal-max-interval", metavar="N", type=clikit.int_in(1, 1000),
+    tm.add_argument("--temporal-max-interval", metavar="N", type=clikit.int_in(*tc.INTERVAL_RANGE),
                     help=f"adaptive: a key frame at least every N frames (default {tc.DEFAULT_MAX_INTERVAL})")
     tm.add_argument("--temporal-direction", metavar="D", choices=tc.DIRECTIONS,
                     help="both = a frame between two key frames takes each pixel from the one that "
@@ -214,7 +214,7 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
                          "of latency); forward = from the last key frame only; auto (default) = both "
                          "for files, folders and demo, forward for live sources")
     tm.add_argument("--temporal-flow-scale", metavar="S",
-                    type=clikit.float_in(low=0.05, high=1.0, what="a fraction of the input"),
+                    type=clikit.float_in(*tc.FLOW_SCALE_RANGE, what="a fraction of the input"),
                     help=f"optical flow resolution as a fraction of the model input, 0.05..1 "
                          f"(default {tc.DEFAULT_FLOW_SCALE}: 120x240 for a 240x480 model)")
 

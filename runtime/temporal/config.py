@@ -18,6 +18,10 @@ DEFAULT_THRESHOLD = 0.05
 DEFAULT_MAX_INTERVAL = 4
 DEFAULT_FLOW_SCALE = 0.5
 MODES = "off, adaptive or fixed:N"
+# accepted ranges (the parser's types and parse_temporal read these)
+THRESHOLD_RANGE = (1e-4, 10.0)
+INTERVAL_RANGE = (1, 1000)  # fixed:N and --temporal-max-interval
+FLOW_SCALE_RANGE = (0.05, 1.0)
 DIRECTIONS = ("auto", "forward", "both")
 
 
@@ -55,7 +59,7 @@ def parse_temporal(mode: str | None, threshold: str | float | None = None,
         if threshold is not None or max_interval is not None:
             raise UsageError("--temporal-threshold and --temporal-max-interval need --temporal adaptive")
         return None
-    scale = _number("--temporal-flow-scale", flow_scale, DEFAULT_FLOW_SCALE, float, 0.05, 1.0)
+    scale = _number("--temporal-flow-scale", flow_scale, DEFAULT_FLOW_SCALE, float, *FLOW_SCALE_RANGE)
     way = (direction or "auto").strip().lower()
     if way not in DIRECTIONS:
         raise UsageError(f"--temporal-direction {direction!r}: expected {', '.join(DIRECTIONS)}")
@@ -63,13 +67,14 @@ def parse_temporal(mode: str | None, threshold: str | float | None = None,
         if threshold is not None or max_interval is not None:
             raise UsageError("--temporal fixed:N takes no --temporal-threshold or --temporal-max-interval; "
                              "use --temporal adaptive")
-        n = _number("--temporal fixed:N", text.split(":", 1)[1], None, int, 1, 1000)
+        n = _number("--temporal fixed:N", text.split(":", 1)[1], None, int, *INTERVAL_RANGE)
         return TemporalConfig("fixed", interval=n, flow_scale=scale, direction=way)
     if text == "adaptive":
         return TemporalConfig(
             "adaptive", flow_scale=scale, direction=way,
-            threshold=_number("--temporal-threshold", threshold, DEFAULT_THRESHOLD, float, 1e-4, 10.0),
-            max_interval=_number("--temporal-max-interval", max_interval, DEFAULT_MAX_INTERVAL, int, 1, 1000))
+            threshold=_number("--temporal-threshold", threshold, DEFAULT_THRESHOLD, float, *THRESHOLD_RANGE),
+            max_interval=_number("--temporal-max-interval", max_interval, DEFAULT_MAX_INTERVAL, int,
+                                 *INTERVAL_RANGE))
     raise UsageError(f"--temporal {mode!r}: expected {MODES} (e.g. --temporal fixed:3)")
 
 
