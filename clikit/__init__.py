@@ -167,7 +167,8 @@ class Signals:
     outputs must be finalised, e.g. the runtime's pipeline and its closing) the first signal only
     sets `stop` and prints what happens next. A second signal never cuts that clean-up short: it
     is acknowledged. A third aborts at once, after the `on_abort` hooks removed this run's temp
-    files (what existed before the run is never touched).
+    files (what existed before the run is never touched). Once the clean-up is done, repeats
+    are ignored until the process exits with the first signal's code.
     """
 
     def __init__(self, prog: str,
@@ -197,8 +198,12 @@ class Signals:
 
     def restore(self) -> None:
         if self.code is not None:
-            # the command is stopping on a signal: a repeat that arrives between here and the
-            # exit must still be counted, not meet the default action (killed: -N, not 128+N)
+            # the command is stopping on a signal and its clean-up is done. A repeat that lands
+            # from here to the exit must not meet the default action (killed: -N, not 128+N).
+            # Python's own finalisation puts SIG_DFL back over any Python handler, but leaves
+            # SIG_IGN alone, so ignoring is the one state that lasts until the process is gone.
+            for sig in self._old:
+                signal.signal(sig, signal.SIG_IGN)
             return
         for sig, old in self._old.items():
             signal.signal(sig, old)
