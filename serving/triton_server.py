@@ -222,9 +222,9 @@ class TritonServer:
         if self.log_file:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log_fh = out = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        try:
+        try:  # a signal as soon as the server exists stops it (stop() with no process is a no-op)
+            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
@@ -441,22 +441,24 @@ def _main(args: argparse.Namespace, signals: Any) -> int:
     server = TritonServer(args.repo, grpc_port=args.grpc_port, http_port=args.http_port,
                           metrics_port=args.metrics_port, host=args.host, venv=venv, log_file=log_file)
     server.start(args.timeout)
-    info = {"pid": server.pid, "grpc": server.grpc_url, "http": f"{args.host}:{args.http_port}",
-            "log": str(log_file), "skipped": server.skipped}
-    if args.action == "start":
-        try:  # without its PID file nobody could stop it by name: never leave it running then
-            pid_file.write_text(f"{server.pid}\n")
-        except OSError as exc:
-            server.stop()
-            raise ServerError(f"cannot write the PID file {pid_file}: {exc.strerror or exc}; the server was "
-                              "stopped - give a writable --pid-file") from None
-        info["pid_file"] = str(pid_file)
-        server.proc = None  # leave it running: it leads its own session
-        print(json.dumps(info))
-        return 0
-    print(json.dumps(info), flush=True)
-    signals.on_abort(server.kill)  # a third signal must not leave the server running on its own
-    try:  # until a signal (exit 128+N, the server stopped first; a second one does not cut that short)
+    # from here a signal or an error anywhere (even before the JSON line is out) stops the server
+    # in `finally`; only a `start` that hands it over (proc = None) leaves it running
+    try:
+        signals.on_abort(server.kill)  # a third signal must not leave the server running on its own
+        info = {"pid": server.pid, "grpc": server.grpc_url, "http": f"{args.host}:{args.http_port}",
+                "log": str(log_file), "skipped": server.skipped}
+        if args.action == "start":
+            try:  # without its PID file nobody could stop it by name: never leave it running then
+                pid_file.write_text(f"{server.pid}\n")
+            except OSError as exc:
+                raise ServerError(f"cannot write the PID file {pid_file}: {exc.strerror or exc}; the server "
+                                  "was stopped - give a writable --pid-file") from None
+            info["pid_file"] = str(pid_file)
+            server.proc = None  # leave it running: it leads its own session
+            print(json.dumps(info))
+            return 0
+        print(json.dumps(info), flush=True)
+        # until a signal (exit 128+N, the server stopped first; a second one does not cut that short)
         while server.proc is not None and server.proc.poll() is None:
             time.sleep(0.5)
     finally:
