@@ -305,8 +305,9 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                          "backbone_precisions": args.backbone_precisions, "frames_max": args.frames,
                          "point_budget_s": args.point_budget, "reduced_precision_build_options": SPEED_ONLY,
                          "video": "demo (synthetic street clip rendered at each input size)",
-                         "note": "INT8 artefacts here are calibrated for timing only (min/max ranges on 8 "
-                                 "synthetic frames, accuracy gate off); random-weight models say so in "
+                         "note": "INT8 artefacts here are calibrated for timing only (min/max ranges on "
+                                 f"{SPEED_ONLY['calib_images']} synthetic frames, accuracy gate off); "
+                                 "random-weight models say so in "
                                  "`weights`"},
               "sizes": sizes, "backbones": backbones, "targets": targets, "peak": bracket.to_dict(),
               "wall_s": round(time.perf_counter() - t0, 1)}

@@ -52,8 +52,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # bump when the export graph changes, so caches rebuild (5: TensorRT rules, row-tiled labels tail,
-# AveragePool where the map divides; 6: tiles above 16 MB, OpenVINO's conv-outputs placement)
-CODE_VERSION = "6"
+# AveragePool where the map divides; 6: tiles above 16 MB, OpenVINO's conv-outputs placement;
+# 7: conv-outputs also quantizes the pyramid-pooling Concat's inputs)
+CODE_VERSION = "7"
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = cache_root() / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}

@@ -64,10 +64,16 @@ def block_of(node_name: str) -> str | None:
     return found[-1] if found else None
 
 
-def conv_blocks(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """Conv node names grouped by network block, in graph order."""
+# Every op type some Q/DQ placement quantizes (calib/quantize.py): keeping a block in float
+# must exclude all of them, or a graph with every block kept is still not FP32.
+QUANTIZED_OPS = ("Conv", "Concat", "Add")
+
+
+def quantized_blocks(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Names of the nodes INT8 may quantize (QUANTIZED_OPS), grouped by network block, in graph
+    order."""
     blocks: dict[str, list[str]] = {}
     for node in model.graph.node:
-        if node.op_type == "Conv":
+        if node.op_type in QUANTIZED_OPS:
             blocks.setdefault(block_of(node.name) or node.name, []).append(node.name)
     return blocks

@@ -119,7 +119,7 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
 def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
           fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str]
           ) -> PrecisionResult:
-    from calib.graph_parts import conv_blocks, final_classifier
+    from calib.graph_parts import final_classifier, quantized_blocks
     from calib.qdq_placement import default_placement, describe
     from calib.quantize import preprocess, quantize_int8
 
@@ -136,7 +136,7 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
                         fail=False)
     kept_blocks: list[str] = []
     if not report.passed and options.fallback:
-        blocks = conv_blocks(graph)
+        blocks = quantized_blocks(graph)
         ranking = sensitivity(pre, work, blocks, exclude, options, cache, evalset, fp32_preds,
                               gate_backend, placement)
         for block, _ in ranking:
@@ -217,11 +217,11 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
 
     frames = evalset.frames[:16]
     scores = []
-    all_convs = [n for names in blocks.values() for n in names]
+    all_nodes = [n for names in blocks.values() for n in names]
     for block, names in tqdm(blocks.items(), desc="sensitivity", unit="block", disable=None):
         if set(names) <= set(exclude):
             continue
-        others = [n for n in all_convs if n not in names] + exclude
+        others = [n for n in all_nodes if n not in names] + exclude
         path = quantize_int8(pre, work / "probe.onnx", None, options.calib_method, others, cache,
                              placement)
         with open_gate_runner(gate_backend, path, "int8") as run:

@@ -10,7 +10,9 @@ Conv is the one TensorRT fuses; when both are, the one on the longer path back t
 ancestor is (the main branch), and the other (the shortcut or downsample) is the residual.
 
 "conv-outputs" is what ORT's quantize_static does by default (Q/DQ on every Conv output as
-well), which ORT's CPU provider needs to turn Q/DQ groups into QLinearConv.
+well), which ORT's CPU provider needs to turn Q/DQ groups into QLinearConv, plus the inputs of
+Concat: the backbone's last map goes straight into the pyramid-pooling Concat, and unquantized
+there OpenVINO holds it, and the last block's residual, in f32 (two 63 MB maps at 713x713).
 """
 
 from __future__ import annotations
@@ -140,6 +142,9 @@ def describe(model: onnx.ModelProto) -> dict:
     residual = sum(
         [made_by[i].op_type if i in made_by else "" for i in n.input].count("DequantizeLinear")
         == 1 for n in model.graph.node if n.op_type == "Add")
+    concat_inputs = [name for n in model.graph.node if n.op_type == "Concat" for name in n.input]
     return {"quantize_linear": sum(n.op_type == "QuantizeLinear" for n in model.graph.node),
+            "concat_inputs_quantized": sum(name in made_by and made_by[name].op_type == "DequantizeLinear"
+                                           for name in concat_inputs),
             "conv_inputs_quantized": conv_inputs, "conv_outputs_quantized": conv_outputs,
             "residual_add_inputs_quantized": residual}

@@ -297,6 +297,9 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     from runtime.sources import SourceOptions, parse_source
 
     _quiet_native_logs(args.verbose)
+    from runtime.memory import fix_malloc_mmap_threshold
+
+    fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
         if args.serve_token and not args.serve:

@@ -151,6 +151,12 @@ def test_tensorrt_placement_quantizes_conv_and_residual_inputs_not_conv_outputs(
     assert (facts["conv_inputs_quantized"], facts["conv_outputs_quantized"],
             facts["residual_add_inputs_quantized"]) == (convs - 1, shortcut_convs, 8)
     assert describe(onnx.load(str(ort)))["conv_outputs_quantized"] == convs - 1
+    # conv-outputs also quantizes what enters the pyramid-pooling Concat (the backbone's map and
+    # the four upsampled branches), so OpenVINO holds none of it in float; TensorRT's does not
+    ppm_concat = [n for n in graph.graph.node if n.op_type == "Concat" and "ppm" in n.name]
+    assert len(ppm_concat) == 1 and len(ppm_concat[0].input) == 5
+    assert describe(onnx.load(str(ort)))["concat_inputs_quantized"] == 5
+    assert describe(onnx.load(str(trt)))["concat_inputs_quantized"] == 0
     model = onnx.load(str(trt))
     made_by = {o: n for n in model.graph.node for o in n.output}
     for add, (fused, shortcut) in residual.items():
@@ -235,7 +241,7 @@ def test_fallback_keeps_sensitive_blocks_in_float_until_the_gate_passes(tmp_path
     """Unlabelled eval frames and a 0-point limit: INT8 must agree with FP32 on every pixel.
 
     Plain INT8 does not, so the fallback has to rank blocks and keep them in float; on ONNX
-    Runtime a graph with every Conv in float computes exactly FP32, so the loop always ends.
+    Runtime a graph with every block kept in float computes exactly FP32, so the loop always ends.
     """
     from artefact.manifest import load_manifest
     from segdata.synthetic import render_scene

@@ -127,6 +127,21 @@ class OpenVINORunner(Runner):
             raise
         self.input_port = self.compiled.input(self.input_name)
         self._request = self.compiled.create_infer_request()
+        self._release_weight_file_pages()
+
+    def _release_weight_file_pages(self) -> None:
+        """OpenVINO keeps the weights file (or cache blob) it compiled from mapped, but computes
+        from its own repacked copy: drop those pages from our resident set (runtime/memory.py)."""
+        from runtime.memory import release_read_only_mappings
+
+        path = Path(self.path)
+        files = [path, path.with_suffix(".bin")]
+        if self.cache_dir:
+            with contextlib.suppress(OSError):
+                files += [p for p in Path(self.cache_dir).iterdir() if p.is_file()]
+        released = release_read_only_mappings(files)
+        if released:
+            log.info("openvino: released %.0f MB of mapped weight pages it no longer reads", released / 2**20)
 
     def _close(self) -> None:
         # release in this thread, newest first: the request, then the compiled model
