@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import clikit
+from tests.faults.helpers import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,9 +114,7 @@ def test_a_stream_of_signals_still_ends_with_the_first_ones_code() -> None:
                 time.sleep(0.0005)
             _, err = proc.communicate(timeout=30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stop(proc)
         assert proc.returncode == 143, err
         assert err.splitlines()[0] == "t: interrupted by SIGTERM"
 

@@ -20,6 +20,7 @@ import pytest
 
 from artefact.manifest import load_manifest
 from tests.conftest import TINY_SIZE
+from tests.faults.helpers import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient (pip install -e .[test] or .[triton])")
@@ -241,9 +242,7 @@ def test_server_killed_mid_run_exits_1_with_a_playable_video(triton_install: obj
             t_kill = time.monotonic()
             _, err = proc.communicate(timeout=60)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stop(proc)
     assert proc.returncode == 1, err
     assert time.monotonic() - t_kill < 30  # reconnect budget: one attempt after 0.5 s
     errors = [line for line in err.splitlines() if not line.startswith("pspnet-rt: triton:")]  # warnings
@@ -279,9 +278,7 @@ def test_server_restarted_mid_run_the_client_reconnects(triton_install: object, 
         second.start(120)
         _, err = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         first.stop()
         second.stop()
     assert proc.returncode == 0, err
