@@ -64,16 +64,14 @@ def block_of(node_name: str) -> str | None:
     return found[-1] if found else None
 
 
-# Every op type some Q/DQ placement quantizes (calib/quantize.py): keeping a block in float
-# must exclude all of them, or a graph with every block kept is still not FP32.
-QUANTIZED_OPS = ("Conv", "Concat", "Add")
-
-
 def quantized_blocks(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """Names of the nodes INT8 may quantize (QUANTIZED_OPS), grouped by network block, in graph
-    order."""
+    """Names of the nodes INT8 may quantize (any placement's op types: keeping a block in float
+    must exclude all of them, or a graph with every block kept is still not FP32), grouped by
+    network block, in graph order."""
+    from calib.qdq_placement import ANY_QUANTIZED_OP
+
     blocks: dict[str, list[str]] = {}
     for node in model.graph.node:
-        if node.op_type in QUANTIZED_OPS:
+        if node.op_type in ANY_QUANTIZED_OP:
             blocks.setdefault(block_of(node.name) or node.name, []).append(node.name)
     return blocks

@@ -21,7 +21,13 @@ from collections import deque
 
 import onnx
 
-PLACEMENTS = ("tensorrt", "conv-outputs")
+# The op types each placement hands to ORT's quantizer. conv-outputs: Conv, and the pyramid
+# pooling's Concat, whose float inputs (the backbone's last map, 2048 channels) OpenVINO would
+# otherwise hold in f32 (63 MB at 713x713). tensorrt: Conv and the residual Adds.
+QUANTIZED_OPS = {"tensorrt": ("Conv", "Add"), "conv-outputs": ("Conv", "Concat")}
+PLACEMENTS = tuple(QUANTIZED_OPS)
+# Every op type some placement quantizes: keeping a block in float must exclude all of them.
+ANY_QUANTIZED_OP = tuple(sorted({op for ops in QUANTIZED_OPS.values() for op in ops}))
 # Per target backend, from the interleaved comparison in docs/tensorrt.md ("Q/DQ placement").
 DEFAULT_PLACEMENT = {"tensorrt": "tensorrt", "openvino": "conv-outputs", "onnxruntime": "conv-outputs"}
 

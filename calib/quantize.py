@@ -81,15 +81,12 @@ def quantize_int8(model_path: Path, out: Path, frames: Sequence[np.ndarray] | No
     if cache_path is not None and Path(cache_path).is_file() and not _cache_readable(Path(cache_path)):
         log.warning("calibration cache %s is unreadable or damaged; calibrating again", cache_path)
         Path(cache_path).unlink(missing_ok=True)
-    # conv-outputs: Conv, and the Concat of the pyramid pooling, whose float inputs (the
-    # backbone's last map: 2048 channels) OpenVINO would otherwise hold in f32 (63 MB at 713x713)
-    op_types, residual = ["Conv", "Concat"], {}
+    op_types, residual = list(qdq_placement.QUANTIZED_OPS[placement]), {}
     if placement == "tensorrt":
         graph = onnx.load(str(model_path))
         residual = qdq_placement.residual_adds(graph)
-        op_types = ["Conv", "Add"]
         exclude = [*exclude, *qdq_placement.adds_to_exclude(graph)]
-        extra["OpTypesToExcludeOutputQuantization"] = ["Conv", "Add"]
+        extra["OpTypesToExcludeOutputQuantization"] = op_types
     if cache_path is None or not Path(cache_path).is_file():
         if frames is None:
             raise ValueError("no calibration frames and no calibration cache")
@@ -114,9 +111,9 @@ def quantize_int8(model_path: Path, out: Path, frames: Sequence[np.ndarray] | No
     return out
 
 
-# Ops whose float inputs and outputs get ranges: Conv for every placement, Concat for
-# "conv-outputs" (the backbone's last map enters the pyramid-pooling Concat). Part of the
-# ranges' cache key (settings()).
+# Ops whose float inputs and outputs get ranges: what any placement quantizes, less Add (whose
+# inputs are Conv outputs and block outputs, which are Conv inputs: ranged already). Part of
+# the ranges' cache key (settings()).
 CALIBRATED_OPS = ("Conv", "Concat")
 
 
