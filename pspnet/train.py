@@ -348,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=clikit.positive_int, default=100)
     p.add_argument("--out", default="runs/train", type=clikit.output_dir())
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
+    p.add_argument("--keep-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep OUT/last.pth (what --resume needs); --no-keep-last for throw-away runs "
+                        "such as search trials, so only best.pth is written")
     p.add_argument("--seed", type=clikit.int_in(0, 2**32 - 1), default=0)
     p.add_argument("--export-weights", type=clikit.output_file("a weights file to write"),
                    help="write the best weights (fp16) here when done")
@@ -370,10 +373,13 @@ def resolve_options(args: argparse.Namespace) -> list[str]:
                                 "of --data), not both")
     if args.iters is not None and args.epochs is not None:
         raise clikit.UsageError("give --iters or --epochs, not both")
-    explicit_val = args.val is not None
+    explicit_val, explicit_iters = args.val is not None, args.iters is not None
     taken = resolve(args)
     if explicit_val:
         args.val_split = None  # a recipe's hold-out gives way to an explicit --val
+    if explicit_iters:
+        args.epochs = None  # and its epochs to an explicit --iters
+        taken = [k for k in taken if k != "epochs"]
     if args.val is None and args.val_split is None:
         args.val = "synthetic:val:100@240x480"
     if args.epochs is None and args.iters is None:
@@ -500,15 +506,16 @@ def train(args: argparse.Namespace, signals: clikit.Signals | None = None, data:
                     save_checkpoint(out / "best.pth", model, epoch=done, miou=best, **meta)
                 if on_eval is not None:
                     on_eval(done, metrics)
-            if done % args.save_every == 0 or done == iters:
+            if args.keep_last and (done % args.save_every == 0 or done == iters):
                 save_checkpoint(last, model, epoch=done, optimizer=opt.state_dict(), iteration=done,
                                 best_miou=best, **meta)
             if signals.stop.is_set():
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
-        save_checkpoint(last, model, epoch=it, optimizer=opt.state_dict(), iteration=it,
-                        best_miou=best, **meta)
-        print(f"\ninterrupted: state saved to {last}; continue with --resume", file=sys.stderr)
+        if args.keep_last:
+            save_checkpoint(last, model, epoch=it, optimizer=opt.state_dict(), iteration=it,
+                            best_miou=best, **meta)
+            print(f"\ninterrupted: state saved to {last}; continue with --resume", file=sys.stderr)
         return signals.code or clikit.EXIT_SIGINT
     finally:
         signals.graceful = False
