@@ -31,10 +31,14 @@ _GT = re.compile(r"^(?P<cat>um|umm|uu)_(?P<task>road|lane)_(?P<id>\d+)$")
 def data_road_root(root: Path) -> Path | None:
     """`root` itself or its `data_road` sub-folder, whichever holds the layout; None if neither."""
     for cand in (root, root / "data_road"):
-        if (cand / "training" / "gt_image_2").is_dir() or (
-                (cand / "training" / "image_2").is_dir() and (cand / "training" / "calib").is_dir()
-                and any((cand / "training" / "image_2").glob("u*_*.png"))):
+        if (cand / "training" / "gt_image_2").is_dir():
             return cand
+        # no ground truth: still data_road if its images carry the road categories' names
+        # (KITTI semantics, the other training/image_2 layout, names them 000000_10.png)
+        for sub in ("training", "testing"):
+            folder = cand / sub / "image_2"
+            if folder.is_dir() and any(_IMAGE.match(p.stem) for p in folder.glob("u*_*.png")):
+                return cand
     return None
 
 

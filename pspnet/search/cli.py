@@ -150,6 +150,9 @@ def search(args: argparse.Namespace, signals: clikit.Signals) -> int:
     resolve_options(probe)
     url = st.storage_url(args.storage, out)
     settings = _settings(args, probe.upsample)
+    from segdata.datasets import open_dataset
+
+    open_dataset(args.data, split="train")  # a wrong folder fails before any database is touched
     storage = st.open_storage(url, args.heartbeat)
     try:
         study, created = sy.open_study(storage, args.study_name, settings, args.trials,

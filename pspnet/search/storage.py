@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import time
 from pathlib import Path
 
 import optuna
@@ -107,9 +108,18 @@ def open_storage(url: str, heartbeat_s: int) -> RDBStorage:
     elif parsed.get_backend_name() == "postgresql":
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     try:
-        return RDBStorage(url, engine_kwargs={"connect_args": connect_args},
-                          heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+        for attempt in range(3):
+            try:
+                return RDBStorage(url, engine_kwargs={"connect_args": connect_args},
+                                  heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+            except Exception as exc:
+                # workers starting together on a fresh database race to create Optuna's tables
+                # (PostgreSQL: a duplicate key in pg_type); the loser finds them made a moment later
+                if attempt == 2 or not _is_creation_race(exc):
+                    raise
+                time.sleep(0.5 + attempt)
+        raise AssertionError("unreachable")
     except ModuleNotFoundError as exc:
         raise StorageError(f"no database driver for {redact(url)} ({exc.name} is not installed): "
                            "pip install 'pspnet-rt[search]'") from None
@@ -117,6 +127,14 @@ def open_storage(url: str, heartbeat_s: int) -> RDBStorage:
         if _is_db_error(exc):
             raise StorageError(describe_error(exc, url)) from None
         raise
+
+
+def _is_creation_race(exc: BaseException) -> bool:
+    import sqlalchemy.exc
+
+    text = str(exc).lower()
+    return isinstance(exc, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)) and (
+        "already exists" in text or "duplicate key" in text)
 
 
 def _is_db_error(exc: BaseException) -> bool:

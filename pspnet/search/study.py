@@ -107,6 +107,9 @@ def claim(study: optuna.Study, storage: RDBStorage, study_id: int,
     it first): (trial, trial id), or None when the queue is empty. Never creates a trial.
     `sampler_for(number)` gives the sampler that draws this trial's parameters, so a trial's
     draw depends on its number and the seed, not on which worker took it."""
+    # through the study's own storage object: Optuna wraps an RDBStorage in a cache that must
+    # see every trial this process touches (the raw storage would bypass it)
+    storage = study._storage
     for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
         try:
@@ -144,6 +147,7 @@ def heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
 def requeue(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, reason: str) -> None:
     """A trial this worker cannot finish (a signal): queued again with the same parameters (as
     Optuna's stale-trial callback does), then marked failed with the reason."""
+    storage = study._storage  # the study's cached view (see claim)
     study_id = storage.get_study_id_from_name(study.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
     RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(trial_id))
