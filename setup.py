@@ -9,6 +9,8 @@ so a device carries only the backend it runs. Extras:
   serve        `pspnet-rt --serve`: the browser live view and Prometheus /metrics (prometheus_client)
   export       building artefacts: torch (CPU build: install `torch==2.13.0` from the CPU index
                first), onnx, onnxslim, ONNX Runtime (verification and INT8 quantization)
+  search       `python -m pspnet.search`: Optuna, and psycopg (PostgreSQL) for a study shared by
+               several workers (SQLite needs nothing more)
   test         pytest and friends, Playwright (drives the system chromium; no browser download), and
                tritonclient (the tests run a real Triton server)
 """
@@ -41,6 +43,7 @@ EXPORT = [
 BENCH = ["matplotlib>=3.7", "psutil>=5.9"]
 TRITON = ["tritonclient[grpc]>=2.40"]  # the server itself: scripts/triton-server.sh install (own venv)
 SERVE = ["prometheus_client>=0.20"]  # the HTTP server is the standard library's
+SEARCH = ["optuna>=4.0", "psycopg[binary]>=3.1"]  # Optuna brings SQLAlchemy; psycopg 3 for postgresql://
 TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40", *BENCH, *TRITON, *SERVE]
 
 setup(
@@ -64,8 +67,9 @@ setup(
         "serve": SERVE,
         "pycuda": ["pycuda>=2024.1"],
         "triton": TRITON,
+        "search": [*SEARCH, *BENCH],
         "test": TEST,
-        "all": [*EXPORT, *OPENVINO, *BENCH, *SERVE, *TEST, *TRITON],
+        "all": [*EXPORT, *OPENVINO, *BENCH, *SERVE, *TEST, *TRITON, *SEARCH],
     },
     entry_points={"console_scripts": ["pspnet-rt=runtime.cli:main"]},
 )
