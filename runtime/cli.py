@@ -282,11 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see EXAMPLES)."""
     from artefact.manifest import ArtefactError
     from runtime.default_build import BuildFailed
-    from runtime.errors import WriteError
+    from runtime.errors import SourceDamaged, WriteError
 
     signals = clikit.Signals(PROG)
     return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
-                      usage=(ArtefactError,), failure=(WriteError, BuildFailed),
+                      usage=(ArtefactError,), failure=(WriteError, BuildFailed, SourceDamaged),
                       interrupted="interrupted: stopped before streaming, no output was written")
 
 
