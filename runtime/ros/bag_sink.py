@@ -147,6 +147,9 @@ class BagSink(Sink):
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mcap", dir=self.path.parent)
         self.tmp = Path(tmp)
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a bag is a shared file like a video
             self._fh = os.fdopen(fd, "wb")
             self._writer = Writer(self._fh, compression=CompressionType.ZSTD)
             self._writer.start(profile="ros2", library="pspnet-rt")
@@ -157,8 +160,10 @@ class BagSink(Sink):
     def add_stream(self, stream: str | None, *, live: bool, fps: float | None) -> None:
         """Declare a stream before its first frame: its topics, and its clock for stamp-less frames."""
         with self._lock:
-            self._streams[stream] = topics_for(self.topic, stream)
+            topics = self._streams[stream] = topics_for(self.topic, stream)
             self._clocks[stream] = StampClock(live=live, fps=fps, frame_id=_ros_name(stream or "camera"))
+            for key, msgtype in (("class_map", IMAGE), ("overlay", COMPRESSED), ("stats", STATS)):
+                self._channel(topics[key], msgtype)  # now, not on the first frame's clock
 
     # -- writing ---------------------------------------------------------------------------
     def _channel(self, topic: str, msgtype: str) -> int:
@@ -211,7 +216,7 @@ class BagSink(Sink):
             stamp_ns, frame_id, log_ns = self._clocks[stream].stamp(frame)
             t = self._store.types
             try:
-                if self._channels.get(topics["label_info"]) is None:
+                if topics["label_info"] not in self._channels:
                     self._label_messages(topics, stamp_ns, frame_id, log_ns)
                 h, w = labels.shape[:2]
                 header = self._header(stamp_ns, frame_id)
