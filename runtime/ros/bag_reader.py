@@ -145,7 +145,7 @@ class BagReader:
         for index, file in enumerate(self._mcap_files):
             schemas, channels, counts, problem = _mcap_summary(file)
             if problem is not None:  # no summary (cut off): find the channels by reading the file
-                log.warning("%s: %s; scanning it for its topics", file, problem)
+                log.info("%s: %s; scanning it for its topics", file, problem)  # the run's end says it
                 schemas, channels, counts = _mcap_scan_channels(file)
             for cid, channel in channels.items():
                 schema = schemas.get(channel.schema_id)
