@@ -265,7 +265,8 @@ def markdown_report(result: dict[str, Any]) -> str:
              f"({mem['short']['bag_mb']} MB bag) {mem['short']['peak_rss_mb']} / "
              f"{mem['short_again']['peak_rss_mb']} MB, {mem['long']['frames']} frames "
              f"({mem['long']['bag_mb']} MB bag) {mem['long']['peak_rss_mb']} / "
-             f"{mem['long_again']['peak_rss_mb']} MB: long/short {mem['long_over_short']} (target <= {MEMORY_TARGET})",
+             f"{mem['long_again']['peak_rss_mb']} MB: long/short {mem['long_over_short']} "
+             f"(target <= {MEMORY_TARGET})",
              "", "Targets: " + "; ".join(f"{k}: {'met' if v else 'NOT met' if v is not None else 'no data'}"
                                          for k, v in s["meets"].items())]
     return "\n".join(parts) + "\n"
