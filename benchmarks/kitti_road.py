@@ -171,7 +171,7 @@ def _markdown(result: dict) -> str:
                          result["command"])
             + f"\n**Synthetic data**: {d['train_images']} images in the KITTI road data_road layout and "
             f"colours made by the project's street generator at about {d['size']} (not KITTI; its "
-            "figures say nothing about KITTI road accuracy), hold-out {d['split']}. Both recipes start "
+            f"figures say nothing about KITTI road accuracy), hold-out {d['split']}. Both recipes start "
             "from the demo model's shipped weights (trained on the same generator's Cityscapes labels) "
             "in place of the fork's Cityscapes checkpoint. Metrics on the held-out images at their own "
             "size, in percent; MaxF is the KITTI devkit's, in the image plane; s/epoch counts training "
