@@ -6,7 +6,38 @@ as in hszhao/semseg, so released checkpoints load key for key.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def tf_same_pads(size: int, kernel: int = 3, stride: int = 2) -> tuple[int, int]:
+    """TensorFlow's 'SAME' padding (before, after): output ceil(size/stride), the odd pixel after."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _same_pad(x: Tensor, kernel: int, stride: int, value: float = 0.0) -> Tensor:
+    h, w = x.shape[-2], x.shape[-1]
+    if torch.jit.is_tracing():  # the static-shape exporter traces sizes as tensors; they are fixed
+        h, w = int(h), int(w)
+    (top, bottom), (left, right) = tf_same_pads(h, kernel, stride), tf_same_pads(w, kernel, stride)
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
+class SameConv2d(nn.Conv2d):
+    """A Conv2d padded as TensorFlow's 'SAME' (the TF seed's stem); same parameters and names."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(_same_pad(x, self.kernel_size[0], self.stride[0]))
+
+
+class SameMaxPool2d(nn.MaxPool2d):
+    """MaxPool2d padded as TensorFlow's 'SAME'. Its input is post-ReLU (>= 0), so zero padding is
+    what TF's padding (ignored positions) gives, and exports as a plain Pad."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(_same_pad(x, self.kernel_size, self.stride))
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -72,7 +103,8 @@ BLOCKS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
 class DilatedResNet(nn.Module):
     """Backbone exposing semseg's `layer0..layer4`; `width` scales every channel count."""
 
-    def __init__(self, depth: int = 50, width: float = 1.0, stride_on_1x1: bool = False) -> None:
+    def __init__(self, depth: int = 50, width: float = 1.0, stride_on_1x1: bool = False,
+                 tf_same_padding: bool = False) -> None:
         super().__init__()
         if depth not in BLOCKS:
             raise ValueError(f"ResNet depth must be one of {sorted(BLOCKS)}, got {depth}")
@@ -85,6 +117,9 @@ class DilatedResNet(nn.Module):
             _conv3x3(stem[1], stem[2]), nn.BatchNorm2d(stem[2]), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
+        if tf_same_padding:  # the TF seed: 'SAME' on the stride-2 conv and pool (asymmetric at even sizes)
+            self.layer0[0] = SameConv2d(3, stem[0], 3, stride=2, padding=0, bias=False)
+            self.layer0[9] = SameMaxPool2d(3, stride=2, padding=0)
         self.inplanes = stem[2]
         self.layer1 = self._make_layer(block, c[0], counts[0], 1, 1, stride_on_1x1)
         self.layer2 = self._make_layer(block, c[1], counts[1], 2, 1, stride_on_1x1)
