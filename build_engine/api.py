@@ -558,6 +558,8 @@ def _identify_weights(weights: str) -> Any:
         raise CheckpointError(f"weights file {weights} does not exist")
     if found.kind not in (PYTORCH, KERAS_H5, TF_CHECKPOINT):
         raise CheckpointError(refusal(found))
+    if found.kind == TF_CHECKPOINT and found.detail:
+        raise CheckpointError(f"{weights} is a TensorFlow checkpoint ({found.detail})")
     return found
 
 

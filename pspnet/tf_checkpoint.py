@@ -262,7 +262,7 @@ def find_prefix(path: str | Path) -> Path | None:
     m = re.match(r"^(?P<prefix>.+)\.(index|meta|data-\d{5}-of-\d{5})$", path.name)
     if m and path.is_file():
         return path.with_name(m.group("prefix"))
-    if not path.exists() and index_file(path).is_file():
+    if index_file(path).is_file():  # the prefix itself (a file of that name may exist too)
         return path
     return None
 
@@ -365,7 +365,7 @@ def write_checkpoint(prefix: str | Path, tensors: dict[str, np.ndarray], block_s
     codes = {v: k for k, v in DTYPES.items()}
     blob, items = bytearray(), []
     for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name])
+        array = np.asarray(tensors[name], order="C")  # keeps scalars 0-d (ascontiguousarray would not)
         array = array.astype(array.dtype.newbyteorder("<"))
         raw = array.tobytes()
         items.append((name.encode(), _entry_bytes(codes[array.dtype], array.shape, len(blob), len(raw),

@@ -108,7 +108,10 @@ def identify(path: str | Path) -> WeightsFile:
     if not head:
         return WeightsFile(UNKNOWN, path, (path,), "an empty file")
     if _tail(path) == TABLE_MAGIC:  # a .index (any name): the table's magic ends the file
-        prefix = find_prefix(path) or path.with_suffix("")
+        prefix = find_prefix(path)
+        if prefix is None:
+            return WeightsFile(TF_CHECKPOINT, path, (path,), "its index file, renamed: give the prefix "
+                               "model.ckpt-N or the folder, with the .index and .data-* files named as saved")
         return WeightsFile(TF_CHECKPOINT, prefix, tuple(_existing(checkpoint_files, prefix)))
     if head.startswith(HDF5_MAGIC):
         return WeightsFile(KERAS_H5, path, (path,))

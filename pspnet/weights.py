@@ -119,6 +119,12 @@ def load_weights(model: PSPNet, path: str | Path, spec: ModelSpec) -> None:
     if found.kind == TF_CHECKPOINT:
         from pspnet.tf_import import load_tf_checkpoint
 
+        if found.detail:
+            raise CheckpointError(f"{path} is a TensorFlow checkpoint ({found.detail})")
+        if not spec.tf_same_padding:
+            raise CheckpointError(f"{path} is a TensorFlow checkpoint (the TF seed's format), but --model "
+                                  f"{spec.name} is no TF seed model: leave out --model (the model is read "
+                                  "from the checkpoint) or choose a *_tf entry (--list-models)")
         load_tf_checkpoint(model, found.path)
         return
     if found.kind != PYTORCH:

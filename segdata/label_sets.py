@@ -218,4 +218,4 @@ def from_manifest(manifest: Any) -> LabelSet:
     """The label set an artefact carries (its manifest's label_set, classes, palette, ignore_index)."""
     name = getattr(manifest, "label_set", "") or f"generic-{len(manifest.classes)}"
     return LabelSet(name, tuple(manifest.classes), tuple(tuple(int(v) for v in c) for c in manifest.palette),
-                    int(manifest.ignore_index))
+                    int(getattr(manifest, "ignore_index", IGNORE_INDEX)))
