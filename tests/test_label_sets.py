@@ -45,7 +45,7 @@ def test_builtins_by_name_and_generic_counts() -> None:
     fork = load_label_set("kitti-road-fork")
     assert fork.classes == ("void", "not road", "road") and fork.ignore_index == 0
     assert get_label_set("generic-5") == generic_label_set(5)
-    with pytest.raises(LabelSetError, match="unknown label set 'nope'.*cityscapes"):
+    with pytest.raises(LabelSetError, match=r"unknown label set 'nope'.*cityscapes"):
         load_label_set("nope")
 
 

@@ -84,7 +84,8 @@ def test_prefix_files_and_folder_all_name_the_checkpoint(tmp_path: Path, caplog)
 def test_damaged_files_are_refused_naming_the_file(tmp_path: Path, damage: str) -> None:
     for f in FIXTURE.glob("model.ckpt-7.*"):
         shutil.copy(f, tmp_path / f.name)
-    which = tmp_path / ("model.ckpt-7.data-00000-of-00001" if damage.startswith("data") else "model.ckpt-7.index")
+    name = "model.ckpt-7.data-00000-of-00001" if damage.startswith("data") else "model.ckpt-7.index"
+    which = tmp_path / name
     raw = bytearray(which.read_bytes())
     if damage.endswith("byte"):
         raw[len(raw) // 3] ^= 0x40
@@ -165,7 +166,7 @@ def test_import_reproduces_the_seed_graph_at_even_and_odd_sizes(source: PSPNet, 
     assert spec.tf_same_padding and spec.stride_on_1x1 and spec.caffe_ppm_order
     layers = keras_layers_from_model(source)
     for h, w in ((96, 192),):  # map 12x24: the seed's fixed pools divide it (odd sizes: test_keras_import)
-        x = np.random.default_rng(h).integers(0, 256, (1, h, w, 3)).astype(np.float64) - np.array(KERAS_MEAN_BGR)
+        x = np.random.default_rng(h).integers(0, 256, (1, h, w, 3)) - np.array(KERAS_MEAN_BGR)
         with torch.no_grad():
             ours = model(torch.from_numpy(x).float().permute(0, 3, 1, 2)).permute(0, 2, 3, 1).double().numpy()
         ref = keras_forward(layers, x)
@@ -301,3 +302,19 @@ def test_build_engine_from_a_downloaded_folder_with_a_label_file(tmp_path: Path)
         logits = model(torch.from_numpy(x).permute(0, 3, 1, 2))
         ref = torch.nn.functional.interpolate(logits, (96, 128), mode="bilinear", align_corners=True)
     assert (ref.argmax(1)[0].numpy() == labels).mean() > 0.999
+    # and the runtime runs it end to end: masks hold class ids 0..2, the video has the legend
+    import subprocess
+    import sys
+
+    import cv2
+
+    run = subprocess.run([sys.executable, "-m", "runtime", "--video", "demo", "--engine", str(manifest_path),
+                          "--max-frames", "2", "--masks", str(tmp_path / "masks"), "--visualize",
+                          "side-by-side", "--output", str(tmp_path / "out.mp4"), "--stats",
+                          str(tmp_path / "stats.jsonl")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    masks = sorted((tmp_path / "masks").glob("*.png"))
+    assert len(masks) == 2 and cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED).max() <= 2
+    records = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    present = [r["classes"] for r in records if "classes" in r]
+    assert present and all(set(ids) <= {0, 1, 2} for ids in present)

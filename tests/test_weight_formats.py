@@ -24,7 +24,7 @@ DEMO = REGISTRY["demo"]
 
 
 class Evil:
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (print, ("this must never run",))
 
 
@@ -61,7 +61,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize(("key", "kind"), [("tf_as_pth", TF_CHECKPOINT), ("h5_as_pth", KERAS_H5),
                                            ("pth_as_h5", PYTORCH), ("onnx_as_pth", ONNX),
-                                           ("html_as_pth", UNKNOWN), ("zip_no_pkl", UNKNOWN), ("empty", UNKNOWN),
+                                           ("html_as_pth", UNKNOWN), ("zip_no_pkl", UNKNOWN),
+                                           ("empty", UNKNOWN),
                                            ("pickle_code", PYTORCH)])
 def test_identified_by_content(files: dict[str, Path], key: str, kind: str) -> None:
     assert identify(files[key]).kind == kind

@@ -124,7 +124,7 @@ def infer(args: argparse.Namespace) -> None:
     # is still the seed's own, nothing else in its graph changes.
     decode = inference.decode_labels
 
-    def decode_with_ids(mask, img_shape, num_classes):  # noqa: ANN001, ANN202
+    def decode_with_ids(mask, img_shape, num_classes):
         colours = decode(mask, img_shape, num_classes)
         ids = tf.reshape(tf.cast(mask, tf.float32), (1, img_shape[0], img_shape[1], 1))
         return tf.concat([colours, ids], axis=3)
