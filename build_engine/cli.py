@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @clikit.option_type("a checkpoint file, a TF checkpoint prefix or its folder", __file__,
-                    ["", "/nonexistent/pspnet-rt-fault"])
+                    ["", "/", "/nonexistent/pspnet-rt-fault"])
 def weights_location(value: str) -> str:
     """An existing file or folder, or a TF checkpoint prefix (`model.ckpt-N`, whose files exist)."""
     import argparse
@@ -123,6 +123,11 @@ def weights_location(value: str) -> str:
     if not os.path.exists(value) and not os.path.isfile(value + ".index"):
         raise argparse.ArgumentTypeError(f"{value} does not exist (nor {value}.index); expected a checkpoint "
                                          "file, a TF checkpoint prefix model.ckpt-N, or its folder")
+    if os.path.isdir(value) and not any(name == "checkpoint" or name.endswith(".index")
+                                        for name in os.listdir(value)):
+        raise argparse.ArgumentTypeError(f"{value} is a folder without a TensorFlow checkpoint (no "
+                                         "`checkpoint` file, no *.index); expected a checkpoint file or a "
+                                         "TF checkpoint folder")
     return value
 
 
