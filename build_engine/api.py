@@ -601,12 +601,12 @@ def _with_trained_data(options: BuildOptions, trained: TrainedFacts | None) -> B
                                      ("--eval-data", "eval_data", trained.eval_data)):
         if getattr(options, field_name) or not source:
             continue
+        part = "training" if field_name == "calib_data" else "held-out"
         if present(source):
             chosen[field_name] = source
-            part = "training" if field_name == "calib_data" else "held-out"
             tqdm.write(f"{flag} {source} (the checkpoint's {part} data)", file=sys.stderr)
         else:
-            tqdm.write(f"note: the checkpoint was trained on {source}, which is not here; give {flag}",
+            tqdm.write(f"note: the checkpoint's {part} data {source} is not here; give {flag}",
                        file=sys.stderr)
     return dataclasses.replace(options, **chosen) if chosen else options
 

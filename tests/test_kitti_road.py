@@ -254,7 +254,19 @@ def test_fork_checkpoint_builds_int8_with_its_labels_and_holdout(fork_run: tuple
     alias = Builder(BuildOptions(weights=str(best), classes="kitti-road-fork", precision="int8",
                                  backend="onnxruntime", input_size=(48, 192), output=str(tmp_path / "art")))
     assert alias.manifest_path == manifest_path
+    # data given on the command line wins; a checkpoint whose lists did not travel with it says so
+    given = Builder(BuildOptions(weights=str(best), precision="int8", eval_data="synthetic:val"))
+    assert given.options.eval_data == "synthetic:val" and given.options.calib_data == train
+    import torch
+
+    moved = torch.load(best, weights_only=True)
+    moved["data"] = {"train": str(tmp_path / "gone" / "train.txt"), "val": str(tmp_path / "gone" / "val.txt")}
+    torch.save(moved, tmp_path / "moved.pth")
     capsys.readouterr()
+    elsewhere = Builder(BuildOptions(weights=str(tmp_path / "moved.pth"), precision="int8"))
+    assert elsewhere.options.eval_data is None and elsewhere.spec.label_set == "kitti-road"
+    gone = tmp_path / "gone" / "val.txt"
+    assert f"the checkpoint's held-out data {gone} is not here" in capsys.readouterr().err
 
     images = tiny_data_road / "training" / "image_2"
     code, _, err, _ = rt(["--video", str(images), "--engine", str(manifest_path), "--max-frames", "2",
