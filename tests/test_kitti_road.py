@@ -230,11 +230,11 @@ def test_fork_checkpoint_builds_int8_with_its_labels_and_holdout(fork_run: tuple
     out, _, _ = fork_run
     best = out / "best.pth"
     code = call_main(build_main, ["--weights", str(best), "--precision", "int8", "--backend", "onnxruntime",
-                                  "--input-size", "48x192", "--output", str(tmp_path / "art")])
+                                  "--input-size", "48x96", "--output", str(tmp_path / "art")])
     stdout, err = capsys.readouterr()
     assert code == 0, err
     manifest_path = Path(stdout.strip().splitlines()[-1])
-    assert manifest_path.name == "demo-kitti-road-48x192-int8-percentile-onnxruntime.json"
+    assert manifest_path.name == "demo-kitti-road-48x96-int8-percentile-onnxruntime.json"
     data = json.loads(manifest_path.read_text())
     assert data["precision"] == "int8" and data["label_set"] == "kitti-road" and data["ignore_index"] == 255
     assert data["classes"] == ["void", "not road", "road"] and data["palette"][2] == [255, 0, 255]
@@ -252,7 +252,7 @@ def test_fork_checkpoint_builds_int8_with_its_labels_and_holdout(fork_run: tuple
     from build_engine.api import Builder, BuildOptions
 
     alias = Builder(BuildOptions(weights=str(best), classes="kitti-road-fork", precision="int8",
-                                 backend="onnxruntime", input_size=(48, 192), output=str(tmp_path / "art")))
+                                 backend="onnxruntime", input_size=(48, 96), output=str(tmp_path / "art")))
     assert alias.manifest_path == manifest_path
     # data given on the command line wins; a checkpoint whose lists did not travel with it says so
     given = Builder(BuildOptions(weights=str(best), precision="int8", eval_data="synthetic:val"))

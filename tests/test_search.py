@@ -44,6 +44,7 @@ def searched(tiny_data_road: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
     out = tmp_path_factory.mktemp("search") / "s"
     argv = _args(f"kitti-road-binary:{tiny_data_road}", out, "--trials", "2", "--recipe", "kitti-road-fork")
+    argv[argv.index("--eval-every") + 1] = "2"  # one held-out evaluation per trial
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert main(argv) == 0, err.getvalue()
@@ -95,7 +96,7 @@ def test_search_best_builds_int8_gated_on_its_holdout(searched: tuple[Path, list
 
     out, _ = searched  # (the command line's own path is tested on the fork recipe's checkpoint)
     manifest = build_artefact(weights=str(out / "best.pth"), precision="int8", backend="onnxruntime",
-                              input_size=(48, 192), output=tmp_path, verify_frames=1)
+                              input_size=(48, 96), output=tmp_path, verify_frames=1)
     err = capsys.readouterr().err
     assert f"--eval-data {(out / 'split' / 'val.txt').resolve()} (the checkpoint's held-out data)" in err
     data = json.loads(Path(manifest).read_text())
@@ -268,6 +269,7 @@ def test_sigterm_and_kill_then_resume_lose_and_repeat_nothing(tiny_data_road: Pa
     study = _study(out)
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert [t.user_attrs.get("interrupted") for t in failed] == ["SIGTERM"]
+    assert not list((out / "trials" / "0000").glob("*.pth"))  # it runs again from its start: no weights kept
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     requeued = [t for t in study.trials if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(requeued) == 1 and requeued[0].params == failed[0].params  # the same trial, again
@@ -304,7 +306,7 @@ def test_two_workers_share_one_study_on_postgresql(tiny_data_road: Path, tmp_pat
     with postgres_server() as url:
         argv = [*_args(tiny_data_road, tmp_path / "w1", "--trials", "3", "--storage", url)]
         argv[argv.index("--iters") + 1] = "4"
-        argv[argv.index("--eval-every") + 1] = "2"
+        argv[argv.index("--eval-every") + 1] = "4"
         other = list(argv)
         other[other.index("--out") + 1] = str(tmp_path / "w0")
         proc = _worker(other, tmp_path / "w0.log")

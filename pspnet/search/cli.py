@@ -282,6 +282,7 @@ def _run_trial(trial, trial_id: int, study, storage, base: list[str], out: Path,
             study.tell(trial, value)
     except KeyboardInterrupt as exc:
         sy.requeue(study, storage, trial, getattr(exc, "name", None) or signals.name or "SIGINT")
+        _drop_checkpoints(folder)  # it runs again from its start, in a folder of its own
         print(f"trial {trial.number}: interrupted; it is back in the queue and runs again when the search "
               "continues", file=sys.stderr)
         raise
