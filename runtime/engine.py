@@ -200,8 +200,8 @@ def load(artefact: Any, backend: str = "auto", **opts: Any) -> Engine:
     """Open an artefact for segmenting frames.
 
     `artefact`: a manifest path (.json), its model file, a folder holding one manifest, a loaded
-    `Manifest`, an object with a `manifest_path` (what `pspnet_rt.build` returns), or
-    `triton://HOST:PORT/MODEL` (a Triton server's gRPC port). `backend` forces one
+    `Manifest`, an `Artefact` (what `pspnet_rt.build` returns), or `triton://HOST:PORT/MODEL`
+    (a Triton server's gRPC port). `backend` forces one
     (default: the artefact's own). `opts` are the backends' options (`device`, `hint`,
     `requests`, `cuda_graph`, `timeout`, ...); a backend ignores those it does not take.
     Refuses (artefact.manifest.ArtefactError) an artefact whose files or versions do not match.
@@ -210,7 +210,8 @@ def load(artefact: Any, backend: str = "auto", **opts: Any) -> Engine:
 
     if is_remote(artefact):
         return Engine(*connect(artefact, **opts))
+    if isinstance(getattr(artefact, "manifest", None), Manifest):  # artefact.built.Artefact
+        artefact = artefact.manifest
     if not isinstance(artefact, Manifest):
-        path = getattr(artefact, "manifest_path", artefact)
-        artefact = load_manifest(find_artefact(path, backend))
+        artefact = load_manifest(find_artefact(artefact, backend))
     return Engine(*open_backend(artefact, backend, **opts))

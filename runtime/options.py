@@ -9,6 +9,7 @@ below the command sees argparse.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,8 @@ class RunOptions:
     def __post_init__(self) -> None:
         if isinstance(self.videos, str):
             self.videos = [self.videos]
+        if isinstance(self.engine, os.PathLike):  # a Path, or an artefact.built.Artefact
+            self.engine = os.fspath(self.engine)
         if not self.videos:
             raise UsageError("give at least one source (videos=['demo'], a file, camN, a URL, ...)")
         if self.serve_token and not self.serve:

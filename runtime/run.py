@@ -241,8 +241,14 @@ def _stream(options: RunOptions, control: Any, streams: list[tuple[str, Any]], b
             control.on_abort(sink.discard)
     cpu0 = cpu_s()
     control.graceful = True  # from here a signal stops the run, and every output is still closed
+    interrupted = False
     try:
-        shared.run()
+        try:
+            shared.run()
+        except KeyboardInterrupt:  # Python code without signal handlers: stop as pspnet-rt stops on Ctrl-C
+            interrupted = True
+            control.stop.set()
+            shared.wait()
         errors = stage_errors(shared.failures(), options.verbose)
         errors += [f"{s.describe()} {s.incomplete}" for s in (p.source for p in shared.pipes) if s.incomplete]
         close_outputs(sinks, opened, errors)  # finalise now so the summary can vouch for the files
@@ -260,4 +266,6 @@ def _stream(options: RunOptions, control: Any, streams: list[tuple[str, Any]], b
             write_summary(options.summary_json, summary.data, errors)
     finally:
         control.graceful = False
+    if interrupted:  # every output is closed whole; the caller's program stops as Ctrl-C asked
+        raise KeyboardInterrupt
     return summary
