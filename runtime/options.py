@@ -44,6 +44,9 @@ class RunOptions:
     serve: tuple[str, int] | None = None  # (host, port) of the live view
     serve_token: str | None = None  # default $PSPNET_RT_SERVE_TOKEN
     serve_clients: int = 32
+    bag: str | None = None  # a ROS 2 MCAP bag out (the ros extra; runtime/ros/bag_sink.py)
+    bag_topic: str = "/pspnet/class_map"
+    foxglove: tuple[str, int] | None = None  # (host, port) of the Foxglove live view (the ros extra)
     # -- runtime tuning --------------------------------------------------------------------
     device: str | None = None  # OpenVINO device name, or a CUDA index for tensorrt
     hint: str = "auto"  # OpenVINO: auto | latency | throughput
@@ -58,6 +61,8 @@ class RunOptions:
     timeout: float = 10.0
     demo_frames: int = 300
     demo_seed: int = 0
+    topic: str | None = None  # bags: the image topic of every bag source that does not name one
+    realtime: bool = False  # bags: replay at the recorded rate, like a live camera
     # -- video-aware inference (runtime.temporal.config) ------------------------------------
     temporal: str = "off"  # off | adaptive | fixed:N
     temporal_threshold: float | None = None
@@ -93,7 +98,8 @@ class RunOptions:
         return SourceOptions(loop=self.loop, max_frames=self.max_frames, capture_size=self.capture_size,
                              capture_fps=self.capture_fps, reconnect=self.reconnect,
                              reconnect_delay=self.reconnect_delay, timeout=self.timeout,
-                             demo_frames=self.demo_frames, demo_seed=self.demo_seed)
+                             demo_frames=self.demo_frames, demo_seed=self.demo_seed, topic=self.topic,
+                             realtime=self.realtime)
 
     def backend_options(self, live: bool) -> dict[str, Any]:
         """runtime.backends.load_backend's keywords; `live`: a live source is among the streams."""

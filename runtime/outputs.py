@@ -5,7 +5,7 @@ the live-view server, opened). One stream is the case N = 1 of several:
     one stream   --output out.mp4   --masks DIR          --stats s.jsonl (lines as they were)
     several      out-NAME.mp4 each  DIR/NAME/ each       one s.jsonl, lines carry "stream": NAME
 
-A new kind of output (an RTSP stream out, a bag, confidence PNGs) is a RunOptions field, a
+A new kind of output (an RTSP stream out, confidence PNGs) is a RunOptions field, a
 field of runtime.pipeline.Outputs, a few lines in `stream_outputs` and its write in
 `Pipeline._write`; the run opens, checks, closes and vouches for it like the others.
 """
@@ -66,7 +66,14 @@ def plan_outputs(options: RunOptions, streams: list[tuple[str, Any]]) -> list[Ou
     stats = StatsSink(options.stats) if options.stats else None
     if stats is not None and options.several:
         stats = LockedSink(stats)
-    return [stream_outputs(options, name, source.fps, stats) for name, source in streams]
+    outputs = [stream_outputs(options, name, source.fps, stats) for name, source in streams]
+    if options.bag:  # one bag, every stream's topics in it (runtime/ros/bag_sink.py)
+        from runtime.ros.bag_sink import BagSink
+
+        bag = BagSink(options.bag, [], [], topic=options.bag_topic)  # classes once the manifest is read
+        for out in outputs:
+            out.bag = bag
+    return outputs
 
 
 def sinks_of(outputs: list[Outputs]) -> list[Any]:
@@ -95,6 +102,9 @@ def open_outputs(options: RunOptions, manifest: Any, streams: list[tuple[str, An
         print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
         for out, (name, source) in zip(outputs, streams):
             out.live = server.add_stream(name, source.describe(), manifest.classes, manifest.palette)
+    bag = outputs[0].bag if outputs else None
+    if bag is not None:
+        bag.classes, bag.palette = list(manifest.classes), [list(c) for c in manifest.palette]
     sizes = {id(out.video): source.frame_size for out, (_, source) in zip(outputs, streams) if out.video}
     for sink in sinks_of(outputs):
         size = sizes.get(id(sink))
@@ -104,6 +114,22 @@ def open_outputs(options: RunOptions, manifest: Any, streams: list[tuple[str, An
         else:
             sink.open()
         opened.append(sink)
+    # shared by every stream, each under its own name (none for a run of one)
+    labels = [(name if options.several else None, source) for name, source in streams]
+    if bag is not None:
+        for label, source in labels:
+            bag.add_stream(label, live=source.live, fps=source.fps)
+    if options.foxglove:
+        from runtime.ros.foxglove_sink import FoxgloveSink
+
+        foxglove = FoxgloveSink(*options.foxglove, manifest.classes, manifest.palette)
+        foxglove.open()
+        opened.append(foxglove)
+        print(f"{PROG}: {foxglove.describe()}", file=sys.stderr, flush=True)
+        for label, source in labels:
+            foxglove.add_stream(label, live=source.live, fps=source.fps)
+        for out in outputs:
+            out.foxglove = foxglove
     return outputs
 
 

@@ -76,6 +76,11 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
             from runtime.live import check_extra
 
             check_extra()  # before any model work
+        if options.bag or options.foxglove:
+            from runtime.ros import require
+
+            require("--bag" if options.bag else "--foxglove", *(("rosbags", "mcap") if options.bag else ()),
+                    *(("foxglove",) if options.foxglove else ()))  # before any model work
         if options.benchmark and options.several:
             from runtime.errors import UsageError
 
