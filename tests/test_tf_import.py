@@ -73,6 +73,8 @@ def test_prefix_files_and_folder_all_name_the_checkpoint(tmp_path: Path, caplog)
         for f in FIXTURE.glob("model.ckpt-7.*"):
             shutil.copy(f, folder / f.name.replace("-7.", f"-{step}."))
     os.utime(folder / "model.ckpt-7.index")  # touched last
+    (folder / "model.ckpt-12.meta").write_bytes(b"\n\x00")  # the graph file names its checkpoint too
+    assert find_prefix(folder / "model.ckpt-12.meta") == folder / "model.ckpt-12"
     caplog.clear()
     with caplog.at_level("WARNING"):
         assert find_prefix(folder) == folder / "model.ckpt-12"
