@@ -110,15 +110,19 @@ def run_case(name: str, python: Path, codes: dict[str, Path], work: Path) -> dic
     saved = work / "saved" / name
     moved = work / "downloaded" / name
     t0 = time.perf_counter()
-    if not (moved / "checkpoint").is_file():
+    pngs = case_images(code, images, crop, work)
+    outs = {png: work / f"{name}-{png.stem}.seed.npy" for png in pngs}
+    cached = all(o.is_file() and Path(str(o).replace(".npy", ".logits.npy")).is_file() for o in outs.values())
+    if not (cached and (moved / "checkpoint").is_file()):  # a run cut short: this case from scratch
+        shutil.rmtree(moved, ignore_errors=True)
         shutil.rmtree(saved, ignore_errors=True)
+        for o in outs.values():
+            o.unlink(missing_ok=True)
         subprocess.run([*side, "save", str(code), str(saved), "--net", net, "--classes", str(classes),
                         "--size", str(crop), "--optimizer", optimizer, "--step", "1234"], check=True, env=env,
                        stdout=subprocess.DEVNULL)
-    pngs = case_images(code, images, crop, work)
     seed_ids = {}
-    for png in pngs:
-        out = work / f"{name}-{png.stem}.seed.npy"
+    for png, out in outs.items():
         if not out.is_file():
             subprocess.run([*side, "infer", str(code), str(saved), str(png), str(out), "--dataset", dataset,
                             "--classes", str(classes)], check=True, env=env, stdout=subprocess.DEVNULL)
