@@ -46,6 +46,7 @@ from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest,
 from build_engine import commit, environment
 from build_engine.compilers import compiler_for
 from build_engine.errors import BuildError
+from build_engine.trained import TrainedFacts, trained_facts
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 from calib.options import PrecisionOptions
 from clikit import UsageError
@@ -165,8 +166,10 @@ class Builder:
         if options.precision == "auto" and options.stop_after in ("quantize", "compile"):
             raise UsageError(f"--stop-after {options.stop_after} keeps one precision's output: pass "
                              "--precision fp32, fp16 or int8 with it")
-        self.options = options
         self.found_weights = _identify_weights(options.weights) if options.weights else None
+        self.trained = trained_facts(self.found_weights)
+        options = _with_trained_data(options, self.trained)
+        self.options = options
         if options.precision != "fp32":  # before any export: a typo here must not cost a build
             from calib.sources import check_source
 
@@ -176,10 +179,12 @@ class Builder:
         self.backend = environment.resolve_backend(options.backend)
         self.compiler = compiler_for(self.backend)  # all the build knows about the backend
         self.spec = _spec_from_weights(self.found_weights) if options.model == "demo" else None
-        self.spec = self.spec or get_spec(options.model)
+        trained_model = self.trained.model if self.trained and options.model == "demo" else None
+        self.spec = self.spec or get_spec(trained_model or options.model)
         if options.input_size:
             self.spec = self.spec.with_size(*options.input_size)
-        self.spec, variant = _with_overrides(self.spec, options)
+        trained_labels = self.trained.labels if self.trained else None
+        self.spec, variant = _with_overrides(self.spec, options, trained_labels)
         self.height, self.width = self.spec.input_size
         self.output = Path(options.output) if options.output else DEFAULT_OUTPUT
         size = "dyn" if options.dynamic else f"{self.height}x{self.width}"
@@ -565,14 +570,40 @@ def _spec_from_weights(found: Any) -> Any:
     return None
 
 
-def _with_overrides(spec: Any, options: BuildOptions) -> tuple[Any, str]:
-    """`--classes`, `--mean`, `--std` applied to the spec, and the artefact-name suffix they add
-    (so an artefact with another label set or normalisation never replaces the plain one)."""
+def _with_trained_data(options: BuildOptions, trained: TrainedFacts | None) -> BuildOptions:
+    """A pspnet.train checkpoint's own training / held-out lists as --calib-data / --eval-data,
+    where none was given and they are on this machine (said on stderr either way)."""
+    from build_engine.trained import present
+
+    if trained is None or options.precision == "fp32":
+        return options
+    chosen = {}
+    for flag, field_name, source in (("--calib-data", "calib_data", trained.calib_data),
+                                     ("--eval-data", "eval_data", trained.eval_data)):
+        if getattr(options, field_name) or not source:
+            continue
+        part = "training" if field_name == "calib_data" else "held-out"
+        if present(source):
+            chosen[field_name] = source
+            tqdm.write(f"{flag} {source} (the checkpoint's {part} data)", file=sys.stderr)
+        else:
+            tqdm.write(f"note: the checkpoint's {part} data {source} is not here; give {flag}",
+                       file=sys.stderr)
+    return dataclasses.replace(options, **chosen) if chosen else options
+
+
+def _with_overrides(spec: Any, options: BuildOptions, trained_labels: Any = None) -> tuple[Any, str]:
+    """`--classes` (else the label set a pspnet.train checkpoint carries), `--mean`, `--std` applied
+    to the spec, and the artefact-name suffix they add (so an artefact with another label set or
+    normalisation never replaces the plain one)."""
     from artefact.files import cache_key
     from pspnet.errors import CheckpointError
     from segdata.label_sets import load_label_set
 
     variant = ""
+    own = spec.label_set_info
+    if trained_labels is not None and trained_labels != own:
+        spec = spec.with_labels(trained_labels)  # the classes the weights were trained on
     if options.classes:
         labels = load_label_set(options.classes)
         if labels.num_classes != spec.num_classes and (spec.weights or options.weights):
@@ -581,7 +612,8 @@ def _with_overrides(spec: Any, options: BuildOptions) -> tuple[Any, str]:
                                   f"of {spec.num_classes} classes")
         if labels != spec.label_set_info:
             spec = spec.with_labels(labels)
-            variant += f"-{labels.name}"
+    if spec.label_set_info != own:
+        variant += f"-{spec.label_set_info.name}"
     if options.mean or options.std:
         spec = dataclasses.replace(spec, mean=tuple(options.mean or spec.mean),
                                    std=tuple(options.std or spec.std))

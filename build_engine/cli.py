@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "content (docs/weights.md)")
     p.add_argument("--classes", metavar="FILE|NAME", type=clikit.non_empty("a label-set file or name"),
                    help="label set: a JSON (or YAML) file with names, colours and ignore_index, or a "
-                        "built-in name (cityscapes, ade20k, voc2012, kitti-road-fork, ...); default: the "
-                        "model's")
+                        "built-in name (cityscapes, ade20k, voc2012, kitti-road, kitti-road-binary, ...); "
+                        "default: the model's, or the one a pspnet.train checkpoint carries")
     p.add_argument("--mean", metavar="A,B,C", type=three_numbers("the input mean", positive=False),
                    help="per-channel mean the weights were trained with, in the model's channel order "
                         "(the manifest's channel_order: BGR for the seeds' weights); default: the model's")

@@ -209,7 +209,7 @@ def test_seed_headers_pick_the_zoo_entry(tmp_path: Path, blocks: int, classes: i
     assert spec.input_size == ((473, 473) if blocks == 6 else (720, 720))
     if classes == 3:
         assert spec.mean == KITTI_FORK_MEAN_BGR and spec.classes == ("void", "not road", "road")
-        assert spec.ignore_index == 0
+        assert spec.label_set == "kitti-road" and spec.ignore_index == 255  # void: trained and scored
 
 
 def test_any_class_count_gets_a_generic_label_set(tmp_path: Path) -> None:
