@@ -39,6 +39,7 @@ from artefact.files import atomic_path, atomic_write_json, cache_key, cache_root
 from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest, load_manifest
 from build_engine import commit, environment
 from build_engine.errors import BuildError
+from build_engine.graph_facts import check_class_count, copy_with_class_record
 from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
 from calib.options import PrecisionOptions
 from calib.qdq_placement import default_placement
@@ -53,12 +54,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # bump when the export graph changes, so caches rebuild (5: TensorRT rules, row-tiled labels tail,
 # AveragePool where the map divides; 6: tiles above 16 MB, OpenVINO's conv-outputs placement;
-# 7: conv-outputs also quantizes the pyramid-pooling Concat's inputs)
-CODE_VERSION = "7"
+# 7: conv-outputs also quantizes the pyramid-pooling Concat's inputs; 8: ONNX artefacts record their
+# class count in their metadata, which the runtime checks the manifest against)
+CODE_VERSION = "8"
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = cache_root() / "artefacts"
 EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
 STEPS = ("export", "slim", "verify", "quantize", "tile", "compile")
+KEPT_SUFFIXES = (".onnx", ".json", *EXTENSIONS.values(), ".bin")  # what --stop-after may keep
 
 
 @dataclass(frozen=True)
@@ -172,11 +175,23 @@ class Builder:
             self.spec = self.spec.with_size(*options.input_size)
         self.height, self.width = self.spec.input_size
         self.output = Path(options.output) if options.output else DEFAULT_OUTPUT
-        size = "dyn" if options.dynamic else f"{self.height}x{self.width}"
-        # INT8 artefacts of different calibration methods live side by side (to be compared).
-        tag = f"int8-{options.calib_method}" if options.precision == "int8" else options.precision
-        self.name = f"{self.spec.name}-{size}-{tag}-{self.backend}"
+        self.name = self.artefact_name(options.precision)
         self.manifest_path = self.output / f"{self.name}.json"
+
+    def artefact_name(self, precision: str) -> str:
+        size = "dyn" if self.options.dynamic else f"{self.height}x{self.width}"
+        # INT8 artefacts of different calibration methods live side by side (to be compared).
+        tag = f"int8-{self.options.calib_method}" if precision == "int8" else precision
+        return f"{self.spec.name}-{size}-{tag}-{self.backend}"
+
+    def files_to_replace(self) -> list[str]:
+        """Names in the output folder this build may write over, known before it starts: its
+        manifest (each candidate's, for --precision auto), or with --stop-after the kept files."""
+        if self.options.stop_after:
+            return [f"{self.name}.{self.options.stop_after}{suffix}" for suffix in KEPT_SUFFIXES]
+        auto = self.options.precision == "auto"
+        precisions = ("int8", "fp16", "fp32") if auto else (self.options.precision,)
+        return [f"{self.artefact_name(p)}.json" for p in precisions]
 
     # -- cache ---------------------------------------------------------------------------
     def weights_file(self) -> Path | None:
@@ -277,15 +292,19 @@ class Builder:
         files[compiled.model_path] = commit.versioned_name(self.name, sha, compiled.model_path.suffix)
         manifest.model_file = files[compiled.model_path]
         manifest.companion_files = {files[folder / n]: digest for n, digest in compiled.companions.items()}
-        old = commit.manifest_files(self.manifest_path) or set()
-        commit.move_in(files, self.output)
-        manifest.save(self.manifest_path)
-        commit.remove_superseded(self.output, old, keep=set(files.values()))
+        commit.commit_artefact(self.output, self.manifest_path, manifest, files)
         return self.manifest_path
 
     def run_until(self, last: str) -> Path:
         """Run the steps up to `last`, keep its output in the output folder (never the artefact's
-        own names, so an artefact there is left alone) and return the kept file's path."""
+        own names, so an artefact there is left alone; never over a file that is not ours) and
+        return the kept file's path. The kept files are noted as ours, so a rerun may replace them."""
+        path = self._run_until(last)
+        kept = [n for n in self.files_to_replace() if (self.output / n).is_file()]
+        commit.record_kept(self.output, kept)
+        return path
+
+    def _run_until(self, last: str) -> Path:
         def kept(suffix: str) -> Path:
             return self.output / f"{self.name}.{last}{suffix}"
 
@@ -401,9 +420,11 @@ class Builder:
         facts: dict[str, Any] = {}
         companions: dict[str, str] = {}
         graph_rules = self._graph_rules(precision.onnx_path)
+        # the graph must choose among the classes the manifest will list; ONNX files carry the count
+        classes = check_class_count(precision.onnx_path, len(self.spec.classes))
         if self.backend == "onnxruntime":
             with atomic_path(target) as tmp:
-                shutil.copyfile(precision.onnx_path, tmp)
+                copy_with_class_record(precision.onnx_path, tmp, classes)
         elif self.backend == "openvino":
             from build_engine.openvino_compile import onnx_to_ir
 
@@ -490,6 +511,7 @@ class Builder:
         commit.prepare_output(self.output)
         with commit.folder_lock(self.output):
             commit.sweep_stale(self.output)
+            commit.check_free(self.output, self.files_to_replace())  # a user's file there: exit 2 now
             with commit.work_dir(self.output, self.name) as work:
                 yield work
 

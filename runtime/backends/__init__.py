@@ -99,7 +99,15 @@ def artefact_runner(manifest: Manifest | str | Path, **opts: Any) -> Runner:
     names = {"input_name": manifest.input_name, "labels_name": manifest.output_name}
     if manifest.logits_name:
         names["logits_name"] = manifest.logits_name
-    return cls(manifest.model_path, manifest.precision, **_accepted(cls, opts), **names).activate()
+    runner = cls(manifest.model_path, manifest.precision, **_accepted(cls, opts), **names).activate()
+    from runtime.backends.contract import check_contract
+
+    try:
+        check_contract(manifest, runner.facts())
+    except BaseException:
+        runner.deactivate()
+        raise
+    return runner
 
 
 def is_remote(engine: str | None) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from devices import install_hint
 from runtime.backends.base import Backend, check_backend, labels_2d
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from runtime.backends.contract import ModelFacts
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,19 @@ class OnnxRuntimeRunner(Runner):
     @property
     def output_names(self) -> list[str]:
         return list(self._outputs)
+
+    def facts(self) -> ModelFacts:
+        from artefact.manifest import CLASSES_METADATA
+        from runtime.backends.contract import ModelFacts
+
+        def dims(shape: list[Any]) -> list[int | None]:
+            return [d if isinstance(d, int) and d > 0 else None for d in shape]
+
+        inputs = {i.name: dims(i.shape) for i in self._session.get_inputs()}
+        recorded = self._session.get_modelmeta().custom_metadata_map.get(CLASSES_METADATA, "")
+        return ModelFacts(inputs.get(self.input_name, []),
+                          {o.name: dims(o.shape) for o in self._session.get_outputs()},
+                          int(recorded) if recorded.isdigit() else None)
 
     def _run(self, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
         return self._session.run(outputs, {self.input_name: batch})

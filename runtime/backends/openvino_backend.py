@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from runtime.backends.base import Backend, check_backend, labels_2d
 from runtime.backends.ov_cache import BlobCache
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from runtime.backends.contract import ModelFacts
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,27 @@ class OpenVINORunner(Runner):
     @property
     def output_names(self) -> list[str]:
         return [p.get_any_name() for p in self.compiled.outputs] if self.compiled is not None else []
+
+    def facts(self) -> ModelFacts:
+        """Shapes from the compiled model; the class count from the graph itself: the TopK that the
+        fused graph's ArgMax became, over the class axis of the logits (read, not compiled: cheap)."""
+        from runtime.backends.contract import ModelFacts
+
+        def dims(shape: Any) -> list[int | None]:
+            return [d.get_length() if d.is_static else None for d in shape]
+
+        port = self.compiled.input(self.input_name)
+        outputs = {name: dims(p.get_partial_shape()) for p in self.compiled.outputs for name in p.get_names()}
+        counts = set()
+        for op in import_openvino().Core().read_model(str(self.path)).get_ops():
+            if op.get_type_name() in ("TopK", "ArgMax"):
+                shape = op.input(0).get_partial_shape()
+                if not shape.rank.is_static:
+                    continue
+                axis = int(op.get_attributes().get("axis", 1)) % shape.rank.get_length()
+                if shape[axis].is_static:
+                    counts.add(shape[axis].get_length())
+        return ModelFacts(dims(port.get_partial_shape()), outputs, counts.pop() if len(counts) == 1 else None)
 
     def output_index(self, name: str) -> int:
         return next(i for i, o in enumerate(self.compiled.outputs) if name in o.get_names())
