@@ -155,7 +155,13 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
                     FileNotFoundError, CalibrationError, DatasetError, NotImplementedError, OutputDirError,
                     clikit.UsageError)  # e.g. a backend whose extra is not installed
     try:
-        path = Builder(options).run()
+        builder = Builder(options)
+        if args.triton_repo:  # the repository's model folders, before a build that may take minutes
+            from build_engine.triton_repo import check_target, options_from_args
+
+            check_target(args.triton_repo, args.triton_name or builder.spec.name, builder.backend,
+                         options_from_args(args))
+        path = builder.run()
     except usage_errors as exc:
         raise clikit.UsageError(clikit.message_of(exc)) from None
     except (GateFailed, FP16Overflow, BuildError) as exc:

@@ -25,7 +25,8 @@ from runtime.errors import UsageError
 log = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "Backend", "Prediction", "Runner", "artefact_runner", "backend_class", "check_backend",
-           "connect_backend", "is_remote", "load_backend", "open_runner", "runner_class"]
+           "check_model_agrees", "connect_backend", "is_remote", "load_backend", "open_runner",
+           "runner_class"]
 
 
 # backend -> (its module, its Backend class, its Runner class or None); imported on first use,
@@ -120,3 +121,16 @@ def connect_backend(url: str, **opts: Any) -> Backend:
     from runtime.backends.triton_backend import TritonBackend
 
     return TritonBackend(url, **_accepted(TritonBackend, opts))
+
+
+def check_model_agrees(manifest: Manifest) -> bool:
+    """ArtefactError unless the manifest describes its model file (input size, dynamic shape, class
+    count: runtime.backends.contract), read without running the model; False where this machine
+    cannot read that model file (a TensorRT engine, a backend not installed), True when checked."""
+    from runtime.backends.contract import check_contract, read_facts
+
+    facts = read_facts(manifest)
+    if facts is None:
+        return False
+    check_contract(manifest, facts)
+    return True

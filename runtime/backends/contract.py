@@ -77,3 +77,20 @@ def _dims(shape: list[int | None]) -> str:
 
 def _hw(size: list[int] | list[int | None]) -> str:
     return "x".join("?" if d is None or d < 0 else str(d) for d in size)
+
+
+def read_facts(manifest: Manifest) -> ModelFacts | None:
+    """The model file's facts read without running it, where this machine can (OpenVINO, ONNX
+    Runtime installed); None where it cannot (a TensorRT engine needs its GPU to be read)."""
+    import importlib
+
+    module = {"openvino": "runtime.backends.openvino_backend",
+              "onnxruntime": "runtime.backends.onnxruntime_backend"}.get(manifest.backend)
+    if module is None:
+        return None
+    from runtime.errors import BackendUnavailable
+
+    try:
+        return importlib.import_module(module).model_facts(manifest.model_path, manifest.input_name)
+    except BackendUnavailable:
+        return None

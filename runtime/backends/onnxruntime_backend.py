@@ -90,6 +90,25 @@ def load_session(path: str | Path, *, providers: list[str] | None = None, thread
         raise ArtefactError(f"ONNX Runtime cannot load {path}: {detail}") from None
 
 
+def session_facts(session: Any, input_name: str) -> ModelFacts:
+    """What an ONNX model says about itself through its session: shapes, and the class count the
+    build recorded in its metadata (ORT shows nothing of the graph's inside)."""
+    from artefact.manifest import CLASSES_METADATA
+    from runtime.backends.contract import ModelFacts
+
+    def dims(shape: list[Any]) -> list[int | None]:
+        return [d if isinstance(d, int) and d > 0 else None for d in shape]
+
+    inputs = {i.name: dims(i.shape) for i in session.get_inputs()}
+    recorded = session.get_modelmeta().custom_metadata_map.get(CLASSES_METADATA, "")
+    return ModelFacts(inputs.get(input_name, []), {o.name: dims(o.shape) for o in session.get_outputs()},
+                      int(recorded) if recorded.isdigit() else None)
+
+
+def model_facts(path: str | Path, input_name: str) -> ModelFacts:
+    return session_facts(load_session(path, providers=[CPU_PROVIDER], threads=1), input_name)
+
+
 class OnnxRuntimeRunner(Runner):
     """A bare ONNX file on ONNX Runtime; `device` CPU (default) or GPU (the GPU providers)."""
 
@@ -127,17 +146,7 @@ class OnnxRuntimeRunner(Runner):
         return list(self._outputs)
 
     def facts(self) -> ModelFacts:
-        from artefact.manifest import CLASSES_METADATA
-        from runtime.backends.contract import ModelFacts
-
-        def dims(shape: list[Any]) -> list[int | None]:
-            return [d if isinstance(d, int) and d > 0 else None for d in shape]
-
-        inputs = {i.name: dims(i.shape) for i in self._session.get_inputs()}
-        recorded = self._session.get_modelmeta().custom_metadata_map.get(CLASSES_METADATA, "")
-        return ModelFacts(inputs.get(self.input_name, []),
-                          {o.name: dims(o.shape) for o in self._session.get_outputs()},
-                          int(recorded) if recorded.isdigit() else None)
+        return session_facts(self._session, self.input_name)
 
     def _run(self, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
         return self._session.run(outputs, {self.input_name: batch})

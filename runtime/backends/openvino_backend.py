@@ -98,6 +98,33 @@ def _compile_through_cache(core: Any, path: str, device: str, config: dict[str, 
         raise ArtefactError(f"OpenVINO cannot compile {path}: {_one_line(exc)}") from None
 
 
+def model_facts(path: str | Path, input_name: str) -> ModelFacts:
+    """What an OpenVINO model file says about itself, read without compiling it: the input's and
+    outputs' shapes, and the class count from the graph itself (the TopK that the fused graph's
+    ArgMax became, over the logits' class axis)."""
+    from runtime.backends.contract import ModelFacts
+
+    def dims(shape: Any) -> list[int | None]:
+        return [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
+
+    try:
+        model = import_openvino().Core().read_model(str(path))
+    except RuntimeError as exc:
+        raise ArtefactError(f"OpenVINO cannot read {path}: {_one_line(exc)}") from None
+    inputs = {name: dims(p.get_partial_shape()) for p in model.inputs for name in p.get_names()}
+    outputs = {name: dims(p.get_partial_shape()) for p in model.outputs for name in p.get_names()}
+    counts = set()
+    for op in model.get_ops():
+        if op.get_type_name() in ("TopK", "ArgMax"):
+            shape = op.input(0).get_partial_shape()
+            if not shape.rank.is_static:
+                continue
+            axis = int(op.get_attributes().get("axis", 1)) % shape.rank.get_length()
+            if shape[axis].is_static:
+                counts.add(shape[axis].get_length())
+    return ModelFacts(inputs.get(input_name, []), outputs, counts.pop() if len(counts) == 1 else None)
+
+
 class OpenVINORunner(Runner):
     """A bare model file (ONNX or IR) on OpenVINO, one synchronous infer request."""
 
@@ -157,25 +184,7 @@ class OpenVINORunner(Runner):
         return [p.get_any_name() for p in self.compiled.outputs] if self.compiled is not None else []
 
     def facts(self) -> ModelFacts:
-        """Shapes from the compiled model; the class count from the graph itself: the TopK that the
-        fused graph's ArgMax became, over the class axis of the logits (read, not compiled: cheap)."""
-        from runtime.backends.contract import ModelFacts
-
-        def dims(shape: Any) -> list[int | None]:
-            return [d.get_length() if d.is_static else None for d in shape]
-
-        port = self.compiled.input(self.input_name)
-        outputs = {name: dims(p.get_partial_shape()) for p in self.compiled.outputs for name in p.get_names()}
-        counts = set()
-        for op in import_openvino().Core().read_model(str(self.path)).get_ops():
-            if op.get_type_name() in ("TopK", "ArgMax"):
-                shape = op.input(0).get_partial_shape()
-                if not shape.rank.is_static:
-                    continue
-                axis = int(op.get_attributes().get("axis", 1)) % shape.rank.get_length()
-                if shape[axis].is_static:
-                    counts.add(shape[axis].get_length())
-        return ModelFacts(dims(port.get_partial_shape()), outputs, counts.pop() if len(counts) == 1 else None)
+        return model_facts(self.path, self.input_name)
 
     def output_index(self, name: str) -> int:
         return next(i for i, o in enumerate(self.compiled.outputs) if name in o.get_names())
