@@ -273,30 +273,37 @@ def remove_if_ours(path: str | Path, claims: Mapping[str, str] | None = None,
 
 # ---------------------------------------------------------------------------- work folders
 def mark_work_dir(folder: str | Path, purpose: str) -> None:
-    """Mark a folder we just created (mkdtemp) as ours: the marker names this folder's inode."""
+    """Mark a folder we just created (mkdtemp) as ours: the marker names the folder (its name,
+    device and inode) and its own inode, so neither a copied marker nor one in a folder made later
+    under another name proves anything."""
     folder = Path(folder)
     st = os.stat(folder)
-    body = {"format": WORK_FORMAT, "dev": st.st_dev, "ino": st.st_ino, "pid": os.getpid(), "purpose": purpose}
-    fd = os.open(folder / WORK_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(folder / WORK_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(body, fh)
+        json.dump({"format": WORK_FORMAT, "name": folder.name, "dev": st.st_dev, "ino": st.st_ino,
+                   "marker_ino": os.fstat(fd).st_ino, "pid": os.getpid(), "purpose": purpose}, fh)
 
 
 def is_work_dir(folder: str | Path) -> bool:
-    """A real folder (not a symlink) holding a marker that names this very folder."""
+    """A real folder (not a symlink) holding the marker `mark_work_dir` wrote into this very folder."""
     folder = Path(folder)
+    marker = folder / WORK_MARKER
     try:
         st = os.lstat(folder)
         if not stat.S_ISDIR(st.st_mode):
             return False
-        marker = folder / WORK_MARKER
-        if not stat.S_ISREG(os.lstat(marker).st_mode):
-            return False
-        data = parse_json_text(marker.read_text(encoding="utf-8"))
+        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            marker_st = os.fstat(fd)
+            regular = stat.S_ISREG(marker_st.st_mode)
+            data = parse_json_text(os.read(fd, 4096).decode("utf-8")) if regular else None
+        finally:
+            os.close(fd)
     except (OSError, ValueError, UnicodeDecodeError):
         return False
-    return isinstance(data, dict) and data.get("format") == WORK_FORMAT \
-        and data.get("dev") == st.st_dev and data.get("ino") == st.st_ino
+    return isinstance(data, dict) and data.get("format") == WORK_FORMAT and data.get("name") == folder.name \
+        and data.get("dev") == st.st_dev and data.get("ino") == st.st_ino \
+        and data.get("marker_ino") == marker_st.st_ino
 
 
 def unmark_work_dir(folder: str | Path) -> None:

@@ -40,7 +40,15 @@ from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest,
 from build_engine import commit, environment
 from build_engine.errors import BuildError
 from build_engine.graph_facts import check_class_count, copy_with_class_record
-from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
+from build_engine.preflight import check_build
+from build_engine.verify import (
+    FP32_MIN_AGREEMENT,
+    Agreement,
+    compare,
+    require_finite_weights,
+    require_meaningful,
+    verification_frames,
+)
 from calib.options import PrecisionOptions
 from calib.qdq_placement import default_placement
 from clikit import UsageError
@@ -174,6 +182,7 @@ class Builder:
         if options.input_size:
             self.spec = self.spec.with_size(*options.input_size)
         self.height, self.width = self.spec.input_size
+        check_build(options, self.backend, self.height, self.width)  # before any model work
         self.output = Path(options.output) if options.output else DEFAULT_OUTPUT
         self.name = self.artefact_name(options.precision)
         self.manifest_path = self.output / f"{self.name}.json"
@@ -343,6 +352,7 @@ class Builder:
         for note in check_size(self.height, self.width, self.spec.bins):
             log.warning(note)
         net, weights = load_model(self.spec, self.weights_file())
+        require_finite_weights(net)  # before an export that would only agree with NaN
         t0 = time.perf_counter()
         raw = export_fused_onnx(net, self.spec, work / "raw.onnx", self.height, self.width,
                                 self.options.dynamic)
@@ -371,8 +381,11 @@ class Builder:
 
         frames = verification_frames(self.height, self.width, self.options.verify_frames)
         reference = torch_reference(exported.net, self.spec, frames)
+        require_meaningful(reference, "PyTorch", list(self.spec.classes))
         with open_runner("onnxruntime", slimmed.onnx) as ort_run:
-            agreement = compare(reference, [ort_run.predict(f) for f in frames])
+            exported_predictions = [ort_run.predict(f) for f in frames]
+        require_meaningful(exported_predictions, "the exported ONNX", list(self.spec.classes))
+        agreement = compare(reference, exported_predictions)
         tqdm.write(f"ONNX Runtime vs PyTorch: {agreement.summary()}", file=sys.stderr)
         if agreement.pixel_agreement < FP32_MIN_AGREEMENT:
             raise BuildError(f"the exported ONNX disagrees with PyTorch: {agreement.summary()} "

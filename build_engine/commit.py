@@ -86,7 +86,7 @@ def check_free(folder: Path, names: Iterable[str],
         ours = manifest_is_ours(path) if name.endswith(".json") and ownership.manifest_claims(path) \
             else ownership.is_ours(path)
         if not ours:
-            kind = "" if path.is_file() and not path.is_symlink() else " (not a regular file)"
+            kind = " (a link)" if path.is_symlink() else "" if path.is_file() else " (not a regular file)"
             raise OutputDirError(f"{path}{kind} exists and was not written by pspnet-rt (or was changed "
                                  f"since), so it is left alone; {fix}")
 

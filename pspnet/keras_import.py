@@ -286,7 +286,7 @@ def keras_state_dict(model: PSPNet, layers: Layers, source: str) -> dict[str, to
                          + (f" ... and {len(wrong) - SHOW} more" if len(wrong) > SHOW else ""))
         if unfilled:
             aux = any(k.startswith("aux.") for k in unfilled)
-            hint = " (build with aux=False or call drop_aux())" if aux else ""
+            hint = " (the auxiliary head: the baselines ship none; build the model without it)" if aux else ""
             lines.append(f"model tensors with no Keras counterpart ({len(unfilled)}){hint}: "
                          f"{_listing(unfilled)}")
         raise CheckpointError("\n  ".join(lines))

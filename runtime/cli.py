@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -245,10 +244,11 @@ def resolve_artefact(args: argparse.Namespace) -> Path:
 
 def _manifest_backend(path: Path) -> str | None:
     """The backend a manifest names; None for any other JSON (e.g. a build step's report)."""
+    from artefact.files import parse_json_text
     from artefact.manifest import MANIFEST_FORMAT
 
     try:
-        data = json.loads(path.read_text())
+        data = parse_json_text(path.read_text())
     except (OSError, ValueError):
         return None
     return data.get("backend") if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None

@@ -53,8 +53,8 @@ def backend_class(name: str) -> type[Backend]:
 def runner_class(name: str) -> type[Runner]:
     module, _, runner = _registered(name)
     if runner is None:
-        raise UsageError(f"a bare {name} model file has no runner: open its artefact with load_backend (for "
-                         "TensorRT the manifest names the TensorRT version and GPU the engine needs)")
+        raise UsageError(f"a bare {name} model file cannot be run on its own: pass its artefact's manifest "
+                         "(NAME.json), which names the TensorRT version and GPU the engine needs")
     return getattr(module, runner)
 
 
