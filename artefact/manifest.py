@@ -114,9 +114,9 @@ class Manifest:
 
 
 def _manifest_beside(model: Path) -> Path:
-    """NAME.json for a model file NAME.xml, or for a versioned one NAME.<sha12>.xml."""
+    """NAME.json for a model file NAME.xml, or for a versioned one NAME.<sha12>[-N].xml."""
     plain = model.with_suffix(".json")
-    versioned = re.match(r"^(?P<name>.+)\.[0-9a-f]{12}$", model.stem)
+    versioned = re.match(r"^(?P<name>.+)\.[0-9a-f]{12}(-[0-9]+)?$", model.stem)
     if not plain.is_file() and versioned:
         return model.with_name(f"{versioned['name']}.json")
     return plain

@@ -294,11 +294,9 @@ class Builder:
         manifest.build["step_seconds"] = dict(steps)
         tqdm.write(f"built {self.name} in {manifest.build['seconds']:.1f} s (" +
                    ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()) + ")", file=sys.stderr)
-        sha = manifest.model_sha256
         folder = compiled.model_path.parent
-        files = {folder / n: commit.versioned_name(self.name, sha, Path(n).suffix)
-                 for n in compiled.companions}
-        files[compiled.model_path] = commit.versioned_name(self.name, sha, compiled.model_path.suffix)
+        sources = [*(folder / n for n in compiled.companions), compiled.model_path]
+        files = commit.final_names(self.output, self.name, manifest.model_sha256, sources)
         manifest.model_file = files[compiled.model_path]
         manifest.companion_files = {files[folder / n]: digest for n, digest in compiled.companions.items()}
         commit.commit_artefact(self.output, self.manifest_path, manifest, files)

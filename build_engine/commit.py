@@ -129,6 +129,23 @@ def versioned_name(name: str, sha256: str, suffix: str) -> str:
     return f"{name}.{sha256[:12]}{suffix}"
 
 
+def final_names(folder: Path, name: str, sha256: str, sources: list[Path]) -> dict[Path, str]:
+    """source file -> its name in `folder`: `NAME.<sha12><suffix>` (one stem for all, so OpenVINO
+    finds its .bin), or where a file that is not ours holds one of those names (a user's file named
+    like ours, or one of ours changed since), `NAME.<sha12>-N<suffix>` beside it: never over it."""
+    digests = {src: sha256_file(src) for src in sources}
+    for n in range(100):
+        stem = versioned_name(name, sha256, "") + (f"-{n}" if n else "")
+        names = {src: f"{stem}{src.suffix}" for src in sources}
+        if all(ownership.may_replace(folder / names[src], {names[src]: digests[src]}) for src in sources):
+            if n:
+                log.warning("%s holds files named like this build's that pspnet-rt did not write (or that "
+                            "changed since); they are left alone and the new files are %s.*", folder, stem)
+            return names
+    raise OutputDirError(f"{folder} holds 100 files named like this build's that pspnet-rt did not write; "
+                         "move them away or choose another --output")
+
+
 def move_in(files: dict[Path, str], folder: Path) -> None:
     """Move finished files from the work folder to their final names in `folder` (companions
     first, the model file last), noted in the folder's record first (so a build that dies here
