@@ -300,7 +300,7 @@ def _checkpoint(folder: Path, kind: str) -> Path:
 
 @pytest.mark.fault("degenerate-model")
 @pytest.mark.parametrize(("kind", "words"), [
-    ("NaN in a convolution", ("NaN/Inf values", "module.layer0.0.weight") ),
+    ("NaN in a convolution", ("NaN/Inf values", "layer0.0.weight")),
     ("Inf in a BatchNorm variance", ("NaN/Inf values", "layer0.1.running_var")),
     ("NaN in the classifier bias", ("NaN/Inf values", "cls.4.bias")),
     ("logits that overflow", ("NaN/Inf logits", "PyTorch")),
