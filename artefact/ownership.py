@@ -371,6 +371,21 @@ def foreign_in_tree(folder: str | Path) -> list[str]:
     return sorted(foreign)
 
 
+def changed_in_tree(folder: str | Path) -> list[str]:
+    """Files the folder's record lists that are missing or no longer hold what was written: the
+    integrity check of a folder we published (extra files the user added are not counted)."""
+    folder = Path(folder)
+    changed = []
+    for name, digest in recorded(folder).items():
+        try:
+            same = sha256_of(folder / name) == digest
+        except OSError:
+            same = False
+        if not same:
+            changed.append(name)
+    return sorted(changed)
+
+
 def remove_tree_if_ours(folder: str | Path) -> bool:
     """Remove a folder of finished files only while everything in it is ours."""
     folder = Path(folder)

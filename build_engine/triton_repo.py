@@ -265,6 +265,22 @@ def _replace_dir(staged: Path, target: Path) -> None:
         log.warning("%s was replaced; what it held that pspnet-rt did not write is kept in %s", target, old)
 
 
+def check_published(repo: str | Path, models: list[str] | None = None) -> None:
+    """RepositoryError (exit 2) if a model folder we wrote (it holds our ownership record) has a file
+    missing or changed since: a server must not serve what no hash vouches for. Checked before a
+    server starts; model folders that are not ours are the user's business."""
+    repo = Path(repo)
+    for folder in sorted(p for p in repo.iterdir() if (p / ownership.RECORD).is_file()):
+        if models is not None and folder.name not in models:
+            continue
+        changed = ownership.changed_in_tree(folder)
+        if changed:
+            raise RepositoryError(f"{folder / changed[0]} is missing or changed since pspnet-rt wrote it "
+                                  f"(its sha256 does not match {folder / ownership.RECORD}); write the model "
+                                  "again with `python -m build_engine --engine ARTEFACT.json --triton-repo "
+                                  f"{repo}`")
+
+
 def sweep_repository(repo: Path) -> None:
     """Under the repository's lock: remove what a writer that died left, where it is provably ours:
     staged folders (marked as ours) and replaced model folders (wholly ours). Nothing else."""

@@ -314,8 +314,10 @@ CASES: list[Case] = [
          "and our leftovers removed"),
     Case("integrity-hashes", "trust", RT, "model_sha256 blanked or removed, companion_files emptied or "
          "without the .bin (OpenVINO), then the model file or .bin tampered; through pspnet-rt, the "
-         "repository writer and the Python API",
-         EXIT2 + " (the field, and the rebuild command)"),
+         "repository writer and the Python API; in a Triton model folder we wrote: the model file "
+         "flipped, config.pbtxt edited, the manifest copy removed",
+         EXIT2 + " (the field, and the rebuild command); the server tool refuses to serve the changed "
+         "folder (names the file)"),
     Case("integrity-contract", "trust", RT, "a manifest that does not describe its model: 2 or 20 classes "
          "for 19 (palette to match), input_size 97x192 or 192x96 for 96x192, 8193x8193 and "
          "100000x100000, dynamic_shape flipped, a logits_name the model lacks; OpenVINO and ONNX "

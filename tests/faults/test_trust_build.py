@@ -415,3 +415,28 @@ def test_no_message_names_a_python_call_as_the_fix() -> None:
                 if CALL.search(text) or re.search(r"\bcall [a-z_]+", text):
                     offenders.append(f"{path.relative_to(ROOT)}:{line}: {text!r}")
     assert offenders == [], "\n".join(offenders)
+
+
+@pytest.mark.fault("integrity-hashes")
+@pytest.mark.parametrize("damage", ["model file flipped", "config edited", "manifest copy removed"])
+def test_a_repository_we_wrote_is_served_only_as_written(demo_artefacts: dict[str, Path], tmp_path: Path,
+                                                         damage: str) -> None:
+    from build_engine.triton_repo import RepoOptions, RepositoryError, write_repository
+    from serving.triton_server import servable_models
+
+    repo = tmp_path / "models"
+    (model,) = write_repository(demo_artefacts["onnxruntime"], repo, RepoOptions(variant="native"))
+    (tmp_path / "user-model").mkdir()  # a model folder that is not ours is the user's business
+    shutil.copytree(tmp_path / "user-model", repo / "theirs")
+    assert servable_models(repo, tmp_path)[1] == ["demo"]  # checked, then skipped: no such backend here
+    if damage == "model file flipped":
+        raw = bytearray((model / "1" / "model.onnx").read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        (model / "1" / "model.onnx").write_bytes(bytes(raw))
+    elif damage == "config edited":
+        config = model / "config.pbtxt"
+        config.write_text(config.read_text().replace("dims: 96", "dims: 97"))
+    else:
+        (model / "pspnet-rt.json").unlink()
+    with pytest.raises(RepositoryError, match="changed since pspnet-rt wrote it"):
+        servable_models(repo, tmp_path)
