@@ -116,11 +116,18 @@ def read_record(folder: str | Path) -> dict[str, dict[str, str]]:
             if isinstance(name, str) and isinstance(entry, dict) and _is_sha256(entry.get("sha256"))}
 
 
+def check_record(folder: str | Path) -> None:
+    """NotOurs if something that is not our record sits at the record's name in `folder` (we would
+    have to replace it to note what we write there)."""
+    path = Path(folder) / RECORD
+    if os.path.lexists(path) and not read_record(folder) and not _empty_record(path):
+        raise NotOurs(f"{path} is not a pspnet-rt ownership record, so it is left alone; move it away so "
+                      "pspnet-rt can note the files it writes in that folder")
+
+
 def _write_record(folder: Path, files: Mapping[str, Mapping[str, str]]) -> None:
     path = folder / RECORD
-    if os.path.lexists(path) and not read_record(folder) and not _empty_record(path):
-        raise NotOurs(f"{path} is not a pspnet-rt ownership record; move it away so pspnet-rt can note "
-                      "the files it writes here")
+    check_record(folder)
     if not files:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -131,6 +138,8 @@ def _write_record(folder: Path, files: Mapping[str, Mapping[str, str]]) -> None:
 
 def _empty_record(path: Path) -> bool:
     try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
         data = parse_json_text(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return False

@@ -445,10 +445,12 @@ class Builder:
             from build_engine.tensorrt_builder import TensorRTOptions, build_engine
             from devices import device_info
 
-            options = TensorRTOptions(workspace_mb=self.options.workspace_mb,
-                                      timing_cache=self.output / "timing.cache")
+            timing = commit.own_cache_file(self.output, "timing.cache")  # None: a file there is not ours
+            options = TensorRTOptions(workspace_mb=self.options.workspace_mb, timing_cache=timing)
             facts = build_engine(precision.onnx_path, target, options)
             facts["gpu"] = device_info()
+            if timing is not None:
+                commit.record_cache(self.output, timing.name)
         agreement = self._run_compiled(target, verified)
         return Compiled(target, companions, agreement, facts, graph_rules)
 

@@ -53,6 +53,10 @@ def prepare_output(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise OutputDirError(f"--output {folder} is a file, not a folder; choose a folder for the artefacts")
     try:
+        ownership.check_record(folder)
+    except ownership.NotOurs as exc:
+        raise OutputDirError(str(exc)) from None
+    try:
         probe_writable(folder)
     except OSError as exc:
         raise OutputDirError(f"cannot write artefacts to {folder}: {exc.strerror or exc}; "
@@ -189,6 +193,22 @@ def remove_superseded(folder: Path, old: dict[str, str], keep: set[str]) -> None
         if "/" in name or name.startswith("."):
             continue
         ownership.remove_if_ours(folder / name, old)
+
+
+def own_cache_file(folder: Path, name: str) -> Path | None:
+    """`folder/name` for a cache the build reads and rewrites (TensorRT's timing cache), or None
+    where a file there is not ours: it is then neither read nor replaced, and the build goes on
+    without the cache."""
+    path = folder / name
+    if ownership.may_replace(path):
+        return path
+    log.warning("%s was not written by pspnet-rt (or changed since), so it is neither read nor replaced; "
+                "building without it (delete it to let builds keep their own)", path)
+    return None
+
+
+def record_cache(folder: Path, name: str) -> None:
+    ownership.record(folder, {name: None}, CACHE_ROLE)
 
 
 def record_kept(folder: Path, names: Iterable[str]) -> None:

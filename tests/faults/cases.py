@@ -302,8 +302,10 @@ CASES: list[Case] = [
          "ours: NAME.<sha12>-1.*); only the build's own files are added"),
     Case("own-build-manifest-name", "trust", BE, "NAME.json that is not our manifest: a user JSON with a "
          "`model_file` key naming their photo, garbage bytes, a symlink to a system file, a folder; for "
-         "--precision auto too, and a --stop-after output name held by a user file",
-         EXIT2 + " (before any export); that file and what it names byte-identical"),
+         "--precision auto too, a --stop-after output name and the ownership record's name held by a "
+         "user file; a user's TensorRT timing.cache",
+         EXIT2 + " (before any export); that file and what it names byte-identical; the timing cache "
+         "is neither read nor replaced (the build goes on without it)"),
     Case("own-build-dead-writers", "trust", BE, "what a SIGKILLed build leaves (its marked work folder, a "
          "model file it noted and moved in, never committed), beside look-alikes that are not ours",
          "the next build removes exactly the provably ours leftovers, whatever the names say"),

@@ -98,8 +98,23 @@ def test_a_build_leaves_every_file_it_did_not_write(demo_artefacts: dict[str, Pa
 
 
 @pytest.mark.fault("own-build-manifest-name")
+def test_a_cache_file_that_is_not_ours_is_neither_read_nor_replaced(tmp_path: Path) -> None:
+    """TensorRT's timing cache in --output (the TensorRT build itself needs a GPU, not here)."""
+    from build_engine import commit
+
+    (tmp_path / "timing.cache").write_bytes(b"the user's own timing cache")
+    assert commit.own_cache_file(tmp_path, "timing.cache") is None
+    assert commit.own_cache_file(tmp_path, "other.cache") == tmp_path / "other.cache"
+    (tmp_path / "other.cache").write_bytes(b"what a TensorRT build wrote")
+    commit.record_cache(tmp_path, "other.cache")
+    assert commit.own_cache_file(tmp_path, "other.cache") == tmp_path / "other.cache"  # ours: reused
+    assert (tmp_path / "timing.cache").read_bytes() == b"the user's own timing cache"
+
+
+@pytest.mark.fault("own-build-manifest-name")
 @pytest.mark.parametrize("kind", ["user JSON naming a photo", "garbage", "symlink to a system file",
-                                  "a folder", "auto: a candidate's name", "stop-after output"])
+                                  "a folder", "auto: a candidate's name", "stop-after output",
+                                  "the ownership record's name"])
 def test_a_manifest_name_held_by_a_user_file_is_refused_up_front(tmp_path: Path, kind: str,
                                                                  capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
@@ -119,15 +134,20 @@ def test_a_manifest_name_held_by_a_user_file_is_refused_up_front(tmp_path: Path,
         argv = ["--backend", "onnxruntime", "--input-size", "96x192", "--output", str(out)]
         target = out / "demo-96x192-fp16-onnxruntime.json"
         target.write_text('{"notes": "mine"}')
-    else:
+    elif kind == "stop-after output":
         argv = [*argv, "--stop-after", "slim"]
         target = out / f"{NAME}.slim.onnx"
         target.write_bytes(b"the user's own graph")
+    else:
+        from artefact.ownership import RECORD
+
+        target = out / RECORD
+        target.write_text("the user's notes, oddly named\n")
     before = _state(out)
     t0 = time.monotonic()
     code, err = _build(argv, capsys)
     assert code == 2, err
-    one_line(err, str(target), "not written by pspnet-rt")
+    one_line(err, str(target), "left alone")
     assert time.monotonic() - t0 < 30  # refused before the export
     assert _state(out) == before
 
