@@ -16,10 +16,42 @@ from build_engine.errors import BuildError
 
 
 def graph_class_count(path: str | Path) -> int | None:
-    """How many classes the graph's ArgMax nodes choose from (shape inference; None if unknown)."""
+    """How many classes the graph's ArgMax nodes choose from: the output channels of the classifier
+    Conv they read (dynamic graphs too), checked against shape inference where that knows the axis;
+    None if the graph does not say, or says two things."""
     import onnx
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
+    model = onnx.load(str(path), load_external_data=False)
+    counts = _argmax_axis_sizes(onnx.shape_inference.infer_shapes(model))
+    channels = _classifier_channels(model)
+    if channels is not None:
+        counts.add(channels)
+    return counts.pop() if len(counts) == 1 else None
+
+
+def _classifier_channels(model: object) -> int | None:
+    """Output channels of the Conv the ArgMax reads (its weight's first dimension, through a
+    DequantizeLinear or Cast where the weight is quantized or converted)."""
+    from calib.graph_parts import final_classifier, producers
+
+    conv = final_classifier(model)
+    if conv is None or len(conv.input) < 2:
+        return None
+    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    made_by = producers(model)
+    name, seen = conv.input[1], set()
+    while name not in weights and name in made_by and name not in seen:
+        seen.add(name)
+        node = made_by[name]
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            return int(value.dims[0]) if value is not None and value.dims else None
+        name = node.input[0] if node.input else ""
+    dims = weights.get(name)
+    return int(dims[0]) if dims else None
+
+
+def _argmax_axis_sizes(model: object) -> set[int]:
     shapes = {v.name: v.type.tensor_type.shape for v in [*model.graph.value_info, *model.graph.input,
                                                          *model.graph.output]}
     counts = set()
@@ -30,7 +62,7 @@ def graph_class_count(path: str | Path) -> int | None:
         axis = next((a.i for a in node.attribute if a.name == "axis"), 0) % max(len(dims), 1)
         if dims and dims[axis].HasField("dim_value"):
             counts.add(dims[axis].dim_value)
-    return counts.pop() if len(counts) == 1 else None
+    return counts
 
 
 def check_class_count(path: str | Path, classes: int) -> int:
