@@ -196,7 +196,7 @@ def manifest_claims(manifest: str | Path) -> dict[str, str]:
 # ------------------------------------------------------------------------------- one file
 def sha256_of(path: str | Path) -> str:
     """sha256 of a regular file, never following a symlink (OSError for anything else)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         return _hash_fd(fd)
     finally:
@@ -258,7 +258,7 @@ def remove_if_ours(path: str | Path, claims: Mapping[str, str] | None = None,
     if not wanted:
         return False
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     aside = path.with_name(f".{path.name}.removing.{os.getpid()}")
@@ -301,7 +301,7 @@ def is_work_dir(folder: str | Path) -> bool:
         st = os.lstat(folder)
         if not stat.S_ISDIR(st.st_mode):
             return False
-        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
             marker_st = os.fstat(fd)
             regular = stat.S_ISREG(marker_st.st_mode)

@@ -301,9 +301,9 @@ CASES: list[Case] = [
          "exit 0; every one of them byte-identical (the new model files go beside a file that is not "
          "ours: NAME.<sha12>-1.*); only the build's own files are added"),
     Case("own-build-manifest-name", "trust", BE, "NAME.json that is not our manifest: a user JSON with a "
-         "`model_file` key naming their photo, garbage bytes, a symlink to a system file, a folder; for "
-         "--precision auto too, a --stop-after output name and the ownership record's name held by a "
-         "user file; a user's TensorRT timing.cache",
+         "`model_file` key naming their photo, garbage bytes, a symlink to a system file, a folder, a "
+         "FIFO; for --precision auto too, a --stop-after output name and the ownership record's name "
+         "held by a user file; a user's TensorRT timing.cache",
          EXIT2 + " (before any export); that file and what it names byte-identical; the timing cache "
          "is neither read nor replaced (the build goes on without it)"),
     Case("own-build-dead-writers", "trust", BE, "what a SIGKILLed build leaves (its marked work folder, a "

@@ -113,7 +113,7 @@ def test_a_cache_file_that_is_not_ours_is_neither_read_nor_replaced(tmp_path: Pa
 
 @pytest.mark.fault("own-build-manifest-name")
 @pytest.mark.parametrize("kind", ["user JSON naming a photo", "garbage", "symlink to a system file",
-                                  "a folder", "auto: a candidate's name", "stop-after output",
+                                  "a folder", "a FIFO", "auto: a candidate's name", "stop-after output",
                                   "the ownership record's name"])
 def test_a_manifest_name_held_by_a_user_file_is_refused_up_front(tmp_path: Path, kind: str,
                                                                  capsys: pytest.CaptureFixture) -> None:
@@ -130,6 +130,8 @@ def test_a_manifest_name_held_by_a_user_file_is_refused_up_front(tmp_path: Path,
         target.symlink_to("/etc/hostname")
     elif kind == "a folder":
         target.mkdir()
+    elif kind == "a FIFO":  # must not hang a build that reads it to prove it is ours
+        os.mkfifo(target)
     elif kind.startswith("auto"):
         argv = ["--backend", "onnxruntime", "--input-size", "96x192", "--output", str(out)]
         target = out / "demo-96x192-fp16-onnxruntime.json"
