@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 TRITON_OPTIONS = ("triton_name", "triton_variant", "triton_instances", "triton_dynamic_batching",
                   "triton_max_batch")
 # what only a build uses: meaningless with --engine (which serves an artefact built before)
+CALIBRATION = ("calib_data", "calib_images", "calib_method", "fallback")  # INT8 only
+GATE = ("eval_data", "eval_images", "max_miou_drop")  # the accuracy gate of fp16 and int8
 BUILD_OPTIONS = ("model", "weights", "precision", "backend", "input_size", "dynamic", "with_logits",
                  "calib_data", "calib_images", "calib_method", "eval_data", "eval_images", "max_miou_drop",
                  "fallback", "workspace_mb", "output", "force", "stop_after")
@@ -54,6 +56,15 @@ def check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.stop_after and args.triton_repo:
         raise UsageError("--stop-after keeps one step's output and writes no artefact, so there is nothing "
                          "to serve: drop --triton-repo or --stop-after")
+    unused = {"fp32": CALIBRATION + GATE, "fp16": CALIBRATION}.get(args.precision, ())
+    given = _changed(args, parser, unused)
+    if given:
+        raise UsageError(f"{given[0]} does nothing for --precision {args.precision} (it sets INT8 "
+                         "calibration or the accuracy gate of fp16/int8): drop it, or pass --precision int8 "
+                         "or auto")
+    if args.backend in ("openvino", "onnxruntime") and _changed(args, parser, ("workspace_mb",)):
+        raise UsageError(f"--workspace-mb sizes TensorRT's builder workspace; it does nothing for --backend "
+                         f"{args.backend}: drop it")
     if args.engine:
         build_only = _changed(args, parser, BUILD_OPTIONS)
         if build_only:

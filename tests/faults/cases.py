@@ -332,7 +332,8 @@ CASES: list[Case] = [
          "written to --output"),
     Case("build-usage-upfront", "trust", BE, "--input-size 8193x8193 and 100000x100000 (tried to allocate "
          "30 GB), --dynamic with int8 / fp16, --backend tensorrt without TensorRT, --stop-after with "
-         "--triton-repo, --engine with build options, --triton-* without --triton-repo",
+         "--triton-repo, --engine with build options, --triton-* without --triton-repo, calibration or "
+         "gate options with --precision fp32 (calibration ones with fp16), --workspace-mb for a CPU backend",
          EXIT2 + " (in seconds, --output not created)"),
     Case("manifest-nesting", "trust", "pspnet-rt, build_engine", "a manifest of JSON nested 100 000 deep "
          "(--engine of pspnet-rt, --engine of the repository writer, NAME.json in a build's --output), a "

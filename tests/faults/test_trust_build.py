@@ -349,6 +349,10 @@ def test_a_degenerate_model_never_passes_the_build(tmp_path: Path, kind: str, wo
     (["--engine", "ENGINE", "--triton-repo", "REPO", "--precision", "int8"], ("--engine", "--precision")),
     (["--triton-name", "x"], ("--triton-name", "--triton-repo")),
     (["--triton-variant", "python"], ("--triton-variant", "--triton-repo")),
+    (["--precision", "fp32", "--calib-data", "synthetic:calib:4"], ("--calib-data", "fp32")),
+    (["--precision", "fp32", "--max-miou-drop", "0.5"], ("--max-miou-drop", "fp32")),
+    (["--precision", "fp16", "--fallback"], ("--fallback", "fp16")),
+    (["--backend", "openvino", "--workspace-mb", "64"], ("--workspace-mb", "openvino")),
 ])
 def test_build_usage_errors_come_before_any_work(demo_artefacts: dict[str, Path], tmp_path: Path,
                                                  argv: list[str], words: tuple[str, ...],
