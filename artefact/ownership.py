@@ -96,24 +96,39 @@ def folder_lock(folder: str | Path, waiting: str | None = None) -> Iterator[None
 
 
 # ---------------------------------------------------------------------------------- records
+MAX_JSON_BYTES = 16 << 20  # records and manifests are kilobytes: a bigger "manifest" is not read
+
+
 def _is_sha256(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX64
 
 
+def _inside(name: object) -> bool:
+    """A name relative to its folder that stays inside it (no '..', not absolute)."""
+    if not isinstance(name, str) or not name or "\0" in name or "\\" in name or name.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _small_json(path: Path) -> object:
+    """Parsed JSON of a regular file of at most MAX_JSON_BYTES (never a link); ValueError else."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JSON_BYTES:
+        raise ValueError(f"{path} is not a small regular file")
+    return parse_json_text(path.read_text(encoding="utf-8"))
+
+
 def read_record(folder: str | Path) -> dict[str, dict[str, str]]:
     """name -> {"sha256", "role"} of the folder's record; {} if there is none or it is not ours."""
-    path = Path(folder) / RECORD
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return {}
-        data = parse_json_text(path.read_text(encoding="utf-8"))
+        data = _small_json(Path(folder) / RECORD)
     except (OSError, ValueError, UnicodeDecodeError):
         return {}
     if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT \
             or not isinstance(data.get("files"), dict):
         return {}
     return {name: entry for name, entry in data["files"].items()
-            if isinstance(name, str) and isinstance(entry, dict) and _is_sha256(entry.get("sha256"))}
+            if _inside(name) and isinstance(entry, dict) and _is_sha256(entry.get("sha256"))}
 
 
 def check_record(folder: str | Path) -> None:
@@ -138,9 +153,7 @@ def _write_record(folder: Path, files: Mapping[str, Mapping[str, str]]) -> None:
 
 def _empty_record(path: Path) -> bool:
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return False
-        data = parse_json_text(path.read_text(encoding="utf-8"))
+        data = _small_json(path)
     except (OSError, ValueError, UnicodeDecodeError):
         return False
     return isinstance(data, dict) and data.get("format") == RECORD_FORMAT
@@ -176,10 +189,7 @@ def manifest_claims(manifest: str | Path) -> dict[str, str]:
     """name -> sha256 of the files a pspnet-rt manifest names (model file, companions); {} for a
     file that is not one of our manifests."""
     try:
-        path = Path(manifest)
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return {}
-        data = parse_json_text(path.read_text(encoding="utf-8"))
+        data = _small_json(Path(manifest))
     except (OSError, ValueError, UnicodeDecodeError):
         return {}
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
@@ -190,7 +200,7 @@ def manifest_claims(manifest: str | Path) -> dict[str, str]:
     companions = data.get("companion_files")
     if isinstance(companions, dict):
         claims.update({k: v for k, v in companions.items() if isinstance(k, str) and _is_sha256(v)})
-    return {k: v for k, v in claims.items() if k and "/" not in k and k not in (".", "..")}
+    return {k: v for k, v in claims.items() if _inside(k) and "/" not in k}
 
 
 # ------------------------------------------------------------------------------- one file
