@@ -65,13 +65,13 @@ def _argmax_axis_sizes(model: object) -> set[int]:
     return counts
 
 
-def check_class_count(path: str | Path, classes: int) -> int:
-    """The graph's class count, which must be the manifest's (BuildError otherwise)."""
+def check_class_count(path: str | Path, classes: int | None) -> int:
+    """The graph's class count, which must be the manifest's `classes` where given (BuildError)."""
     count = graph_class_count(path)
     if count is None:
         raise BuildError(f"cannot tell how many classes {Path(path).name} chooses from (no ArgMax over a "
                          "known class axis); the fused graph ends in one")
-    if count != classes:
+    if classes is not None and count != classes:
         raise BuildError(f"the graph chooses among {count} classes but the model spec lists {classes}")
     return count
 
