@@ -337,7 +337,7 @@ CASES: list[Case] = [
          EXIT2 + " (in seconds, --output not created)"),
     Case("manifest-nesting", "trust", "pspnet-rt, build_engine", "a manifest of JSON nested 100 000 deep "
          "(--engine of pspnet-rt, --engine of the repository writer, NAME.json in a build's --output), a "
-         "calibration ranges cache nested as deep",
+         "--classes label-set file and a calibration ranges cache nested as deep",
          "exit 2, one line (no RecursionError); the cache is calibrated again"),
     Case("fix-is-a-command", "trust", "every command", "every message text in the build, artefact, "
          "calibration and model code (raise, fail, warnings)",

@@ -401,6 +401,11 @@ def test_deeply_nested_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     code, err = _build([*BUILD, "--output", str(out)], capsys)
     assert code == 2
     one_line(err, f"{NAME}.json", "not written by pspnet-rt")
+    labels = tmp_path / "labels.json"  # a label set for --classes
+    labels.write_text(DEEP)
+    code, err = _build([*BUILD, "--classes", str(labels), "--output", str(tmp_path / "out2")], capsys)
+    assert code == 2
+    one_line(err, "labels.json", "nested too deeply")
     from calib.ranges import records_in
 
     cache = tmp_path / "ranges.json"
@@ -409,6 +414,9 @@ def test_deeply_nested_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 # -------------------------------------------------------------- messages name commands, not calls
+# a plain ValueError / TypeError / AssertionError is a programming error of a Python caller in this code
+# base (what a user meets has its own class: UsageError, CheckpointError, ArtefactError, BuildError ...)
+PROGRAMMING_ERRORS = {"ValueError", "TypeError", "AssertionError", "NotImplementedError"}
 CALL = re.compile(r"(?<![\w.-])[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*\((?!s\))")
 MESSAGE_CALLS = {"raise", "fail", "warning", "error", "UsageError", "print", "write"}
 
@@ -423,6 +431,8 @@ def _message_texts(path: Path) -> list[tuple[int, str]]:
             if name not in MESSAGE_CALLS and not name.endswith("Error"):
                 continue
         if target is None:
+            continue
+        if isinstance(target, ast.Call) and getattr(target.func, "id", "") in PROGRAMMING_ERRORS:
             continue
         for sub in ast.walk(target):
             if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
