@@ -326,8 +326,9 @@ CASES: list[Case] = [
          "Runtime; also published with --triton-repo",
          EXIT2 + " (at load: nothing written, nothing allocated for a huge size)"),
     Case("degenerate-model", "trust", BE, "weights with NaN in a convolution, Inf in a BatchNorm variance, "
-         "NaN in the classifier bias; finite weights whose logits overflow to Inf; a classifier that "
-         "paints one class over every pixel",
+         "NaN in the classifier bias; a classifier that paints one class over every pixel (each a real "
+         "build); finite weights whose logits overflow to Inf (the verify step's check on the model's "
+         "real PyTorch output)",
          "exit 1, one line naming the cause (NaN/Inf weights, NaN/Inf logits, one class); nothing "
          "written to --output"),
     Case("build-usage-upfront", "trust", BE, "--input-size 8193x8193 and 100000x100000 (tried to allocate "
