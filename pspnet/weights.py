@@ -36,8 +36,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         # torch's own message suggests weights_only=False, i.e. running the pickle's code: never.
         raise CheckpointError(f"{path} is a PyTorch pickle holding Python objects besides tensors and "
                               "plain containers; it is not unpickled, because that could run code from "
-                              "the file. Re-save just the state_dict (torch.save(model.state_dict(), ...)) "
-                              "where the file was made") from None
+                              "the file. Re-save only the model's weights (its state_dict: tensors by name) "
+                              "where the file was made, and pass that file") from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in first:

@@ -197,11 +197,15 @@ def load_label_set(source: str | Path) -> LabelSet:
             data = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise LabelSetError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        except RecursionError:
+            raise LabelSetError(f"{path} is YAML nested too deeply to read") from None
     else:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise LabelSetError(f"{path} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise LabelSetError(f"{path} is JSON nested too deeply to read") from None
     return label_set_from_dict(data, str(path), default_name=path.stem)
 
 

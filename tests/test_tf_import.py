@@ -260,7 +260,7 @@ def test_mismatch_names_the_model_that_fits(tmp_path: Path) -> None:
 
 def test_model_without_tf_padding_is_refused(ckpt_dir: Path) -> None:
     plain = PSPNet(50, 19, width=WIDTH, aux=False, stride_on_1x1=True, caffe_ppm_order=True)
-    with pytest.raises(CheckpointError, match="tf_same_padding=True"):
+    with pytest.raises(CheckpointError, match="TensorFlow's 'same' padding"):
         load_tf_checkpoint(plain, ckpt_dir)
 
 
