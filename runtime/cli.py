@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import clikit
-from runtime.finish import close_outputs, stage_errors, write_summary
+from runtime.finish import close_outputs, show_summary, stage_errors, write_summary
 
 EXAMPLES = """\
 examples:
@@ -73,6 +73,17 @@ def _serve_address(text: str) -> tuple[str, int]:
 
     try:
         return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@clikit.option_type("a host name or IP address", good="box.local",
+                    bad=("", "  ", "http://box.local", "box.local:8080", "a b"))
+def _allowed_host(text: str) -> str:
+    from runtime.live.hosts import parse_allowed_host
+
+    try:
+        return parse_allowed_host(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -139,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
     srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
                      help="open connections served at once (a page uses two); more get 503 (default 32)")
+    srv.add_argument("--serve-allow-host", type=_allowed_host, action="append", metavar="NAME",
+                     help="also answer requests whose Host header is NAME (e.g. box.local, or a reverse "
+                          "proxy's name); repeatable. By default only the addresses it listens on (and "
+                          "localhost) are answered, 421 otherwise: a guard against DNS rebinding")
 
     rt = p.add_argument_group("runtime tuning")
     rt.add_argument("--device", type=clikit.non_empty("a device name or CUDA index"),
@@ -283,17 +298,20 @@ def main(argv: list[str] | None = None) -> int:
     from artefact.manifest import ArtefactError
     from runtime.default_build import BuildFailed
     from runtime.errors import WriteError
+    from runtime.naming import redact_source
 
     signals = clikit.Signals(PROG)
     return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
                       usage=(ArtefactError,), failure=(WriteError, BuildFailed),
-                      interrupted="interrupted: stopped before streaming, no output was written")
+                      interrupted="interrupted: stopped before streaming, no output was written",
+                      scrub=redact_source)
 
 
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     from artefact.manifest import load_manifest
     from runtime.finish import close_all
     from runtime.output_plan import check_outputs
+    from runtime.output_target import release_all
     from runtime.sources import SourceOptions, parse_source
 
     _quiet_native_logs(args.verbose)
@@ -302,8 +320,9 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
-        if args.serve_token and not args.serve:
-            raise clikit.UsageError("--serve-token needs --serve [HOST:]PORT")
+        if (args.serve_token or args.serve_allow_host) and not args.serve:
+            flag = "--serve-token" if args.serve_token else "--serve-allow-host"
+            raise clikit.UsageError(f"{flag} needs --serve [HOST:]PORT")
         from runtime.temporal.config import parse_temporal
 
         temporal = parse_temporal(args.temporal, args.temporal_threshold, args.temporal_max_interval,
@@ -327,9 +346,9 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
         for sink in _make_outputs(args).all():
             sink.check()
         if args.summary_json:
-            from runtime.sinks import check_writable
+            from runtime.sinks import check_summary
 
-            check_writable(Path(args.summary_json).parent, "--summary-json")
+            check_summary(args.summary_json)
         for source in sources:  # a stream that cannot be opened fails before a default build
             if source.kind != "demo":
                 source.open()
@@ -383,6 +402,7 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     finally:
         graceful, signals.graceful = signals.graceful, True  # a signal now must not cut the closing short
         close_all(reversed(opened), PROG)  # a sink still open here belongs to a run that did not finish
+        release_all()  # outputs claimed by checks whose sinks never opened (a run that failed early)
         signals.graceful = graceful
 
 
@@ -411,7 +431,7 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
         from runtime.live import open_server
 
         server = open_server(*args.serve, token=args.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN"),
-                             max_clients=args.serve_clients)
+                             max_clients=args.serve_clients, allowed_hosts=args.serve_allow_host or ())
         opened.append(server)
         print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
         outputs.live = server.add_stream("0", source.describe(), manifest.classes, manifest.palette)
@@ -549,15 +569,15 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
         if bench is not None and stats.frames and signals.code is None:
             line, bare = bench.finish(stats.fps, cpu_ms)
             extra.append(("vs bare", line))
-        if errors:
-            extra.append(("outputs", "NOT all written: " + errors[0]))
-        print(stats.summary("pspnet-rt summary", extra, outputs_whole=not errors), flush=True)
-        if args.summary_json:
+        if args.summary_json:  # before the printed summary: a closed stdout must not lose it
             write_summary(args.summary_json, {
                 **stats.to_dict(), "backend": info, "precision_choice": choice or None,
                 "source": source.describe(),
                 "end_reason": source.end_reason, "reconnects": source.reconnects,
                 "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare, "exit_signal": signals.code}, errors)
+        if errors:
+            extra.append(("outputs", "NOT all written: " + errors[0]))
+        show_summary(stats.summary("pspnet-rt summary", extra, outputs_whole=not errors))
     finally:
         signals.graceful = False
     return exit_code(args, signals, errors, [], stats.frames,

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import SourceError, SourceMissing
+from runtime.naming import redact_source
 from segdata.frames import IMAGE_SUFFIXES, FrameError, read_image, to_bgr8
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,6 @@ class _Item(NamedTuple):
     t_grab: float | None = None  # live sources: when the grabber got it
 
 
-def redact(uri: str) -> str:
-    """Hide a password in a URL before it is printed or logged."""
-    return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", uri)
-
-
 def _cap_size(cap: cv2.VideoCapture) -> tuple[int, int] | None:
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
     return (w, h) if w > 0 and h > 0 else None
@@ -115,7 +111,7 @@ class Source:
         self.close()
 
     def describe(self) -> str:
-        return f"{self.kind} {redact(self.uri)}"
+        return f"{self.kind} {redact_source(self.uri)}"
 
     @property
     def frame_count(self) -> int | None:
@@ -287,17 +283,28 @@ class ImageFolderSource(Source):
         if os.path.isdir(uri):
             names = [os.path.join(uri, n) for n in os.listdir(uri)
                      if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith(".")]
-            where = f"folder {uri}"
+            where, others = f"folder {uri}", []
         else:
-            names = [p for p in glob.glob(uri) if os.path.isfile(p)]
-            where = f"glob {uri!r}"
+            folder, pattern = os.path.split(uri)
+            if folder and os.path.isdir(folder):  # shots[1]/*.png: the folder that exists, not a class
+                uri_glob = os.path.join(glob.escape(folder), pattern)
+            else:
+                uri_glob = uri
+            matched = [p for p in glob.glob(uri_glob) if os.path.isfile(p)]
+            names = [p for p in matched if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+            where, others = f"glob {uri!r}", [p for p in matched if p not in set(names)]
         if not names:
-            raise SourceError(f"no images in {where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
+            seen = (f"; it matches {len(others)} other file(s), e.g. {os.path.basename(others[0])}"
+                    if others else "")
+            raise SourceError(f"no images in {where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}{seen}); "
                               "point --video at a folder of images, a video file, or use demo")
+        if others:
+            log.warning("%s: %d matching file(s) are not images and are skipped (e.g. %s)", where,
+                        len(others), os.path.basename(others[0]))
         return cls(uri, options, sorted(names, key=_natural_key))
 
     def describe(self) -> str:
-        return f"images {self.uri} ({len(self.files)} files)"
+        return f"images {redact_source(self.uri)} ({len(self.files)} files)"
 
     def open(self) -> None:
         """One image given by name must be readable (a folder may skip the odd broken file)."""
@@ -336,12 +343,13 @@ class VideoFileSource(Source):
         return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG)
 
     def _open_error(self, elapsed: float) -> str:
-        return (f"cannot open video file {self.uri}: OpenCV's FFmpeg backend cannot decode it "
-                f"(not a video, truncated, or an unsupported codec); check it with `ffprobe {self.uri}`")
+        uri = redact_source(self.uri)
+        return (f"cannot open video file {uri}: OpenCV's FFmpeg backend cannot decode it "
+                f"(not a video, truncated, or an unsupported codec); check it with `ffprobe {uri}`")
 
     def open(self) -> None:
         t0 = time.monotonic()
-        self._cap = _interruptible(self._capture, f"open {redact(self.uri)}")
+        self._cap = _interruptible(self._capture, f"open {redact_source(self.uri)}")
         if not self._cap.isOpened():
             self._cap.release()
             raise SourceError(self._open_error(time.monotonic() - t0))
@@ -363,7 +371,7 @@ class VideoFileSource(Source):
     def describe(self) -> str:
         fps = f", {self.fps:.3g} fps" if self.fps else ""
         n = f", {self._count} frames" if getattr(self, "_count", 0) > 0 else ""
-        return f"{self.kind} {redact(self.uri)}{n}{fps}"
+        return f"{self.kind} {redact_source(self.uri)}{n}{fps}"
 
     def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
         if not first:  # --loop: reopen rather than seek, which is frame-inaccurate in many codecs
@@ -407,8 +415,9 @@ class RemoteFileSource(VideoFileSource):
         return _capture_with_timeouts(self.uri, self.options.timeout)
 
     def _open_error(self, elapsed: float) -> str:
-        return (f"cannot open {redact(self.uri)}: the server sent a file that OpenCV's FFmpeg backend cannot "
-                f"decode (after {elapsed:.1f} s); check it with `ffprobe {redact(self.uri)}`")
+        uri = redact_source(self.uri)
+        return (f"cannot open {uri}: the server sent a file that OpenCV's FFmpeg backend cannot "
+                f"decode (after {elapsed:.1f} s); check it with `ffprobe {uri}`")
 
 
 def _capture_with_timeouts(uri: str, timeout: float) -> cv2.VideoCapture:
@@ -593,10 +602,11 @@ class StreamSource(LiveSource):
     def _open_error(self, elapsed: float) -> str:
         hint = ("is the sender running and sending to this host/port?" if self.uri.startswith("udp")
                 else "check the URL, credentials, that the server is up and reachable")
+        uri = redact_source(self.uri)
         if elapsed < 0.8 * self.options.timeout:  # not a timeout: refused, not found, undecodable
-            return (f"cannot open stream {redact(self.uri)}: it failed after {elapsed:.1f} s (refused, not "
+            return (f"cannot open stream {uri}: it failed after {elapsed:.1f} s (refused, not "
                     f"found or not a video; -v shows FFmpeg's reason); {hint}")
-        return (f"cannot open stream {redact(self.uri)}: no video within {self.options.timeout:g} s; {hint} "
+        return (f"cannot open stream {uri}: no video within {self.options.timeout:g} s; {hint} "
                 "(raise the wait with --timeout; RTSP over TCP: "
                 "OPENCV_FFMPEG_CAPTURE_OPTIONS='rtsp_transport;tcp')")
 
@@ -610,8 +620,8 @@ class HttpSource(StreamSource):
     def open(self) -> None:
         from runtime.http_probe import FILE, probe
 
-        found = probe(self.uri, self.options.timeout, redact(self.uri))
-        log.info("%s: %s (%s)", redact(self.uri),
+        found = probe(self.uri, self.options.timeout, redact_source(self.uri))
+        log.info("%s: %s (%s)", redact_source(self.uri),
                  "a file on a web server" if found.kind == FILE else "a live stream", found.why)
         if found.kind == FILE:
             self.__class__ = RemoteFileSource
@@ -639,14 +649,15 @@ def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
     if scheme == "file":
         uri = uri[len("file://"):]
     elif scheme:
-        raise SourceError(f"unsupported URL scheme {scheme}:// in {redact(uri)}; {SOURCE_HELP}")
-    if os.path.isdir(uri) or any(c in uri for c in "*?["):
+        raise SourceError(f"unsupported URL scheme {scheme}:// in {redact_source(uri)}; {SOURCE_HELP}")
+    # a file or folder that exists is that file or folder, even when its name holds * ? or [
+    if os.path.isdir(uri) or (not os.path.isfile(uri) and any(c in uri for c in "*?[")):
         return ImageFolderSource.from_uri(uri, options)
     if os.path.isfile(uri):
         if Path(uri).suffix.lower() in IMAGE_SUFFIXES:
             return ImageFolderSource(uri, options, [uri])
         return VideoFileSource(uri, options)
-    raise SourceMissing(f"no such file or folder: {uri}; {SOURCE_HELP}")
+    raise SourceMissing(f"no such file or folder: {redact_source(uri)}; {SOURCE_HELP}")
 
 
 def open_source(uri: str, options: SourceOptions | None = None) -> Source:

@@ -253,7 +253,7 @@ def open_stream_outputs(args: Any, manifest: Any, streams: list[tuple[str, Any]]
         from runtime.live import open_server
 
         server = open_server(*args.serve, token=args.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN"),
-                             max_clients=args.serve_clients)
+                             max_clients=args.serve_clients, allowed_hosts=args.serve_allow_host or ())
         opened.append(server)
         print(f"pspnet-rt: {server.describe()}", file=sys.stderr, flush=True)
     outputs, renderers = [], []
@@ -288,7 +288,7 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
     """Run every stream to its end through the shared backend; finalise, summarise, exit code."""
     from runtime.cli import _cpu_s, exit_code
     from runtime.errors import UsageError
-    from runtime.finish import close_outputs, stage_errors, write_summary
+    from runtime.finish import close_outputs, show_summary, stage_errors, write_summary
 
     if args.benchmark:
         raise UsageError("--benchmark measures one stream; drop it or pass a single --video")
@@ -328,17 +328,17 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
                              f"{len(streams)} streams")]
         extra += [(f"stream {p.stream}", stream_line(p)) for p in shared.pipes]
         extra += backend.summary_lines()
-        if errors:
-            extra.append(("outputs", "NOT all written: " + errors[0]))
-        print(total.summary(f"pspnet-rt summary ({len(streams)} streams, throughput summed over them)", extra,
-                            outputs_whole=not errors), flush=True)
-        if args.summary_json:
+        if args.summary_json:  # before the printed summary: a closed stdout must not lose it
             write_summary(args.summary_json, {
                 **total.to_dict(), "backend": info, "cpu_ms_per_frame": round(cpu_ms, 2),
                 "exit_signal": signals.code,
                 "streams": {p.stream: {**p.stats.to_dict(), "source": p.source.describe(),
                                        "end_reason": p.source.end_reason, "reconnects": p.source.reconnects}
                             for p in shared.pipes}}, errors)
+        if errors:
+            extra.append(("outputs", "NOT all written: " + errors[0]))
+        show_summary(total.summary(f"pspnet-rt summary ({len(streams)} streams, throughput summed over them)",
+                                   extra, outputs_whole=not errors))
     finally:
         signals.graceful = False
     return exit_code(args, signals, errors, [], total.frames, "no frames came from any stream")

@@ -17,6 +17,7 @@ is not safe.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -33,6 +34,18 @@ IDLE_REFRESH_S = 1.0  # JPEG refresh when nobody is watching
 SHARES_EVERY_S = 0.4  # class shares for the figures (sent twice a second), not for every frame
 RECENT_MAX = 4096  # frames kept for the window (a fast stream's 5 s, bounded either way)
 Observer = Callable[[dict[str, float], float], None]
+
+
+def _shown(backend: dict[str, Any]) -> dict[str, Any]:
+    """What a viewer and a scraper may see of the backend: the artefact by its file name, never
+    where it lives on this machine (an absolute path says who runs it and how the box is laid
+    out), and no secret a remote engine's URL may carry."""
+    from runtime.naming import redact_source
+
+    shown = dict(backend)
+    if shown.get("artefact"):
+        shown["artefact"] = os.path.basename(str(shown["artefact"]))
+    return {k: redact_source(v) if isinstance(v, str) else v for k, v in shown.items()}
 
 
 class LiveStream:
@@ -83,7 +96,7 @@ class LiveStream:
                extra_drops: Counter[str] | None = None) -> None:
         """The run's figures, once the backend is loaded. `extra_drops` are counted by the source
         itself (stale live frames, corrupt files) until the run merges them into `stats`."""
-        self._stats, self.backend, self._extra_drops = stats, dict(backend), extra_drops
+        self._stats, self.backend, self._extra_drops = stats, _shown(backend), extra_drops
         self.state = "running"
 
     def write(self, image: np.ndarray, labels: np.ndarray, times: dict[str, float], e2e_ms: float) -> None:

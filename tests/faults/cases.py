@@ -220,7 +220,8 @@ CASES: list[Case] = [
     Case("out-read-only", "outputs", RT, "--output, --masks, --stats, --summary-json on a read-only tmpfs",
          EXIT2),
     Case("out-full", "outputs", RT, "--masks and --stats on a full tmpfs (0 bytes free)",
-         "exit 1, one line; an older stats file stays as it was, no temp file"),
+         "exit 2 before any model work, one line (not even the output's lock file fits); an older stats "
+         "file stays as it was, no temp file"),
     Case("out-clash", "outputs", RT, "--output = --stats, --stats = --summary-json, --output = the --video "
          "file, --stats = the --engine manifest, --summary-json = its model file, --masks = the --video "
          "folder", EXIT2 + "; inputs untouched"),
