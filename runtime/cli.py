@@ -343,8 +343,9 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
         # clash with each other or would overwrite an input
         sources = [parse_source(src, options) for _, src in named]
         check_outputs(args, [(name, source) for (name, _), source in zip(named, sources)])
-        for sink in _make_outputs(args).all():
-            sink.check()
+        _refuse_early(args, sources)
+        for sink in _sinks_to_check(args, [name for name, _ in named]):
+            sink.check()  # and claimed: a second run writing the same output is refused now
         if args.summary_json:
             from runtime.sinks import check_summary
 
@@ -404,6 +405,31 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
         close_all(reversed(opened), PROG)  # a sink still open here belongs to a run that did not finish
         release_all()  # outputs claimed by checks whose sinks never opened (a run that failed early)
         signals.graceful = graceful
+
+
+def _refuse_early(args: argparse.Namespace, sources: list[Any]) -> None:
+    """Usage errors that are known from the options and sources alone: before any model work."""
+    from runtime.errors import UsageError
+
+    if len(sources) > 1 and args.show:
+        raise UsageError("--show shows one stream; with several --video streams write --output files instead")
+    if len(sources) > 1 and args.benchmark:
+        raise UsageError("--benchmark measures one stream; drop it or pass a single --video")
+    if args.benchmark and sources[0].live:
+        raise UsageError("--benchmark needs a file, folder or demo source (live frames cannot be replayed)")
+
+
+def _sinks_to_check(args: argparse.Namespace, names: list[str]) -> list[Any]:
+    """The run's file sinks as they will be written (one per stream where each has its own), not
+    opened: check() each before any model work."""
+    if len(names) == 1:
+        return _make_outputs(args).all()
+    from runtime.sinks import MaskSink, StatsSink, VideoSink
+    from runtime.streams import stream_path
+
+    sinks: list[Any] = [VideoSink(stream_path(args.output, n), 25.0) for n in names] if args.output else []
+    sinks += [MaskSink(Path(args.masks) / n) for n in names] if args.masks else []
+    return sinks + ([StatsSink(args.stats)] if args.stats else [])
 
 
 def _make_outputs(args: argparse.Namespace, fps: float | None = None) -> Any:

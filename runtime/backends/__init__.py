@@ -52,8 +52,9 @@ def backend_class(name: str) -> type[Backend]:
 def runner_class(name: str) -> type[Runner]:
     module, _, runner = _registered(name)
     if runner is None:
-        raise UsageError(f"a bare {name} model file has no runner: open its artefact with load_backend (for "
-                         "TensorRT the manifest names the TensorRT version and GPU the engine needs)")
+        raise UsageError(f"a bare {name} model file cannot be run on its own: run its artefact (the "
+                         "NAME.json manifest beside it; for TensorRT it names the TensorRT version and GPU "
+                         "the engine needs)")
     return getattr(module, runner)
 
 

@@ -66,6 +66,9 @@ def parse_url(url: str) -> TritonURL:
         port = parts.port or 8001
     except ValueError:
         port = -1
+    if parts.username is not None or parts.password is not None:  # Triton's gRPC takes no credentials
+        raise UsageError(f"--engine {redact_source(url)}: a triton:// URL carries no user or password "
+                         "(Triton's gRPC endpoint has none); give triton://HOST:PORT/MODEL")
     if parts.scheme != "triton" or not parts.hostname or port <= 0 or not 1 <= len(path) <= 2:
         raise UsageError(f"--engine {redact_source(url)!r} is not triton://HOST:PORT/MODEL (gRPC port, e.g. "
                          "triton://127.0.0.1:8001/demo-python)")
