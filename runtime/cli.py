@@ -299,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.default_build import BuildFailed
     from runtime.errors import WriteError
     from runtime.naming import redact_source
+    from runtime.output_target import open_standard_descriptors
 
+    open_standard_descriptors()  # before any file is opened: a closed stdout must not become one
     signals = clikit.Signals(PROG)
     return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
                       usage=(ArtefactError,), failure=(WriteError, BuildFailed),

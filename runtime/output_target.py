@@ -20,9 +20,10 @@ a lock file beside it (`.NAME.lock`; `DIR/.pspnet-rt.lock` for a folder). A seco
 it fails at once with one line and the holder's PID (exit 2): at most one run writes a file,
 and the file is whole. The lock file is created whole (written, then linked into place) and
 records, as JSON with our mark, the run's PID and the random token in every temp name it
-makes. A lock whose holder died (SIGKILL: the kernel dropped its flock) is taken over, and the
-temp files its record names are removed: they are proven ours by the record, not guessed from
-a name. A lock file that does not hold our record is someone else's file: refused, untouched.
+makes. A lock whose holder died (SIGKILL: the kernel dropped its flock) is taken over: the
+encoder it left (a process whose command line carries that token) is ended and the temp files
+its record names are removed: they are proven ours by the record, not guessed from a name. A
+lock file that does not hold our record is someone else's file: refused, untouched.
 
 Standard library only; claims live in a per-process registry, so the cheap check before model
 work and the sink that writes later share one claim.
@@ -38,6 +39,7 @@ import os
 import re
 import secrets
 import select
+import signal
 import stat
 import sys
 import tempfile
@@ -61,7 +63,10 @@ PIPE_CHUNK = 4096  # PIPE_BUF on Linux: a write this size to a writable pipe nev
 
 # the memory devices that swallow writes harmlessly: /dev/null, /dev/zero, /dev/full (ENOSPC)
 _DISCARDING = {os.makedev(1, 3): "/dev/null", os.makedev(1, 5): "/dev/zero", os.makedev(1, 7): "/dev/full"}
-_TTY_MAJORS = frozenset({4, 5, *range(136, 144)})
+# a terminal to show lines on: a pseudo-terminal (an xterm, ssh, tmux) or /dev/tty, this process's own.
+# Not the virtual consoles, /dev/console or serial ports (ttyS, ttyUSB): a robot may listen there.
+_PTS_MAJORS = frozenset(range(136, 144))
+_OWN_TTY = os.makedev(5, 0)
 _OWN_FD_DIR = re.compile(r"^/proc/(?:self|thread-self|(\d+)(?:/task/\d+)?)/fd$")
 _FIX = "choose a regular file (or /dev/null, a FIFO, a terminal, /dev/stdout)"
 
@@ -137,7 +142,7 @@ def _by_mode(st: os.stat_result, real: Path, given: str, flag: str) -> Where:
     if stat.S_ISCHR(mode):
         if st.st_rdev in _DISCARDING:
             return Where(STREAM, real, _DISCARDING[st.st_rdev])
-        if os.major(st.st_rdev) in _TTY_MAJORS:
+        if os.major(st.st_rdev) in _PTS_MAJORS or st.st_rdev == _OWN_TTY:
             return Where(STREAM, real, "a terminal")
         raise OutputError(f"{flag} {given} is a character device ({real}), not a file: writing there could "
                           f"harm the device and nothing written could be checked; {_FIX}")
@@ -225,8 +230,9 @@ class _Lock:
         if held is None:
             os.close(fd)
             self._foreign("does not hold a pspnet-rt lock record")
-        if held.get("token") != self.record["token"]:
-            _remove_temps(self.path.parent, held)  # its run died: what it recorded is ours to remove
+        if held.get("token") != self.record["token"]:  # its run died: what it recorded is ours
+            _end_children(held)  # its encoder may still be finishing the temp file
+            _remove_temps(self.path.parent, held)
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, self._data(), 0)
@@ -296,6 +302,40 @@ def _read_record(fd: int) -> dict | None:
     if not isinstance(record, dict) or record.get("mark") != LOCK_MARK:
         return None
     return record
+
+
+def _end_children(record: dict) -> None:
+    """SIGKILL what a dead run left writing its temp files: its encoder, orphaned when the run
+    was killed, finishes the temp file it was given and would create it again after we removed
+    it. Ours are proven by content: the process's command line names the run's random token (a
+    recorded PID alone could have been reused; a child started an instant before the run died
+    is not recorded yet, so every process is looked at)."""
+    token = str(record.get("token", "")).encode()
+    if not re.fullmatch(rb"[0-9a-f]{%d}" % TOKEN_HEX, token):
+        return
+    ours = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if token in (entry / "cmdline").read_bytes():
+                ours.append(int(entry.name))
+        except OSError:
+            continue
+    for pid in ours:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    for pid in ours:
+        while Path(f"/proc/{pid}").exists() and not _zombie(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _remove_temps(folder: Path, record: dict) -> None:
@@ -497,6 +537,20 @@ def release_all() -> None:
     for made in held:
         made.release()
     _STDOUT_IS_AN_OUTPUT.clear()
+
+
+def open_standard_descriptors() -> None:
+    """A process started with stdin, stdout or stderr closed (`>&-`) would hand those numbers to
+    the next file it opens, and then anything written to "stdout" (a library's print, a child's
+    output) would land in an output file. Point each closed one at /dev/null first."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def summary_file() -> object:

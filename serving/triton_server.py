@@ -338,11 +338,19 @@ def server_pid(pid_file: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
-    if not cmdline or not Path(cmdline[0].decode(errors="replace")).name.startswith("tritonserver"):
+    if not _is_tritonserver(pid):
         what = cmdline[0].decode(errors="replace")[:60]
         raise UsageError(f"PID {pid} in {pid_file} is not a tritonserver (it is {what!r}); not stopping it - "
                          "remove the stale file")
     return pid
+
+
+def _is_tritonserver(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmdline) and Path(cmdline[0].decode(errors="replace")).name.startswith("tritonserver")
 
 
 def _alive(pid: int) -> bool:
@@ -431,8 +439,11 @@ def _check_outputs(log_file: str | Path, pid_file: Path | None) -> None:
         if len(text) != 1 or not text[0].isdigit():
             raise UsageError(f"--pid-file {pid_file} exists and does not hold a PID (it is not ours to "
                              "replace); give another file")
-        pid = server_pid(where.path)  # UsageError when its PID is a live process that is not a server
-        if pid is not None:
+        pid = int(text[0])
+        if _alive(pid) and not _is_tritonserver(pid):
+            raise UsageError(f"--pid-file {pid_file} names PID {pid}, a live process that is not a "
+                             "tritonserver (the file is not ours to replace); give another file")
+        if _alive(pid):
             raise UsageError(f"--pid-file {pid_file}: tritonserver PID {pid} runs from it; stop it first "
                              f"(python -m serving.triton_server stop --pid-file {pid_file}) or give another "
                              "file")
