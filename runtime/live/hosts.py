@@ -47,7 +47,7 @@ def split_host(header: str) -> tuple[str, str] | None:
         name, _, port = header.partition(":")
         if ":" in port:
             return None
-    if port and not (port.isdigit() and 0 < int(port) <= 65535):
+    if not name or (port and not (port.isdigit() and 0 < int(port) <= 65535)):
         return None
     return name.lower(), port
 

@@ -36,16 +36,19 @@ RECENT_MAX = 4096  # frames kept for the window (a fast stream's 5 s, bounded ei
 Observer = Callable[[dict[str, float], float], None]
 
 
-def _shown(backend: dict[str, Any]) -> dict[str, Any]:
-    """What a viewer and a scraper may see of the backend: the artefact by its file name, never
-    where it lives on this machine (an absolute path says who runs it and how the box is laid
-    out), and no secret a remote engine's URL may carry."""
+def _shown(value: Any) -> Any:
+    """What a viewer and a scraper may see of the backend's description: files by their name,
+    never where they live on this machine (an absolute path says who runs it and how the box
+    is laid out: the artefact, OpenVINO's cache folder), and no secret a URL may carry."""
     from runtime.naming import redact_source
 
-    shown = dict(backend)
-    if shown.get("artefact"):
-        shown["artefact"] = os.path.basename(str(shown["artefact"]))
-    return {k: redact_source(v) if isinstance(v, str) else v for k, v in shown.items()}
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    if isinstance(value, str):
+        return os.path.basename(value.rstrip("/")) if os.path.isabs(value) else redact_source(value)
+    return value
 
 
 class LiveStream:
