@@ -426,8 +426,14 @@ def _sinks_to_check(args: argparse.Namespace, names: list[str]) -> list[Any]:
     opened: check() each before any model work."""
     if len(names) == 1:
         return _make_outputs(args).all()
+    from runtime.errors import UsageError
+    from runtime.output_target import STREAM, resolve
     from runtime.sinks import MaskSink, StatsSink, VideoSink
     from runtime.streams import stream_path
+
+    if args.output and resolve(args.output, "--output").kind == STREAM:  # X-NAME.mp4 beside /dev/null?
+        raise UsageError(f"--output {args.output} is not a file: with several streams each writes its own "
+                         "video, X-NAME.EXT beside the name given; give a file name such as out.mp4")
 
     sinks: list[Any] = [VideoSink(stream_path(args.output, n), 25.0) for n in names] if args.output else []
     sinks += [MaskSink(Path(args.masks) / n) for n in names] if args.masks else []

@@ -35,6 +35,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import secrets
@@ -49,6 +50,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from runtime.errors import OutputError, WriteError
+
+log = logging.getLogger(__name__)
 
 FILE, STREAM = "file", "stream"
 LOCK_MARK = "pspnet-rt output lock"
@@ -208,13 +211,24 @@ class _Lock:
     def _take(self, fd: int) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                # a file system without locks (some FUSE, NFS without lockd): the temp names stay
+                # unique, but another run writing the same output cannot be seen
+                log.warning("%s %s: cannot lock %s (%s); another run writing it at the same time would "
+                            "not be noticed", self.flag, self.shown, self.path, exc.strerror or exc)
+                return self._record_in(fd)
             held = _read_record(fd)
             os.close(fd)
             pid = held.get("pid") if held else None
             who = "another pspnet-rt run" + (f" (PID {pid})" if pid and pid != os.getpid() else "")
             raise OutputError(f"{self.flag} {self.shown} is being written by {who}; wait for it to end or "
                               "choose another path") from None
+        return self._record_in(fd)
+
+    def _record_in(self, fd: int) -> bool:
+        """Holding the lock (or unable to lock): check the file is the lock file and ours, take
+        over a dead run's record, write ours."""
         try:
             st, now = os.fstat(fd), os.lstat(self.path)
         except FileNotFoundError:  # its holder removed it as we opened it: take the next one

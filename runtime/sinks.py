@@ -141,6 +141,10 @@ class VideoSink(Sink):
         elif not self.ffmpeg:
             raise OutputError(f"{self.flag} {self.path} is {where.what}: a video is written there in place "
                               f"by ffmpeg, which is not installed; {INSTALL_FFMPEG}, or give a file name")
+        elif where.what == "a terminal" or (where.fd is not None and os.isatty(where.fd)):
+            raise OutputError(f"{self.flag} {self.path} is a terminal: a video is binary; redirect it to a "
+                              "file or a pipe (pspnet-rt ... --output /dev/stdout | ffplay -), or give a "
+                              "file name")
         if self.ffmpeg:
             from runtime.video_container import check_container
 

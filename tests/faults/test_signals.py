@@ -80,9 +80,15 @@ def _run_until_frames(ov: str, tmp_path: Path, frames: int = 5):
     stats = tmp_path / "s.jsonl"
     proc = spawn("runtime", "--video", "demo", "--loop", "--demo-frames", "30", "--engine", ov,
                  "--output", str(tmp_path / "o.mp4"), "--masks", str(tmp_path / "m"), "--stats", str(stats))
-    # a new stats file is written in place; one that existed is replaced at close, by its partial
-    lines = stats.with_name(".s.jsonl.partial") if stats.exists() else stats
-    wait_for(lambda: lines.exists() and len(lines.read_text().splitlines()) >= frames, "frames", proc=proc)
+    # a new stats file is written in place; one that existed is replaced at close, by this run's
+    # partial (.s.<token>.partial.jsonl)
+    existed = stats.exists()
+
+    def written() -> int:
+        lines = next(tmp_path.glob(".s.*.partial.jsonl"), None) if existed else stats
+        return len(lines.read_text().splitlines()) if lines is not None and lines.exists() else 0
+
+    wait_for(lambda: written() >= frames, "frames", proc=proc)
     return proc
 
 

@@ -99,6 +99,25 @@ def test_devices_sockets_and_stdin_are_refused_untouched(ov: str, tmp_path: Path
 
 @needs_ffmpeg
 @pytest.mark.fault("out-not-a-file")
+def test_a_video_is_not_sent_to_a_terminal_nor_split_beside_a_device(ov: str, capsys: pytest.CaptureFixture
+                                                                    ) -> None:
+    main_fd, terminal = os.openpty()
+    try:
+        code, _, err, _ = rt(["--video", "demo", "--engine", ov, "--output", f"/dev/fd/{terminal}"], capsys)
+        assert code == 2, err
+        one_line(err, "is a terminal", "binary")
+        code, _, err, _ = rt(["--video", "a=demo", "--video", "b=demo", "--engine", ov, "--output",
+                              "/dev/null"], capsys)
+        assert code == 2, err  # several streams would each write /dev/null-NAME: a new file in /dev
+        one_line(err, "--output /dev/null is not a file", "several streams")
+        assert not list(Path("/dev").glob("null-*"))
+    finally:
+        os.close(main_fd)
+        os.close(terminal)
+
+
+@needs_ffmpeg
+@pytest.mark.fault("out-not-a-file")
 def test_null_devices_and_symlinks_are_written_in_place(ov: str, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
     """/dev/null for the video and the summary, the stats through a symlink to a regular file and
