@@ -35,6 +35,9 @@ examples:
             --masks masks/ --stats stats.jsonl
       two streams sharing one backend: out-gate.mp4, out-dock.mp4, masks/gate/, masks/dock/,
       stats lines with "stream": "gate" / "dock"
+  pspnet-rt --video drive.mp4 --engine m.json --stats /dev/stdout | jq .e2e_ms
+      outputs may be /dev/stdout, a FIFO or /dev/null (written in place; the summary goes to
+      stderr); one run writes an output at a time, a second one is refused
   pspnet-rt --video demo --loop --serve 8080
       live view in a browser at http://127.0.0.1:8080/ (stream, legend, FPS, stage latency,
       drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics

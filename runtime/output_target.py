@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -381,17 +382,19 @@ class Claim:
         self._write_lock = threading.Lock()
 
     # -- names ------------------------------------------------------------------------------
-    def temp_for(self, name: str | None = None) -> Path:
-        """This run's temp name for `name` (the claimed file by default): unique, hidden, recorded."""
+    def temp_for(self, name: str | None = None, suffix: str | None = None) -> Path:
+        """This run's temp name for `name` (the claimed file by default; `suffix` replaces its
+        own, for a writer that reads the format from the name): unique, hidden, recorded."""
         if self.folder:
             return self.path / f".{name}.{self.token}.tmp"
         target = self.path
-        return target.with_name(f".{target.stem}.{self.token}.partial{target.suffix}")
+        ending = target.suffix if suffix is None else suffix
+        return target.with_name(f".{target.stem}.{self.token}.partial{ending}")
 
     def _temp_patterns(self) -> list[str]:
         if self.folder:
             return [f".*.{self.token}.tmp"]
-        return [self.temp_for().name]
+        return [f".{glob.escape(self.path.stem)}.{self.token}.partial*"]
 
     # -- taking and letting go --------------------------------------------------------------
     def _take(self) -> None:

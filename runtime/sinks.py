@@ -158,7 +158,8 @@ class VideoSink(Sink):
         self.check()
         if not self._stream:
             self.replaces = self.claim.path.exists()
-            self.tmp = self.claim.temp_for()
+            # OpenCV reads the container from the name: a name without a suffix is written as MP4
+            self.tmp = self.claim.temp_for(suffix=None if self.ffmpeg or self.path.suffix else ".mp4")
         if not self.ffmpeg:
             log.warning("ffmpeg not found: writing %s as MPEG-4 Part 2 (mp4v) with OpenCV, which "
                         "browsers may not play; %s", self.path, INSTALL_FFMPEG)
