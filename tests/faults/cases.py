@@ -309,8 +309,8 @@ CASES: list[Case] = [
          + EXIT2 + " for the others, the device untouched; a FIFO without a reader: exit 2 after the "
          "reader wait, never a hang; through a symlink the file is replaced and the link stays a link"),
     Case("out-concurrent", "trust-run", RT + ", python -m benchmarks.latency", "two runs started at once on "
-         "one --output and --stats; a second run on the --output, --masks, --stats or --summary-json of a "
-         "running one, on a per-stream X-NAME.mp4, through a symlink alias; benchmarks' --out held by "
+         "one --output and --stats; a second run on the --output, --masks, --stats, --summary-json or --bag "
+         "of a running one, on a per-stream X-NAME.mp4, through a symlink alias; benchmarks' --out held by "
          "another run; a run SIGKILLed mid-write, then run again; a file of someone else where the lock goes",
          "one run writes, the other gets exit 2 before any model work and one line naming the holder's PID; "
          "the file is whole (its frames = its stats lines); after a SIGKILL the next run removes the temp "

@@ -353,6 +353,28 @@ def test_benchmark_out_held_by_another_run(tmp_path: Path, capsys: pytest.Captur
     one_line(err, "latency.json", "not a file")
 
 
+@pytest.mark.fault("out-concurrent", "out-not-a-file")
+def test_a_bag_is_claimed_like_every_output(ov: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("rosbags", reason="the ros extra: pip install 'pspnet-rt[ros]'")
+    bag = tmp_path / "seg.mcap"
+    holder = subprocess.Popen([PYTHON, "-c", "import time; from runtime.output_target import claim; "
+                               f"claim({str(bag)!r}, '--bag'); print('held', flush=True); time.sleep(60)"],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, _, err, _ = rt(["--video", "demo", "--demo-frames", "2", "--engine", ov, "--bag", str(bag)],
+                             capsys)
+        assert code == 2, err
+        one_line(err, "--bag", f"PID {holder.pid}")
+    finally:
+        stop(holder)
+    for path, words in (("/dev/null", "/dev/null"), (_link(tmp_path / "rnd.mcap", "/dev/urandom"), "device")):
+        code, _, err, _ = rt(["--video", "demo", "--demo-frames", "2", "--engine", ov, "--bag", path], capsys)
+        assert code == 2, err
+        one_line(err, "--bag", words)
+    assert _node("/dev/null")[0] & 0o170000 == stat.S_IFCHR
+
+
 # ----------------------------------------------------------------------- usage up front
 def _two_streams(flag: str) -> list[str]:
     return ["--video", "a=demo", "--video", "b=demo", flag]
