@@ -395,6 +395,7 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
         sources = [parse_source(src, options) for _, src in named]
         check_outputs(args, [(name, source) for (name, _), source in zip(named, sources)])
         _refuse_early(args, sources)
+        signals.on_abort(release_all)  # a third signal: this run's lock files go too
         for sink in _sinks_to_check(args, [name for name, _ in named]):
             sink.check()  # and claimed: a second run writing the same output is refused now
         if args.summary_json:

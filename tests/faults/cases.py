@@ -241,7 +241,8 @@ CASES: list[Case] = [
          "exit 129; video plays with every frame of the stats, masks and stats whole"),
     Case("sig-rt-repeated", "signals", RT, "SIGTERM twice within 50 ms during the run (the second lands "
          "in shutdown)", "exit 143; outputs whole, as after one"),
-    Case("sig-rt-abort", "signals", RT, "SIGTERM three times", "exit 143 at once; temp files removed, the "
+    Case("sig-rt-abort", "signals", RT, "SIGTERM three times (with --summary-json: its lock file too)",
+         "exit 143 at once; temp files removed, the "
          "files that existed before the run untouched"),
     Case("sig-build", "signals", BE, "SIGINT / SIGTERM / SIGHUP during export of a --force rebuild",
          "exit 130 / 143 / 129, one line; previous artefact byte-identical, no temp folder"),
