@@ -325,15 +325,20 @@ def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:
     return opts
 
 
-def _quiet_native_logs(verbose: int) -> None:
+def _quiet_native_logs(verbose: int, secret: bool = False) -> None:
     """OpenCV and FFmpeg print their own warnings to stderr; keep them for -v, so that by default
-    an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)"""
+    an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)
+    `secret`: a source URL holds a password or token. FFmpeg prints URLs as they are, from C,
+    past our redaction, so its log stays quiet then, whatever -v says."""
     import cv2
 
-    if verbose == 0:
+    if secret and verbose:
+        log.warning("FFmpeg's own log stays quiet: a --video URL holds a secret it would print")
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "8"  # AV_LOG_FATAL
+    elif verbose == 0:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
-    level = cv2.utils.logging.LOG_LEVEL_ERROR if verbose == 0 else cv2.utils.logging.LOG_LEVEL_WARNING
-    cv2.utils.logging.setLogLevel(level)
+    levels = cv2.utils.logging
+    levels.setLogLevel(levels.LOG_LEVEL_ERROR if verbose == 0 or secret else levels.LOG_LEVEL_WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,11 +360,12 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     from artefact.manifest import load_manifest
     from runtime.finish import close_all
+    from runtime.naming import redact_source
     from runtime.output_plan import check_outputs
     from runtime.output_target import release_all
     from runtime.sources import SourceOptions, parse_source
 
-    _quiet_native_logs(args.verbose)
+    _quiet_native_logs(args.verbose, secret=any(redact_source(v) != v for v in args.video))
     from runtime.memory import fix_malloc_mmap_threshold
 
     fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)

@@ -614,8 +614,10 @@ class StreamSource(LiveSource):
                 else "check the URL, credentials, that the server is up and reachable")
         uri = redact_source(self.uri)
         if elapsed < 0.8 * self.options.timeout:  # not a timeout: refused, not found, undecodable
+            why = ("FFmpeg's reason stays hidden: the URL holds a secret it would print" if uri != self.uri
+                   else "-v shows FFmpeg's reason")
             return (f"cannot open stream {uri}: it failed after {elapsed:.1f} s (refused, not "
-                    f"found or not a video; -v shows FFmpeg's reason); {hint}")
+                    f"found or not a video; {why}); {hint}")
         return (f"cannot open stream {uri}: no video within {self.options.timeout:g} s; {hint} "
                 "(raise the wait with --timeout; RTSP over TCP: "
                 "OPENCV_FFMPEG_CAPTURE_OPTIONS='rtsp_transport;tcp')")

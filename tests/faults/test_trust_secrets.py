@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from runtime.naming import redact_source
-from tests.faults.helpers import call_main, free_port, rt, spawn, stop, wait_for
+from tests.faults.helpers import call_main, free_port, rt, run, spawn, stop, wait_for
 
 SECRET = "S3cretPW"
 
@@ -133,6 +133,16 @@ def test_a_source_that_fails_names_no_secret(ov: str, clip_server: int, case: st
     assert code == 2, err
     assert "S3cret" not in out + err, err
     assert "***" in err, err  # the source is still named, its secret hidden
+
+
+@pytest.mark.fault("secrets-in-urls")
+def test_ffmpegs_own_log_never_prints_the_secret(ov: str) -> None:
+    """FFmpeg logs from C, straight to the process's stderr (past any Python redaction): with a
+    secret in the URL it stays quiet even with -vv. A real process, so fd 2 is what is read."""
+    done = run("runtime", "--video", f"tcp://u:{SECRET}@127.0.0.1:{free_port()}", "--engine", ov,
+               "--timeout", "1", "-vv", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "S3cret" not in done.stdout + done.stderr and "tcp://u:***@" in done.stderr
 
 
 @pytest.mark.fault("secrets-in-urls")
