@@ -322,9 +322,9 @@ def _read_record(fd: int) -> dict | None:
 def _end_children(record: dict) -> None:
     """SIGKILL what a dead run left writing its temp files: its encoder, orphaned when the run
     was killed, finishes the temp file it was given and would create it again after we removed
-    it. Ours are proven by content: the process's command line names the run's random token (a
-    recorded PID alone could have been reused; a child started an instant before the run died
-    is not recorded yet, so every process is looked at)."""
+    it. Ours are proven by content: an ffmpeg whose command line names the run's random token
+    (a recorded PID could have been reused, and a child started an instant before the run died
+    is not recorded yet, so every process is looked at; a `tail -f` of the temp is not ours)."""
     token = str(record.get("token", "")).encode()
     if not re.fullmatch(rb"[0-9a-f]{%d}" % TOKEN_HEX, token):
         return
@@ -333,10 +333,11 @@ def _end_children(record: dict) -> None:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if token in (entry / "cmdline").read_bytes():
-                ours.append(int(entry.name))
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        if argv and os.path.basename(argv[0]).startswith(b"ffmpeg") and any(token in a for a in argv[1:]):
+            ours.append(int(entry.name))
     for pid in ours:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
