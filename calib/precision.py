@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from artefact.files import atomic_path, sha256_file
 from calib.gate import GateReport, gate
-from calib.gate_backends import GateRun, open_gate_runner, what_ran
+from calib.gate_backends import GateRun, GateTarget, gate_target
 from calib.options import PrecisionOptions
 from calib.sources import CalibrationError, FrameSet, generated_id, load_frames
 from runtime.naming import redact_source
@@ -59,8 +59,9 @@ def final_graph(src: Path, dst: Path, outputs: list[str]) -> Path:
 
 
 def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec: ModelSpec,
-                    outputs: list[str], cache_dir: Path, backend: str) -> PrecisionResult:
-    """The graph of `options.precision` for an artefact of `backend`, gated on held-out frames."""
+                    outputs: list[str], cache_dir: Path, backend: str | GateTarget) -> PrecisionResult:
+    """The graph of `options.precision` for an artefact of `backend` (its name, or its GateTarget:
+    a build_engine.compilers Compiler), gated on held-out frames."""
     base = final_graph(fp32_onnx, work / "fp32_final.onnx", outputs)
     if options.precision == "fp32":
         return PrecisionResult(base)
@@ -70,7 +71,7 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
                          "run at one size); drop --dynamic")
     evalset = labels_for(spec, gate_frames(options.eval_data or "synthetic:val", options.eval_images,
                                            height, width))
-    gate_backend = backend  # calib/gate_backends.py: what runs for each target, and its words
+    gate_backend = gate_target(backend)  # what runs for each target, and its words (calib/gate_backends.py)
     fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir)
     classes = list(spec.classes)
 
@@ -108,15 +109,16 @@ def gate_frames(source: str, n: int, height: int, width: int) -> FrameSet:
     return load_frames(source, n, height, width, seed=1, default_split="val")
 
 
-def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: Path) -> list[np.ndarray]:
+def fp32_reference(gate_backend: GateTarget, base: Path, evalset: FrameSet, cache_dir: Path
+                   ) -> list[np.ndarray]:
     """FP32's class maps of the gate frames on the gate backend: what every candidate is compared
     with. Kept in `cache_dir` under the graph's sha256, the frames' fingerprint and the backend's
     version, so another precision of the same model does not run FP32 again."""
     from artefact.files import cache_key
     from devices import version
 
-    key = cache_key({"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend,
-                     "version": version(gate_backend)})
+    key = cache_key({"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend.name,
+                     "version": version(gate_backend.name)})
     path = cache_dir / f"{key}-fp32-reference.npz"
     if path.is_file():
         try:
@@ -126,7 +128,7 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
             return preds
         except (OSError, KeyError, ValueError) as exc:
             log.warning("recomputing the FP32 reference, %s is unreadable: %s", path, exc)
-    with open_gate_runner(gate_backend, base, "fp32") as fp32_run:
+    with gate_backend.open_gate_runner(base, "fp32") as fp32_run:
         preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -135,10 +137,10 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
 
 
 def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
-          fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str]
+          fp32_preds: list, gate_backend: GateTarget, cache_dir: Path, classes: list[str]
           ) -> PrecisionResult:
     from calib.graph_parts import final_classifier, quantized_blocks
-    from calib.qdq_placement import default_placement, describe
+    from calib.qdq_placement import describe
     from calib.quantize import preprocess, quantize_int8
 
     pre = preprocess(base, work / "int8_pre.onnx")
@@ -148,7 +150,7 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
     if cls is not None and not options.quantize_classifier:
         exclude.append(cls.name)
     cache, provenance = calibration_ranges(base, pre, graph, options, spec, evalset, cache_dir, work)
-    placement = options.qdq_placement or default_placement(gate_backend)
+    placement = options.qdq_placement or gate_backend.qdq_placement
     out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, exclude, cache, placement)
     report, ran = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
                         fail=False)
@@ -229,7 +231,7 @@ def _refuse_overlap(frame_sha1: list[str], evalset: FrameSet) -> None:
 
 def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: list[str],
                 options: PrecisionOptions, cache: Path, evalset: FrameSet, fp32_preds: list,
-                gate_backend: str, placement: str = "tensorrt") -> list[tuple[str, float]]:
+                gate_backend: GateTarget, placement: str = "tensorrt") -> list[tuple[str, float]]:
     """Per block: agreement with FP32 when ONLY that block is INT8. Worst first."""
     from calib.quantize import quantize_int8
 
@@ -242,7 +244,7 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
         others = [n for n in all_nodes if n not in names] + exclude
         path = quantize_int8(pre, work / "probe.onnx", None, options.calib_method, others, cache,
                              placement)
-        with open_gate_runner(gate_backend, path, "int8") as run:
+        with gate_backend.open_gate_runner(path, "int8") as run:
             scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
     scores.sort(key=lambda s: s[1])
     tqdm.write("sensitivity (agreement with FP32 when only this block is INT8): " +
@@ -250,14 +252,14 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
     return scores
 
 
-def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
+def _gate(backend: GateTarget, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
           classes: list[str], options: PrecisionOptions, fail: bool = True
           ) -> tuple[GateReport, GateRun]:
-    with open_gate_runner(backend, path, precision) as run:
+    with backend.open_gate_runner(path, precision) as run:
         preds = predict_all(run, evalset.frames, f"{precision} gate")
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
     report.precision_ran = run.precision_ran
-    ran = what_ran(backend, precision, run)
+    ran = backend.what_ran(precision, run)
     tqdm.write(f"{precision} gate ran on: {ran.description}\n{report.table()}", file=sys.stderr)
     if fail and not report.passed:
         raise GateFailed(_fail_message(report, precision), report)
