@@ -554,6 +554,11 @@ def release_all() -> None:
         held = list(_CLAIMS.values())
     for made in held:
         made.release()
+
+
+def begin_run() -> None:
+    """A new run in this process: where its summary goes is decided by its own outputs (the
+    previous run's are released; the summary was printed after that)."""
     _STDOUT_IS_AN_OUTPUT.clear()
 
 

@@ -62,12 +62,13 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
     from artefact.manifest import load_manifest
     from runtime.finish import close_all
     from runtime.memory import fix_malloc_mmap_threshold
-    from runtime.output_target import release_all
+    from runtime.output_target import begin_run, release_all
     from runtime.sources import parse_source
     from runtime.streams import parse_streams
     from runtime.temporal.config import parse_temporal
 
     control = control if control is not None else RunControl()
+    begin_run()
     fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
