@@ -21,7 +21,7 @@ import numpy as np
 
 from pspnet.errors import CheckpointError
 from pspnet.keras_import import Layers, keras_state_dict, spec_from_layers
-from pspnet.model import PSPNet
+from pspnet.model import PSPNet, create_model
 from pspnet.tf_checkpoint import TFCheckpoint, find_prefix
 from pspnet.zoo import ModelSpec
 
@@ -94,8 +94,6 @@ def load_tf_checkpoint(model: PSPNet, path: str | Path) -> None:
 
 def model_from_tf_checkpoint(path: str | Path) -> tuple[PSPNet, ModelSpec]:
     """The eval-mode model a TF seed checkpoint describes, loaded, and its spec."""
-    from pspnet.build import create_model
-
     spec = tf_spec_from_checkpoint(path)
     model = create_model(spec)
     load_tf_checkpoint(model, path)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segdata.datasets import DatasetError, FileDataset, _empty, _report_unpaired, _require_dir
+from segdata.dataset_base import DatasetError, FileDataset, _empty, _report_unpaired, _require_dir
 from segdata.labels import kitti_road_colors_to_ids
 
 LABEL_SETS = ("kitti-road", "kitti-road-binary")
