@@ -30,7 +30,7 @@ class Sample:
 
 
 class SegDataset:
-    """A sized, indexable, iterable set of samples; `label_set` keys segdata.labels.LABEL_SETS."""
+    """A sized, indexable, iterable set of samples; `label_set` names a segdata.label_sets set."""
 
     label_set: str = "cityscapes"
     description: str = ""

@@ -16,6 +16,7 @@ AREAS = (("reproductions", "The five reproductions of issue 13"), ("files", "Fil
          ("outputs", "Outputs"), ("signals", "Signals (what a terminal or a service manager sends)"),
          ("network", "Network sources"),
          ("services", "Several streams, the live view, Triton (client, repository, server tool)"),
+         ("trust", "What a build may delete or replace, and what an artefact must prove (issue 21)"),
          ("trust-run", "Trust, the run side: outputs that are not files, runs that write at once, the live "
           "view's visitors, secrets in URLs"),
          ("options", "Options"))
