@@ -161,7 +161,7 @@ def test_recorded_command_lines_hide_secrets(monkeypatch: pytest.MonkeyPatch) ->
     url = "rtsp://u:S3cretPW@127.0.0.1:1/s?token=S3cretPW"
     assert "S3cret" not in command_line("benchmarks.latency", ["--video", url])
     recorded: list[str] = []
-    monkeypatch.setattr(build_cli, "_build", lambda args, command: recorded.append(command) or 0)
+    monkeypatch.setattr(build_cli, "_build", lambda args, command, *rest: recorded.append(command) or 0)
     assert call_main(build_cli.main, ["--calib-data", url, "--precision", "int8"]) == 0
     assert recorded and "S3cret" not in recorded[0] and "rtsp://u:***@" in recorded[0]
     frames = FrameSet([np.zeros((2, 2, 3), np.uint8)], [None], url, 1)
