@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import struct
 import threading
@@ -363,47 +364,71 @@ def test_foxglove_client_receives_decodable_overlay_class_map_and_stats() -> Non
 
 
 def test_a_stalled_foxglove_client_never_slows_the_writer() -> None:
-    """A client that subscribes and then never reads: the writer's calls stay instant."""
+    """A client that subscribes and then never reads: the writer's calls stay instant, the publisher
+    thread sends every frame without waiting for the client, and the client, reading again, gets
+    only what the SDK's bounded backlog and the socket buffers held: it lost frames."""
     import socket
 
     from runtime.ros.foxglove_sink import FoxgloveSink
 
+    frames = 60
     sink = FoxgloveSink("127.0.0.1", 0, ["road"], [[1, 2, 3]])
     sink.open()
     sink.add_stream(None, live=True, fps=None)  # its channels are advertised from now on
-    big = np.random.default_rng(0).integers(0, 255, (480, 960, 3), np.uint8)  # ~1 MB JPEGs: fill buffers
+    stream = sink._streams[None]
+    big = np.random.default_rng(0).integers(0, 255, (480, 960, 3), np.uint8)  # 300 kB JPEGs: 18 MB in all
     labels = np.zeros((480, 960), np.uint8)
 
-    async def subscribe_and_stall() -> None:
+    async def subscribe_stall_then_read() -> tuple[list[float], int]:
         import websockets
 
-        async with websockets.connect(f"ws://127.0.0.1:{sink.server.port}", subprotocols=["foxglove.sdk.v1"],
-                                      max_size=1 << 24, max_queue=1, close_timeout=1) as ws:
-            ws.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # a small receive buffer, set before connecting (a tiny one set later stalls TCP itself)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+        sock.connect(("127.0.0.1", sink.server.port))
+        async with websockets.connect(f"ws://127.0.0.1:{sink.server.port}", sock=sock, max_size=1 << 24,
+                                      subprotocols=["foxglove.sdk.v1"], max_queue=1, close_timeout=1) as ws:
             channels = {}
             while "/pspnet/overlay" not in channels:
                 msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
                 channels.update({c["topic"]: c for c in msg.get("channels", [])})
             await ws.send(json.dumps({"op": "subscribe", "subscriptions": [
                 {"id": 1, "channelId": channels["/pspnet/overlay"]["id"]}]}))
-            await asyncio.sleep(0.3)
+            deadline = time.monotonic() + 30
+            while not stream.overlay.has_sinks():  # the server has taken the subscription
+                assert time.monotonic() < deadline, "the subscription never reached the server"
+                await asyncio.sleep(0.01)
             delays = []
-            for i in range(60):
+            for i in range(frames):
                 frame = type("F", (), {"index": i, "stamp_ns": i, "frame_id": "", "log_time_ns": i,
                                        "t_capture": time.perf_counter()})()
                 t0 = time.perf_counter()
                 sink.write(frame, labels, big, {}, 1.0)
                 delays.append(time.perf_counter() - t0)
-                await asyncio.sleep(0.005)  # never reads: its socket and the SDK's backlog fill up
-            assert max(delays) < 0.05, max(delays)
+                # the next frame once this one went out (however fast this machine encodes, all
+                # 60 reach the SDK): never held by the client, which never reads, so its socket
+                # and the SDK's backlog fill up
+                deadline = time.monotonic() + 60
+                while stream.published <= i:
+                    assert time.monotonic() < deadline, f"the publisher is stuck at frame {i}"
+                    await asyncio.sleep(0.002)
+            received = 0  # the client reads again: what was kept for it, then silence
+            with contextlib.suppress(asyncio.TimeoutError, websockets.exceptions.ConnectionClosed):
+                while True:
+                    data = await asyncio.wait_for(ws.recv(), 30 if received == 0 else 2)
+                    if isinstance(data, bytes) and data[0] == 1:  # MessageData of subscription 1
+                        received += 1
+            return delays, received
 
     try:
-        asyncio.run(subscribe_and_stall())
+        delays, received = asyncio.run(subscribe_stall_then_read())
     finally:
         t0 = time.monotonic()
         sink.close()
         assert time.monotonic() - t0 < 10
-    assert sink._streams[None].skipped > 0 or sink._streams[None].published < 60
+    assert max(delays) < 0.05, max(delays)
+    assert stream.published == frames and stream.skipped == 0
+    assert 1 <= received < frames, received  # the stalled client lost frames, at the SDK's backlog
 
 
 def test_the_old_subprotocol_name_is_refused_by_the_sdk() -> None:
