@@ -129,10 +129,13 @@ def test_unopenable_sources(tmp_path: Path) -> None:
 
 # -- live grabber: newest frame wins, stale ones are counted; lost streams reconnect --------------
 class ScriptedCapture:
-    """Stands in for a camera (the device this machine lacks): yields `n` frames `period` apart."""
+    """Stands in for a camera (the device this machine lacks): yields `n` frames `period` apart;
+    with `taken`, each frame only once the consumer released it for the previous one (no frame
+    can go stale, however slow the machine)."""
 
-    def __init__(self, n: int, period: float, start: int = 0) -> None:
-        self.n, self.period, self.i, self.start = n, period, 0, start
+    def __init__(self, n: int, period: float, start: int = 0,
+                 taken: threading.Semaphore | None = None) -> None:
+        self.n, self.period, self.i, self.start, self.taken = n, period, 0, start, taken
 
     def isOpened(self) -> bool:
         return True
@@ -141,6 +144,8 @@ class ScriptedCapture:
         time.sleep(self.period)
         if self.i >= self.n:
             return False, None
+        if self.taken is not None:
+            assert self.taken.acquire(timeout=60), "the consumer never took the previous frame"
         self.i += 1
         return True, np.full((4, 4, 3), self.start + self.i - 1, np.uint8)
 
@@ -180,12 +185,16 @@ def test_live_source_drops_stale_frames() -> None:
 
 
 def test_live_source_reconnects_then_ends() -> None:
-    first, second = ScriptedCapture(3, 0.001), ScriptedCapture(3, 0.001, start=100)
+    taken = threading.Semaphore(1)  # the camera sends the next frame once this one was taken
+    first, second = ScriptedCapture(3, 0.001, taken=taken), ScriptedCapture(3, 0.001, start=100, taken=taken)
     src = ScriptedLive([first, second], reconnect=2, reconnect_delay=0.01)
+    values = []
     with src:
-        values = [int(f.image[0, 0, 0]) for f in src.frames()]
-    assert values[0] == 0 and values[-1] == 102  # frames from before and after the reconnect
-    assert len(values) + src.drops[STALE] == 6  # each frame either processed or counted as stale
+        for frame in src.frames():
+            values.append(int(frame.image[0, 0, 0]))
+            taken.release()
+    assert values == [0, 1, 2, 100, 101, 102]  # every frame from before and after the reconnect
+    assert src.drops[STALE] == 0
     assert src.reconnects >= 1
     assert src.end_reason == "stream lost; 2 reconnect attempt(s) failed"
 
