@@ -117,18 +117,46 @@ def test_hangup_during_the_run_finalises_outputs(demo_artefacts: dict[str, Path]
     _outputs_whole(tmp_path)
 
 
+def _held_encoder(proc):
+    """The run's ffmpeg encoder, stopped (SIGSTOP): the run's shutdown, which waits for it to
+    finish the video, lasts until it is let go (a stuck disk or encoder, made on purpose), so a
+    repeated signal provably lands while the outputs are being closed."""
+    psutil = pytest.importorskip("psutil", reason="the bench extra (psutil) finds the run's encoder")
+    encoder = next(p for p in psutil.Process(proc.pid).children() if p.name() == "ffmpeg")
+    encoder.suspend()
+    return encoder
+
+
+def _signal_answered(proc, lines: list[str], answer: str, timeout: float = 120) -> None:
+    """SIGTERM, then wait until the run printed `answer` to it: a signal sent while the same one
+    is still pending is merged with it by the kernel, so each repeat waits for the last's answer."""
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while not any(answer in line for line in lines):
+        assert proc.poll() is None, f"the run ended before answering {answer!r}:\n{''.join(lines)}"
+        assert time.monotonic() < deadline, f"no {answer!r} after a SIGTERM:\n{''.join(lines)}"
+        time.sleep(0.02)
+
+
 @needs_ffmpeg
 @pytest.mark.fault("sig-rt-repeated")
 def test_repeated_term_does_not_cut_the_shutdown_short(demo_artefacts: dict[str, Path],
                                                        tmp_path: Path) -> None:
     proc = _run_until_frames(str(demo_artefacts["openvino"]), tmp_path)
+    lines, reader = _collect(proc)
     try:
-        _signals(proc, signal.SIGTERM, 2)
-        out, err = proc.communicate(timeout=120)
+        encoder = _held_encoder(proc)
+        _signal_answered(proc, lines, "a third signal aborts")
+        _signal_answered(proc, lines, "already stopping")  # while the video is still being closed
+        encoder.resume()
+        proc.wait(timeout=120)
+        out = proc.stdout.read()  # the summary: a few lines, waiting in the pipe
+        reader.join(timeout=30)
     finally:
         stop(proc)
+    err = "".join(lines)
     assert proc.returncode == 143, err
-    assert "already stopping" in err and "Traceback" not in err
+    assert "Traceback" not in err
     assert " written," in out
     _outputs_whole(tmp_path)
 
@@ -141,11 +169,20 @@ def test_third_signal_aborts_without_touching_what_existed(demo_artefacts: dict[
     (tmp_path / "s.jsonl").write_text('{"earlier": 1}\n')
     proc = _run_until_frames(str(demo_artefacts["openvino"]), tmp_path,
                              extra=("--summary-json", str(tmp_path / "sum.json")))
+    lines, reader = _collect(proc)
+    encoder = None
     try:
-        _signals(proc, signal.SIGTERM, 3, gap=0.02)
-        _, err = proc.communicate(timeout=60)
+        encoder = _held_encoder(proc)  # the closing hangs: what a third signal is for
+        _signal_answered(proc, lines, "a third signal aborts")
+        _signal_answered(proc, lines, "already stopping")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        reader.join(timeout=30)
     finally:
         stop(proc)
+        if encoder is not None and encoder.is_running():  # the abort kills it; a failed test too
+            encoder.kill()
+    err = "".join(lines)
     assert proc.returncode == 143, err
     assert "aborting" in err and "Traceback" not in err
     assert (tmp_path / "o.mp4").read_bytes() == b"an earlier video"
