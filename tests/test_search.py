@@ -305,28 +305,48 @@ def test_sigterm_and_kill_then_resume_lose_and_repeat_nothing(tiny_data_road: Pa
 def test_two_workers_share_one_study_on_postgresql(tiny_data_road: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     """Two worker processes, this one and a started one, on one study on a real PostgreSQL
-    server: each takes trials, together they finish exactly N."""
+    server: each takes trials, together they finish exactly N. The first is held (SIGSTOP) inside
+    its first trial until the second took one, so both take trials however load orders them."""
     from tests.postgres import PASSWORD, postgres_server
 
     with postgres_server() as url:
         argv = [*_args(tiny_data_road, tmp_path / "w1", "--trials", "3", "--storage", url)]
         argv[argv.index("--iters") + 1] = "4"
         argv[argv.index("--eval-every") + 1] = "4"
+        argv[argv.index("--heartbeat") + 1] = "60"  # held, the first worker is not presumed dead
         other = list(argv)
         other[other.index("--out") + 1] = str(tmp_path / "w0")
         proc = _worker(other, tmp_path / "w0.log")
+        done = threading.Event()
         try:
             driver = url.replace("postgresql://", "postgresql+psycopg://")
             log = tmp_path / "w0.log"
             _wait_for(lambda: "study 'pspnet-search'" in log.read_text(), proc, "the study made")
             watch = optuna.storages.RDBStorage(driver)  # one connection pool for the polling
-            _wait_for(lambda: any(t.state.name == "RUNNING" for t in optuna.load_study(
-                study_name="pspnet-search", storage=watch).trials), proc, "the other worker's first trial")
+
+            def taken() -> int:
+                trials = optuna.load_study(study_name="pspnet-search", storage=watch).trials
+                return sum(t.state.name != "WAITING" for t in trials)
+
+            _wait_for(lambda: taken() >= 1, proc, "the other worker's first trial")
+            os.kill(proc.pid, signal.SIGSTOP)
+
+            def release_once_joined() -> None:  # this worker took a trial too: let the first go on
+                deadline = time.monotonic() + 100
+                while not done.is_set() and taken() < 2 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                os.kill(proc.pid, signal.SIGCONT)
+
+            releaser = threading.Thread(target=release_once_joined, daemon=True)
+            releaser.start()
             assert call_main(main, argv) == 0  # the second worker joins while the first one runs
+            releaser.join(timeout=10)
             proc.join(timeout=120)
             assert proc.exitcode == 0, (tmp_path / "w0.log").read_text()
         finally:
+            done.set()
             if proc.is_alive():
+                os.kill(proc.pid, signal.SIGCONT)
                 proc.kill()
                 proc.join(timeout=10)
         err = capsys.readouterr().err
