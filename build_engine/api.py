@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from artefact.files import atomic_path, atomic_write_json, cache_key, cache_root, sha256_file
 from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest, load_manifest
-from build_engine import commit, environment
+from build_engine import commit, environment, option_rules
 from build_engine.compilers import compiler_for
 from build_engine.errors import BuildError
 from build_engine.graph_facts import check_class_count
@@ -59,6 +59,7 @@ from build_engine.verify import (
 )
 from calib.options import PrecisionOptions
 from clikit import UsageError
+from clikit.fields import Rule, check_fields
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,6 +97,11 @@ class BuildOptions(PrecisionOptions):
     classes: str | None = None  # a label-set file or built-in name (segdata.label_sets.load_label_set)
     mean: tuple[float, float, float] | None = None  # in the model's channel order; None: the spec's
     std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        # each value by its flag's own rule (build_engine/option_rules.py): a Python caller's bad
+        # value is refused here, as the flag refuses it, with a UsageError naming the field
+        check_fields(self, OPTION_RULES)
 
 
 # -- what each step returns ---------------------------------------------------------------
@@ -172,8 +178,6 @@ class Builder:
     def __init__(self, options: BuildOptions) -> None:
         from pspnet.zoo import get_spec
 
-        if options.stop_after is not None and options.stop_after not in STEPS:
-            raise ValueError(f"--stop-after {options.stop_after!r}: choose {', '.join(STEPS)}")
         if options.precision == "auto" and options.stop_after in ("quantize", "compile"):
             raise UsageError(f"--stop-after {options.stop_after} keeps one precision's output: pass "
                              "--precision fp32, fp16 or int8 with it")
@@ -706,6 +710,7 @@ STEP_TABLE: tuple[Step, ...] = (
     Step("compile", ("tile", "verify", "work"), _keep_compiled),
 )
 STEPS = tuple(step.name for step in STEP_TABLE)  # --stop-after's choices
+OPTION_RULES = {**option_rules.RULES, "stop_after": Rule("--stop-after", choices=STEPS)}
 SHARED_STEPS = tuple(step for step in STEP_TABLE if step.shared)
 PRECISION_STEPS = tuple(step for step in STEP_TABLE if not step.shared)
 

@@ -9,6 +9,7 @@ import sys
 import clikit
 from artefact.fields import MAX_SIDE
 from build_engine.api import STEPS  # torch-free at import: torch loads in the export step
+from build_engine.option_rules import arg
 
 EXAMPLES = """\
 examples:
@@ -51,50 +52,49 @@ PROG = "build_engine"
 
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser("python -m build_engine", __doc__, EXAMPLES)
-    count = clikit.int_in(1, 100_000)
-    p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
+    p.add_argument("--model", default="demo", **arg("model"),
                    help="model zoo name (default: the shipped demo model)")
-    p.add_argument("--weights", type=weights_location,
+    p.add_argument("--weights", **arg("weights"),
                    help="checkpoint: semseg/our .pth, the Keras seed's .h5, or a TF seed checkpoint "
                         "(model.ckpt-N, any of its files, or its folder); the format is read from the "
                         "content (docs/weights.md)")
-    p.add_argument("--classes", metavar="FILE|NAME", type=clikit.non_empty("a label-set file or name"),
+    p.add_argument("--classes", metavar="FILE|NAME", **arg("classes"),
                    help="label set: a JSON (or YAML) file with names, colours and ignore_index, or a "
                         "built-in name (cityscapes, ade20k, voc2012, kitti-road, kitti-road-binary, ...); "
                         "default: the model's, or the one a pspnet.train checkpoint carries")
-    p.add_argument("--mean", metavar="A,B,C", type=three_numbers("the input mean", positive=False),
+    p.add_argument("--mean", metavar="A,B,C", **arg("mean"),
                    help="per-channel mean the weights were trained with, in the model's channel order "
                         "(the manifest's channel_order: BGR for the seeds' weights); default: the model's")
-    p.add_argument("--std", metavar="A,B,C", type=clikit.csv_numbers(greater_than=0.0, count=3),
+    p.add_argument("--std", metavar="A,B,C", **arg("std"),
                    help="per-channel std, same order (1,1,1 for the seeds' weights); default: the model's")
-    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+    p.add_argument("--precision", **arg("precision"), default="auto",
                    help="auto (default): the fastest precision that passes the accuracy gate on this "
                         "backend (int8, else fp16/bf16, else fp32); int8 only with calibration frames "
                         "(the demo model ships its own, else --calib-data). The manifest says why")
-    p.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime"),
+    p.add_argument("--backend", **arg("backend"),
                    default="auto", help="auto = tensorrt with a GPU, else openvino, else onnxruntime")
-    p.add_argument("--input-size", type=clikit.size_type("HxW", max_side=MAX_SIDE), metavar="HxW",
+    p.add_argument("--input-size", **arg("input_size"), metavar="HxW",
                    help=f"export size (default: the model's native size; at most {MAX_SIDE} a side)")
     p.add_argument("--dynamic", action="store_true", help="dynamic H/W input (exact pyramid pooling)")
     p.add_argument("--with-logits", action="store_true", help="also output float logits")
-    p.add_argument("--calib-data", metavar="SRC", type=clikit.non_empty("a calibration source"),
+    p.add_argument("--calib-data", metavar="SRC", **arg("calib_data"),
                    help="calibration frames: folder, glob, video, dataset or synthetic:calib:N "
                         "(default: a synthetic calibration clip)")
-    p.add_argument("--calib-images", type=count, default=200, metavar="N")
-    p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="percentile",
+    p.add_argument("--calib-images", **arg("calib_images"), default=200, metavar="N")
+    p.add_argument("--calib-method", **arg("calib_method"), default="percentile",
                    help="percentile (default: best agreement with FP32 on the demo model; see README), "
                         "entropy (KL, 2048 bins as TensorRT), minmax")
-    p.add_argument("--eval-data", metavar="SRC", type=clikit.non_empty("an evaluation source"),
+    p.add_argument("--eval-data", metavar="SRC", **arg("eval_data"),
                    help="held-out labelled frames for the accuracy gate (default: synthetic:val)")
-    p.add_argument("--eval-images", type=count, default=48, metavar="N")
-    p.add_argument("--max-miou-drop", type=clikit.float_in(0, 100, "mIoU points"), default=1.0,
+    p.add_argument("--eval-images", **arg("eval_images"), default=48, metavar="N")
+    p.add_argument("--max-miou-drop", **arg("max_miou_drop"), default=1.0,
                    metavar="POINTS",
                    help="fail an fp16/int8 build whose mIoU drops more than this vs FP32")
     p.add_argument("--fallback", action="store_true",
                    help="INT8: keep the most sensitive blocks in float until the gate passes")
-    p.add_argument("--workspace-mb", type=clikit.int_in(1, 1 << 20), default=1024,
+    p.add_argument("--workspace-mb", **arg("workspace_mb"), default=1024,
                    help="TensorRT builder workspace")
-    p.add_argument("--output", metavar="DIR", type=clikit.output_dir("a folder for the artefact"),
+    p.add_argument("--output", metavar="DIR", **arg("output"),
                    help="artefact folder (default: CACHE/artefacts, where CACHE is $PSPNET_RT_CACHE "
                         "or ~/.cache/pspnet-rt)")
     p.add_argument("--force", action="store_true", help="rebuild even if a cached artefact matches")
@@ -110,47 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     return p
-
-
-@clikit.option_type("a checkpoint file, a TF checkpoint prefix or its folder", __file__,
-                    ["", "/", "/nonexistent/pspnet-rt-fault"])
-def weights_location(value: str) -> str:
-    """An existing file or folder, or a TF checkpoint prefix (`model.ckpt-N`, whose files exist)."""
-    import argparse
-    import os
-
-    if not value.strip():
-        raise argparse.ArgumentTypeError("expected a checkpoint, got an empty path")
-    if not os.path.exists(value) and not os.path.isfile(value + ".index"):
-        raise argparse.ArgumentTypeError(f"{value} does not exist (nor {value}.index); expected a checkpoint "
-                                         "file, a TF checkpoint prefix model.ckpt-N, or its folder")
-    if os.path.isdir(value) and not any(name == "checkpoint" or name.endswith(".index")
-                                        for name in os.listdir(value)):
-        raise argparse.ArgumentTypeError(f"{value} is a folder without a TensorFlow checkpoint (no "
-                                         "`checkpoint` file, no *.index); expected a checkpoint file or a "
-                                         "TF checkpoint folder")
-    return value
-
-
-def three_numbers(what: str, positive: bool = False) -> clikit.OptionType:
-    """`A,B,C`: three finite numbers (> 0 where `positive`), one per channel (any sign: a mean)."""
-    import argparse
-    import math
-
-    def parse(value: str) -> tuple[float, float, float]:
-        try:
-            numbers = tuple(float(v) for v in value.replace(" ", "").split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be three numbers A,B,C, got {value!r}") from None
-        if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
-            raise argparse.ArgumentTypeError(f"{what} must be three finite numbers A,B,C, got {value!r}")
-        if positive and min(numbers) <= 0:
-            raise argparse.ArgumentTypeError(f"{what} must be > 0 (the input is divided by it), "
-                                             f"got {value!r}")
-        return numbers  # type: ignore[return-value]
-
-    bad = ["", "1,2", "a,b,c", "1,2,nan"] + (["1,0,1"] if positive else [])
-    return clikit.OptionType(parse, what, "1,1,1", bad)
 
 
 def list_models() -> None:

@@ -6,6 +6,10 @@ argparse turns it into one line and exit 2 before any long work starts. Each als
 `domain` (a few words), `good` (a value it accepts) and `bad` (values it must refuse): the
 fault-injection suite walks every option of every command with those, so an option added
 later is walked without anyone writing a test for it.
+
+The same objects check a value given in Python (`OptionType.check`: 0.5, (240, 480), a Path),
+so an options object built by a Python caller (RunOptions, BuildOptions) is held to exactly the
+rules of the command's flags, from one place (clikit.fields).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import numbers
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,25 +26,60 @@ Parse = Callable[[str], Any]
 
 
 class OptionType:
-    """A parse function plus what it accepts; calling it parses (argparse's `type`)."""
+    """A parse function plus what it accepts; calling it parses (argparse's `type`).
 
-    def __init__(self, parse: Parse, domain: str, good: str, bad: Sequence[str]) -> None:
+    `check(value)` applies the same rule to a value given in Python: a string goes through
+    `parse`, a path-like through `parse` as its path, anything else through the type's own
+    `typed` check (numbers, sizes, lists: the same bounds `parse` uses) or is refused. `bad_values`
+    are typed values it must refuse (walked by the options tests, as `bad` by the fault suite)."""
+
+    def __init__(self, parse: Parse, domain: str, good: str, bad: Sequence[str],
+                 typed: Callable[[Any], Any] | None = None, bad_values: Sequence[Any] = ()) -> None:
         self.parse = parse
         self.domain = domain
         self.good = good
         self.bad = tuple(bad)
+        self.typed = typed
+        self.bad_values = tuple(bad_values)
         self.__name__ = domain  # argparse names the type by it when parse raises ValueError
 
     def __call__(self, text: str) -> Any:
         return self.parse(text)
 
+    def check(self, value: Any) -> Any:
+        """The value, normalised (an int, a float, a tuple, a path as str), or ArgumentTypeError."""
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str):
+            return self.parse(value)
+        if self.typed is not None:
+            return self.typed(value)
+        raise _refuse(f"expected {self.domain}, got {_shown(value)}")
+
     def __repr__(self) -> str:
         return f"OptionType({self.domain!r})"
 
 
-def option_type(domain: str, good: str, bad: Sequence[str]) -> Callable[[Parse], OptionType]:
-    """Decorator for a command's own parse function: declare its domain and examples."""
-    return lambda parse: OptionType(parse, domain, good, bad)
+def option_type(domain: str, good: str, bad: Sequence[str], typed: Callable[[Any], Any] | None = None,
+                bad_values: Sequence[Any] = ()) -> Callable[[Parse], OptionType]:
+    """Decorator for a command's own parse function: declare its domain and examples (and how a
+    Python value that is not a string is checked, where one is meant)."""
+    return lambda parse: OptionType(parse, domain, good, bad, typed, bad_values)
+
+
+def _shown(value: Any) -> str:
+    """A value in an error line: its repr, with its type where the repr hides it."""
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return text if isinstance(value, (int, float, str, type(None))) else f"{text} ({type(value).__name__})"
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _refuse(message: str) -> argparse.ArgumentTypeError:
@@ -63,14 +103,20 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> OptionTyp
     bounds = _bounds_text(minimum, maximum, False, False)
     domain = f"a whole number {bounds}".strip()
 
+    def typed(value: Any) -> int:
+        if not _whole(value):
+            raise _refuse(f"expected {domain}, got {_shown(value)}")
+        value = int(value)
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise _refuse(f"expected {domain}, got {value}")
+        return value
+
     def parse(text: str) -> int:
         try:
             value = int(text.strip())
         except ValueError:
             raise _refuse(f"expected {domain}, got {text!r}") from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise _refuse(f"expected {domain}, got {value}")
-        return value
+        return typed(value)
 
     bad = ["", "abc", "1.5", "1e3"]
     if minimum is not None:
@@ -80,7 +126,12 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> OptionTyp
     if maximum is not None:
         bad.append(str(maximum + 1))
     good = str(minimum if minimum is not None else (maximum if maximum is not None else 0))
-    return OptionType(parse, domain, good, bad)
+    bad_values = [1.5, True, None, [1]]
+    if minimum is not None:
+        bad_values.append(minimum - 1)
+    if maximum is not None:
+        bad_values.append(maximum + 1)
+    return OptionType(parse, domain, good, bad, typed, bad_values)
 
 
 def number(greater_than: float | None = None, at_least: float | None = None,
@@ -90,6 +141,17 @@ def number(greater_than: float | None = None, at_least: float | None = None,
     hi = below if below is not None else at_most
     domain = f"{what} {_bounds_text(lo, hi, greater_than is not None, below is not None)}".strip()
 
+    def typed(value: Any) -> float:
+        if not _real(value) or not math.isfinite(value):
+            raise _refuse(f"expected {domain}, got {_shown(value)}")
+        value = float(value)
+        if ((greater_than is not None and value <= greater_than)
+                or (at_least is not None and value < at_least)
+                or (at_most is not None and value > at_most)
+                or (below is not None and value >= below)):
+            raise _refuse(f"expected {domain}, got {value:g}")
+        return value
+
     def parse(text: str) -> float:
         try:
             value = float(text.strip())
@@ -97,12 +159,7 @@ def number(greater_than: float | None = None, at_least: float | None = None,
             raise _refuse(f"expected {domain}, got {text!r}") from None
         if not math.isfinite(value):
             raise _refuse(f"expected {domain}, got {text!r}")
-        if ((greater_than is not None and value <= greater_than)
-                or (at_least is not None and value < at_least)
-                or (at_most is not None and value > at_most)
-                or (below is not None and value >= below)):
-            raise _refuse(f"expected {domain}, got {text}")
-        return value
+        return typed(value)
 
     bad = ["", "abc", "nan", "inf", "-inf"]
     if greater_than is not None:
@@ -119,7 +176,16 @@ def number(greater_than: float | None = None, at_least: float | None = None,
         good = f"{lo + 1:g}"
     else:
         good = f"{(hi if hi is not None else 1) - 1:g}"
-    return OptionType(parse, domain, good, bad)
+    bad_values = [math.nan, math.inf, True, None, [1.0]]
+    if greater_than is not None:
+        bad_values += [greater_than, greater_than - 1]
+    if at_least is not None:
+        bad_values.append(at_least - 1)
+    if at_most is not None:
+        bad_values.append(at_most + 1)
+    if below is not None:
+        bad_values.append(below)
+    return OptionType(parse, domain, good, bad, typed, bad_values)
 
 
 positive_int = integer(minimum=1)
@@ -134,11 +200,12 @@ def size(order: str = "HxW", min_side: int = 1, max_side: int | None = None) -> 
     `max_side` where given (a size that could never be built is refused before any work)."""
     domain = f"{order} such as 480x960 (each side >= {min_side}" + (f", <= {max_side})" if max_side else ")")
 
-    def parse(text: str) -> tuple[int, int]:
-        try:
-            a, b = (int(v) for v in text.strip().lower().replace("×", "x").split("x"))
-        except ValueError:
-            raise _refuse(f"expected {domain}, got {text!r}") from None
+    def typed(value: Any) -> tuple[int, int]:
+        if (isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 2
+                or not all(_whole(v) for v in value)):
+            raise _refuse(f"expected {domain} or a pair of whole numbers, got {_shown(value)}")
+        a, b = int(value[0]), int(value[1])
+        text = f"{a}x{b}"
         if a < min_side or b < min_side:
             what = "positive" if min_side == 1 else f"at least {min_side} pixels"
             raise _refuse(f"{text}: both sides must be {what} ({order} such as 480x960)")
@@ -146,13 +213,29 @@ def size(order: str = "HxW", min_side: int = 1, max_side: int | None = None) -> 
             raise _refuse(f"{text}: each side must be at most {max_side} pixels ({order} such as 480x960)")
         return a, b
 
+    def parse(text: str) -> tuple[int, int]:
+        try:
+            a, b = (int(v) for v in text.strip().lower().replace("×", "x").split("x"))
+        except ValueError:
+            raise _refuse(f"expected {domain}, got {text!r}") from None
+        return typed((a, b))
+
     too_big = [f"{max_side + 1}x{max_side + 1}", "100000x100000"] if max_side else []
-    return OptionType(parse, domain, "240x480", ["", "abc", "480", "0x0", "-1x5", "240x", "1.5x2", *too_big])
+    bad_values = [(0, 0), (-1, 5), (240,), (240, 480, 3), (1.5, 2), 480, None, (True, 480)]
+    if max_side:
+        bad_values.append((max_side + 1, 8))
+    return OptionType(parse, domain, "240x480", ["", "abc", "480", "0x0", "-1x5", "240x", "1.5x2", *too_big],
+                      typed, bad_values)
 
 
 def csv_choices(choices: Sequence[str]) -> OptionType:
     """A comma-separated list drawn from `choices`."""
     domain = f"comma-separated {', '.join(choices)}"
+
+    def typed(value: Any) -> list[str]:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise _refuse(f"expected {domain}, got {_shown(value)}")
+        return parse(",".join(value))
 
     def parse(text: str) -> list[str]:
         items = [t.strip().lower() for t in text.split(",") if t.strip()]
@@ -161,7 +244,8 @@ def csv_choices(choices: Sequence[str]) -> OptionType:
             raise _refuse(f"{text!r}: choose from {', '.join(choices)} (comma-separated)")
         return items
 
-    return OptionType(parse, domain, choices[0], ["", ",", "bogus", f"{choices[0]},bogus"])
+    return OptionType(parse, domain, choices[0], ["", ",", "bogus", f"{choices[0]},bogus"], typed,
+                      [[], ["bogus"], 3, None])
 
 
 def csv_numbers(greater_than: float = 0.0, count: int | None = None) -> OptionType:
@@ -169,6 +253,14 @@ def csv_numbers(greater_than: float = 0.0, count: int | None = None) -> OptionTy
     one = number(greater_than=greater_than)
     many = f"{count} " if count else ""
     domain = f"{many}comma-separated numbers > {greater_than:g}"
+
+    def typed(value: Any) -> list[float]:
+        if not isinstance(value, (list, tuple)) or not value or (count is not None and len(value) != count):
+            raise _refuse(f"expected {domain}, got {_shown(value)}")
+        try:
+            return [one.check(v) for v in value]
+        except argparse.ArgumentTypeError:
+            raise _refuse(f"expected {domain}, got {_shown(value)}") from None
 
     def parse(text: str) -> list[float]:
         items = [t for t in text.split(",") if t.strip()]
@@ -180,7 +272,10 @@ def csv_numbers(greater_than: float = 0.0, count: int | None = None) -> OptionTy
             raise _refuse(f"expected {domain}, got {text!r}") from None
 
     good = ",".join(["1.5"] * (count or 2))
-    return OptionType(parse, domain, good, ["", ",", "abc", "0,1", "nan,1", "1,inf", "-1,2"])
+    n = count or 2
+    bad_values = [[], [greater_than] * n, [math.nan] * n, 1.0, None, *([[1.0] * (n + 1)] if count else [])]
+    bad = ["", ",", "abc", "0,1", "nan,1", "1,inf", "-1,2"]
+    return OptionType(parse, domain, good, bad, typed, bad_values)
 
 
 # ------------------------------------------------------------------------------------ paths
@@ -192,7 +287,7 @@ def non_empty(what: str) -> OptionType:
             raise _refuse(f"expected {what}, got an empty string")
         return value
 
-    return OptionType(parse, what, "demo", ["", "  "])
+    return OptionType(parse, what, "demo", ["", "  "], bad_values=[3, None, b"x"])
 
 
 def input_file(what: str = "a file") -> OptionType:
@@ -207,7 +302,7 @@ def input_file(what: str = "a file") -> OptionType:
             raise _refuse(f"{value} does not exist; expected {what}")
         return value
 
-    return OptionType(parse, what, __file__, ["", "/", "/nonexistent/pspnet-rt-fault"])
+    return OptionType(parse, what, __file__, ["", "/", "/nonexistent/pspnet-rt-fault"], bad_values=[3, None])
 
 
 def input_path(what: str = "a file or folder") -> OptionType:
@@ -220,7 +315,7 @@ def input_path(what: str = "a file or folder") -> OptionType:
             raise _refuse(f"{value} does not exist; expected {what}")
         return value
 
-    return OptionType(parse, what, __file__, ["", "/nonexistent/pspnet-rt-fault"])
+    return OptionType(parse, what, __file__, ["", "/nonexistent/pspnet-rt-fault"], bad_values=[3, None])
 
 
 def output_file(what: str = "a file to write") -> OptionType:
@@ -235,7 +330,7 @@ def output_file(what: str = "a file to write") -> OptionType:
         _check_parents(value, what)
         return value
 
-    return OptionType(parse, what, "out.file", ["", "/", "/dev/null/x"])
+    return OptionType(parse, what, "out.file", ["", "/", "/dev/null/x"], bad_values=[3, None])
 
 
 def output_dir(what: str = "a folder to write into") -> OptionType:
@@ -249,7 +344,7 @@ def output_dir(what: str = "a folder to write into") -> OptionType:
         _check_parents(value, what)
         return value
 
-    return OptionType(parse, what, "out", ["", "/dev/null", "/dev/null/x"])
+    return OptionType(parse, what, "out", ["", "/dev/null", "/dev/null/x"], bad_values=[3, None])
 
 
 def _check_parents(value: str, what: str) -> None:
@@ -270,4 +365,9 @@ def json_object(what: str = "a JSON object") -> OptionType:
             raise _refuse(f"expected {what}, got {type(data).__name__}")
         return data
 
-    return OptionType(parse, what, "{}", ["", "{", "[1]"])
+    def typed(value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise _refuse(f"expected {what}, got {_shown(value)}")
+        return value
+
+    return OptionType(parse, what, "{}", ["", "{", "[1]"], typed, [[1], 3, None])

@@ -48,10 +48,7 @@ def build(options: BuildOptions | None = None, /, **fields: Any) -> Artefact:
     from build_engine.api import BuildOptions
     from build_engine.api import build as build_artefact
 
-    if "input_size" in fields and fields["input_size"] is not None:
-        fields["input_size"] = tuple(fields["input_size"])
-    if "output" in fields and fields["output"] is not None:
-        fields["output"] = str(fields["output"])
+    # BuildOptions checks each value by its flag's rule ([96, 192] -> (96, 192), a Path -> str)
     options = dataclasses.replace(options or BuildOptions(), **fields)
     if options.stop_after:
         raise ValueError("stop_after keeps one step's output, not an artefact: "

@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 import clikit
+from runtime.option_rules import arg
 
 if TYPE_CHECKING:
     from runtime.options import RunOptions
@@ -74,90 +75,58 @@ log = logging.getLogger("pspnet-rt")
 PROG = "pspnet-rt"
 
 
-@clikit.option_type("[HOST:]PORT", good="8080", bad=("", "abc", "70000", "-1", ":8080", "::1:8080"))
-def _serve_address(text: str) -> tuple[str, int]:
-    from runtime.live.address import parse_bind
-
-    try:
-        return parse_bind(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-@clikit.option_type("a host name or IP address", good="box.local",
-                    bad=("", "  ", "http://box.local", "box.local:8080", "a b"))
-def _allowed_host(text: str) -> str:
-    from runtime.live.hosts import parse_allowed_host
-
-    try:
-        return parse_allowed_host(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-@clikit.option_type("an artefact manifest, model file or folder, or triton://HOST:PORT/MODEL",
-                    good=__file__, bad=("", "/nonexistent/pspnet-rt-fault", "triton://"))
-def _engine(text: str) -> str:
-    if text.startswith("triton://"):
-        if not text[len("triton://"):].strip("/"):
-            raise argparse.ArgumentTypeError(f"{text!r}: give triton://HOST:PORT/MODEL")
-        return text
-    return clikit.input_path("an artefact manifest, model file or folder")(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = clikit.parser(PROG, __doc__, EXAMPLES)
-    rate = clikit.float_in(high=1000, what="a frame rate", above=0)
     io = p.add_argument_group("input and model")
     io.add_argument("--video", required=True, action="append", metavar="[NAME=]SRC",
-                    type=clikit.non_empty("a source ([NAME=]SRC)"),
+                    **arg("videos"),
                     help="camN, /dev/videoN, file, folder, glob, URL or demo; repeat for several "
                          "streams sharing one backend")
-    io.add_argument("--engine", metavar="ARTEFACT", type=_engine,
+    io.add_argument("--engine", metavar="ARTEFACT", **arg("engine"),
                     help="artefact manifest (.json), its model file, a folder holding one, or "
                          "triton://HOST:PORT/MODEL (a Triton server's gRPC port)")
-    io.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
+    io.add_argument("--model", default="demo", **arg("model"),
                     help="build (once, cached) this zoo model when no --engine is given")
-    io.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+    io.add_argument("--precision", **arg("precision"), default="auto",
                     help="precision of the artefact to build when no --engine is given; auto (default): "
                          "the fastest that passes the accuracy gate (the summary says which and why)")
-    io.add_argument("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt"), default="auto",
+    io.add_argument("--backend", **arg("backend"), default="auto",
                     help="auto = the artefact's own backend")
-    io.add_argument("--input-size", type=clikit.hw_size, metavar="HxW",
+    io.add_argument("--input-size", **arg("input_size"), metavar="HxW",
                     help="model input size for --model builds and dynamic-shape artefacts")
-    io.add_argument("--max-frames", type=clikit.positive_int, metavar="N", help="stop after N frames")
+    io.add_argument("--max-frames", **arg("max_frames"), metavar="N", help="stop after N frames")
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--output", metavar="FILE.mp4", type=clikit.output_file("a video file such as out.mp4"),
+    out.add_argument("--output", metavar="FILE.mp4", **arg("output"),
                      help="rendered video (H.264 via ffmpeg when present)")
-    out.add_argument("--masks", metavar="DIR", type=clikit.output_dir("a folder for mask PNGs"),
+    out.add_argument("--masks", metavar="DIR", **arg("masks"),
                      help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
     out.add_argument("--show", action="store_true",
                      help="show a window (needs a display and OpenCV with GUI)")
-    out.add_argument("--stats", metavar="FILE.jsonl", type=clikit.output_file("a file such as stats.jsonl"),
+    out.add_argument("--stats", metavar="FILE.jsonl", **arg("stats"),
                      help="one JSON object per frame with per-stage ms")
-    out.add_argument("--summary-json", metavar="FILE", type=clikit.output_file("a file such as summary.json"),
+    out.add_argument("--summary-json", metavar="FILE", **arg("summary_json"),
                      help="also write the exit summary as JSON")
-    out.add_argument("--visualize", choices=("overlay", "mask", "side-by-side"), default="overlay")
-    out.add_argument("--alpha", type=clikit.float_in(0.0, 1.0, "an opacity"), default=0.5,
+    out.add_argument("--visualize", **arg("visualize"), default="overlay")
+    out.add_argument("--alpha", **arg("alpha"), default=0.5,
                      help="overlay opacity 0..1 (default 0.5)")
     out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
-    out.add_argument("--fps", type=rate, metavar="F", help="output video frame rate (default: the source's)")
-    out.add_argument("--x264-preset", default="superfast",
-                     choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"),
+    out.add_argument("--fps", **arg("fps"), metavar="F",
+                     help="output video frame rate (default: the source's)")
+    out.add_argument("--x264-preset", default="superfast", **arg("x264_preset"),
                      help="H.264 speed/size trade-off (default superfast: cheap next to inference)")
 
     srv = p.add_argument_group("live view and metrics (the serve extra: pip install 'pspnet-rt[serve]')")
-    srv.add_argument("--serve", type=_serve_address, metavar="[HOST:]PORT",
+    srv.add_argument("--serve", **arg("serve"), metavar="[HOST:]PORT",
                      help="serve the live page, MJPEG, snapshots, /stats and Prometheus /metrics on "
                           "HOST:PORT (127.0.0.1 unless a host is given; port 0 picks a free one)")
-    srv.add_argument("--serve-token", metavar="TOKEN", type=clikit.non_empty("a token"),
+    srv.add_argument("--serve-token", metavar="TOKEN", **arg("serve_token"),
                      help="require TOKEN on every endpoint (?token=TOKEN or 'Authorization: Bearer TOKEN'); "
                           "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
-    srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
+    srv.add_argument("--serve-clients", **arg("serve_clients"), default=32, metavar="N",
                      help="open connections served at once (a page uses two); more get 503 (default 32)")
-    srv.add_argument("--serve-allow-host", type=_allowed_host, action="append", metavar="NAME",
+    srv.add_argument("--serve-allow-host", **arg("serve_allow_host"), action="append", metavar="NAME",
                      help="also answer requests whose Host header is NAME (e.g. box.local, or a reverse "
                           "proxy's name); repeatable. By default only the addresses it listens on (and "
                           "localhost) are answered, 421 otherwise: a guard against DNS rebinding")
@@ -165,44 +134,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ros_options(p)
 
     rt = p.add_argument_group("runtime tuning")
-    rt.add_argument("--device", type=clikit.non_empty("a device name or CUDA index"),
+    rt.add_argument("--device", **arg("device"),
                     help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
-    rt.add_argument("--hint", choices=("auto", "latency", "throughput"), default="auto",
+    rt.add_argument("--hint", **arg("hint"), default="auto",
                     help="OpenVINO performance hint; auto = throughput for files, latency for live")
-    rt.add_argument("--requests", type=clikit.int_in(1, 256), metavar="N",
+    rt.add_argument("--requests", **arg("requests"), metavar="N",
                     help="requests in flight (OpenVINO infer requests, Triton client requests)")
     rt.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as CUDA graphs")
     rt.add_argument("--benchmark", action="store_true",
                     help="measure bare inference on the same frames before and after the run")
 
     live = p.add_argument_group("live sources")
-    live.add_argument("--capture-size", type=clikit.size_type("WxH"), metavar="WxH",
+    live.add_argument("--capture-size", **arg("capture_size"), metavar="WxH",
                       help="camera resolution")
-    live.add_argument("--capture-fps", type=rate, metavar="F", help="camera frame rate")
-    live.add_argument("--reconnect", type=clikit.non_negative_int, default=5, metavar="N",
+    live.add_argument("--capture-fps", **arg("capture_fps"), metavar="F", help="camera frame rate")
+    live.add_argument("--reconnect", **arg("reconnect"), default=5, metavar="N",
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
-    live.add_argument("--reconnect-delay", type=clikit.float_in(high=60, what="a delay", above=0),
+    live.add_argument("--reconnect-delay", **arg("reconnect_delay"),
                       default=0.5, metavar="S", help=argparse.SUPPRESS)
-    live.add_argument("--timeout", type=clikit.float_in(high=86400, what="a timeout", above=0), default=10.0,
+    live.add_argument("--timeout", **arg("timeout"), default=10.0,
                       metavar="S", help="network stream and Triton server open/read timeout in seconds (> 0)")
-    live.add_argument("--demo-frames", type=clikit.int_in(1, 100_000), default=300, metavar="N",
+    live.add_argument("--demo-frames", **arg("demo_frames"), default=300, metavar="N",
                       help="length of the demo clip")
-    live.add_argument("--demo-seed", type=clikit.int_in(0, 2**32 - 1), default=0, metavar="N",
+    live.add_argument("--demo-seed", **arg("demo_seed"), default=0, metavar="N",
                       help="seed of the demo street")
     _add_temporal_options(p)
     clikit.add_verbose(p)
     return p
-
-
-@clikit.option_type("a ROS topic name such as /pspnet/class_map", good="/pspnet/class_map",
-                    bad=("", "/", "a b", "/1x"))
-def _ros_topic(text: str) -> str:
-    from runtime.ros.bag_sink import check_topic
-
-    try:
-        return check_topic(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_ros_options(p: argparse.ArgumentParser) -> None:
@@ -210,39 +168,21 @@ def _add_ros_options(p: argparse.ArgumentParser) -> None:
         "ROS bags and Foxglove (the ros extra: pip install 'pspnet-rt[ros]'; no ROS install needed)",
         "--video takes a bag: drive.mcap, a rosbag2 folder (.mcap or .db3) or a ROS 1 .bag, with "
         "BAG#TOPIC choosing the image topic (sensor_msgs/Image or CompressedImage). See docs/ros.md.")
-    ros.add_argument("--topic", metavar="TOPIC", type=clikit.non_empty("an image topic"),
+    ros.add_argument("--topic", metavar="TOPIC", **arg("topic"),
                      help="image topic of every bag source that does not name one with BAG#TOPIC")
     ros.add_argument("--realtime", action="store_true",
                      help="replay bags at their recorded rate, like a live camera (stale frames dropped); "
                           "default: every frame as fast as possible, like a file")
-    ros.add_argument("--bag", metavar="FILE.mcap", type=clikit.output_file("a bag file such as seg.mcap"),
+    ros.add_argument("--bag", metavar="FILE.mcap", **arg("bag"),
                      help="write a ROS 2 MCAP bag: the class map (sensor_msgs/Image mono8), the overlay "
                           "(CompressedImage jpeg), per-frame timings and the class names + palette, each "
                           "with the source message's stamp and frame id")
-    ros.add_argument("--bag-topic", metavar="TOPIC", type=_ros_topic, default="/pspnet/class_map",
+    ros.add_argument("--bag-topic", metavar="TOPIC", **arg("bag_topic"), default="/pspnet/class_map",
                      help="class map topic of --bag; the other topics sit beside it (default "
                           "/pspnet/class_map: /pspnet/overlay/compressed, /pspnet/frame_stats, ...)")
-    ros.add_argument("--foxglove", type=_serve_address, metavar="[HOST:]PORT",
+    ros.add_argument("--foxglove", **arg("foxglove"), metavar="[HOST:]PORT",
                      help="serve the overlay, class map and stats live to the Foxglove app (foxglove-sdk's "
                           "WebSocket server; 127.0.0.1 unless a host is given; port 0 picks a free one)")
-
-
-MODES_TEXT = "off, adaptive or fixed:N (N from 1 to 1000)"
-
-
-@clikit.option_type(MODES_TEXT, good="fixed:3",
-                    bad=("", "sometimes", "fixed:0", "fixed:x"))
-def _temporal_mode(text: str) -> str:
-    from runtime.errors import UsageError
-    from runtime.temporal.config import parse_temporal
-
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"expected {MODES_TEXT}, got an empty value")
-    try:
-        parse_temporal(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def _add_temporal_options(p: argparse.ArgumentParser) -> None:
@@ -254,24 +194,22 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
         "by dense optical flow (OpenCV DIS on a small grey copy), at a fraction of the cost. Every "
         "frame still gets a mask; --stats says which frames were key frames and why. Measured "
         "trade-off (mIoU vs FPS): python -m benchmarks.temporal.")
-    tm.add_argument("--temporal", default="off", metavar="MODE", type=_temporal_mode,
+    tm.add_argument("--temporal", default="off", metavar="MODE", **arg("temporal"),
                     help="off (default: every frame through the network); fixed:N = a key frame every "
                          "N frames; adaptive = a key frame when the change score (the share of pixels "
                          "the warped key frame fails to explain), a scene cut or the max interval says "
                          "the propagated result is no longer trustworthy")
-    tm.add_argument("--temporal-threshold", metavar="T",
-                    type=clikit.float_in(*tc.THRESHOLD_RANGE, what="a change score"),
+    tm.add_argument("--temporal-threshold", metavar="T", **arg("temporal_threshold"),
                     help=f"adaptive: change score that forces a key frame, 0..10 (default "
                          f"{tc.DEFAULT_THRESHOLD}; lower = more key frames, more accurate, slower)")
-    tm.add_argument("--temporal-max-interval", metavar="N", type=clikit.int_in(*tc.INTERVAL_RANGE),
+    tm.add_argument("--temporal-max-interval", metavar="N", **arg("temporal_max_interval"),
                     help=f"adaptive: a key frame at least every N frames (default {tc.DEFAULT_MAX_INTERVAL})")
-    tm.add_argument("--temporal-direction", metavar="D", choices=tc.DIRECTIONS,
+    tm.add_argument("--temporal-direction", metavar="D", **arg("temporal_direction"),
                     help="both = a frame between two key frames takes each pixel from the one that "
                          "explains it better (waits for the next key frame: more accurate, an interval "
                          "of latency); forward = from the last key frame only; auto (default) = both "
                          "for files, folders and demo, forward for live sources")
-    tm.add_argument("--temporal-flow-scale", metavar="S",
-                    type=clikit.float_in(*tc.FLOW_SCALE_RANGE, what="a fraction of the input"),
+    tm.add_argument("--temporal-flow-scale", metavar="S", **arg("temporal_flow_scale"),
                     help=f"optical flow resolution as a fraction of the model input, 0.05..1 "
                          f"(default {tc.DEFAULT_FLOW_SCALE}: 120x240 for a 240x480 model)")
 

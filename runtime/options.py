@@ -3,7 +3,8 @@ keywords are the same fields.
 
 The command (runtime/cli.py) maps its parsed flags onto these fields by name (flag `--x-y` is
 field `x_y`), so a new option is a field here, a flag there and the code that reads it; nothing
-below the command sees argparse.
+below the command sees argparse. What each field accepts is one rule in runtime/option_rules.py,
+which the flag's parser and these options (a Python caller's values) both apply.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from clikit.fields import check_fields
 from runtime.errors import UsageError
+from runtime.option_rules import RULES
 from runtime.sources import SourceOptions
 
 
@@ -77,6 +80,7 @@ class RunOptions:
             self.videos = [self.videos]
         if isinstance(self.engine, os.PathLike):  # a Path, or an artefact.built.Artefact
             self.engine = os.fspath(self.engine)
+        check_fields(self, RULES)  # each value, by its flag's own rule (UsageError naming the field)
         if not self.videos:
             raise UsageError("give at least one source (videos=['demo'], a file, camN, a URL, ...)")
         if self.serve_token and not self.serve:
