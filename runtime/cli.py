@@ -56,9 +56,10 @@ Ctrl-C / SIGTERM / SIGHUP stop cleanly: the video is closed and playable, every 
 the stats are flushed and the summary is printed; a second signal does not cut that short, a
 third aborts (removing this run's temp files). Exit 0 means every output was verified whole at
 close; what was at an output path stays until a verified file replaces it.
-A live stream that stays lost after --reconnect attempts ends the run normally (exit 0, with
-the reason in the summary). FFmpeg options for network sources go in
-OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
+A live stream that stays lost after its --reconnect attempts ends the run with exit 1 (the
+outputs are closed whole, the frames lost while reconnecting are counted as drops); with
+--reconnect 0 the stream's end is the run's end (exit 0). Other FFmpeg options for network
+sources go in OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'analyzeduration;500000'.
 exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, option, output path),
 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 """
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
     live.add_argument("--reconnect-delay", type=clikit.float_in(high=60, what="a delay", above=0),
                       default=0.5, metavar="S", help=argparse.SUPPRESS)
+    live.add_argument("--rtsp-transport", choices=("auto", "tcp", "udp"), default="auto",
+                      help="rtsp:// sources: auto (default: FFmpeg tries UDP, then TCP), tcp (through "
+                           "firewalls and NAT; no packet loss) or udp (lowest latency on a clean network)")
     live.add_argument("--timeout", type=clikit.float_in(high=86400, what="a timeout", above=0), default=10.0,
                       metavar="S", help="network stream and Triton server open/read timeout in seconds (> 0)")
     live.add_argument("--demo-frames", type=clikit.int_in(1, 100_000), default=300, metavar="N",
@@ -315,6 +319,7 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
                                 capture_fps=args.capture_fps, reconnect=args.reconnect,
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
+                                rtsp_transport=args.rtsp_transport,
                                 demo_frames=args.demo_frames, demo_seed=args.demo_seed)
         from runtime.backends import is_remote
         from runtime.streams import parse_streams

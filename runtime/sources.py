@@ -20,9 +20,10 @@ import glob
 import logging
 import os
 import re
+import statistics
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tc
 SOURCE_HELP = ("SRC is camN, /dev/videoN, a video file, an image folder or glob, "
                "rtsp:// http(s):// udp:// URL, or demo")
 STALE = "stale (live source: a newer frame arrived before inference was free)"
+LOST = "lost (live source: sent while the stream was down and being reconnected)"
+RTSP_TRANSPORTS = ("auto", "tcp", "udp")
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 
 @dataclass
@@ -64,6 +68,7 @@ class SourceOptions:
     reconnect: int = 5  # attempts before a lost live stream ends the run
     reconnect_delay: float = 0.5  # first backoff in seconds; doubles, capped at 8 s
     timeout: float = 10.0  # network open/read timeout in seconds
+    rtsp_transport: str = "auto"  # rtsp://: FFmpeg's choice (UDP, then TCP), or only tcp / udp
     demo_size: tuple[int, int] = (240, 480)  # (H, W); the CLI passes the artefact's input size
     demo_frames: int = 300
     demo_seed: int = 0
@@ -411,10 +416,30 @@ class RemoteFileSource(VideoFileSource):
                 f"decode (after {elapsed:.1f} s); check it with `ffprobe {redact(self.uri)}`")
 
 
-def _capture_with_timeouts(uri: str, timeout: float) -> cv2.VideoCapture:
+_FFMPEG_OPTIONS_LOCK = threading.Lock()
+
+
+def _capture_with_timeouts(uri: str, timeout: float, ffmpeg_options: dict[str, str] | None = None
+                           ) -> cv2.VideoCapture:
+    """An FFmpeg capture with open/read timeouts. `ffmpeg_options` (e.g. rtsp_transport) reach
+    FFmpeg the only way OpenCV offers: $OPENCV_FFMPEG_CAPTURE_OPTIONS, read when a capture opens,
+    so they are merged into it for this open under a lock (and the variable put back after)."""
     ms = int(timeout * 1000)
-    return cv2.VideoCapture(uri, cv2.CAP_FFMPEG,
-                            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    if not ffmpeg_options:
+        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+    with _FFMPEG_OPTIONS_LOCK:
+        before = os.environ.get(FFMPEG_OPTIONS_ENV)
+        pairs = [p.split(";", 1) for p in (before or "").split("|") if ";" in p]
+        merged = {k: v for k, v in pairs if k not in ffmpeg_options} | ffmpeg_options
+        os.environ[FFMPEG_OPTIONS_ENV] = "|".join(f"{k};{v}" for k, v in merged.items())
+        try:
+            return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+        finally:
+            if before is None:
+                os.environ.pop(FFMPEG_OPTIONS_ENV, None)
+            else:
+                os.environ[FFMPEG_OPTIONS_ENV] = before
 
 
 def _interruptible(open_capture: Callable[[], cv2.VideoCapture], what: str) -> cv2.VideoCapture:
@@ -453,6 +478,7 @@ class LiveSource(Source):
     and reopens a lost stream with bounded backoff."""
 
     live = True
+    PACED_AGAIN = 3  # frames arriving a frame interval apart after a reconnect: the burst is over
 
     def _capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
@@ -479,14 +505,50 @@ class LiveSource(Source):
         self._grabber = threading.Thread(target=self._grab_loop, name=f"grab-{self.kind}", daemon=True)
         self._grabber.start()
 
+    def _frame_interval(self) -> float | None:
+        """Seconds between the stream's frames: measured while frames flowed, else its stated fps."""
+        if len(self._intervals) >= 4:
+            return statistics.median(self._intervals)
+        return 1.0 / self.fps if self.fps else None
+
+    def _count_lost(self, t_down: float, t_paced: float, received: int) -> None:
+        """Once a reconnected stream is paced again: the frames the sender sent since our last
+        frame before it went down, less those we received since (FFmpeg hands over the ones it
+        buffered while the stream was being opened in a burst), were lost: counted as drops."""
+        interval = self._frame_interval()
+        gap = t_paced - t_down
+        lost = max(0, round(gap / interval) - received) if interval else 0
+        if lost:
+            self.drops[LOST] += lost
+        counted = f"; ~{lost} frame(s) lost" if interval else " (frame rate unknown: lost frames not counted)"
+        log.warning("%s: frames flow again %.1f s after the last one%s", self.describe(), gap, counted)
+
     def _grab_loop(self) -> None:
         failures = 0
+        self._intervals: deque[float] = deque(maxlen=32)
+        t_last: float | None = None
+        t_down: float | None = None  # the last frame before a reconnect, until the stream is paced again
+        since_down = paced_run = 0
         try:
             while not self._closing.is_set():
                 ok, image = self._cap.read() if self._cap is not None else (False, None)
                 if ok:
                     failures = 0
-                    item = _Item(self._grabbed, image, "", time.perf_counter())
+                    now = time.perf_counter()
+                    if t_down is not None:
+                        since_down += 1
+                        interval = self._frame_interval()
+                        # a burst of buffered frames arrives back to back; paced again = three gaps
+                        # in a row of at least half a frame interval (a busy CPU can stretch one)
+                        paced = since_down > 1 and interval is not None and now - t_last > interval / 2
+                        paced_run = paced_run + 1 if paced else 0
+                        if interval is None or paced_run >= self.PACED_AGAIN:
+                            self._count_lost(t_down, now, since_down)
+                            t_down = None
+                    elif t_last is not None:
+                        self._intervals.append(now - t_last)
+                    t_last = now
+                    item = _Item(self._grabbed, image, "", now)
                     self._grabbed += 1
                     with self._cond:
                         if self._slot is not None:
@@ -498,8 +560,13 @@ class LiveSource(Source):
                     break
                 failures += 1
                 if failures > self.options.reconnect:
-                    self.end_reason = (f"stream lost; {self.options.reconnect} reconnect attempt(s) failed"
-                                       if self.options.reconnect else "stream ended")
+                    if self.options.reconnect:  # asked to keep the stream alive and could not: a failure
+                        self.end_reason = f"stream lost; {self.options.reconnect} reconnect attempt(s) failed"
+                        self.incomplete = (f"was lost: {self.options.reconnect} reconnect attempt(s) "
+                                           "failed (the outputs hold every frame before; --reconnect N and "
+                                           "--timeout S wait longer)")
+                    else:  # --reconnect 0: the stream's end is the run's end
+                        self.end_reason = "stream ended"
                     log.warning("%s: %s", self.describe(), self.end_reason)
                     break
                 delay = min(self.options.reconnect_delay * 2 ** (failures - 1), 8.0)
@@ -515,6 +582,8 @@ class LiveSource(Source):
                     cap.release()
                 else:
                     self.reconnects += 1
+                    if t_last is not None and t_down is None:
+                        t_down, since_down, paced_run = t_last, 0, 0
                     log.warning("%s: reconnected", self.describe())
         except Exception as exc:  # a crashing grabber must still end the source, not hang it
             self.end_reason = f"capture failed: {exc}"
@@ -587,18 +656,29 @@ class StreamSource(LiveSource):
 
     kind = "stream"
 
+    @property
+    def is_rtsp(self) -> bool:
+        return self.uri.lower().startswith(("rtsp://", "rtsps://"))
+
     def _capture(self) -> cv2.VideoCapture:
-        return _capture_with_timeouts(self.uri, self.options.timeout)
+        transport = self.options.rtsp_transport
+        options = {"rtsp_transport": transport} if self.is_rtsp and transport != "auto" else None
+        return _capture_with_timeouts(self.uri, self.options.timeout, options)
 
     def _open_error(self, elapsed: float) -> str:
         hint = ("is the sender running and sending to this host/port?" if self.uri.startswith("udp")
                 else "check the URL, credentials, that the server is up and reachable")
+        if elapsed < 0.8 * self.options.timeout and self.is_rtsp:  # the camera said no: ask it why
+            from runtime.rtsp_probe import rtsp_refusal
+
+            why = rtsp_refusal(self.uri, self.options.rtsp_transport, 0.9 * self.options.timeout - elapsed)
+            if why:
+                return f"cannot open stream {redact(self.uri)}: {why} (after {elapsed:.1f} s)"
         if elapsed < 0.8 * self.options.timeout:  # not a timeout: refused, not found, undecodable
             return (f"cannot open stream {redact(self.uri)}: it failed after {elapsed:.1f} s (refused, not "
                     f"found or not a video; -v shows FFmpeg's reason); {hint}")
         return (f"cannot open stream {redact(self.uri)}: no video within {self.options.timeout:g} s; {hint} "
-                "(raise the wait with --timeout; RTSP over TCP: "
-                "OPENCV_FFMPEG_CAPTURE_OPTIONS='rtsp_transport;tcp')")
+                "(raise the wait with --timeout; RTSP through a firewall: --rtsp-transport tcp)")
 
 
 class HttpSource(StreamSource):

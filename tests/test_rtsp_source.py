@@ -1,0 +1,189 @@
+"""rtsp:// sources against a real RTSP server (GStreamer's gst-rtsp-server on 127.0.0.1,
+tests/rtsp_fixtures.py): frames arrive over TCP and UDP and are segmented like the frames the
+camera sent, latency does not creep, a camera that reboots is reconnected with the frames it
+sent meanwhile counted as drops, one that stays down ends the run with exit 1, and one process
+reads two streams of one camera and four cameras at once."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.faults.helpers import last_line, rt, wait_for
+from tests.rtsp_fixtures import CAMERA_FPS, burned_indices, camera, cameras, clip, stats_lines
+
+
+@pytest.fixture
+def ov(demo_artefacts: dict[str, Path]) -> str:
+    return str(demo_artefacts["openvino"])
+
+
+def _engine_labels(engine: str, images: list[np.ndarray]) -> list[np.ndarray]:
+    """What the artefact makes of the frames the camera sent (before H.264)."""
+    from runtime.backends import load_backend
+    from segdata.frames import labels_to_size, to_model_input
+
+    with load_backend(engine) as backend:
+        out = []
+        for image in images:
+            h, w = backend.input_hw(image.shape[:2])
+            out.append(labels_to_size(backend.infer(to_model_input(image, h, w)), *image.shape[:2]))
+    return out
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_frames_arrive_and_are_segmented(ov: str, tmp_path: Path, transport: str,
+                                         capsys: pytest.CaptureFixture) -> None:
+    """The camera offers only `transport`; --rtsp-transport asks for it. Every written frame is one
+    the camera sent, in order, and its mask matches the artefact's labels of the sent frame."""
+    import cv2
+
+    from benchmarks.rtsp_camera import burn_index
+
+    with cameras() as stack:
+        cam = stack.enter_context(camera(protocols=transport))
+        code, out, err, _ = rt(["--video", cam.url(), "--rtsp-transport", transport, "--engine", ov,
+                                "--max-frames", "25", "--visualize", "side-by-side", "--output",
+                                str(tmp_path / "o.mp4"), "--masks", str(tmp_path / "m"), "--stats",
+                                str(tmp_path / "s.jsonl")], capsys)
+    assert code == 0, err
+    lines = stats_lines(tmp_path / "s.jsonl")
+    indices = burned_indices(tmp_path / "o.mp4")
+    # --max-frames counts frames taken from a live source; those replaced by newer ones are drops
+    assert len(lines) == len(indices) >= 3
+    assert None not in indices and indices == sorted(set(indices)), indices  # the camera's frames, in order
+    assert all(i in cam.sent for i in indices)
+    sent = [burn_index(np.array(clip()[i % len(clip())]), i) for i in indices[-3:]]
+    for line, want in zip(lines[-3:], _engine_labels(ov, sent)):
+        got = cv2.imread(str(tmp_path / "m" / f"{line['frame']:06d}.png"), cv2.IMREAD_UNCHANGED)
+        assert got.shape == want.shape
+        assert (got == want).mean() > 0.9  # H.264 both ways moves a few edge pixels, no more
+    assert "stream rtsp://127.0.0.1:" in out
+
+
+@pytest.mark.slow
+def test_latency_does_not_creep(ov: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """20 s of a 25 fps camera (the 60 s proof with p50/p99 against a file is
+    `python -m benchmarks.rtsp`): glass-to-mask latency, from the camera handing frame k to its
+    server to pspnet-rt writing its mask, in the last third is no worse than in the first
+    (the first 2 s, frames FFmpeg buffered while opening, left out). The camera then stops
+    and, with --reconnect 0, so does the run (exit 0)."""
+    seconds, settle = 20.0, 2.0
+    with cameras() as stack:
+        cam = stack.enter_context(camera())
+        stopper = threading.Timer(seconds, cam.stop)
+        stopper.start()
+        try:
+            code, _, err, _ = rt(["--video", cam.url(), "--engine", ov, "--reconnect", "0", "--timeout", "5",
+                                  "--visualize", "side-by-side", "--output", str(tmp_path / "o.mp4"),
+                                  "--stats", str(tmp_path / "s.jsonl")], capsys)
+        finally:
+            stopper.cancel()
+    assert code == 0, err
+    lines = stats_lines(tmp_path / "s.jsonl")
+    indices = burned_indices(tmp_path / "o.mp4")
+    assert len(indices) == len(lines) and None not in indices
+    latency = [(line["time"], (line["time"] - cam.sent[i]) * 1e3) for line, i in zip(lines, indices)]
+    t0 = latency[0][0] + settle
+    span = (latency[-1][0] - t0) / 3
+    first = [ms for t, ms in latency if t0 <= t < t0 + span]
+    last = [ms for t, ms in latency if t >= t0 + 2 * span]
+    assert len(first) >= 5 and len(last) >= 5, (len(first), len(last))
+    interval = 1e3 / CAMERA_FPS
+    p50 = [float(np.percentile(x, 50)) for x in (first, last)]
+    p99 = [float(np.percentile(x, 99)) for x in (first, last)]
+    # the benchmark's bound (1.2x) plus one frame interval of slack for this machine's neighbours
+    assert p99[1] <= 1.2 * p99[0] + interval, (p50, p99)
+    assert p50[1] <= p50[0] + interval, (p50, p99)
+    # and no backlog anywhere: a frame's mask is written within a few frame intervals of its sending
+    assert p50[1] < 1000, (p50, p99)
+
+
+def test_camera_reboot_reconnects_then_lost_for_good(ov: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """Killed (SIGKILL of its server, by PID) mid-stream and restarted on the same port 1.5 s later:
+    the run reconnects, and the frames the camera numbered while down are counted as lost. Killed
+    for good: after its --reconnect attempts (5, from 0.2 s doubling) the run ends with exit 1,
+    one error line, the outputs whole."""
+    stats = tmp_path / "s.jsonl"
+
+    def lines() -> int:
+        return len(stats.read_text().splitlines()) if stats.exists() else 0
+
+    with cameras() as stack:
+        cam = stack.enter_context(camera())
+        done = threading.Event()
+        marks: dict[str, float] = {}
+
+        def reboot_then_die() -> None:
+            try:
+                wait_for(lambda: lines() >= 8 or done.is_set(), "frames before the reboot", timeout=120)
+                cam.kill()
+                marks["down"] = time.time()
+                time.sleep(1.5)
+                cam.start()
+                marks["up"] = time.time()
+                before = lines()
+                wait_for(lambda: lines() >= before + 8 or done.is_set(), "frames after the reboot",
+                         timeout=120)
+                cam.kill()
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=reboot_then_die, daemon=True)
+        thread.start()
+        code, _, err, _ = rt(["--video", cam.url(), "--engine", ov, "--reconnect", "5",
+                                 "--reconnect-delay", "0.2", "--timeout", "3", "--visualize", "side-by-side",
+                                 "--output", str(tmp_path / "o.mp4"), "--stats", str(stats),
+                                 "--summary-json", str(tmp_path / "sum.json")], capsys)
+        done.set()
+        thread.join(timeout=30)
+    assert "up" in marks, err
+    assert code == 1, err
+    last_line(err, "rtsp://127.0.0.1", "was lost", "5 reconnect attempt(s) failed")
+    summary = json.loads((tmp_path / "sum.json").read_text())
+    assert summary["reconnects"] >= 1
+    assert summary["end_reason"] == "stream lost; 5 reconnect attempt(s) failed"
+    from runtime.sources import LOST
+
+    lost = summary["dropped"].get(LOST, 0)
+    indices = burned_indices(tmp_path / "o.mp4")  # the outputs are whole and agree
+    assert None not in indices and len(indices) == len(stats_lines(stats)) and indices == sorted(indices)
+    # the outage is the widest jump between written frames: the frames the camera numbered while
+    # its server was down were lost, and no more than those between the two written frames
+    before, after = max(itertools.pairwise(indices), key=lambda pair: pair[1] - pair[0])
+    down = (marks["up"] - marks["down"]) * CAMERA_FPS
+    assert 0.9 * down <= lost <= after - before - 1, (lost, down, before, after)
+
+
+def test_four_cameras_and_two_readers_of_one(ov: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Five streams in one process sharing one backend: four cameras, and camera 0 read a second
+    time (its server then serves two clients from one encoder). Each stream gets its own
+    camera's frames (each camera numbers its frames from its own offset)."""
+    with cameras() as stack:
+        cams = [stack.enter_context(camera(path=f"/cam{j}", index_offset=10_000 * j)) for j in range(4)]
+        videos = [f"c{j}={c.url()}" for j, c in enumerate(cams)] + [f"again={cams[0].url()}"]
+        argv = [a for v in videos for a in ("--video", v)]
+        code, out, err, _ = rt([*argv, "--engine", ov, "--max-frames", "20", "--visualize", "side-by-side",
+                                "--output", str(tmp_path / "o.mp4"), "--stats", str(tmp_path / "s.jsonl")],
+                               capsys)
+        most_clients = [c.server.most_clients for c in cams]
+    assert code == 0, err
+    streams = {"c0": 0, "c1": 1, "c2": 2, "c3": 3, "again": 0}
+    per_stream: dict[str, int] = {}
+    for line in stats_lines(tmp_path / "s.jsonl"):
+        per_stream[line["stream"]] = per_stream.get(line["stream"], 0) + 1
+    assert set(per_stream) == set(streams) and min(per_stream.values()) >= 2, per_stream
+    for name, j in streams.items():
+        indices = burned_indices(tmp_path / f"o-{name}.mp4")
+        assert len(indices) == per_stream[name] and None not in indices, (name, indices)
+        assert all(10_000 * j <= i < 10_000 * (j + 1) for i in indices), (name, indices)
+        assert indices == sorted(set(indices))
+    assert most_clients[0] == 2 and most_clients[1:] == [1, 1, 1], most_clients
+    assert "5 streams" in out
