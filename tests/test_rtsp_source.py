@@ -154,8 +154,8 @@ def test_credentials_work_and_never_leak(ov: str, tmp_path: Path) -> None:
         stats = out_dir / "s.jsonl"
         proc = spawn("runtime", "--video", cam.url(f"viewer:{PASSWORD}"), "--engine", ov, "--serve", "0",
                      "--max-frames", "150", "--stats", str(stats), "--summary-json",
-                     str(out_dir / "sum.json"), "--output", str(out_dir / "o.mp4"), "--masks", str(out_dir / "m"),
-                     "-v")
+                     str(out_dir / "sum.json"), "--output", str(out_dir / "o.mp4"),
+                     "--masks", str(out_dir / "m"), "-v")
         err_lines: list[str] = []
         reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
         reader.start()
