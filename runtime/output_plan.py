@@ -11,7 +11,8 @@ from typing import Any
 
 from runtime.errors import OutputError
 
-FILE_OUTPUTS = (("--output", "output"), ("--stats", "stats"), ("--summary-json", "summary_json"))
+FILE_OUTPUTS = (("--output", "output"), ("--stats", "stats"), ("--summary-json", "summary_json"),
+                ("--bag", "bag"))
 
 
 def _real(path: str | Path) -> str:
