@@ -16,6 +16,7 @@ import contextlib
 import math
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -62,6 +63,24 @@ def read_index(image: np.ndarray) -> int | None:
     return index if _bits(index) == bits else None
 
 
+def video_indices(path: str | Path, width: int | None = None) -> list[int | None]:
+    """The index burned into each frame of a video, read from its left `width` pixels (the source
+    half of a --visualize side-by-side video: half the width when not given)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    found = []
+    try:
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            found.append(read_index(image[:, : (width or image.shape[1] // 2)]))
+    finally:
+        cap.release()
+    return found
+
+
 def demo_clip(height: int, width: int, frames: int = 50, seed: int = 0) -> np.ndarray:
     """The demo street clip (rendered once into the clip cache) as an (N, H, W, 3) array."""
     from segdata.clip_cache import CachedClip
@@ -77,7 +96,7 @@ class RtspCamera:
                  host: str = "127.0.0.1", index_offset: int = 0) -> None:
         self.clip, self.fps = clip, float(fps)
         self.index_offset = index_offset  # burned index = offset + k: cameras told apart by their frames
-        self.options = ServerOptions(host=host, port=port, path=path, fps=fps, protocols=protocols,
+        self.options = ServerOptions(host=host, port=port, paths=(path,), fps=fps, protocols=protocols,
                                      credentials=credentials, auth=auth, preset="ultrafast", quality=20)
         self.sent: dict[int, float] = {}  # burned index -> time.time() it was handed to the server
         self.epoch: float | None = None
@@ -91,7 +110,7 @@ class RtspCamera:
 
     def url(self, credentials: str | None = None) -> str:
         who = f"{credentials}@" if credentials else ""
-        return f"rtsp://{who}{self.options.host}:{self.options.port}{self.options.path}"
+        return f"rtsp://{who}{self.options.host}:{self.options.port}{self.options.paths[0]}"
 
     @property
     def pid(self) -> int | None:
@@ -99,8 +118,7 @@ class RtspCamera:
 
     def start(self) -> RtspCamera:
         """Start serving (again, on the same port, after kill()); frames resume at the index of now."""
-        h, w = self.clip.shape[1:3]
-        server = RtspServerProcess(w, h, self.options)
+        server = RtspServerProcess(self.options)
         server.start()
         self.options.port = server.port  # a restart listens where clients reconnect
         if self.epoch is None:

@@ -4,14 +4,15 @@ tests and benchmarks run it as an IP camera. It is never imported by the runtime
 PyGObject with GStreamer (Debian: python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-
 {base,good,ugly}), which usually live in the system's Python, not in pspnet-rt's virtualenv.
 
-    stdin    raw BGR frames of WIDTH x HEIGHT, back to back, in order; EOF ends the server
+    stdin    frames in order, each an 8-byte header (mount index, width, height, 0: little-endian
+             uint16) then WIDTH x HEIGHT x 3 bytes of BGR; one mount per --path; EOF ends it
     stdout   JSON lines: {"ready": true, "port": P} once listening, then {"clients": N} when a
              client connects or leaves, {"ended": ..., "frames": ..., "dropped": ...} at the end
     env      PSPNET_RT_RTSP_CREDENTIALS=USER:PASSWORD: clients must authenticate (not argv, so
              that the password is not in the process list)
 
-One encoder serves every client (a shared media, created when the first client arrives and
-stopped when the last one leaves): without a client a frame costs one pipe read. Nothing here
+One encoder per mount serves all its clients (a shared media, created when the first client
+arrives and stopped when the last one leaves): without a client a frame costs one pipe read. Nothing here
 ever waits for a client: the source queue keeps the newest two frames (older ones are dropped
 when the encoder is behind), a TCP client whose backlog is full loses packets
 (gst-rtsp-server's drop-backlog), and a UDP client is sent datagrams that nobody waits on.
@@ -26,11 +27,13 @@ import argparse
 import json
 import os
 import signal
+import struct
 import sys
 import threading
 
 ELEMENTS = ("appsrc", "videoconvert", "x264enc", "rtph264pay", "rtpbin", "udpsink")
 CREDENTIALS_ENV = "PSPNET_RT_RTSP_CREDENTIALS"
+HEADER = struct.Struct("<HHHH")  # before each frame: mount index, width, height, 0
 ROLE = "viewer"
 
 
@@ -61,48 +64,49 @@ def say(**fields: object) -> None:
 
 
 class Server:
-    """One mount point of a gst-rtsp-server whose frames come from `feed()`."""
+    """A gst-rtsp-server with one mount point per --path, whose frames come from `feed()`."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         from gi.repository import Gst, GstRtsp, GstRtspServer
 
         self.Gst = Gst
         self.args = args
-        self.frame_bytes = args.width * args.height * 3
-        self.caps = Gst.Caps.from_string(
-            f"video/x-raw,format=BGR,width={args.width},height={args.height},framerate={args.fps}/1")
         self.lock = threading.Lock()
-        self.appsrc = None  # the shared media's source while a client watches
-        self.frames = self.dropped = self.clients = 0
+        self.paths: list[str] = args.path
+        self.appsrcs: list[object | None] = [None] * len(self.paths)  # each mount's newest media source
+        self.sizes: list[tuple[int, int] | None] = [None] * len(self.paths)
+        self.frames = self.unwatched = self.clients = 0
 
         self.server = GstRtspServer.RTSPServer()
         self.server.set_address(args.host)
         self.server.set_service(str(args.port))
-        factory = GstRtspServer.RTSPMediaFactory()
-        gop = max(1, round(args.fps * args.key_seconds))
-        factory.set_launch(
-            "( appsrc name=src is-live=true do-timestamp=true format=time block=false "
-            f"leaky-type=downstream max-buffers=2 ! queue max-size-buffers=2 leaky=downstream "
-            "! videoconvert ! video/x-raw,format=I420 "
-            f"! x264enc tune=zerolatency speed-preset={args.preset} threads={args.threads} "
-            f"key-int-max={gop} pass=qual quantizer={args.quality} "
-            "! video/x-h264,profile=constrained-baseline "
-            "! rtph264pay name=pay0 pt=96 config-interval=-1 )")
-        factory.set_shared(True)  # one encoder for every client
+        credentials = os.environ.pop(CREDENTIALS_ENV, "")
+        permissions = self._require_auth(credentials, args.auth) if credentials else None
         protocols = GstRtsp.RTSPLowerTrans(0)
         if "tcp" in args.protocols:
             protocols |= GstRtsp.RTSPLowerTrans.TCP
         if "udp" in args.protocols:
             protocols |= GstRtsp.RTSPLowerTrans.UDP
-        factory.set_protocols(protocols)
-        factory.connect("media-configure", self._media_configure)
-        credentials = os.environ.pop(CREDENTIALS_ENV, "")
-        if credentials:
-            self._require_auth(factory, credentials, args.auth)
-        self.server.get_mount_points().add_factory(args.path, factory)
+        gop = max(1, round(args.fps * args.key_seconds))
+        for mount, path in enumerate(self.paths):
+            factory = GstRtspServer.RTSPMediaFactory()
+            factory.set_launch(
+                "( appsrc name=src is-live=true do-timestamp=true format=time block=false "
+                "leaky-type=downstream max-buffers=2 ! queue max-size-buffers=2 leaky=downstream "
+                "! videoconvert ! video/x-raw,format=I420 "
+                f"! x264enc tune=zerolatency speed-preset={args.preset} threads={args.threads} "
+                f"key-int-max={gop} pass=qual quantizer={args.quality} "
+                "! video/x-h264,profile=constrained-baseline "
+                "! rtph264pay name=pay0 pt=96 config-interval=-1 )")
+            factory.set_shared(True)  # one encoder for every client of this mount
+            factory.set_protocols(protocols)
+            factory.connect("media-configure", self._media_configure, mount)
+            if permissions is not None:
+                factory.set_permissions(permissions)
+            self.server.get_mount_points().add_factory(path, factory)
         self.server.connect("client-connected", self._client_connected)
 
-    def _require_auth(self, factory: object, credentials: str, methods: str) -> None:
+    def _require_auth(self, credentials: str, methods: str) -> object:
         from gi.repository import GstRtsp, GstRtspServer
 
         user, _, password = credentials.partition(":")
@@ -121,17 +125,23 @@ class Server:
         permissions = GstRtspServer.RTSPPermissions()
         permissions.add_permission_for_role(ROLE, "media.factory.access", True)
         permissions.add_permission_for_role(ROLE, "media.factory.construct", True)
-        factory.set_permissions(permissions)
+        return permissions
 
-    def _media_configure(self, factory: object, media: object) -> None:
+    def _caps(self, size: tuple[int, int]) -> object:
+        w, h = size
+        return self.Gst.Caps.from_string(f"video/x-raw,format=BGR,width={w},height={h},"
+                                         f"framerate={self.args.fps}/1")
+
+    def _media_configure(self, factory: object, media: object, mount: int) -> None:
         appsrc = media.get_element().get_by_name_recurse_up("src")
-        appsrc.set_property("caps", self.caps)
         # The newest media's source is the one fed, until a newer media replaces it. Never cleared on
         # "unprepared": the old media's unprepare can land after the new one was configured, which
         # would starve the new one (no frame, no preroll: 503 to every client). A source whose media
         # is gone refuses frames (FLUSHING), which is how frames nobody watches are counted.
         with self.lock:
-            self.appsrc = appsrc
+            if self.sizes[mount] is not None:
+                appsrc.set_property("caps", self._caps(self.sizes[mount]))
+            self.appsrcs[mount] = appsrc
 
     def _client_connected(self, server: object, client: object) -> None:
         client.set_property("drop-backlog", True)  # a slow TCP client loses packets, never stalls us
@@ -144,31 +154,48 @@ class Server:
         say(clients=self.clients)
 
     def feed(self, stream: object, loop: object) -> None:
-        """Read frames from `stream` until EOF; push each to the shared media when one exists."""
+        """Read frames (HEADER, then WIDTH x HEIGHT x 3 bytes) until EOF; push each to its mount's
+        shared media, when one exists."""
         Gst = self.Gst
-        buf = bytearray(self.frame_bytes)
-        view = memoryview(buf)
         ended = "stdin closed"
         try:
             while True:
-                got = 0
-                while got < self.frame_bytes:
-                    n = stream.readinto(view[got:])
-                    if not n:
-                        return
-                    got += n
+                head = _read_exactly(stream, HEADER.size)
+                if head is None:
+                    return
+                mount, w, h, _ = HEADER.unpack(head)
+                data = _read_exactly(stream, w * h * 3)
+                if data is None or mount >= len(self.paths):
+                    ended = "a frame cut short" if data is None else f"no mount {mount}"
+                    return
                 self.frames += 1
                 with self.lock:
-                    appsrc = self.appsrc
+                    appsrc = self.appsrcs[mount]
+                    if self.sizes[mount] != (w, h):
+                        self.sizes[mount] = (w, h)
+                        if appsrc is not None:
+                            appsrc.set_property("caps", self._caps((w, h)))
                 pushed = appsrc is not None and appsrc.emit(
-                    "push-buffer", Gst.Buffer.new_wrapped(bytes(buf))) == Gst.FlowReturn.OK
+                    "push-buffer", Gst.Buffer.new_wrapped(data)) == Gst.FlowReturn.OK
                 if not pushed:
-                    self.dropped += 1  # nobody watching
+                    self.unwatched += 1  # nobody watching
         except Exception as exc:  # a broken pipe from our parent: end, saying why
             ended = f"{type(exc).__name__}: {exc}"
         finally:
-            say(ended=ended, frames=self.frames, unwatched=self.dropped)
+            say(ended=ended, frames=self.frames, unwatched=self.unwatched)
             loop.quit()
+
+
+def _read_exactly(stream: object, n: int) -> bytes | None:
+    """n bytes from `stream`, or None at EOF."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = stream.readinto(view[got:])
+        if not k:
+            return None
+        got += k
+    return bytes(buf)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -176,9 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--check", action="store_true", help="say what is missing and exit")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (said in the ready line)")
-    p.add_argument("--path", default="/stream")
-    p.add_argument("--width", type=int, default=0)
-    p.add_argument("--height", type=int, default=0)
+    p.add_argument("--path", action="append", help="a mount point; repeat for several (frames say which)")
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--protocols", default="tcp,udp", help="transports clients may use: tcp, udp or both")
     p.add_argument("--auth", default="basic,digest", help="with credentials: basic, digest or both")
@@ -196,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check or problem:
         print(problem or "ok", file=sys.stderr if problem else sys.stdout)
         return 1 if problem else 0
-    if args.width <= 0 or args.height <= 0:
-        print("rtsp_helper: --width and --height are required", file=sys.stderr)
+    if not args.path or any(not p.startswith("/") for p in args.path):
+        print("rtsp_helper: give one --path /NAME or more", file=sys.stderr)
         return 2
     from gi.repository import GLib
 

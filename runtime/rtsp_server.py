@@ -15,8 +15,8 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -31,6 +31,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 HELPER = Path(__file__).with_name("rtsp_helper.py")
+HEADER = struct.Struct("<HHHH")  # as runtime/rtsp_helper.py reads it: mount, width, height, 0
 PYTHON_ENV = "PSPNET_RT_GST_PYTHON"
 CREDENTIALS_ENV = "PSPNET_RT_RTSP_CREDENTIALS"  # read (and removed from its environment) by the helper
 INSTALL = ("install GStreamer's RTSP server: scripts/install-system-deps.sh, or apt-get install python3-gi "
@@ -91,7 +92,7 @@ class ServerOptions:
 
     host: str = "127.0.0.1"
     port: int = 0  # 0: a free port, said in `port` once started
-    path: str = "/stream"
+    paths: tuple[str, ...] = ("/stream",)  # one mount point each; offer(image, mount=i) feeds paths[i]
     fps: float = 25.0
     protocols: str = "tcp,udp"
     auth: str = "basic,digest"
@@ -103,10 +104,9 @@ class ServerOptions:
 
 
 class RtspServerProcess:
-    """One helper process serving WIDTH x HEIGHT BGR frames at rtsp://HOST:PORT/PATH."""
+    """One helper process serving BGR frames at rtsp://HOST:PORT/PATH, one mount per path."""
 
-    def __init__(self, width: int, height: int, options: ServerOptions | None = None) -> None:
-        self.width, self.height = width, height
+    def __init__(self, options: ServerOptions | None = None) -> None:
         self.options = options or ServerOptions()
         self.port: int | None = None
         self.pid: int | None = None
@@ -119,21 +119,19 @@ class RtspServerProcess:
         self.failure: str | None = None  # why feeding stopped, when it did
         self._proc: subprocess.Popen | None = None
         self._stderr: IO[bytes] | None = None
-        self._slot: queue.Queue = queue.Queue(maxsize=1)
+        self._slots: dict[int, bytes] = {}  # mount -> the newest frame (header included) not yet written
+        self._wake = threading.Condition()
+        self._stopping = False
         self._feeder: threading.Thread | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
-
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        return (self.height, self.width, 3)
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the helper and wait until it listens; RtspServerError with its words if it cannot."""
         python = gst_python()
         o = self.options
-        cmd = [python, str(HELPER), "--host", o.host, "--port", str(o.port), "--path", o.path,
-               "--width", str(self.width), "--height", str(self.height), "--fps", str(max(1, round(o.fps))),
+        cmd = [python, str(HELPER), "--host", o.host, "--port", str(o.port),
+               *(a for path in o.paths for a in ("--path", path)), "--fps", str(max(1, round(o.fps))),
                "--protocols", o.protocols, "--auth", o.auth, "--preset", o.preset,
                "--quality", str(o.quality), "--threads", str(o.threads), "--key-seconds", str(o.key_seconds)]
         env = {k: v for k, v in os.environ.items() if k != CREDENTIALS_ENV}
@@ -147,8 +145,7 @@ class RtspServerProcess:
         with contextlib.suppress(OSError):  # a whole frame fits the pipe: fewer wake-ups per frame
             import fcntl
 
-            fcntl.fcntl(self._proc.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031),
-                        min(1 << 20, max(1 << 16, self.width * self.height * 3)))
+            fcntl.fcntl(self._proc.stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
         self._reader = threading.Thread(target=self._read_events, name="rtsp-server-events", daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout
@@ -189,26 +186,29 @@ class RtspServerProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def offer(self, image: np.ndarray) -> None:
-        """Hand a frame to the feeder and return at once; a frame still waiting is replaced."""
-        self.offered += 1
-        data = np.ascontiguousarray(image).tobytes()
-        while True:
-            try:
-                self._slot.put_nowait(data)
-                return
-            except queue.Full:
-                with contextlib.suppress(queue.Empty):
-                    self._slot.get_nowait()
-                    self.dropped += 1
+    @staticmethod
+    def _frame(image: np.ndarray, mount: int) -> bytes:
+        h, w = image.shape[:2]
+        return HEADER.pack(mount, w, h, 0) + np.ascontiguousarray(image, dtype=np.uint8).tobytes()
 
-    def send(self, image: np.ndarray) -> None:
+    def offer(self, image: np.ndarray, mount: int = 0) -> None:
+        """Hand a frame (H x W x 3 BGR) to the feeder and return at once; a frame of the same mount
+        still waiting is replaced (counted as dropped)."""
+        data = self._frame(image, mount)
+        with self._wake:
+            self.offered += 1
+            if self._slots.pop(mount, None) is not None:
+                self.dropped += 1
+            self._slots[mount] = data
+            self._wake.notify()
+
+    def send(self, image: np.ndarray, mount: int = 0) -> None:
         """Write a frame to the helper now, waiting for the pipe (a camera: every frame, paced by
         the caller). Raises RtspServerError once the helper is gone."""
         try:
-            self._proc.stdin.write(np.ascontiguousarray(image).data)
+            self._proc.stdin.write(self._frame(image, mount))
             self._proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError) as exc:
+        except (BrokenPipeError, OSError, ValueError, AttributeError) as exc:
             raise RtspServerError(self._gone(exc)) from None
         self.offered += 1
         self.sent += 1
@@ -221,9 +221,12 @@ class RtspServerProcess:
 
     def _feed(self) -> None:
         while True:
-            data = self._slot.get()
-            if data is None:
-                return
+            with self._wake:
+                self._wake.wait_for(lambda: self._slots or self._stopping)
+                if self._stopping:
+                    return
+                mount = next(iter(self._slots))  # the oldest waiting mount first: streams take turns
+                data = self._slots.pop(mount)
             try:
                 self._proc.stdin.write(data)
                 self._proc.stdin.flush()
@@ -238,13 +241,9 @@ class RtspServerProcess:
         if proc is None:
             return
         if self._feeder is not None:
-            while True:  # the end marker replaces a frame still waiting
-                try:
-                    self._slot.put_nowait(None)
-                    break
-                except queue.Full:
-                    with contextlib.suppress(queue.Empty):
-                        self._slot.get_nowait()
+            with self._wake:
+                self._stopping = True  # frames still waiting are not sent
+                self._wake.notify()
             self._feeder.join(timeout)
         with contextlib.suppress(OSError, ValueError):
             proc.stdin.close()

@@ -9,7 +9,8 @@ frame the helper has not taken yet is replaced by the newer one (counted as drop
 client loses packets in the server rather than holding anything up. HOST is the address to
 listen on (127.0.0.1 when empty: this machine only; 0.0.0.0 for every interface), PORT 8554 when
 not given, 0 for a free one (the URL served is printed). With USER:PASSWORD in the URL, clients
-must authenticate (Basic or Digest); the password is never printed.
+must authenticate (Basic or Digest); the password is never printed. Several streams share one
+server: stream NAME is served at PATH/NAME.
 """
 
 from __future__ import annotations
@@ -44,18 +45,21 @@ def _announce(line: str) -> None:
 
 
 class RtspSink(Sink):
-    """Serve the rendered frames at an rtsp:// URL (see the module's docstring)."""
+    """Serve the rendered frames at an rtsp:// URL (see the module's docstring). With several
+    streams (`streams` = their names), one server serves each at PATH/NAME; `mount(i)` is what
+    stream i writes to."""
 
-    def __init__(self, url: str, fps: float, *, preset: str = "superfast", quality: int = 23,
-                 announce: Callable[[str], None] = _announce) -> None:
+    def __init__(self, url: str, fps: float, *, streams: list[str] | None = None, preset: str = "superfast",
+                 quality: int = 23, announce: Callable[[str], None] = _announce) -> None:
         self.url = url
         self.fps = float(fps) if fps and fps > 0 else 25.0
         self.preset, self.quality = preset, quality
         self.announce = announce
         self.host, self.port, self.path, self.credentials = self._parse(url)
-        self.size: tuple[int, int] | None = None
+        self.paths = [f"{self.path}/{name}" for name in streams] if streams else [self.path]
+        self.sizes: list[tuple[int, int] | None] = [None] * len(self.paths)  # (w, h) fixed by the first frame
+        self.frames = [0] * len(self.paths)
         self.server: RtspServerProcess | None = None
-        self.frames = 0
         self._closed = False
 
     @staticmethod
@@ -83,23 +87,23 @@ class RtspSink(Sink):
         host = parts.hostname or "127.0.0.1"
         return host, DEFAULT_PORT if port is None else port, path, credentials
 
-    @property
-    def public_url(self) -> str:
-        """The URL clients use, password hidden (the bound port once started)."""
+    def public_url(self, mount: int | None = None) -> str:
+        """A URL clients use, password hidden (the bound port once started): the one given, or a
+        stream's mount."""
         user = f"{self.credentials.split(':', 1)[0]}:***@" if self.credentials else ""
         port = self.server.port if self.server is not None and self.server.port else self.port
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"rtsp://{user}{host}:{port}{self.path}"
+        return f"rtsp://{user}{host}:{port}{self.path if mount is None else self.paths[mount]}"
 
     def describe(self) -> str:
-        return f"rtsp {self.public_url} (H.264 via gst-rtsp-server)"
+        return f"rtsp {self.public_url()} (H.264 via gst-rtsp-server)"
 
     def check(self) -> None:
         """The URL is valid, GStreamer's RTSP server can run here, and the port is free."""
         try:
             gst_python()
         except RtspUnavailable as exc:
-            raise OutputError(f"--output {self.public_url}: {exc}") from None
+            raise OutputError(f"--output {self.public_url()}: {exc}") from None
         if self.port == 0:
             return
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -109,57 +113,51 @@ class RtspSink(Sink):
                 probe.bind((self.host, self.port))
         except OSError as exc:
             why = "in use" if exc.errno == 98 else (exc.strerror or str(exc))
-            raise OutputError(f"--output {self.public_url}: cannot listen on {self.host}:{self.port} "
+            raise OutputError(f"--output {self.public_url()}: cannot listen on {self.host}:{self.port} "
                               f"({why}); choose another port (0 picks a free one) or address") from None
 
-    def open(self, size: tuple[int, int] | None = None) -> None:
-        """Check, and with the frame size (w, h) known, start serving now (clients can connect
-        before the first frame); else the first frame starts it."""
+    def open(self) -> None:
+        """Check, then start serving (clients may connect before the first frame)."""
         self.check()
         if self.host not in LOCAL_HOSTS:
             open_to_all = ("" if self.credentials
                            else "; anyone who can reach it may watch (add USER:PASSWORD@ to the URL)")
-            log.warning("--output %s: reachable from other machines%s", self.public_url, open_to_all)
-        if size is not None:
-            try:
-                self._start(*size)
-            except RtspServerError as exc:
-                raise OutputError(f"--output {self.public_url}: the RTSP server did not start: {exc}"
-                                  ) from None
-
-    def _start(self, w: int, h: int) -> None:
-        self.size = (w, h)
-        w2, h2 = w + w % 2, h + h % 2  # I420 wants even sides
-        options = ServerOptions(host=self.host, port=self.port, path=self.path, fps=self.fps,
+            log.warning("--output %s: reachable from other machines%s", self.public_url(), open_to_all)
+        options = ServerOptions(host=self.host, port=self.port, paths=tuple(self.paths), fps=self.fps,
                                 credentials=self.credentials, preset=self.preset, quality=self.quality)
-        self.server = RtspServerProcess(w2, h2, options)
-        self.server.start()
-        self.announce(f"serving {self.public_url} (H.264, {w2}x{h2}; RTSP clients may connect)")
+        self.server = RtspServerProcess(options)
+        try:
+            self.server.start()
+        except RtspServerError as exc:
+            raise OutputError(f"--output {self.public_url()}: the RTSP server did not start: {exc}") from None
+        urls = ", ".join(self.public_url(i) for i in range(len(self.paths)))
+        self.announce(f"serving {urls} (H.264; RTSP clients may connect)")
 
-    def write(self, image: np.ndarray) -> None:
-        h, w = image.shape[:2]
-        if self.server is None:
-            try:
-                self._start(w, h)
-            except RtspServerError as exc:
-                raise WriteError(f"--output {self.public_url}: the RTSP server did not start: {exc}"
-                                 ) from None
+    def mount(self, index: int) -> RtspMount:
+        return RtspMount(self, index)
+
+    def write(self, image: np.ndarray, mount: int = 0) -> None:
+        """Hand the frame to the server and return at once (never waits for a client)."""
         server = self.server
         if server.failure:
-            raise WriteError(f"--output {self.public_url}: {server.failure}")
-        if image.shape != server.frame_shape:  # mixed sizes (folders), odd sides: the first size, even
-            image = cv2.resize(image, (server.width, server.height), interpolation=cv2.INTER_AREA)
-        server.offer(image)
-        self.frames += 1
+            raise WriteError(f"--output {self.public_url()}: {server.failure}")
+        h, w = image.shape[:2]
+        size = self.sizes[mount]
+        if size is None:
+            size = self.sizes[mount] = (w + w % 2, h + h % 2)  # I420 wants even sides
+        if (w, h) != size:  # mixed sizes (folders), odd sides: the first size, even
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        server.offer(image, mount)
+        self.frames[mount] += 1
 
     def summary(self) -> str:
         s = self.server
         if s is None:
-            return f"{self.public_url}: no frames"
+            return f"{self.public_url()}: not started"
         unwatched = (s.ended or {}).get("unwatched")
         watched = f", {unwatched} with no client watching" if unwatched is not None else ""
-        return (f"{self.public_url}: {s.offered} frames, {s.dropped} dropped before the server (it was busy)"
-                f"{watched}; up to {s.most_clients} client(s) at once")
+        return (f"{self.public_url()}: {s.offered} frames, {s.dropped} dropped before the server (it was "
+                f"busy){watched}; up to {s.most_clients} client(s) at once")
 
     def close(self, failed: bool = False) -> None:
         """Stop serving (clients see the stream end); WriteError if the server died under us."""
@@ -173,9 +171,19 @@ class RtspSink(Sink):
         server.stop()
         log.info("rtsp out %s", self.summary())
         if failure:
-            raise WriteError(f"--output {self.public_url}: {failure}")
+            raise WriteError(f"--output {self.public_url()}: {failure}")
 
     def discard(self) -> None:
         if self.server is not None:
             with contextlib.suppress(Exception):
                 self.server.kill()
+
+
+class RtspMount:
+    """What one stream writes to: its mount of the run's RtspSink (`sink` is the shared sink)."""
+
+    def __init__(self, sink: RtspSink, index: int) -> None:
+        self.sink, self.index = sink, index
+
+    def write(self, image: np.ndarray) -> None:
+        self.sink.write(image, self.index)

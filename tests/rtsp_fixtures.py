@@ -72,9 +72,9 @@ def video_frames(path: Path) -> list[np.ndarray]:
 
 def burned_indices(path: Path, width: int | None = None) -> list[int | None]:
     """The camera index burned into each frame of a --visualize side-by-side video (left half)."""
-    from benchmarks.rtsp_camera import read_index
+    from benchmarks.rtsp_camera import video_indices
 
-    return [read_index(f[:, : (width or f.shape[1] // 2)]) for f in video_frames(path)]
+    return video_indices(path, width)
 
 
 def stats_lines(path: Path) -> list[dict]:
