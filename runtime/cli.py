@@ -83,6 +83,38 @@ def _serve_address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_video_file = clikit.output_file("a video file such as out.mp4")
+
+
+@clikit.option_type("a video file such as out.mp4, or rtsp://[USER:PASSWORD@]HOST:PORT/PATH to serve",
+                    good="out.mp4", bad=("", "/", "/dev/null/x", "rtsp://", "rtsp://127.0.0.1:99999/seg"))
+def _output(text: str) -> str:
+    if text.lower().startswith("rtsp://"):
+        from runtime.errors import OutputError
+        from runtime.rtsp_sink import RtspSink
+
+        try:
+            RtspSink.parse(text)
+        except OutputError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+        return text
+    return _video_file(text)
+
+
+def split_outputs(args: argparse.Namespace) -> None:
+    """--output may be given twice: one video file and one rtsp:// URL to serve. Afterwards
+    args.output is the file (or None) and args.rtsp_out the URL (or None)."""
+    from runtime.errors import UsageError
+
+    given = args.output or []
+    urls = [o for o in given if o.lower().startswith("rtsp://")]
+    files = [o for o in given if o not in urls]
+    if len(files) > 1 or len(urls) > 1:
+        raise UsageError("--output takes one video file and one rtsp:// URL at most; got "
+                         + ", ".join(repr(o) for o in (files if len(files) > 1 else urls)))
+    args.output, args.rtsp_out = (files[0] if files else None), (urls[0] if urls else None)
+
+
 @clikit.option_type("an artefact manifest, model file or folder, or triton://HOST:PORT/MODEL",
                     good=__file__, bad=("", "/nonexistent/pspnet-rt-fault", "triton://"))
 def _engine(text: str) -> str:
@@ -117,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--output", metavar="FILE.mp4", type=clikit.output_file("a video file such as out.mp4"),
-                     help="rendered video (H.264 via ffmpeg when present)")
+    out.add_argument("--output", metavar="FILE.mp4|rtsp://HOST:PORT/PATH", type=_output, action="append",
+                     help="rendered video (H.264 via ffmpeg when present); an rtsp:// URL serves it to RTSP "
+                          "clients instead (GStreamer's RTSP server; 127.0.0.1 by default, port 0 = a free "
+                          "one; docs/rtsp.md); give both to do both")
     out.add_argument("--masks", metavar="DIR", type=clikit.output_dir("a folder for mask PNGs"),
                      help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
     out.add_argument("--show", action="store_true",
@@ -346,6 +380,7 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
+        split_outputs(args)
         if args.serve_token and not args.serve:
             raise clikit.UsageError("--serve-token needs --serve [HOST:]PORT")
         from runtime.temporal.config import parse_temporal
@@ -445,6 +480,10 @@ def _make_outputs(args: argparse.Namespace, fps: float | None = None) -> Any:
     outputs = Outputs()
     if args.output:
         outputs.video = VideoSink(args.output, args.fps or fps or 25.0, preset=args.x264_preset)
+    if args.rtsp_out:
+        from runtime.rtsp_sink import RtspSink
+
+        outputs.rtsp = RtspSink(args.rtsp_out, args.fps or fps or 25.0, preset=args.x264_preset)
     if args.masks:
         outputs.masks = MaskSink(args.masks)
     if args.stats:
@@ -596,7 +635,7 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
     from runtime.stats import RunStats
 
     if not (outputs.video or outputs.masks or outputs.stats or outputs.live or outputs.bag or outputs.foxglove
-            or (outputs.window and outputs.window.enabled)):
+            or outputs.rtsp or (outputs.window and outputs.window.enabled)):
         log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
     bench = _Bench(args, source, getattr(backend, "inner", backend)) if args.benchmark else None
     stats = RunStats()
@@ -626,7 +665,8 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
                    if choice else []),
                  ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
                   + (f", {source.reconnects} reconnects" if source.reconnects else "")),
-                 *backend.summary_lines()]
+                 *backend.summary_lines(),
+                 *([("rtsp out", outputs.rtsp.summary())] if outputs.rtsp else [])]
         bare = None
         if bench is not None and stats.frames and signals.code is None:
             line, bare = bench.finish(stats.fps, cpu_ms)

@@ -55,7 +55,7 @@ class RtspSink(Sink):
         self.fps = float(fps) if fps and fps > 0 else 25.0
         self.preset, self.quality = preset, quality
         self.announce = announce
-        self.host, self.port, self.path, self.credentials = self._parse(url)
+        self.host, self.port, self.path, self.credentials = self.parse(url)
         self.paths = [f"{self.path}/{name}" for name in streams] if streams else [self.path]
         self.sizes: list[tuple[int, int] | None] = [None] * len(self.paths)  # (w, h) fixed by the first frame
         self.frames = [0] * len(self.paths)
@@ -63,7 +63,8 @@ class RtspSink(Sink):
         self._closed = False
 
     @staticmethod
-    def _parse(url: str) -> tuple[str, int, str, str | None]:
+    def parse(url: str) -> tuple[str, int, str, str | None]:
+        """(host, port, path, "user:password" or None) of an --output rtsp:// URL; OutputError if bad."""
         parts = urllib.parse.urlsplit(url)
         where = f"--output {redact(url)}"
         if parts.scheme.lower() != "rtsp":

@@ -287,6 +287,15 @@ def open_stream_outputs(args: Any, manifest: Any, streams: list[tuple[str, Any]]
         open_ros_outputs(args, manifest, shared, list(streams), opened)
         for out in outputs:
             out.bag, out.foxglove = shared.bag, shared.foxglove
+    if getattr(args, "rtsp_out", None):  # one RTSP server, stream NAME at PATH/NAME
+        from runtime.rtsp_sink import RtspSink
+
+        rtsp = RtspSink(args.rtsp_out, args.fps or streams[0][1].fps or 25.0, preset=args.x264_preset,
+                        streams=[name for name, _ in streams])
+        rtsp.open()
+        opened.append(rtsp)
+        for i, out in enumerate(outputs):
+            out.rtsp = rtsp.mount(i)
     return outputs, renderers, stats
 
 
@@ -306,12 +315,15 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
         if out.live is not None:
             pipe.stats.startup_s = backend.startup_s
             out.live.attach(pipe.stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
-    if not (args.output or args.masks or args.stats or args.serve or args.bag or args.foxglove):
+    if not (args.output or args.masks or args.stats or args.serve or args.bag or args.foxglove
+            or getattr(args, "rtsp_out", None)):
         log.warning("no --output, --masks, --stats or --serve: frames are segmented and only timed")
     cpu0 = _cpu_s()
     sinks = [s for out in outputs for s in (out.video, out.masks, out.live) if s is not None]
     sinks += [stats_sink.sink] if stats_sink is not None else []
     sinks += [s for s in (outputs[0].bag, outputs[0].foxglove) if s is not None] if outputs else []
+    rtsp = outputs[0].rtsp.sink if outputs and outputs[0].rtsp is not None else None
+    sinks += [rtsp] if rtsp is not None else []
     for sink in sinks:
         if hasattr(sink, "discard"):
             signals.on_abort(sink.discard)
@@ -336,6 +348,8 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
                              f"{len(streams)} streams")]
         extra += [(f"stream {p.stream}", stream_line(p)) for p in shared.pipes]
         extra += backend.summary_lines()
+        if rtsp is not None:
+            extra.append(("rtsp out", rtsp.summary()))
         if errors:
             extra.append(("outputs", "NOT all written: " + errors[0]))
         print(total.summary(f"pspnet-rt summary ({len(streams)} streams, throughput summed over them)", extra,

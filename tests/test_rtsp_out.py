@@ -30,7 +30,8 @@ def ov(demo_artefacts: dict[str, Path]) -> str:
 
 def _ffmpeg_client(url: str, transport: str) -> subprocess.Popen:
     return subprocess.Popen(["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", transport, "-i", url,
-                             "-frames:v", str(FRAMES_EACH), "-f", "rawvideo", "-pix_fmt", "bgr24", "-"],
+                             "-frames:v", str(FRAMES_EACH), "-fps_mode", "passthrough",  # no duplicates
+                             "-f", "rawvideo", "-pix_fmt", "bgr24", "-"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -55,8 +56,9 @@ def test_three_clients_get_the_files_frames(ov: str, tmp_path: Path) -> None:
         try:
             wait_for(lambda: any("serving rtsp://" in line for line in err_lines), "RTSP out", proc=proc)
             url = re.search(r"serving (rtsp://\S+)", "".join(err_lines)).group(1)
-            probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height",
-                                    "-of", "csv=p=0", url], capture_output=True, text=True, timeout=60)
+            probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
+                                    "stream=codec_name,width,height", "-of", "csv=p=0", url],
+                                   capture_output=True, text=True, timeout=60)
             assert probe.stdout.strip() == "h264,384,96", probe.stderr
             stalled = _ffmpeg_client(url, "tcp")  # connects, then stops reading (SIGSTOP)
             clients.append(stalled)
@@ -87,8 +89,8 @@ def test_three_clients_get_the_files_frames(ov: str, tmp_path: Path) -> None:
     assert all(c.returncode == 0 for c in clients[1:]), [e for _, e in got]
     written = {read_index(f[:, :192]): f for f in video_frames(out_dir / "o.mp4")}
     assert len(written) == len(stats_lines(out_dir / "s.jsonl"))
-    decoded = {"ffmpeg tcp": _raw_frames(got[0][0], 384, 96), "ffmpeg udp": _raw_frames(got[1][0], 384, 96),
-               "opencv": opencv}
+    decoded = {"ffmpeg tcp": _raw_frames(got[0][0], 384, 96),
+               "ffmpeg udp": _raw_frames(got[1][0], 384, 96), "opencv": opencv}
     for client, frames in decoded.items():
         assert len(frames) == FRAMES_EACH, (client, len(frames))
         indices = [read_index(f[:, :192]) for f in frames]
