@@ -74,6 +74,7 @@ class Server:
         self.lock = threading.Lock()
         self.paths: list[str] = args.path
         self.appsrcs: list[object | None] = [None] * len(self.paths)  # each mount's newest media source
+        self.encoders: list[object | None] = [None] * len(self.paths)
         self.sizes: list[tuple[int, int] | None] = [None] * len(self.paths)
         self.frames = self.unwatched = self.clients = 0
 
@@ -94,7 +95,7 @@ class Server:
                 "( appsrc name=src is-live=true do-timestamp=true format=time block=false "
                 "leaky-type=downstream max-buffers=2 ! queue max-size-buffers=2 leaky=downstream "
                 "! videoconvert ! video/x-raw,format=I420 "
-                f"! x264enc tune=zerolatency speed-preset={args.preset} threads={args.threads} "
+                f"! x264enc name=enc tune=zerolatency speed-preset={args.preset} threads={args.threads} "
                 f"key-int-max={gop} pass=qual quantizer={args.quality} "
                 "! video/x-h264,profile=constrained-baseline "
                 "! rtph264pay name=pay0 pt=96 config-interval=-1 )")
@@ -142,12 +143,25 @@ class Server:
             if self.sizes[mount] is not None:
                 appsrc.set_property("caps", self._caps(self.sizes[mount]))
             self.appsrcs[mount] = appsrc
+            self.encoders[mount] = media.get_element().get_by_name_recurse_up("enc")
 
     def _client_connected(self, server: object, client: object) -> None:
         client.set_property("drop-backlog", True)  # a slow TCP client loses packets, never stalls us
         self.clients += 1
         say(clients=self.clients)
         client.connect("closed", self._client_closed)
+        client.connect("play-request", self._key_frame_now)
+
+    def _key_frame_now(self, client: object, context: object) -> None:
+        """A client that joins a stream already playing would start mid-GOP (its decoder shows
+        broken pictures until the next key frame): ask every encoder for a key frame now."""
+        Gst = self.Gst
+        with self.lock:
+            encoders = [e for e in self.encoders if e is not None]
+        for encoder in encoders:
+            request = Gst.Structure.new_from_string("GstForceKeyUnit, all-headers=(boolean)true")
+            event = Gst.Event.new_custom(Gst.EventType.CUSTOM_UPSTREAM, request)
+            encoder.get_static_pad("src").send_event(event)
 
     def _client_closed(self, client: object) -> None:
         self.clients -= 1

@@ -224,6 +224,8 @@ CASES: list[Case] = [
     Case("out-clash", "outputs", RT, "--output = --stats, --stats = --summary-json, --output = the --video "
          "file, --stats = the --engine manifest, --summary-json = its model file, --masks = the --video "
          "folder", EXIT2 + "; inputs untouched"),
+    Case("out-rtsp", "outputs", RT, "--output rtsp:// on a port in use, on an address that is not this "
+         "machine's, given twice, with an empty password", EXIT2 + " before any model work"),
     Case("out-failed-run-keeps-old", "outputs", RT, "a run that fails (disk full on --masks) over existing "
          "--output and --stats files", "exit 1; the old files stay, the new whole ones are kept as "
          "NAME.incomplete.EXT"),
