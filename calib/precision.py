@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from artefact.files import atomic_path, sha256_file
 from calib.gate import GateReport, gate
-from calib.gate_backends import GateRun, open_gate_runner, what_ran
+from calib.gate_backends import GateRun, GateTarget, gate_target
 from calib.options import PrecisionOptions
 from calib.sources import CalibrationError, FrameSet, generated_id, load_frames
 from segdata.evaluation import agreement, predict_all
@@ -58,8 +58,9 @@ def final_graph(src: Path, dst: Path, outputs: list[str]) -> Path:
 
 
 def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec: ModelSpec,
-                    outputs: list[str], cache_dir: Path, backend: str) -> PrecisionResult:
-    """The graph of `options.precision` for an artefact of `backend`, gated on held-out frames."""
+                    outputs: list[str], cache_dir: Path, backend: str | GateTarget) -> PrecisionResult:
+    """The graph of `options.precision` for an artefact of `backend` (its name, or its GateTarget:
+    a build_engine.compilers Compiler), gated on held-out frames."""
     base = final_graph(fp32_onnx, work / "fp32_final.onnx", outputs)
     if options.precision == "fp32":
         return PrecisionResult(base)
@@ -67,8 +68,9 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
     if options.dynamic:
         raise ValueError("fp16/int8 builds need a fixed --input-size (calibration and the gate "
                          "run at one size); drop --dynamic")
-    evalset = gate_frames(options.eval_data or "synthetic:val", options.eval_images, height, width)
-    gate_backend = backend  # calib/gate_backends.py: what runs for each target, and its words
+    evalset = labels_for(spec, gate_frames(options.eval_data or "synthetic:val", options.eval_images,
+                                           height, width))
+    gate_backend = gate_target(backend)  # what runs for each target, and its words (calib/gate_backends.py)
     fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir)
     classes = list(spec.classes)
 
@@ -83,6 +85,22 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
     return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes)
 
 
+def labels_for(spec: ModelSpec, evalset: FrameSet) -> FrameSet:
+    """The gate's frames with ground truth only where it is in the model's label set (scored with
+    its ignore index); frames labelled in another label set (the synthetic scenes' Cityscapes ids
+    for a 3-class road model) gate on agreement with FP32's predictions instead."""
+    import dataclasses
+
+    if evalset.label_set is None or not any(label is not None for label in evalset.labels):
+        return evalset
+    if evalset.label_set != spec.label_set:
+        log.warning("--eval-data %s is labelled in %s, the model predicts %s: the gate compares with "
+                    "FP32's predictions instead of the labels", evalset.source, evalset.label_set,
+                    spec.label_set)
+        return dataclasses.replace(evalset, labels=[None] * len(evalset.frames))
+    return dataclasses.replace(evalset, ignore_index=spec.ignore_index)
+
+
 @functools.lru_cache(maxsize=1)
 def gate_frames(source: str, n: int, height: int, width: int) -> FrameSet:
     """The gate's held-out frames; kept for the process, so `--precision auto` trying INT8 then
@@ -90,15 +108,16 @@ def gate_frames(source: str, n: int, height: int, width: int) -> FrameSet:
     return load_frames(source, n, height, width, seed=1, default_split="val")
 
 
-def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: Path) -> list[np.ndarray]:
+def fp32_reference(gate_backend: GateTarget, base: Path, evalset: FrameSet, cache_dir: Path
+                   ) -> list[np.ndarray]:
     """FP32's class maps of the gate frames on the gate backend: what every candidate is compared
     with. Kept in `cache_dir` under the graph's sha256, the frames' fingerprint and the backend's
     version, so another precision of the same model does not run FP32 again."""
     from artefact.files import cache_key
     from devices import version
 
-    key = cache_key({"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend,
-                     "version": version(gate_backend)})
+    key = cache_key({"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend.name,
+                     "version": version(gate_backend.name)})
     path = cache_dir / f"{key}-fp32-reference.npz"
     if path.is_file():
         try:
@@ -108,7 +127,7 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
             return preds
         except (OSError, KeyError, ValueError) as exc:
             log.warning("recomputing the FP32 reference, %s is unreadable: %s", path, exc)
-    with open_gate_runner(gate_backend, base, "fp32") as fp32_run:
+    with gate_backend.open_gate_runner(base, "fp32") as fp32_run:
         preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -117,10 +136,10 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
 
 
 def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
-          fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str]
+          fp32_preds: list, gate_backend: GateTarget, cache_dir: Path, classes: list[str]
           ) -> PrecisionResult:
     from calib.graph_parts import final_classifier, quantized_blocks
-    from calib.qdq_placement import default_placement, describe
+    from calib.qdq_placement import describe
     from calib.quantize import preprocess, quantize_int8
 
     pre = preprocess(base, work / "int8_pre.onnx")
@@ -130,7 +149,7 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
     if cls is not None and not options.quantize_classifier:
         exclude.append(cls.name)
     cache, provenance = calibration_ranges(base, pre, graph, options, spec, evalset, cache_dir, work)
-    placement = options.qdq_placement or default_placement(gate_backend)
+    placement = options.qdq_placement or gate_backend.qdq_placement
     out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, exclude, cache, placement)
     report, ran = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
                         fail=False)
@@ -211,7 +230,7 @@ def _refuse_overlap(frame_sha1: list[str], evalset: FrameSet) -> None:
 
 def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: list[str],
                 options: PrecisionOptions, cache: Path, evalset: FrameSet, fp32_preds: list,
-                gate_backend: str, placement: str = "tensorrt") -> list[tuple[str, float]]:
+                gate_backend: GateTarget, placement: str = "tensorrt") -> list[tuple[str, float]]:
     """Per block: agreement with FP32 when ONLY that block is INT8. Worst first."""
     from calib.quantize import quantize_int8
 
@@ -224,7 +243,7 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
         others = [n for n in all_nodes if n not in names] + exclude
         path = quantize_int8(pre, work / "probe.onnx", None, options.calib_method, others, cache,
                              placement)
-        with open_gate_runner(gate_backend, path, "int8") as run:
+        with gate_backend.open_gate_runner(path, "int8") as run:
             scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
     scores.sort(key=lambda s: s[1])
     tqdm.write("sensitivity (agreement with FP32 when only this block is INT8): " +
@@ -232,14 +251,14 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
     return scores
 
 
-def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
+def _gate(backend: GateTarget, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
           classes: list[str], options: PrecisionOptions, fail: bool = True
           ) -> tuple[GateReport, GateRun]:
-    with open_gate_runner(backend, path, precision) as run:
+    with backend.open_gate_runner(path, precision) as run:
         preds = predict_all(run, evalset.frames, f"{precision} gate")
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
     report.precision_ran = run.precision_ran
-    ran = what_ran(backend, precision, run)
+    ran = backend.what_ran(precision, run)
     tqdm.write(f"{precision} gate ran on: {ran.description}\n{report.table()}", file=sys.stderr)
     if fail and not report.passed:
         raise GateFailed(_fail_message(report, precision), report)

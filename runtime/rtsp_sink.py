@@ -21,6 +21,7 @@ import socket
 import sys
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8554
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def is_rtsp_output(text: str) -> bool:
-    return text.lower().startswith("rtsp://")
 
 
 def _announce(line: str) -> None:
@@ -151,14 +148,27 @@ class RtspSink(Sink):
         server.offer(image, mount)
         self.frames[mount] += 1
 
-    def summary(self) -> str:
+    def facts(self) -> dict[str, Any]:
+        """What RTSP out did (for --summary-json): frames offered, dropped before the server (it was
+        busy), sent with no client watching, the most clients connected at once."""
         s = self.server
         if s is None:
-            return f"{self.public_url()}: not started"
-        unwatched = (s.ended or {}).get("unwatched")
-        watched = f", {unwatched} with no client watching" if unwatched is not None else ""
-        return (f"{self.public_url()}: {s.offered} frames, {s.dropped} dropped before the server (it was "
-                f"busy){watched}; up to {s.most_clients} client(s) at once")
+            return {"url": self.public_url(), "frames": 0}
+        return {"url": self.public_url(), "mounts": [self.public_url(i) for i in range(len(self.paths))],
+                "frames": s.offered, "dropped": s.dropped, "unwatched": (s.ended or {}).get("unwatched"),
+                "most_clients": s.most_clients}
+
+    def summary(self) -> str:
+        f = self.facts()
+        if self.server is None:
+            return f"{f['url']}: not started"
+        watched = f", {f['unwatched']} with no client watching" if f["unwatched"] is not None else ""
+        return (f"{f['url']}: {f['frames']} frames, {f['dropped']} dropped before the server (it was busy)"
+                f"{watched}; up to {f['most_clients']} client(s) at once")
+
+    def report(self) -> tuple[str, str, str, dict[str, Any]]:
+        """(summary label, summary line, --summary-json key, its facts): runtime.summary asks each sink."""
+        return "rtsp out", self.summary(), "rtsp_out", self.facts()
 
     def close(self, failed: bool = False) -> None:
         """Stop serving (clients see the stream end); WriteError if the server died under us."""

@@ -4,6 +4,10 @@
 #   chromium  optional: the live-view browser tests drive Debian's chromium headless through
 #             Playwright (never a downloaded browser); if it cannot be installed, only those
 #             tests skip. PSPNET_RT_NO_CHROMIUM=1 leaves it out.
+#   postgresql optional: the search tests start their own PostgreSQL server (initdb/postgres as
+#             an unprivileged user in a temp dir); only the binaries are needed, so no system
+#             cluster is created or started. If it cannot be installed, only that test skips.
+#             PSPNET_RT_NO_POSTGRES=1 leaves it out.
 #   GStreamer RTSP server  optional: `--output rtsp://` and the RTSP camera of the tests and
 #             benchmark (python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-base/good/
 #             ugly for x264enc); if it cannot be installed, that output says how to get it and those
@@ -13,49 +17,70 @@
 # or warns (chromium), rather than guessing a package manager.
 set -euo pipefail
 
-have_ffmpeg() { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; }
-have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
-want_chromium=1
-[ "${PSPNET_RT_NO_CHROMIUM:-0}" = "1" ] && want_chromium=0
+# PostgreSQL (optional; warns, never fails): the server binaries only, no cluster, no service.
+install_postgres() {
+  [ "${PSPNET_RT_NO_POSTGRES:-0}" = "1" ] && return 0
+  if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "install-system-deps: postgresql already present"
+    return 0
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "install-system-deps: warning: postgresql is missing and this script needs root; the PostgreSQL search test will skip" >&2; return 0; }
+    sudo="sudo"
+  fi
+  command -v apt-get >/dev/null 2>&1 || { echo "install-system-deps: warning: postgresql is missing and apt-get is not available; the PostgreSQL search test will skip" >&2; return 0; }
+  # Debian's postgresql-common would create and start a 'main' cluster; the tests need neither.
+  $sudo mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.d/pspnet-rt-no-main-cluster.conf >/dev/null
+  if DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 || {
+       DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null 2>&1 &&
+       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1; }; then
+    echo "install-system-deps: installed postgresql ($(ls -d /usr/lib/postgresql/*/bin | tail -n 1))"
+  else
+    echo "install-system-deps: warning: apt-get install postgresql failed; the PostgreSQL search test will skip" >&2
+  fi
+}
+install_postgres
 
-# The RTSP server check is the helper's own (runtime/rtsp_helper.py --check): one list of what it needs.
+# GStreamer's RTSP server (optional; warns, never fails). What it needs is checked by the helper
+# itself (runtime/rtsp_helper.py --check), so the list lives in one place.
 RTSP_HELPER="$(cd "$(dirname "$0")/.." && pwd)/runtime/rtsp_helper.py"
 GST_PACKAGES="python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
 have_gst_rtsp() { [ -x /usr/bin/python3 ] && /usr/bin/python3 "$RTSP_HELPER" --check >/dev/null 2>&1; }
-install_gstreamer_rtsp() {  # optional: warns, never fails the script
+install_gstreamer_rtsp() {
   [ "${PSPNET_RT_NO_GSTREAMER:-0}" = "1" ] && return 0
   if have_gst_rtsp; then
     echo "install-system-deps: GStreamer RTSP server already present (/usr/bin/python3 with gi)"
     return 0
   fi
   local sudo=""
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-system-deps: warning: no apt-get; install $GST_PACKAGES (or your system's equivalents) for --output rtsp:// and the RTSP tests" >&2
-    return 0
-  fi
   if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "install-system-deps: warning: the GStreamer RTSP server needs root (apt-get); the RTSP tests will skip" >&2; return 0; }
+    command -v sudo >/dev/null 2>&1 || { echo "install-system-deps: warning: the GStreamer RTSP server is missing and this script needs root; --output rtsp:// and the RTSP tests will skip" >&2; return 0; }
     sudo="sudo"
   fi
-  if DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $GST_PACKAGES >/dev/null \
-      || { DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq \
-           && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $GST_PACKAGES >/dev/null; }; then
-    :
-  fi
+  command -v apt-get >/dev/null 2>&1 || { echo "install-system-deps: warning: no apt-get; install $GST_PACKAGES (or your system's equivalents) for --output rtsp:// and the RTSP tests" >&2; return 0; }
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $GST_PACKAGES >/dev/null 2>&1 || {
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null 2>&1 &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $GST_PACKAGES >/dev/null 2>&1; } || true
   if have_gst_rtsp; then
     echo "install-system-deps: installed the GStreamer RTSP server ($GST_PACKAGES)"
   else
     echo "install-system-deps: warning: the GStreamer RTSP server is not usable ($(/usr/bin/python3 "$RTSP_HELPER" --check 2>&1 | tail -n 1)); --output rtsp:// says how to fix it, the RTSP tests skip" >&2
   fi
-  return 0
 }
+install_gstreamer_rtsp
+
+have_ffmpeg() { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; }
+have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
+want_chromium=1
+[ "${PSPNET_RT_NO_CHROMIUM:-0}" = "1" ] && want_chromium=0
 
 need_ffmpeg=1; have_ffmpeg && need_ffmpeg=0
 need_chromium=0; [ "$want_chromium" = 1 ] && ! have_chromium && need_chromium=1
 [ "$need_ffmpeg" = 0 ] && echo "install-system-deps: ffmpeg already present ($(command -v ffmpeg))"
 have_chromium && echo "install-system-deps: chromium already present ($(command -v chromium || command -v chromium-browser))"
 if [ "$need_ffmpeg" = 0 ] && [ "$need_chromium" = 0 ]; then
-  install_gstreamer_rtsp
   exit 0
 fi
 
@@ -66,7 +91,6 @@ cannot() {
     exit 1
   fi
   echo "install-system-deps: warning: chromium is missing and $1; the browser tests will skip" >&2
-  install_gstreamer_rtsp
   exit 0
 }
 
@@ -90,4 +114,3 @@ if [ "$need_chromium" = 1 ]; then
   have_chromium || cannot "the chromium package gave no chromium binary"
   echo "install-system-deps: installed $(chromium --version 2>/dev/null || echo chromium)"
 fi
-install_gstreamer_rtsp

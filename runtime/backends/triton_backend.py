@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from artefact.manifest import ArtefactError, manifest_from_dict
-from runtime.backends.base import Backend, labels_2d
+from runtime.backends.base import Backend, Collected, labels_2d
 from runtime.errors import BackendUnavailable, UsageError
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ class TritonBackend(Backend):
         except Exception as exc:  # the channel itself refused: collect() retries it
             box.callback(seq, None, exc)
 
-    def collect(self) -> tuple[Any, np.ndarray]:
+    def collect_result(self) -> Collected:
         seq, tag, t0, batch = self._pending[0]
         box = self._done_box
         with box.cond:
@@ -287,8 +287,7 @@ class TritonBackend(Backend):
             t_done = time.perf_counter()
         else:
             labels = labels_2d(result, self.manifest)
-        self.last_infer_ms = (t_done - t0) * 1e3
-        return tag, labels
+        return Collected(tag, labels, (t_done - t0) * 1e3)
 
     @property
     def in_flight(self) -> int:
