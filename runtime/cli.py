@@ -38,6 +38,9 @@ examples:
             --masks masks/ --stats stats.jsonl
       two streams sharing one backend: out-gate.mp4, out-dock.mp4, masks/gate/, masks/dock/,
       stats lines with "stream": "gate" / "dock"
+  pspnet-rt --video drive.mp4 --engine m.json --stats /dev/stdout | jq .e2e_ms
+      outputs may be /dev/stdout, a FIFO or /dev/null (written in place; the summary goes to
+      stderr); one run writes an output at a time, a second one is refused
   pspnet-rt --video demo --loop --serve 8080
       live view in a browser at http://127.0.0.1:8080/ (stream, legend, FPS, stage latency,
       drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics
@@ -117,6 +120,17 @@ def split_outputs(given: list[str] | None) -> tuple[str | None, str | None]:
     return (files[0] if files else None), (urls[0] if urls else None)
 
 
+@clikit.option_type("a host name or IP address", good="box.local",
+                    bad=("", "  ", "http://box.local", "box.local:8080", "a b"))
+def _allowed_host(text: str) -> str:
+    from runtime.live.hosts import parse_allowed_host
+
+    try:
+        return parse_allowed_host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 @clikit.option_type("an artefact manifest, model file or folder, or triton://HOST:PORT/MODEL",
                     good=__file__, bad=("", "/nonexistent/pspnet-rt-fault", "triton://"))
 def _engine(text: str) -> str:
@@ -181,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
     srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
                      help="open connections served at once (a page uses two); more get 503 (default 32)")
+    srv.add_argument("--serve-allow-host", type=_allowed_host, action="append", metavar="NAME",
+                     help="also answer requests whose Host header is NAME (e.g. box.local, or a reverse "
+                          "proxy's name); repeatable. By default only the addresses it listens on (and "
+                          "localhost) are answered, 421 otherwise: a guard against DNS rebinding")
 
     _add_ros_options(p)
 
@@ -299,15 +317,20 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
                          f"(default {tc.DEFAULT_FLOW_SCALE}: 120x240 for a 240x480 model)")
 
 
-def _quiet_native_logs(verbose: int) -> None:
+def _quiet_native_logs(verbose: int, secret: bool = False) -> None:
     """OpenCV and FFmpeg print their own warnings to stderr; keep them for -v, so that by default
-    an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)"""
+    an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)
+    `secret`: a source URL holds a password or token. FFmpeg prints URLs as they are, from C,
+    past our redaction, so its log stays quiet then, whatever -v says."""
     import cv2
 
-    if verbose == 0:
+    if secret and verbose:
+        log.warning("FFmpeg's own log stays quiet: a --video URL holds a secret it would print")
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "8"  # AV_LOG_FATAL
+    elif verbose == 0:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
-    level = cv2.utils.logging.LOG_LEVEL_ERROR if verbose == 0 else cv2.utils.logging.LOG_LEVEL_WARNING
-    cv2.utils.logging.setLogLevel(level)
+    levels = cv2.utils.logging
+    levels.setLogLevel(levels.LOG_LEVEL_ERROR if verbose == 0 or secret else levels.LOG_LEVEL_WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,11 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     from artefact.manifest import ArtefactError
     from runtime.default_build import BuildFailed
     from runtime.errors import SourceDamaged, WriteError
+    from runtime.naming import redact_source
+    from runtime.output_target import open_standard_descriptors
 
+    open_standard_descriptors()  # before any file is opened: a closed stdout must not become one
     signals = clikit.Signals(PROG)
     return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
                       usage=(ArtefactError,), failure=(WriteError, BuildFailed, SourceDamaged),
-                      interrupted="interrupted: stopped before streaming, no output was written")
+                      interrupted="interrupted: stopped before streaming, no output was written",
+                      scrub=redact_source)
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
@@ -332,11 +359,13 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
+    from runtime.finish import show_summary
+    from runtime.naming import redact_source
     from runtime.run import run
 
-    _quiet_native_logs(args.verbose)
+    _quiet_native_logs(args.verbose, secret=any(redact_source(v) != v for v in args.video))
     summary = run(run_options(args), signals)
-    print(summary.table, flush=True)
+    show_summary(summary.table)  # --summary-json is written already: a closed stdout cannot lose it
     return exit_code(summary, signals)
 
 

@@ -44,6 +44,7 @@ class RunOptions:
     serve: tuple[str, int] | None = None  # (host, port) of the live view
     serve_token: str | None = None  # default $PSPNET_RT_SERVE_TOKEN
     serve_clients: int = 32
+    serve_allow_host: list[str] | None = None  # Host header names answered besides its own addresses
     bag: str | None = None  # a ROS 2 MCAP bag out (the ros extra; runtime/ros/bag_sink.py)
     bag_topic: str = "/pspnet/class_map"
     foxglove: tuple[str, int] | None = None  # (host, port) of the Foxglove live view (the ros extra)
@@ -87,6 +88,8 @@ class RunOptions:
             if self.rtsp_out:
                 raise UsageError("give one rtsp:// URL to serve (output or rtsp_out), not two")
             self.output, self.rtsp_out = None, str(self.output)
+        if self.serve_allow_host and not self.serve:
+            raise UsageError("--serve-allow-host needs --serve [HOST:]PORT")
 
     @classmethod
     def from_fields(cls, values: Any, **overrides: Any) -> RunOptions:

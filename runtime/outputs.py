@@ -63,6 +63,12 @@ def plan_outputs(options: RunOptions, streams: list[tuple[str, Any]]) -> list[Ou
 
     if options.show and options.several:
         raise UsageError("--show shows one stream; with several --video streams write --output files instead")
+    if options.output and options.several:
+        from runtime.output_target import STREAM, resolve
+
+        if resolve(options.output, "--output").kind == STREAM:  # X-NAME.mp4 beside /dev/null?
+            raise UsageError(f"--output {options.output} is not a file: with several streams each writes its "
+                             "own video, X-NAME.EXT beside the name given; give a file name such as out.mp4")
     stats = StatsSink(options.stats) if options.stats else None
     if stats is not None and options.several:
         stats = LockedSink(stats)
@@ -107,7 +113,8 @@ def open_outputs(options: RunOptions, manifest: Any, streams: list[tuple[str, An
         from runtime.live import open_server
 
         token = options.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN")
-        server = open_server(*options.serve, token=token, max_clients=options.serve_clients)
+        server = open_server(*options.serve, token=token, max_clients=options.serve_clients,
+                             allowed_hosts=options.serve_allow_host or ())
         opened.append(server)
         print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
         for out, (name, source) in zip(outputs, streams):

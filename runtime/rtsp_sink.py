@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 
 from runtime.errors import OutputError, WriteError
+from runtime.naming import redact_source
 from runtime.rtsp_server import RtspServerError, RtspServerProcess, RtspUnavailable, ServerOptions, gst_python
 from runtime.sinks import Sink
-from runtime.sources import redact
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class RtspSink(Sink):
     def parse(url: str) -> tuple[str, int, str, str | None]:
         """(host, port, path, "user:password" or None) of an --output rtsp:// URL; OutputError if bad."""
         parts = urllib.parse.urlsplit(url)
-        where = f"--output {redact(url)}"
+        where = f"--output {redact_source(url)}"
         if parts.scheme.lower() != "rtsp":
             raise OutputError(f"{where}: not an rtsp:// URL")
         try:

@@ -6,7 +6,6 @@ source defined elsewhere subclasses `Source` without importing the parser that d
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from runtime.naming import redact_source
 from segdata.frames import FrameError, to_bgr8
 
 log = logging.getLogger("runtime.sources")
@@ -64,11 +64,6 @@ class _Item(NamedTuple):
     stamp: tuple[int, str, int] | None = None  # bags: (header stamp ns, frame id, log time ns)
 
 
-def redact(uri: str) -> str:
-    """Hide a password in a URL before it is printed or logged."""
-    return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", uri)
-
-
 class Source:
     """Base: turns one pass over the content (`_pass`) into numbered Frames with loop/max-frames."""
 
@@ -94,7 +89,7 @@ class Source:
         self.close()
 
     def describe(self) -> str:
-        return f"{self.kind} {redact(self.uri)}"
+        return f"{self.kind} {redact_source(self.uri)}"
 
     @property
     def frame_count(self) -> int | None:

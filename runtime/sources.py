@@ -35,7 +35,8 @@ import cv2
 import numpy as np
 
 from runtime.errors import SourceError, SourceMissing
-from runtime.source_base import STALE, Frame, Source, SourceOptions, _Item, redact  # noqa: F401 (their home)
+from runtime.naming import redact_source
+from runtime.source_base import STALE, Frame, Source, SourceOptions, _Item  # noqa: F401 (their home)
 from segdata.frames import IMAGE_SUFFIXES, FrameError, read_image
 
 log = logging.getLogger(__name__)
@@ -178,17 +179,28 @@ class ImageFolderSource(Source):
         if os.path.isdir(uri):
             names = [os.path.join(uri, n) for n in os.listdir(uri)
                      if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith(".")]
-            where = f"folder {uri}"
+            where, others = f"folder {uri}", []
         else:
-            names = [p for p in glob.glob(uri) if os.path.isfile(p)]
-            where = f"glob {uri!r}"
+            folder, pattern = os.path.split(uri)
+            if folder and os.path.isdir(folder):  # shots[1]/*.png: the folder that exists, not a class
+                uri_glob = os.path.join(glob.escape(folder), pattern)
+            else:
+                uri_glob = uri
+            matched = [p for p in glob.glob(uri_glob) if os.path.isfile(p)]
+            names = [p for p in matched if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+            where, others = f"glob {uri!r}", [p for p in matched if p not in set(names)]
         if not names:
-            raise SourceError(f"no images in {where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
+            seen = (f"; it matches {len(others)} other file(s), e.g. {os.path.basename(others[0])}"
+                    if others else "")
+            raise SourceError(f"no images in {where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}{seen}); "
                               "point --video at a folder of images, a video file, or use demo")
+        if others:
+            log.warning("%s: %d matching file(s) are not images and are skipped (e.g. %s)", where,
+                        len(others), os.path.basename(others[0]))
         return cls(uri, options, sorted(names, key=_natural_key))
 
     def describe(self) -> str:
-        return f"images {self.uri} ({len(self.files)} files)"
+        return f"images {redact_source(self.uri)} ({len(self.files)} files)"
 
     def open(self) -> None:
         """One image given by name must be readable (a folder may skip the odd broken file)."""
@@ -227,12 +239,13 @@ class VideoFileSource(Source):
         return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG)
 
     def _open_error(self, elapsed: float) -> str:
-        return (f"cannot open video file {self.uri}: OpenCV's FFmpeg backend cannot decode it "
-                f"(not a video, truncated, or an unsupported codec); check it with `ffprobe {self.uri}`")
+        uri = redact_source(self.uri)
+        return (f"cannot open video file {uri}: OpenCV's FFmpeg backend cannot decode it "
+                f"(not a video, truncated, or an unsupported codec); check it with `ffprobe {uri}`")
 
     def open(self) -> None:
         t0 = time.monotonic()
-        self._cap = _interruptible(self._capture, f"open {redact(self.uri)}")
+        self._cap = _interruptible(self._capture, f"open {redact_source(self.uri)}")
         if not self._cap.isOpened():
             self._cap.release()
             raise SourceError(self._open_error(time.monotonic() - t0))
@@ -254,7 +267,7 @@ class VideoFileSource(Source):
     def describe(self) -> str:
         fps = f", {self.fps:.3g} fps" if self.fps else ""
         n = f", {self._count} frames" if getattr(self, "_count", 0) > 0 else ""
-        return f"{self.kind} {redact(self.uri)}{n}{fps}"
+        return f"{self.kind} {redact_source(self.uri)}{n}{fps}"
 
     def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
         if not first:  # --loop: reopen rather than seek, which is frame-inaccurate in many codecs
@@ -298,8 +311,9 @@ class RemoteFileSource(VideoFileSource):
         return _capture_with_timeouts(self.uri, self.options.timeout)
 
     def _open_error(self, elapsed: float) -> str:
-        return (f"cannot open {redact(self.uri)}: the server sent a file that OpenCV's FFmpeg backend cannot "
-                f"decode (after {elapsed:.1f} s); check it with `ffprobe {redact(self.uri)}`")
+        uri = redact_source(self.uri)
+        return (f"cannot open {uri}: the server sent a file that OpenCV's FFmpeg backend cannot "
+                f"decode (after {elapsed:.1f} s); check it with `ffprobe {uri}`")
 
 
 _FFMPEG_OPTIONS_LOCK = threading.Lock()
@@ -554,16 +568,19 @@ class StreamSource(LiveSource):
     def _open_error(self, elapsed: float) -> str:
         hint = ("is the sender running and sending to this host/port?" if self.uri.startswith("udp")
                 else "check the URL, credentials, that the server is up and reachable")
+        uri = redact_source(self.uri)
         if elapsed < 0.8 * self.options.timeout and self.is_rtsp:  # the camera said no: ask it why
             from runtime.rtsp_probe import rtsp_refusal
 
             why = rtsp_refusal(self.uri, self.options.rtsp_transport, 0.9 * self.options.timeout - elapsed)
             if why:
-                return f"cannot open stream {redact(self.uri)}: {why} (after {elapsed:.1f} s)"
+                return f"cannot open stream {uri}: {why} (after {elapsed:.1f} s)"
         if elapsed < 0.8 * self.options.timeout:  # not a timeout: refused, not found, undecodable
-            return (f"cannot open stream {redact(self.uri)}: it failed after {elapsed:.1f} s (refused, not "
-                    f"found or not a video; -v shows FFmpeg's reason); {hint}")
-        return (f"cannot open stream {redact(self.uri)}: no video within {self.options.timeout:g} s; {hint} "
+            why = ("FFmpeg's reason stays hidden: the URL holds a secret it would print" if uri != self.uri
+                   else "-v shows FFmpeg's reason")
+            return (f"cannot open stream {uri}: it failed after {elapsed:.1f} s (refused, not "
+                    f"found or not a video; {why}); {hint}")
+        return (f"cannot open stream {uri}: no video within {self.options.timeout:g} s; {hint} "
                 "(raise the wait with --timeout; RTSP through a firewall: --rtsp-transport tcp)")
 
 
@@ -576,8 +593,8 @@ class HttpSource(StreamSource):
     def open(self) -> None:
         from runtime.http_probe import FILE, probe
 
-        found = probe(self.uri, self.options.timeout, redact(self.uri))
-        log.info("%s: %s (%s)", redact(self.uri),
+        found = probe(self.uri, self.options.timeout, redact_source(self.uri))
+        log.info("%s: %s (%s)", redact_source(self.uri),
                  "a file on a web server" if found.kind == FILE else "a live stream", found.why)
         if found.kind == FILE:
             self.__class__ = RemoteFileSource
@@ -605,19 +622,20 @@ def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
     if scheme == "file":
         uri = uri[len("file://"):]
     elif scheme:
-        raise SourceError(f"unsupported URL scheme {scheme}:// in {redact(uri)}; {SOURCE_HELP}")
+        raise SourceError(f"unsupported URL scheme {scheme}:// in {redact_source(uri)}; {SOURCE_HELP}")
     from runtime.ros.bag_source import parse_bag_uri
 
     bag = parse_bag_uri(uri, options)  # MCAP, rosbag2 folder or ROS 1 bag, with an optional #TOPIC
     if bag is not None:
         return bag
-    if os.path.isdir(uri) or any(c in uri for c in "*?["):
+    # a file or folder that exists is that file or folder, even when its name holds * ? or [
+    if os.path.isdir(uri) or (not os.path.isfile(uri) and any(c in uri for c in "*?[")):
         return ImageFolderSource.from_uri(uri, options)
     if os.path.isfile(uri):
         if Path(uri).suffix.lower() in IMAGE_SUFFIXES:
             return ImageFolderSource(uri, options, [uri])
         return VideoFileSource(uri, options)
-    raise SourceMissing(f"no such file or folder: {uri}; {SOURCE_HELP}")
+    raise SourceMissing(f"no such file or folder: {redact_source(uri)}; {SOURCE_HELP}")
 
 
 def open_source(uri: str, options: SourceOptions | None = None) -> Source:

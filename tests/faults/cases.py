@@ -220,7 +220,8 @@ CASES: list[Case] = [
     Case("out-read-only", "outputs", RT, "--output, --masks, --stats, --summary-json on a read-only tmpfs",
          EXIT2),
     Case("out-full", "outputs", RT, "--masks and --stats on a full tmpfs (0 bytes free)",
-         "exit 1, one line; an older stats file stays as it was, no temp file"),
+         "exit 2 before any model work, one line (not even the output's lock file fits); an older stats "
+         "file stays as it was, no temp file"),
     Case("out-clash", "outputs", RT, "--output = --stats, --stats = --summary-json, --output = the --video "
          "file, --stats = the --engine manifest, --summary-json = its model file, --masks = the --video "
          "folder", EXIT2 + "; inputs untouched"),
@@ -242,7 +243,8 @@ CASES: list[Case] = [
          "exit 129; video plays with every frame of the stats, masks and stats whole"),
     Case("sig-rt-repeated", "signals", RT, "SIGTERM twice within 50 ms during the run (the second lands "
          "in shutdown)", "exit 143; outputs whole, as after one"),
-    Case("sig-rt-abort", "signals", RT, "SIGTERM three times", "exit 143 at once; temp files removed, the "
+    Case("sig-rt-abort", "signals", RT, "SIGTERM three times (with --summary-json: its lock file too)",
+         "exit 143 at once; temp files removed, the "
          "files that existed before the run untouched"),
     Case("sig-build", "signals", BE, "SIGINT / SIGTERM / SIGHUP during export of a --force rebuild",
          "exit 130 / 143 / 129, one line; previous artefact byte-identical, no temp folder"),
@@ -305,10 +307,107 @@ CASES: list[Case] = [
     Case("triton-server-run-signal", "services", "python -m serving.triton_server", "SIGTERM / SIGINT to "
          "`run` (the server in the foreground)", "exit 143 / 130 (it used to exit 0), one line; the "
          "tritonserver is stopped with it"),
+    # issue 21, the build side: what we delete or replace, and what an artefact must prove
+    Case("own-build-output", "trust", BE, "--output holding a user's `server.202612061325.log`, "
+         "`IMG.0123456789ab.jpg`, a file at the exact versioned name the build writes (other bytes), our "
+         "own model file edited by hand, hidden `.X.build-XXXXXXXX` folders (empty, with photos, with a "
+         "marker copied from a real work folder), a symlink into another folder",
+         "exit 0; every one of them byte-identical (the new model files go beside a file that is not "
+         "ours: NAME.<sha12>-1.*); only the build's own files are added"),
+    Case("own-build-manifest-name", "trust", BE, "NAME.json that is not our manifest: a user JSON with a "
+         "`model_file` key naming their photo, garbage bytes, a symlink to a system file, a folder, a "
+         "FIFO; for --precision auto too, a --stop-after output name and the ownership record's name "
+         "held by a user file; a user's TensorRT timing.cache",
+         EXIT2 + " (before any export); that file and what it names byte-identical; the timing cache "
+         "is neither read nor replaced (the build goes on without it)"),
+    Case("own-build-dead-writers", "trust", BE, "what a SIGKILLed build leaves (its marked work folder, a "
+         "model file it noted and moved in, never committed), beside look-alikes that are not ours",
+         "the next build removes exactly the provably ours leftovers, whatever the names say"),
+    Case("own-triton-repo", "trust", "python -m build_engine[.triton_repo]", "--triton-repo DIR where "
+         "DIR/<model>/ holds the user's version 2/ and notes, one of our files edited, a symlink to a "
+         "folder; <model> is a file; leftover `.NAME.old.*` and staged folders (ours and look-alikes)",
+         EXIT2 + " (before any build); everything there byte-identical; a folder wholly ours is replaced "
+         "and our leftovers removed"),
+    Case("integrity-hashes", "trust", RT, "model_sha256 blanked or removed, companion_files emptied or "
+         "without the .bin (OpenVINO), then the model file or .bin tampered; through pspnet-rt, the "
+         "repository writer and the Python API; in a Triton model folder we wrote: the model file "
+         "flipped, config.pbtxt edited, the manifest copy removed",
+         EXIT2 + " (the field, and the rebuild command); the server tool refuses to serve the changed "
+         "folder (names the file)"),
+    Case("integrity-contract", "trust", RT, "a manifest that does not describe its model: 2 or 20 classes "
+         "for 19 (palette to match), input_size 97x192 or 192x96 for 96x192, 8193x8193 and "
+         "100000x100000, dynamic_shape flipped, a logits_name the model lacks; OpenVINO and ONNX "
+         "Runtime; also published with --triton-repo",
+         EXIT2 + " (at load: nothing written, nothing allocated for a huge size)"),
+    Case("degenerate-model", "trust", BE, "weights with NaN in a convolution, Inf in a BatchNorm variance, "
+         "NaN in the classifier bias; a classifier that paints one class over every pixel (each a real "
+         "build); finite weights whose logits overflow to Inf (the verify step's check on the model's "
+         "real PyTorch output)",
+         "exit 1, one line naming the cause (NaN/Inf weights, NaN/Inf logits, one class); nothing "
+         "written to --output"),
+    Case("build-usage-upfront", "trust", BE, "--input-size 8193x8193 and 100000x100000 (tried to allocate "
+         "30 GB), --dynamic with int8 / fp16, --backend tensorrt without TensorRT, --stop-after with "
+         "--triton-repo, --engine with build options, --triton-* without --triton-repo, calibration or "
+         "gate options with --precision fp32 (calibration ones with fp16), --workspace-mb for a CPU backend",
+         EXIT2 + " (in seconds, --output not created)"),
+    Case("manifest-nesting", "trust", "pspnet-rt, build_engine", "a manifest of JSON nested 100 000 deep "
+         "(--engine of pspnet-rt, --engine of the repository writer, NAME.json in a build's --output), a "
+         "--classes label-set file and a calibration ranges cache nested as deep",
+         "exit 2, one line (no RecursionError); the cache is calibrated again"),
+    Case("fix-is-a-command", "trust", "every command", "every message text in the build, artefact, "
+         "calibration and model code (raise, fail, warnings)",
+         "none names a Python call as the fix (a test reads them all)"),
     Case("triton-server-pid-file", "services", "python -m serving.triton_server", "stop with a PID file that "
          "is garbage, empty, PID 1, or the PID of a process that is not a tritonserver; start with two "
          "ports alike", "exit 2, one line naming the file (the process is never signalled); a PID "
          "that is gone: exit 0, the stale file removed"),
+    # issue 21, the run side: outputs that are not files, runs that write at once, the live view's
+    # visitors, secrets in source URLs, what can be refused before the model loads
+    Case("out-not-a-file", "trust-run", RT, "--output, --stats, --summary-json on /dev/null, /dev/full, a "
+         "symlink to /dev/null, /dev/stdout, a FIFO with a reader, a pipe as /dev/fd/N (bash's >(...)); "
+         "/dev/urandom, /dev/loop-control, a block device, a unix socket, stdin, a closed descriptor, a "
+         "FIFO nobody reads; a symlink to a regular file",
+         "in place, never renamed over: /dev/null stays the device, the FIFO's reader gets every stats line "
+         "and an MPEG-TS video that plays, /dev/stdout carries the stats alone (the summary goes to stderr); "
+         + EXIT2 + " for the others, the device untouched; a FIFO without a reader: exit 2 after the "
+         "reader wait, never a hang; through a symlink the file is replaced and the link stays a link"),
+    Case("out-concurrent", "trust-run", RT + ", python -m benchmarks.latency", "two runs started at once on "
+         "one --output and --stats; a second run on the --output, --masks, --stats, --summary-json or --bag "
+         "of a running one, on a per-stream X-NAME.mp4, through a symlink alias; benchmarks' --out held by "
+         "another run; a run SIGKILLed mid-write, then run again; a file of someone else where the lock goes",
+         "one run writes, the other gets exit 2 before any model work and one line naming the holder's PID; "
+         "the file is whole (its frames = its stats lines); after a SIGKILL the next run removes the temp "
+         "files the dead run's lock recorded, nothing else; a foreign lock-named file is refused and left "
+         "byte-identical"),
+    Case("out-usage-up-front", "trust-run", RT, "--output .webm / .gif / .ogv / .png / .txt; names whose "
+         "temp name passes NAME_MAX (--output, --stats, --summary-json, a per-stream video); a glob that "
+         "matches only text files; --show or --benchmark with two streams; --benchmark on a live stream; a "
+         "mask name taken by a folder", EXIT2 + " (the container asked of ffmpeg itself)"),
+    Case("source-odd-names", "trust-run", RT, "an image named frame[1].png beside frame1.png, a video named "
+         "clip?.mp4, a folder shots[1]/ read with shots[1]/*.png",
+         "the file or folder that exists, not a glob: exactly its frames"),
+    Case("stdout-closed", "trust-run", RT, "stdout closed (>&-), or its reader gone before the summary, with "
+         "--summary-json", "exit 0, the summary JSON whole, no BrokenPipeError or traceback"),
+    Case("serve-host", "trust-run", RT + " --serve", "Host headers evil.example (with a port), "
+         "127.0.0.1.evil.example, localhost., 10.0.0.1 on a 127.0.0.1 bind, empty, malformed, two of them, "
+         "none in HTTP/1.1, on every endpoint; --serve-allow-host names; a 0.0.0.0 bind",
+         "421 (400 for the malformed ones) before the token is checked or a slot is taken; the server's "
+         "own addresses, localhost and the allowed names 200"),
+    Case("serve-slow-heads", "trust-run", RT + " --serve", "40 sockets trickling one byte every 4 s "
+         "(reconnecting when dropped), 40 whole requests with a wrong token and 200 idle connections, while "
+         "viewers with the token (4 slots) ask for /stats and the MJPEG stream",
+         "every viewer served within seconds all along; a head is cut off after 5 s (408); a wrong token "
+         "gets 401 without a slot; the idle flood evicts its own oldest connections, threads stay bounded"),
+    Case("secrets-in-urls", "trust-run", RT, "passwords and tokens in --video URLs (rtsp://:PW@, "
+         "rtsp://u:p@PW@, u:pa/ss@, ?password=, ?token=, X-Amz-Signature=, #access_token=, a one-slash typo, "
+         "an unknown scheme, a refused stream, an HTTP 404, an mp4 served with basic auth) and "
+         "triton://u:PW@, with -v",
+         "the secret in no output: the printed summary, stderr (logs included), --summary-json, --stats, "
+         "the live page's title, /stats, /metrics (which names the artefact by file name, no absolute "
+         "path); one function for all (runtime.naming.redact_source)"),
+    Case("triton-server-outputs", "trust-run", "python -m serving.triton_server", "start with --pid-file "
+         "/dev/null, a FIFO, a file holding notes, the PID file of a running server; --log a FIFO",
+         EXIT2 + " (before any server starts); the file untouched"),
 ]
 
 
