@@ -406,10 +406,18 @@ class LiveSource(Source):
         self._grabber.start()
 
     def _frame_interval(self) -> float | None:
-        """Seconds between the stream's frames: measured while frames flowed, else its stated fps."""
+        """Seconds between the stream's frames: from their timestamps (the sender's clock, so the
+        burst of buffered frames after an open does not shorten it), else the stated fps."""
         if len(self._intervals) >= 4:
             return statistics.median(self._intervals)
         return 1.0 / self.fps if self.fps else None
+
+    def _note_timestamp(self, previous_ms: float | None) -> float | None:
+        """Record the gap between this frame's timestamp and the previous one's; returns this one."""
+        pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC) if self._cap is not None else 0.0
+        if previous_ms is not None and 0 < pos_ms - previous_ms < 5000:
+            self._intervals.append((pos_ms - previous_ms) / 1e3)
+        return pos_ms if pos_ms > 0 else previous_ms
 
     def _count_lost(self, t_down: float, t_paced: float, received: int) -> None:
         """Once a reconnected stream is paced again: the frames the sender sent since our last
@@ -429,6 +437,7 @@ class LiveSource(Source):
         t_last: float | None = None
         t_down: float | None = None  # the last frame before a reconnect, until the stream is paced again
         since_down = paced_run = 0
+        pos_ms: float | None = None  # the previous frame's timestamp in this session
         try:
             while not self._closing.is_set():
                 ok, image = self._cap.read() if self._cap is not None else (False, None)
@@ -445,8 +454,7 @@ class LiveSource(Source):
                         if interval is None or paced_run >= self.PACED_AGAIN:
                             self._count_lost(t_down, now, since_down)
                             t_down = None
-                    elif t_last is not None:
-                        self._intervals.append(now - t_last)
+                    pos_ms = self._note_timestamp(pos_ms)
                     t_last = now
                     item = _Item(self._grabbed, image, "", now)
                     self._grabbed += 1
@@ -482,6 +490,7 @@ class LiveSource(Source):
                     cap.release()
                 else:
                     self.reconnects += 1
+                    pos_ms = None  # a new session: its timestamps start again
                     if t_last is not None and t_down is None:
                         t_down, since_down, paced_run = t_last, 0, 0
                     log.warning("%s: reconnected", self.describe())

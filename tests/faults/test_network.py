@@ -226,7 +226,8 @@ def test_camera_reboot_reconnects_then_lost_for_good(ov: str, tmp_path: Path,
     indices = burned_indices(tmp_path / "o.mp4")  # the outputs are whole and agree
     assert None not in indices and len(indices) == len(stats_lines(stats)) and indices == sorted(indices)
     # the outage is the widest jump between written frames: the frames the camera numbered while
-    # its server was down were lost, and no more than those between the two written frames
+    # its server was down were lost, and no more than those between the two written frames (give
+    # or take 3: the count comes from arrival times, and FFmpeg holds two frames of each session)
     before, after = max(itertools.pairwise(indices), key=lambda pair: pair[1] - pair[0])
     down = (marks["up"] - marks["down"]) * CAMERA_FPS
-    assert 0.9 * down <= lost <= after - before - 1, (lost, down, before, after)
+    assert 0.9 * down <= lost <= after - before - 1 + 3, (lost, down, before, after)
