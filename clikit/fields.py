@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +51,12 @@ class Rule:
             raise ValueError(str(exc)) from None
 
 
-def check_fields(options: Any, rules: Mapping[str, Rule]) -> None:
+def check_fields(options: Any, rules: Mapping[str, Rule], scrub: Callable[[str], str] = str) -> None:
     """Check every ruled field of the dataclass `options` (frozen or not) and store the
     normalised value (e.g. [96, 192] -> (96, 192), a Path -> str). A field whose default is None
     may be None (unset); a bool field takes only True or False. Raises UsageError naming the
-    class, the field and its flag."""
+    class, the field and its flag, its text passed through `scrub` (a command's redaction: a
+    URL's password must not reach a Python caller's traceback either)."""
     owner = type(options).__name__
     for f in dataclasses.fields(options):
         value = getattr(options, f.name)
@@ -76,7 +77,7 @@ def check_fields(options: Any, rules: Mapping[str, Rule]) -> None:
             checked = rule.check(value)
         except ValueError as exc:
             flag = f" ({rule.flag})" if rule is not None else ""
-            raise UsageError(f"{owner}.{f.name}{flag}: {exc}") from None
+            raise UsageError(scrub(f"{owner}.{f.name}{flag}: {exc}")) from None
         if checked is not value:
             object.__setattr__(options, f.name, _same_shape(checked, value))
 

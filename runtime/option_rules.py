@@ -62,6 +62,29 @@ def engine_location(text: str) -> str:
     return clikit.input_path("an artefact manifest, model file or folder")(text)
 
 
+@clikit.option_type("rtsp://[USER:PASSWORD@]HOST:PORT/PATH to serve", good="rtsp://127.0.0.1:8554/seg",
+                    bad=("", "rtsp://", "rtsp://127.0.0.1:99999/seg", "out.mp4"), bad_values=(3,))
+def rtsp_url(text: str) -> str:
+    from runtime.errors import OutputError
+    from runtime.rtsp_sink import RtspSink
+
+    try:
+        RtspSink.parse(text)
+    except OutputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+    return text
+
+
+_video_file = clikit.output_file("a video file such as out.mp4")
+
+
+@clikit.option_type("a video file such as out.mp4, or rtsp://[USER:PASSWORD@]HOST:PORT/PATH to serve",
+                    good="out.mp4", bad=("", "/", "/dev/null/x", "rtsp://", "rtsp://127.0.0.1:99999/seg"),
+                    bad_values=(3,))
+def video_output(text: str) -> str:
+    return rtsp_url(text) if text.lower().startswith("rtsp://") else _video_file(text)
+
+
 @clikit.option_type("a ROS topic name such as /pspnet/class_map", good="/pspnet/class_map",
                     bad=("", "/", "a b", "/1x"), bad_values=(3,))
 def ros_topic(text: str) -> str:
@@ -99,7 +122,8 @@ RULES: dict[str, Rule] = {
     "input_size": Rule("--input-size", clikit.hw_size),
     "max_frames": Rule("--max-frames", clikit.positive_int),
     # -- outputs
-    "output": Rule("--output", clikit.output_file("a video file such as out.mp4")),
+    "output": Rule("--output", video_output),  # --output is repeatable: one file and one rtsp:// URL
+    "rtsp_out": Rule("--output", rtsp_url),  # where pspnet-rt puts an rtsp:// --output
     "masks": Rule("--masks", clikit.output_dir("a folder for mask PNGs")),
     "stats": Rule("--stats", clikit.output_file("a file such as stats.jsonl")),
     "summary_json": Rule("--summary-json", clikit.output_file("a file such as summary.json")),
@@ -124,6 +148,7 @@ RULES: dict[str, Rule] = {
     # -- live sources
     "capture_size": Rule("--capture-size", clikit.size_type("WxH")),
     "capture_fps": Rule("--capture-fps", RATE),
+    "rtsp_transport": Rule("--rtsp-transport", choices=("auto", "tcp", "udp")),
     "reconnect": Rule("--reconnect", clikit.non_negative_int),
     "reconnect_delay": Rule("--reconnect-delay", clikit.float_in(high=60, what="a delay", above=0)),
     "timeout": Rule("--timeout", clikit.float_in(high=86400, what="a timeout", above=0)),
