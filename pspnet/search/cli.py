@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import clikit
+from clikit.redaction import redact_source
 
 PROG = "python -m pspnet.search"
 log = logging.getLogger("pspnet.search")
@@ -162,7 +163,7 @@ def search(args: argparse.Namespace, signals: clikit.Signals) -> int:
         if st._is_db_error(exc):
             raise st.StorageError(st.describe_error(exc, url)) from None
         raise
-    where = st.redact(url)
+    where = redact_source(url)
     print(f"study {args.study_name!r} in {where}: {'created' if created else 'continued'}, "
           f"{args.trials} trials", file=sys.stderr)
     atomic_write_json(out / "space.json", describe())
