@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if caller():  # pspnet-rt's default build: its lines speak for pspnet-rt (runtime/default_build.py)
         parser.prog = caller()
-    return clikit.run(caller() or PROG, parser, lambda args: _build(args, command, parser), argv, quiet=("torch",),
+    return clikit.run(caller() or PROG, parser, lambda args: _build(args, command, parser), argv,
+                      quiet=("torch",),
                       scrub=redact_source,
                       interrupted=f"interrupted: {UNCHANGED} (a previous artefact there is intact)")
 

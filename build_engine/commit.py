@@ -91,8 +91,9 @@ def check_free(folder: Path, names: Iterable[str],
             else ownership.is_ours(path)
         if not ours:
             kind = " (a link)" if path.is_symlink() else "" if path.is_file() else " (not a regular file)"
+            fix = fix or f"move it away or {another_output()}"
             raise OutputDirError(f"{path}{kind} exists and was not written by pspnet-rt (or was changed "
-                                 f"since), so it is left alone; {fix or 'move it away or ' + another_output()}")
+                                 f"since), so it is left alone; {fix}")
 
 
 def _manifests_in(folder: Path) -> list[Path]:

@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt"), default="auto",
                     help="auto = the artefact's own backend")
     io.add_argument("--input-size", type=clikit.size_type("HxW", max_side=MAX_SIDE), metavar="HxW",
-                    help=f"model input size for --model builds and dynamic-shape artefacts (at most {MAX_SIDE} "
-                         "a side)")
+                    help="model input size for --model builds and dynamic-shape artefacts (at most "
+                         f"{MAX_SIDE} a side)")
     io.add_argument("--max-frames", type=clikit.positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 

@@ -199,7 +199,8 @@ def test_the_cache_deletes_only_what_it_wrote(demo_artefacts: dict[str, Path], t
         assert (backend.infer(np.zeros((96, 192, 3), np.uint8)) == first).all()
     assert user.read_bytes() == b"precious" and ours[0].read_bytes() == b"precious"
     assert (cache / "notes.txt").read_text() == "mine"
-    assert (cache / "0123456789abcdef0123456789abcdef.blob").read_bytes() == b"a user's file named like a blob"
+    assert (cache / "0123456789abcdef0123456789abcdef.blob").read_bytes() == \
+        b"a user's file named like a blob"
     # ours, but garbage to OpenVINO (a blob of another version): provably ours, so it is removed
     beside = [p for p in cache.iterdir() if p.suffix == ".blob" and ownership.is_ours(p)]
     assert len(beside) == 1 and beside[0] != ours[0]
