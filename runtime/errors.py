@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from clikit import UsageError  # bad input from the user: exit code 2, no traceback
 
-__all__ = ["BackendUnavailable", "FrameTooLarge", "OutputError", "SourceDamaged", "SourceError", "SourceMissing",
-           "UsageError",
-           "WriteError"]
+__all__ = ["BackendUnavailable", "FrameTooLarge", "OutputError", "SourceDamaged", "SourceError",
+           "SourceMissing", "UsageError", "WriteError"]
 
 
 class SourceError(UsageError):

@@ -171,7 +171,8 @@ CASES: list[Case] = [
          "file in ov_cache blobs; the ownership record garbage; a user's notes and a file named like a "
          "blob there; one of our blobs that will not import",
          "never imported and never deleted (a warning names it): compiled afresh, the new blob written "
-         "beside it and recorded, masks equal a clean run's; only our own blob that will not import is removed"),
+         "beside it and recorded, masks equal a clean run's; only our own blob that will not import is "
+         "removed"),
     Case("repro-3-failed-rebuild", "reproductions", BE,
          "rebuild whose accuracy gate fails (--max-miou-drop 0) over a good artefact",
          "exit 1, one line; the previous manifest and model files are byte-identical and load"),
