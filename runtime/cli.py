@@ -226,7 +226,26 @@ def _add_ros_options(p: argparse.ArgumentParser) -> None:
                           "/pspnet/class_map: /pspnet/overlay/compressed, /pspnet/frame_stats, ...)")
     ros.add_argument("--foxglove", type=_serve_address, metavar="[HOST:]PORT",
                      help="serve the overlay, class map and stats live to the Foxglove app (foxglove-sdk's "
-                          "WebSocket server; 127.0.0.1 unless a host is given; port 0 picks a free one)")
+                          "WebSocket server; 127.0.0.1 unless a host is given; port 0 picks a free one). "
+                          "Answers only its own Host names (--serve-allow-host adds some) and web pages of "
+                          "the Foxglove app or this machine (a guard against DNS rebinding)")
+    ros.add_argument("--foxglove-token", metavar="TOKEN", type=clikit.non_empty("a token"),
+                     help="require TOKEN of --foxglove viewers (open ws://HOST:PORT/?token=TOKEN in the "
+                          "Foxglove app); default $PSPNET_RT_FOXGLOVE_TOKEN")
+    ros.add_argument("--foxglove-allow-origin", metavar="ORIGIN", type=_web_origin, action="append",
+                     help="also let web pages of ORIGIN (e.g. https://foxglove.example.com, a self-hosted "
+                          "Foxglove) open --foxglove; repeatable (default: the Foxglove app's only)")
+
+
+@clikit.option_type("a web origin such as https://foxglove.example.com", good="https://foxglove.example.com",
+                    bad=("", "foxglove.example.com", "https://h/path", "ftp://h", "https://u@h"))
+def _web_origin(text: str) -> str:
+    from runtime.ros.foxglove_guard import parse_origin
+
+    try:
+        return parse_origin(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 MODES_TEXT = "off, adaptive or fixed:N (N from 1 to 1000)"

@@ -48,6 +48,8 @@ class RunOptions:
     bag: str | None = None  # a ROS 2 MCAP bag out (the ros extra; runtime/ros/bag_sink.py)
     bag_topic: str = "/pspnet/class_map"
     foxglove: tuple[str, int] | None = None  # (host, port) of the Foxglove live view (the ros extra)
+    foxglove_token: str | None = None  # default $PSPNET_RT_FOXGLOVE_TOKEN
+    foxglove_allow_origin: list[str] | None = None  # web origins besides the Foxglove app's
     # -- runtime tuning --------------------------------------------------------------------
     device: str | None = None  # OpenVINO device name, or a CUDA index for tensorrt
     hint: str = "auto"  # OpenVINO: auto | latency | throughput
@@ -81,8 +83,10 @@ class RunOptions:
             raise UsageError("give at least one source (videos=['demo'], a file, camN, a URL, ...)")
         if self.serve_token and not self.serve:
             raise UsageError("--serve-token needs --serve [HOST:]PORT")
-        if self.serve_allow_host and not self.serve:
-            raise UsageError("--serve-allow-host needs --serve [HOST:]PORT")
+        if self.serve_allow_host and not (self.serve or self.foxglove):
+            raise UsageError("--serve-allow-host needs --serve [HOST:]PORT or --foxglove [HOST:]PORT")
+        if (self.foxglove_token or self.foxglove_allow_origin) and not self.foxglove:
+            raise UsageError("--foxglove-token and --foxglove-allow-origin need --foxglove [HOST:]PORT")
 
     @classmethod
     def from_fields(cls, values: Any, **overrides: Any) -> RunOptions:

@@ -400,6 +400,17 @@ CASES: list[Case] = [
     Case("triton-server-outputs", "trust-run", "python -m serving.triton_server", "start with --pid-file "
          "/dev/null, a FIFO, a file holding notes, the PID file of a running server; --log a FIFO",
          EXIT2 + " (before any server starts); the file untouched"),
+    Case("foxglove-visitors", "trust-sweep", RT + " --foxglove", "WebSocket upgrades with Origin "
+         "https://evil.example, null, app.foxglove.dev.evil.example; Host evil.example, "
+         "127.0.0.1.evil.example, 10.0.0.1 on a loopback bind, none, malformed, two; --foxglove-token "
+         "missing, wrong, in the query, as a Bearer header; --serve-allow-host and --foxglove-allow-origin "
+         "names; 80 sockets trickling heads while a viewer connects; a head that never ends; the flags "
+         "without --foxglove",
+         "403 for a foreign web page, 421/400 for a foreign or bad Host (before the token), 401 without the "
+         "token; the Foxglove app, a script, localhost and the named ones get through (101); the viewer "
+         "gets frames within seconds while the oldest pending heads are dropped, an unfinished head 408 "
+         "after 5 s; the SDK's own server listens on a private loopback address only; exit 2 for the flags "
+         "alone"),
 ]
 
 
