@@ -88,7 +88,11 @@ class Manifest:
         return data
 
     def save(self, path: str | Path) -> None:
-        atomic_write_json(path, self.to_dict())
+        """Written atomically, every string redacted: a data source or command line with a password in
+        it (--calib-data rtsp://u:PW@...) never reaches the manifest, Triton's copy of it included."""
+        from clikit.redaction import redact_values
+
+        atomic_write_json(path, redact_values(self.to_dict()))
         self.path = Path(path)
 
     def verify_file(self) -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "redact_source", "secrets_of"]
+__all__ = ["MASK", "redact_source", "redact_values", "secrets_of"]
 
 MASK = "***"
 
@@ -140,3 +140,17 @@ def redact_source(text: str, source: str | None = None) -> str:
     text = _redact_urls(text)
     return _PARAM.sub(lambda m: f"{m.group(1)}={MASK}" if m.group(2) and _is_secret_name(m.group(1))
                       else m.group(0), text)
+
+
+def redact_values(value: object) -> object:
+    """`value` (parsed JSON: dicts, lists, strings, numbers) with redact_source applied to every
+    string in it, keys included: what a writer of machine-readable results (a manifest, a
+    benchmark's JSON, a search's tables) passes its whole record through, so a source, a server or
+    a database named anywhere in it cannot carry a secret to disk."""
+    if isinstance(value, str):
+        return redact_source(value)
+    if isinstance(value, dict):
+        return {redact_values(k) if isinstance(k, str) else k: redact_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_values(v) for v in value]
+    return value

@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from artefact.files import atomic_path, atomic_write_json
+from clikit.redaction import redact_source, redact_values
 from pspnet.search.checkpoints import CHECKPOINT, best_trial
 from pspnet.search.space import SPACE
 from pspnet.search.study import ERROR, INTERRUPTED
@@ -107,16 +108,17 @@ def write_reports(study: optuna.Study, out: Path, settings: dict, counts: dict,
     finishes, the tables after every trial)."""
     best = best_trial(study)
     records = [trial_record(t, best) for t in study.get_trials(deepcopy=False)]
-    atomic_write_json(out / "trials.json", {"study": settings.get("study"), "settings": settings,
-                                            "counts": counts, "trials": records})
+    # every string redacted: a database URL or a data source named anywhere keeps its secrets
+    table = {"study": settings.get("study"), "settings": settings, "counts": counts, "trials": records}
+    atomic_write_json(out / "trials.json", redact_values(table))
     with atomic_path(out / "trials.md") as tmp:
-        Path(tmp).write_text(markdown(records, settings, counts, best), encoding="utf-8")
+        Path(tmp).write_text(redact_source(markdown(records, settings, counts, best)), encoding="utf-8")
     if best is not None:
-        atomic_write_json(out / "best.json", {"trial": best.number, "value": best.value,
-                                              "metric": settings.get("metric"), "params": best.params,
-                                              "command": best.user_attrs.get("command"),
-                                              "checkpoint": best.user_attrs.get(CHECKPOINT),
-                                              "worker": best.user_attrs.get("worker")})
+        atomic_write_json(out / "best.json", redact_values({
+            "trial": best.number, "value": best.value, "metric": settings.get("metric"),
+            "params": best.params, "command": best.user_attrs.get("command"),
+            "checkpoint": best.user_attrs.get(CHECKPOINT),
+            "worker": best.user_attrs.get("worker")}))
     if draw:
         notes = plots(study, out)
         (out / "plots.txt").write_text("\n".join(notes) + ("\n" if notes else ""), encoding="utf-8")

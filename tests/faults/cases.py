@@ -411,6 +411,27 @@ CASES: list[Case] = [
          "gets frames within seconds while the oldest pending heads are dropped, an unfinished head 408 "
          "after 5 s; the SDK's own server listens on a private loopback address only; exit 2 for the flags "
          "alone"),
+    Case("secrets-every-command", "trust-sweep", "every command", "a password in a URL given to commands "
+         "that never asked for redaction (segdata.split), in a log line, an exception with -v; --calib-data / "
+         "--eval-data URLs whose server refuses; a study database URL (postgresql://u:PW@, ?sslpassword=, "
+         "a driver quoting the password alone, percent-encoded); a benchmark's JSON and Markdown and a "
+         "manifest naming a URL with a password",
+         "the secret in no output: the CLI kit redacts every line of every command with the one function "
+         "(which moved to clikit.redaction; runtime.naming re-exports it), result writers redact every "
+         "string they write; the calibration URL is refused before any export (exit 2, about a second, "
+         "--output not created)"),
+    Case("size-bounds", "trust-sweep", RT, "--input-size 8193x8193, 100000x100000, 8193x1; frames of "
+         "8193x64, 64x100000, 30000x30000 for a dynamic-shape artefact; the default build refused by its "
+         "cache folder (a user's file at the ownership record's name)",
+         "exit 2 at parse time for the size; a frame past 8192 a side refused with one line (exit 1 "
+         "mid-run; nothing allocated); the default build's refusal is one pspnet-rt line naming "
+         "PSPNET_RT_CACHE and --engine, not the builder's flags; the user's file untouched"),
+    Case("integrity-load-what-was-checked", "trust-sweep", RT, "the model file (and OpenVINO's .bin) "
+         "replaced by other bytes right after their sha256 was checked (ONNX Runtime, OpenVINO; the "
+         "streaming backend and the runner)",
+         "the bytes that were checked are the ones loaded (ORT InferenceSession(bytes), OpenVINO "
+         "read_model(xml, bin) and import_model(blob), TensorRT deserialize(bytes)): masks equal a clean "
+         "run's; the swapped file is refused at the next load"),
 ]
 
 

@@ -6,15 +6,17 @@ its hash was checked, and a Triton model held to the manifest it carries."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.faults.helpers import one_line, rt
+from tests.faults.helpers import call_main, one_line, rt
 
 SECRET = "S3cretPW"
 
@@ -180,3 +182,199 @@ def test_foxglove_flags_are_refused_without_foxglove(capsys: pytest.CaptureFixtu
         code, _, err, _ = rt(["--video", "demo", *extra], capsys)
         assert code == 2
         one_line(err, "--foxglove")
+
+
+# ------------------------------------------------------- secrets: every command, every writer
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.fault("secrets-every-command")
+def test_commands_that_never_asked_for_redaction_get_it(capsys: pytest.CaptureFixture) -> None:
+    """The CLI kit redacts every line of every command by default (error lines, logs, -v
+    tracebacks), so a command whose author forgot is covered; a log line's `prog:` is not taken
+    for a URL's scheme (the user name and the host stay readable)."""
+    import logging
+
+    import clikit
+    from segdata.split import main as split_main
+
+    code = call_main(split_main, [f"rtsp://u:{SECRET}@127.0.0.1:1/x"])
+    err = capsys.readouterr().err
+    assert code == 2 and SECRET not in err and "u:***@127.0.0.1" in err, err
+
+    def body(args: object) -> int:
+        logging.getLogger("x").warning("opening rtsp://admin:%s@cam/s", SECRET)
+        raise RuntimeError(f"lost http://h/v.m3u8?token={SECRET}")
+
+    parser = clikit.parser("demo-command", None)
+    clikit.add_verbose(parser)
+    assert clikit.run("demo-command", parser, body, ["-v"]) == 1
+    err = capsys.readouterr().err
+    assert SECRET not in err and "Traceback" in err, err  # -v: the traceback, redacted
+    assert "demo-command: opening rtsp://admin:***@cam/s" in err, err
+    assert f"token={SECRET}" not in err and "token=***" in err
+
+
+@pytest.mark.fault("secrets-every-command")
+def test_a_calibration_url_is_opened_before_the_export(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """--calib-data / --eval-data URLs whose server refuses: exit 2 in about a second, before any
+    export (it used to fail after the export and the FP32 reference), the password hidden, the
+    --output folder not created."""
+    from build_engine.cli import main
+
+    for flag in ("--calib-data", "--eval-data"):
+        t0 = time.monotonic()
+        code = call_main(main, ["--precision", "int8", "--backend", "onnxruntime", flag,
+                                f"http://u:{SECRET}@127.0.0.1:{_free_port()}/x.mp4",
+                                "--output", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        one_line(err, flag, "u:***@127.0.0.1")
+        assert SECRET not in err and time.monotonic() - t0 < 20
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.fault("secrets-every-command")
+def test_the_search_names_its_database_through_the_one_function(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("optuna", reason="needs the search extra")
+    from clikit.redaction import redact_source
+    from pspnet.search import storage
+
+    url = f"postgresql://pspnet:{SECRET}@127.0.0.1:{_free_port()}/optuna?sslpassword={SECRET}"
+    assert SECRET not in redact_source(url) and "pspnet:***@" in redact_source(url)
+    # a driver that quotes the password alone, percent-encoded in the URL or not
+    encoded = url.replace(SECRET, SECRET + "%40x", 1)
+    quoted = storage.scrub(f'FATAL: password "{SECRET}@x" rejected for {encoded}', encoded)
+    assert SECRET not in quoted, quoted
+    with pytest.raises(storage.StorageError) as refused:
+        storage.open_storage(url, 30)
+    assert SECRET not in str(refused.value) and "127.0.0.1" in str(refused.value)
+
+
+@pytest.mark.fault("secrets-every-command")
+def test_result_writers_redact_every_string(tmp_path: Path, demo_artefacts: dict[str, Path]) -> None:
+    """What writes machine-readable results passes every string through the one function: a
+    benchmark's JSON and Markdown, a manifest (and so Triton's copy of it)."""
+    from artefact.manifest import load_manifest
+    from benchmarks.common import write_json, write_text
+
+    url = f"http://u:{SECRET}@h/clip.mp4?token={SECRET}"
+    write_json(tmp_path / "r.json", {"config": {"video": url}, "runs": [{"source": url}], url: 1})
+    write_text(tmp_path / "r.md", f"| video | {url} |\n")
+    manifest = load_manifest(demo_artefacts["onnxruntime"])
+    manifest.build = {**manifest.build, "command": f"python -m build_engine --calib-data {url}"}
+    manifest.calibration = {"source": url}
+    manifest.save(tmp_path / "m.json")
+    for name in ("r.json", "r.md", "m.json"):
+        text = (tmp_path / name).read_text()
+        assert SECRET not in text and "u:***@h" in text, name
+    assert json.loads((tmp_path / "r.json").read_text())["config"]["video"] == \
+        "http://u:***@h/clip.mp4?token=***"
+
+
+# --------------------------------------------------------------------- sizes a user may ask
+@pytest.mark.fault("size-bounds")
+def test_a_dynamic_artefact_refuses_a_frame_past_the_bound(demo_artefacts: dict[str, Path]) -> None:
+    """A dynamic-shape artefact runs each frame at its own size: one past MAX_SIDE a side would
+    allocate tens of GB, so it is refused (exit 2 before a run, exit 1 with one line mid-run)."""
+    from artefact.fields import MAX_SIDE
+    from artefact.manifest import load_manifest
+    from runtime.backends.base import Backend
+    from runtime.errors import FrameTooLarge
+
+    manifest = load_manifest(demo_artefacts["onnxruntime"])
+    manifest.dynamic_shape, manifest.input_size = True, [-1, -1]
+    backend = Backend(manifest)
+    assert backend.input_hw((MAX_SIDE, 64)) == (MAX_SIDE, 64)
+    for hw in ((MAX_SIDE + 1, 64), (64, 100_000), (30_000, 30_000)):
+        with pytest.raises(FrameTooLarge, match="larger than the dynamic-shape artefact"):
+            backend.input_hw(hw)
+    manifest.dynamic_shape, manifest.input_size = False, [96, 192]
+    assert Backend(manifest).input_hw((30_000, 30_000)) == (96, 192)  # fixed size: resized, fine
+
+
+@pytest.mark.fault("size-bounds")
+def test_pspnet_rt_bounds_input_size_and_speaks_its_own_terms(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """--input-size past MAX_SIDE: exit 2 at parse time (the default build used to take it and die
+    in the builder's wording). The default build refused by its cache folder: one line in
+    pspnet-rt's terms (PSPNET_RT_CACHE, --engine), never `--output` or `python -m build_engine`."""
+    import os
+    import subprocess
+    import sys
+
+    for size in ("8193x8193", "100000x100000", "8193x1"):
+        code, _, err, took = rt(["--video", "demo", "--input-size", size], capsys)
+        assert code == 2 and took < 5
+        one_line(err, "--input-size", "8192")
+    for case in ("a user's file at the record's name", "the artefact folder is a file"):
+        cache = tmp_path / case.replace(" ", "-").replace("'", "")
+        cache.mkdir()
+        if case.startswith("a user's"):
+            (cache / "artefacts").mkdir()
+            (cache / "artefacts" / ".pspnet-rt-owned").write_text("a user's notes, not our record")
+        else:
+            (cache / "artefacts").write_text("a user's notes, not our record")
+        env = {**os.environ, "PSPNET_RT_CACHE": str(cache)}
+        done = subprocess.run([sys.executable, "-m", "runtime", "--video", "demo", "--precision", "fp32",
+                               "--backend", "onnxruntime", "--input-size", "96x192"], capture_output=True,
+                              text=True, env=env, timeout=240)
+        lines = [ln for ln in done.stderr.splitlines()
+                 if ln.strip() and not ln.startswith("pspnet-rt: no --engine")]
+        assert done.returncode == 2, done.stderr
+        assert len(lines) == 1 and lines[0].startswith("pspnet-rt: "), done.stderr
+        assert "--output" not in lines[0] and "build_engine" not in lines[0], lines[0]
+        if case.startswith("the artefact"):
+            assert "PSPNET_RT_CACHE" in lines[0] and "--engine" in lines[0], lines[0]
+        user = cache / "artefacts" / (".pspnet-rt-owned" if case.startswith("a user's") else "")
+        assert user.read_text() == "a user's notes, not our record"
+
+
+# ----------------------------------------------------------- what is loaded is what was checked
+@pytest.mark.fault("integrity-load-what-was-checked")
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_a_model_swapped_after_its_check_is_never_loaded(demo_artefacts: dict[str, Path], tmp_path: Path,
+                                                         backend: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model file (and OpenVINO's .bin) replaced by other bytes right after their hashes were
+    checked: the backend runs the bytes that were checked (they are what it loads), both as a
+    streaming backend and as a runner (artefact_runner)."""
+    from artefact.manifest import Manifest, load_manifest
+    from runtime.backends import artefact_runner, load_backend
+    from tests.test_runtime_backends import clone_artefact
+
+    path = clone_artefact(demo_artefacts[backend], tmp_path / "art")
+    manifest = load_manifest(path)
+    frame = np.random.default_rng(0).integers(0, 255, (96, 192, 3), np.uint8)
+    with load_backend(manifest, cache=False) as b:
+        clean = b.infer(frame)
+    original = Manifest.read_verified
+    swapped: list[str] = []
+
+    def read_then_swap(self: Manifest) -> dict[str, bytes]:
+        files = original(self)
+        for name in files:
+            target = self.model_path.parent / name
+            target.write_bytes(b"\0" * 64 + target.read_bytes()[64:][::-1])  # other bytes, same size
+            swapped.append(name)
+        return files
+
+    monkeypatch.setattr(Manifest, "read_verified", read_then_swap)
+    with load_backend(load_manifest(path), cache=False) as b:
+        assert (b.infer(frame) == clean).all()
+    assert swapped and hashlib.sha256((manifest.model_path).read_bytes()).hexdigest() != manifest.model_sha256
+    monkeypatch.setattr(Manifest, "read_verified", original)
+    with pytest.raises(Exception, match="sha256"):  # the swapped file itself is refused, of course
+        load_backend(load_manifest(path))
+    monkeypatch.setattr(Manifest, "read_verified", read_then_swap)
+    runner_path = clone_artefact(demo_artefacts[backend], tmp_path / "art2")
+    runner = artefact_runner(runner_path)
+    try:
+        assert (runner.predict(frame)[0] == clean).all()
+    finally:
+        runner.deactivate()
