@@ -413,8 +413,8 @@ CASES: list[Case] = [
          "alone"),
     Case("secrets-every-command", "trust-sweep", "every command", "a password in a URL given to commands "
          "that never asked for redaction (segdata.split), in a log line, an exception with -v; "
-         "--calib-data / --eval-data URLs whose server refuses; a study database URL (postgresql://u:PW@, ?sslpassword=, "
-         "a driver quoting the password alone, percent-encoded); a benchmark's JSON and Markdown and a "
+         "--calib-data / --eval-data URLs whose server refuses; a study database URL (postgresql://u:PW@, "
+         "?sslpassword=, a driver quoting the password alone, percent-encoded); a benchmark's JSON and Markdown and a "
          "manifest naming a URL with a password",
          "the secret in no output: the CLI kit redacts every line of every command with the one function "
          "(which moved to clikit.redaction; runtime.naming re-exports it), result writers redact every "
