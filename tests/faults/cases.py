@@ -411,11 +411,13 @@ CASES: list[Case] = [
          "gets frames within seconds while the oldest pending heads are dropped, an unfinished head 408 "
          "after 5 s; the SDK's own server listens on a private loopback address only; exit 2 for the flags "
          "alone"),
-    Case("secrets-every-command", "trust-sweep", "every command", "a password in a URL given to commands "
-         "that never asked for redaction (segdata.split), in a log line, an exception with -v; "
-         "--calib-data / --eval-data URLs whose server refuses; a study database URL (postgresql://u:PW@, "
-         "?sslpassword=, a driver quoting the password alone, percent-encoded); a benchmark's JSON and Markdown and a "
-         "manifest naming a URL with a password",
+    Case("secrets-every-command",
+         "trust-sweep",
+         "every command",
+         "a password in a URL given to commands that never asked for redaction (segdata.split), in a log "
+         "line, an exception with -v; --calib-data / --eval-data URLs whose server refuses; a study "
+         "database URL (postgresql://u:PW@, ?sslpassword=, a driver quoting the password alone, percent-"
+         "encoded); a benchmark's JSON and Markdown and a manifest naming a URL with a password",
          "the secret in no output: the CLI kit redacts every line of every command with the one function "
          "(which moved to clikit.redaction; runtime.naming re-exports it), result writers redact every "
          "string they write; the calibration URL is refused before any export (exit 2, about a second, "
