@@ -434,6 +434,15 @@ CASES: list[Case] = [
          "the bytes that were checked are the ones loaded (ORT InferenceSession(bytes), OpenVINO "
          "read_model(xml, bin) and import_model(blob), TensorRT deserialize(bytes)): masks equal a clean "
          "run's; the swapped file is refused at the next load"),
+    Case("triton-contract",
+         "trust-sweep",
+         RT + " --engine triton://",
+         "Triton models (the python variant of the demo, edited by hand) whose labels output is declared "
+         "1x48x96, whose carried manifest names a logits output the model lacks, or whose declared logits"
+         " say 20 classes for the manifest's 19; and the model as written",
+         "exit 2 at connect, one line naming the model and the field (the contract of "
+         "runtime.backends.contract, held to the server's metadata for the model), nothing written; the "
+         "model as written runs, exit 0"),
 ]
 
 

@@ -378,3 +378,73 @@ def test_a_model_swapped_after_its_check_is_never_loaded(demo_artefacts: dict[st
         assert (runner.predict(frame)[0] == clean).all()
     finally:
         runner.deactivate()
+
+
+# ------------------------------------------------- a Triton model held to the manifest it carries
+def _misfit(repo: Path, artefact: Path, name: str, edit) -> None:
+    from artefact import ownership
+    from build_engine.triton_repo import (
+        MANIFEST_PARAMETER,
+        RepoOptions,
+        config_text,
+        validate_config,
+        write_repository,
+    )
+
+    folder = write_repository(artefact, repo, RepoOptions(name=name, variant="python", instances=1))[0]
+    config = validate_config((folder / "config.pbtxt").read_text())
+    manifest = json.loads(config.parameters[MANIFEST_PARAMETER].string_value)
+    edit(config, manifest)
+    config.parameters[MANIFEST_PARAMETER].string_value = json.dumps(manifest)
+    (folder / "config.pbtxt").write_text(config_text(config))
+    (folder / ownership.RECORD).unlink()  # edited by hand: the user's own model now, served as it is
+
+
+@pytest.fixture(scope="module")
+def misfit_server(demo_artefacts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("tritonclient.grpc", reason="needs tritonclient (pip install -e .[triton])")
+    from build_engine.triton_repo import RepoOptions, write_repository
+    from serving.triton_server import ServerError, TritonServer
+
+    repo = tmp_path_factory.mktemp("triton-misfits") / "models"
+    artefact = demo_artefacts["openvino"]
+    write_repository(artefact, repo, RepoOptions(name="fits", variant="python", instances=1))
+    _misfit(repo, artefact, "labels-shape",
+            lambda c, m: c.output[0].dims.__setitem__(slice(None), [1, 48, 96]))
+    _misfit(repo, artefact, "logits-name", lambda c, m: m.__setitem__("logits_name", "logits"))
+
+    def twenty_classes(config, manifest: dict) -> None:  # a logits output that says 20 classes, not 19
+        from build_engine.triton_repo import model_config_pb2
+
+        config.output.add(name="logits", data_type=model_config_pb2().TYPE_FP32, dims=[1, 20, 96, 192])
+        manifest["logits_name"] = "logits"
+
+    _misfit(repo, artefact, "logits-classes", twenty_classes)
+    server = TritonServer(repo, log_file=repo.parent / "server.log")
+    try:
+        server.start(timeout=120)
+    except ServerError as exc:
+        pytest.skip(f"no Triton server here: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.fault("triton-contract")
+def test_a_served_model_is_held_to_the_manifest_it_carries(misfit_server, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """The manifest a Triton model carries must describe the model the server runs (its metadata):
+    the same contract as an artefact opened locally, at connect time, before any frame."""
+    words = {"labels-shape": ("'labels'", "1x48x96"), "logits-name": ("logits_name",),
+             "logits-classes": ("19 classes", "among 20")}
+    for model, expect in words.items():
+        code, _, err, _ = rt(["--video", "demo", "--engine", misfit_server.engine(model), "--timeout", "10",
+                              "--output", str(tmp_path / f"{model}.mp4")], capsys)
+        assert code == 2, (model, err)
+        one_line(err, model, *expect)
+        assert not (tmp_path / f"{model}.mp4").exists()
+    code, _, err, _ = rt(["--video", "demo", "--demo-frames", "3", "--engine", misfit_server.engine("fits"),
+                          "--timeout", "10"], capsys)
+    assert code == 0, err
