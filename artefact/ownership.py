@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from artefact.files import atomic_write_bytes, parse_json_text
+from clikit import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,10 @@ MANIFEST_FORMAT = "pspnet-rt/1"  # artefact.manifest.MANIFEST_FORMAT (not import
 _HEX64 = frozenset("0123456789abcdef")
 
 
-class NotOurs(ValueError):
+class NotOurs(UsageError):
     """A path pspnet-rt would have to replace or remove holds something it did not write: a usage
-    problem (exit 2), the message names the path and the way out."""
+    problem (exit 2 in every command, through the CLI kit), the message names the path and the way
+    out. A ValueError, as before."""
 
 
 # --------------------------------------------------------------------------------- locking
@@ -256,6 +258,34 @@ def require_replaceable(path: str | Path, fix: str, claims: Mapping[str, str] | 
     if not may_replace(path, claims):
         raise NotOurs(f"{path} exists and was not written by pspnet-rt (or was changed since); it is left "
                       f"alone: {fix}")
+
+
+def require_free_or_ours(folder: str | Path, names: Iterable[str], what: str, fix: str) -> None:
+    """NotOurs unless every name in `folder` is free or ours: what a command that writes fixed
+    names into a folder (split lists, checkpoints, reports) checks before its work starts."""
+    folder = Path(folder)
+    foreign = [n for n in names if os.path.lexists(folder / n) and not is_ours(folder / n)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise NotOurs(f"{what} {folder} holds {foreign[0]}{more}, which pspnet-rt did not write (or which "
+                      f"changed since); it is left alone: {fix}")
+
+
+def write_ours(path: str | Path, data: bytes, role: str, fix: str) -> Path:
+    """Write `data` to `path` whole (temp + rename) and note it in its folder's record, but only
+    over nothing or over a file of ours (NotOurs otherwise, the file untouched)."""
+    path = Path(path)
+    with folder_lock(path.parent):
+        require_replaceable(path, fix)
+        atomic_write_bytes(path, data)
+        record(path.parent, {path.name: hashlib.sha256(data).hexdigest()}, role)
+    return path
+
+
+def record_file(path: str | Path, role: str) -> None:
+    """Note a file we have just written whole (by a library: a checkpoint, a figure) as ours."""
+    path = Path(path)
+    record(path.parent, {path.name: None}, role)
 
 
 def remove_if_ours(path: str | Path, claims: Mapping[str, str] | None = None,
