@@ -65,10 +65,12 @@ _locks_guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path, waiting: str | None = None) -> Iterator[None]:
+def folder_lock(folder: str | Path, waiting: str | None = None, busy: str | None = None) -> Iterator[None]:
     """Writers into `folder` take turns (an flock on the folder, released when the process dies, so
     it never goes stale). Re-entrant within a process: a build that holds its output folder may
-    update that folder's record. `waiting` is logged if another process holds the lock."""
+    update that folder's record. `waiting` is logged if another process holds the lock; with
+    `busy`, a lock held by another process is not waited for: NotOurs(busy) (exit 2), so a second
+    run writing the same folder at once is refused before its work."""
     st = os.stat(folder)
     key = (st.st_dev, st.st_ino)
     with _locks_guard:
@@ -80,6 +82,8 @@ def folder_lock(folder: str | Path, waiting: str | None = None) -> Iterator[None
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
+                    if busy:
+                        raise NotOurs(busy) from None
                     if waiting:
                         log.warning(waiting)
                     fcntl.flock(fd, fcntl.LOCK_EX)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -412,6 +413,16 @@ def train(args: argparse.Namespace, signals: clikit.Signals | None = None, data:
     spec = get_spec(args.model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from artefact import ownership
+
+    # one training writes --out at a time (its checkpoints and history would mix): held for the run
+    with ownership.folder_lock(out, busy=f"another pspnet.train is writing to --out {out}; wait for it, or "
+                               "train into another --out"):
+        return _train(args, signals, data, on_eval, taken, spec, out)
+
+
+def _train(args: argparse.Namespace, signals: clikit.Signals, data: TrainData | None,
+           on_eval: Callable[[int, dict], None] | None, taken: list[str], spec: Any, out: Path) -> int:
     # before any work: the files this run writes into --out must be free or ours (a user's best.pth
     # there is never replaced); --resume continues last.pth and history.jsonl, by the user's word
     from artefact import ownership
@@ -419,6 +430,13 @@ def train(args: argparse.Namespace, signals: clikit.Signals | None = None, data:
     ownership.require_free_or_ours(out, ["best.pth", "summary.json"] + ([] if args.resume else
                                    ["last.pth", "history.jsonl"]), "--out",
                                    "move it away, or train into another --out")
+    if args.export_weights:  # written whole at the end: never renamed over /dev/null, a FIFO, a folder
+        from artefact.files import NotARegularFile, regular_target
+
+        try:
+            regular_target(args.export_weights)
+        except NotARegularFile as exc:
+            raise clikit.UsageError(f"--export-weights {exc}") from None
     if args.recipe:
         chosen = ", ".join(f"{k}={getattr(args, k)}" for k in taken)
         print(f"recipe {args.recipe}: {chosen}", file=sys.stderr)

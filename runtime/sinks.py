@@ -409,9 +409,11 @@ class MaskSink(Sink):
             ownership.record(self.folder, self._written, MASK_ROLE)
             self._written = {}
         except (OSError, ValueError) as exc:  # the masks stay whole; a later run there is refused
+            # the run reports its own failure (a full disk fails the next mask too); the masks stay
+            # whole, and a later run there refuses to replace them, saying so
             self._record_failed = True
-            log.warning("%s: cannot note the masks written in %s (%s); a later run will not replace them",
-                        self.flag, self.folder, exc)
+            log.info("%s: cannot note the masks written in %s (%s); a later run will not replace them",
+                     self.flag, self.folder, exc)
 
     def close(self, failed: bool = False) -> None:
         """Each mask was renamed into place whole as it was written; only the record is pending."""

@@ -443,6 +443,29 @@ CASES: list[Case] = [
          "exit 2 at connect, one line naming the model and the field (the contract of "
          "runtime.backends.contract, held to the server's metadata for the model), nothing written; the "
          "model as written runs, exit 0"),
+    Case("own-folder-outputs",
+         "trust-sweep",
+         "pspnet-rt --masks, python -m segdata.split, python -m pspnet.train, python -m pspnet.search",
+         "a masks folder holding a user's 000000.png, a symlink at a mask's name, a mask edited by hand "
+         "after a run; a split folder holding a curated val.txt; a training --out holding a user's "
+         "best.pth; a search's reports and trial checkpoints (clean-up by content)",
+         "exit 2, one line naming the file, before any work (the files byte-identical, links still "
+         "links); over files the tool itself wrote (noted with their sha256 in the folder's ownership "
+         "record) a rerun replaces them, exit 0"),
+    Case("out-not-a-file-everywhere",
+         "trust-sweep",
+         "every command (the one whole-file writer)",
+         "whole-file writes (manifests, reports, checkpoints, records) aimed at a FIFO, a unix socket, a "
+         "folder, a character device made like /dev/null, and symlinks to each; a symlink to a regular "
+         "file; pspnet.train --export-weights /dev/null, a FIFO, a link to one",
+         "refused (never renamed over: the thing there keeps its inode and kind); through a link to a "
+         "file, the file is replaced and the link stays; --export-weights: exit 2, one line, before any "
+         "training"),
+    Case("concurrent-folder-writers",
+         "trust-sweep",
+         "python -m pspnet.train",
+         "a second training into the --out another is writing (its lock held by another process)",
+         "exit 2 at once, one line naming --out and the other training; nothing written there"),
 ]
 
 

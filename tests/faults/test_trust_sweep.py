@@ -448,3 +448,119 @@ def test_a_served_model_is_held_to_the_manifest_it_carries(misfit_server, tmp_pa
     code, _, err, _ = rt(["--video", "demo", "--demo-frames", "3", "--engine", misfit_server.engine("fits"),
                           "--timeout", "10"], capsys)
     assert code == 0, err
+
+
+# ------------------------------------------- folder outputs: only what we wrote is replaced
+@pytest.mark.fault("own-folder-outputs")
+def test_masks_replace_only_masks_this_tool_wrote(ov: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    import os
+
+    masks = tmp_path / "m"
+    masks.mkdir()
+    (masks / "000000.png").write_bytes(b"a user's photo")
+    (masks / "notes.txt").write_text("notes")
+    os.symlink(tmp_path / "elsewhere.png", masks / "000001.png")
+    run = ["--video", "demo", "--demo-frames", "3", "--engine", ov, "--masks", str(masks)]
+    code, _, err, took = rt(run, capsys)
+    assert code == 2 and took < 15, err
+    one_line(err, "--masks", "000000.png", "did not write")
+    assert (masks / "000000.png").read_bytes() == b"a user's photo" and os.path.islink(masks / "000001.png")
+    (masks / "000000.png").unlink()
+    (masks / "000001.png").unlink()
+    assert rt(run, capsys)[0] == 0
+    assert rt(run, capsys)[0] == 0  # our own masks: replaced
+    (masks / "000002.png").write_bytes(b"edited by hand")  # ours no longer
+    code, _, err, _ = rt(run, capsys)
+    assert code == 2 and (masks / "000002.png").read_bytes() == b"edited by hand"
+    assert (masks / "notes.txt").read_text() == "notes"
+
+
+@pytest.mark.fault("own-folder-outputs")
+def test_split_lists_and_training_outputs_are_never_a_users(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    from pspnet.train import main as train_main
+    from segdata.split import main as split_main
+
+    out = tmp_path / "split"
+    out.mkdir()
+    (out / "val.txt").write_text("my curated list\n")
+    assert call_main(split_main, ["synthetic:train:12", "--out", str(out)]) == 2
+    one_line(capsys.readouterr().err, "val.txt", "did not write")
+    assert (out / "val.txt").read_text() == "my curated list\n" and not (out / "train.txt").exists()
+    (out / "val.txt").unlink()
+    assert call_main(split_main, ["synthetic:train:12", "--out", str(out)]) == 0
+    assert call_main(split_main, ["synthetic:train:12", "--out", str(out), "--val-split", "0.5"]) == 0  # ours
+    capsys.readouterr()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "best.pth").write_bytes(b"weights I trained elsewhere")
+    t0 = time.monotonic()
+    assert call_main(train_main, ["--iters", "1", "--out", str(runs)]) == 2
+    one_line(capsys.readouterr().err, "best.pth", "--out")
+    assert (runs / "best.pth").read_bytes() == b"weights I trained elsewhere" and time.monotonic() - t0 < 30
+
+
+@pytest.mark.fault("out-not-a-file-everywhere")
+def test_whole_file_writes_never_replace_what_is_not_a_file(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """The one whole-file writer (artefact.files.atomic_path: manifests, reports, checkpoints,
+    records) never renames over a device, a FIFO, a socket or a folder, through a link or not; a
+    link to a file stays a link. pspnet.train --export-weights is refused up front."""
+    import os
+    import stat
+
+    from artefact.files import NotARegularFile, atomic_write_bytes
+    from pspnet.train import main as train_main
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    targets = [fifo, tmp_path / "sock", tmp_path]
+    if os.geteuid() == 0:  # a character device of our own (the same kind as /dev/null)
+        os.mknod(tmp_path / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        targets.append(tmp_path / "null")
+    for target in list(targets):
+        os.symlink(target, tmp_path / f"link-to-{target.name}")
+        targets.append(tmp_path / f"link-to-{target.name}")
+    for target in targets:
+        before = os.lstat(target)
+        with pytest.raises(NotARegularFile):
+            atomic_write_bytes(target, b"x")
+        after = os.lstat(target)
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode), target
+    (tmp_path / "real").write_text("old")
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    atomic_write_bytes(tmp_path / "link", b"new")
+    assert os.path.islink(tmp_path / "link") and (tmp_path / "real").read_text() == "new"
+    sock.close()
+    for target in (fifo, tmp_path / "link-to-fifo", "/dev/null"):
+        assert call_main(train_main, ["--iters", "1", "--out", str(tmp_path / "o"), "--export-weights",
+                                      str(target)]) == 2
+        one_line(capsys.readouterr().err, "--export-weights", "not a regular file")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.fault("concurrent-folder-writers")
+def test_two_trainings_into_one_out_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A second pspnet.train into the --out another is writing: exit 2 at once, naming it."""
+    import subprocess
+    import sys
+
+    from pspnet.train import main as train_main
+
+    out = tmp_path / "runs"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+                               "os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+                               "time.sleep(60)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        assert call_main(train_main, ["--iters", "1", "--out", str(out)]) == 2
+        one_line(capsys.readouterr().err, "another pspnet.train", str(out))
+        assert time.monotonic() - t0 < 30 and list(out.iterdir()) == []
+    finally:
+        holder.kill()
+        holder.wait()
