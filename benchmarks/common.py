@@ -369,7 +369,10 @@ def run_benchmark(prog: str, parser: argparse.ArgumentParser,
 
     def body(args: argparse.Namespace) -> int:
         from runtime.output_target import release_all
+        from runtime.sources import quiet_native_logs
 
+        sources = [getattr(args, name, None) for name in ("video", "data")]
+        quiet_native_logs(getattr(args, "verbose", 0) or 0, sources)  # one error line, no OpenCV chatter
         try:
             problems = failures(run(args, command_line(prog, argv)))
         finally:

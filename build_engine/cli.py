@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(args: argparse.Namespace, command: str, parser: argparse.ArgumentParser) -> int:
+    from runtime.sources import quiet_native_logs
+
+    quiet_native_logs(args.verbose, [args.calib_data, args.eval_data])  # one error line, no OpenCV chatter
     if args.list_models:
         list_models()
         return clikit.EXIT_OK

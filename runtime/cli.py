@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import TYPE_CHECKING
 
 import clikit
@@ -298,19 +297,10 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
 
 
 def _quiet_native_logs(verbose: int, secret: bool = False) -> None:
-    """OpenCV and FFmpeg print their own warnings to stderr; keep them for -v, so that by default
-    an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)
-    `secret`: a source URL holds a password or token. FFmpeg prints URLs as they are, from C,
-    past our redaction, so its log stays quiet then, whatever -v says."""
-    import cv2
+    """runtime.sources.quiet_native_logs, for the --video sources (kept for callers of this name)."""
+    from runtime.sources import quiet_native_logs
 
-    if secret and verbose:
-        log.warning("FFmpeg's own log stays quiet: a --video URL holds a secret it would print")
-        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "8"  # AV_LOG_FATAL
-    elif verbose == 0:
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
-    levels = cv2.utils.logging
-    levels.setLogLevel(levels.LOG_LEVEL_ERROR if verbose == 0 or secret else levels.LOG_LEVEL_WARNING)
+    quiet_native_logs(verbose, ["rtsp://x:secret@h"] if secret else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,10 +328,10 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     from runtime.finish import show_summary
-    from runtime.naming import redact_source
     from runtime.run import run
+    from runtime.sources import quiet_native_logs
 
-    _quiet_native_logs(args.verbose, secret=any(redact_source(v) != v for v in args.video))
+    quiet_native_logs(args.verbose, args.video)
     summary = run(run_options(args), signals)
     show_summary(summary.table)  # --summary-json is written already: a closed stdout cannot lose it
     return exit_code(summary, signals)
