@@ -430,6 +430,12 @@ def _train(args: argparse.Namespace, signals: clikit.Signals, data: TrainData | 
     ownership.require_free_or_ours(out, ["best.pth", "summary.json"] + ([] if args.resume else
                                    ["last.pth", "history.jsonl"]), "--out",
                                    "move it away, or train into another --out")
+    if args.init and not args.resume:  # read after the data: a wrong file is refused before that
+        from pspnet.weight_formats import PYTORCH, identify, refusal
+
+        found = identify(args.init)
+        if found.kind != PYTORCH:
+            raise CheckpointError(f"--init: {refusal(found, PYTORCH)}")
     if args.export_weights:  # written whole at the end: never renamed over /dev/null, a FIFO, a folder
         from artefact.files import NotARegularFile, regular_target
 

@@ -466,6 +466,14 @@ CASES: list[Case] = [
          "python -m pspnet.train",
          "a second training into the --out another is writing (its lock held by another process)",
          "exit 2 at once, one line naming --out and the other training; nothing written there"),
+    Case("usage-late-sweep",
+         "trust-sweep",
+         "python -m pspnet.train, python -m build_engine, benchmarks",
+         "pspnet.train --init a FIFO, a text file, a JSON file (read after the data set was made); build "
+         "--calib-data/--eval-data URLs that refuse (see secrets-every-command); a benchmark's refused "
+         "--video (OpenCV's own warnings on stderr)",
+         "exit 2 in seconds, one line (OpenCV/FFmpeg's native log quiet without -v, in every command that"
+         " opens sources)"),
 ]
 
 

@@ -564,3 +564,23 @@ def test_two_trainings_into_one_out_folder(tmp_path: Path, capsys: pytest.Captur
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.fault("usage-late-sweep")
+def test_a_bad_init_checkpoint_is_refused_before_the_data_loads(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """pspnet.train --init read only after the data set was loaded: a FIFO (which used to look like a
+    hang while 2000 images were made), a text file, a JSON file: exit 2 in seconds, one line."""
+    import os
+
+    from pspnet.train import main as train_main
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "notes.txt").write_text("not weights")
+    (tmp_path / "w.json").write_text("{}")
+    for bad in (fifo, tmp_path / "notes.txt", tmp_path / "w.json"):
+        t0 = time.monotonic()
+        assert call_main(train_main, ["--init", str(bad), "--iters", "1", "--out", str(tmp_path / "o")]) == 2
+        one_line(capsys.readouterr().err, "--init", str(bad))
+        assert time.monotonic() - t0 < 15
