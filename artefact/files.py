@@ -29,10 +29,38 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class NotARegularFile(OSError):
+    """A write would rename a file over something that is not one (a device such as /dev/null, a
+    FIFO, a socket, a folder): refused, the thing there untouched. The commands that take such
+    paths check them up front (exit 2); this is the last guard for every other writer."""
+
+
+def regular_target(target: str | Path) -> Path:
+    """The path a whole-file write renames over: through symlinks, the file they name (so a link
+    stays a link), which must be a regular file or not exist yet (NotARegularFile otherwise)."""
+    import stat
+
+    target = Path(target)
+    real = Path(os.path.realpath(target)) if os.path.islink(target) else target
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return real
+    except OSError:
+        return real  # unreadable: the write itself will say why
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise NotARegularFile(f"{target} is {kind}, not a regular file; pspnet-rt writes whole files "
+                              "(a temp file renamed into place) and would replace it: choose a file path")
+    return real
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `target`; rename it over `target` only if the block succeeds."""
-    target = Path(target)
+    """Yield a temp path beside `target`; rename it over `target` only if the block succeeds.
+    Never over something that is not a regular file (a device such as /dev/null, a FIFO: refused,
+    NotARegularFile); through a symlink, the file it names is replaced and the link stays."""
+    target = regular_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)

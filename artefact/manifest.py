@@ -88,23 +88,51 @@ class Manifest:
         return data
 
     def save(self, path: str | Path) -> None:
-        atomic_write_json(path, self.to_dict())
+        """Written atomically, every string redacted: a data source or command line with a password in
+        it (--calib-data rtsp://u:PW@...) never reaches the manifest, Triton's copy of it included."""
+        from clikit.redaction import redact_values
+
+        atomic_write_json(path, redact_values(self.to_dict()))
         self.path = Path(path)
 
     def verify_file(self) -> None:
         """Refuse a model file that is missing or differs from the one the manifest describes."""
-        if not self.model_path.is_file():
-            raise ArtefactError(f"{self.model_path} is missing; rebuild with "
-                                f"{self.rebuild_hint()}")
-        if not self.model_sha256 or sha256_file(self.model_path) != self.model_sha256:
-            raise ArtefactError(f"{self.model_path} does not match the sha256 in {self.path}; "
-                                f"the file was changed after the build. Rebuild with "
-                                f"{self.rebuild_hint()}")
-        for name, digest in self.companion_files.items():
-            companion = self.model_path.parent / name
-            if not companion.is_file() or sha256_file(companion) != digest:
-                raise ArtefactError(f"{companion} is missing or changed since the build; rebuild "
-                                    f"with {self.rebuild_hint()}")
+        self._check_files(keep=False)
+
+    def read_verified(self) -> dict[str, bytes]:
+        """file name -> bytes of the model file and every companion file, each read once and checked
+        against its sha256 (ArtefactError otherwise, as verify_file). A backend that loads these very
+        bytes runs what was checked: a file swapped between a check and a second read never runs."""
+        return self._check_files(keep=True)
+
+    def _check_files(self, keep: bool) -> dict[str, bytes]:
+        import hashlib
+
+        files = {self.model_file: self.model_sha256, **self.companion_files}
+        kept: dict[str, bytes] = {}
+        for name, digest in files.items():
+            path = self.model_path.parent / name
+            if not path.is_file():
+                raise ArtefactError(f"{path} is missing; rebuild with {self.rebuild_hint()}")
+            if not digest:
+                raise ArtefactError(f"{path} does not match the sha256 in {self.path}; the file was changed "
+                                    f"after the build. Rebuild with {self.rebuild_hint()}")
+            if keep:
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:
+                    raise ArtefactError(f"cannot read {path}: {exc.strerror or exc}") from None
+                same = hashlib.sha256(data).hexdigest() == digest
+            else:
+                data, same = b"", sha256_file(path) == digest
+            if not same:
+                what = "the file was changed after the build" if name == self.model_file else \
+                    "it changed since the build"
+                raise ArtefactError(f"{path} does not match the sha256 in {self.path}; {what}. Rebuild with "
+                                    f"{self.rebuild_hint()}")
+            if keep:
+                kept[name] = data
+        return kept
 
     def rebuild_hint(self) -> str:
         cmd = self.build.get("command")

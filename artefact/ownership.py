@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from artefact.files import atomic_write_bytes, parse_json_text
+from clikit import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,10 @@ MANIFEST_FORMAT = "pspnet-rt/1"  # artefact.manifest.MANIFEST_FORMAT (not import
 _HEX64 = frozenset("0123456789abcdef")
 
 
-class NotOurs(ValueError):
+class NotOurs(UsageError):
     """A path pspnet-rt would have to replace or remove holds something it did not write: a usage
-    problem (exit 2), the message names the path and the way out."""
+    problem (exit 2 in every command, through the CLI kit), the message names the path and the way
+    out. A ValueError, as before."""
 
 
 # --------------------------------------------------------------------------------- locking
@@ -63,10 +65,12 @@ _locks_guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | Path, waiting: str | None = None) -> Iterator[None]:
+def folder_lock(folder: str | Path, waiting: str | None = None, busy: str | None = None) -> Iterator[None]:
     """Writers into `folder` take turns (an flock on the folder, released when the process dies, so
     it never goes stale). Re-entrant within a process: a build that holds its output folder may
-    update that folder's record. `waiting` is logged if another process holds the lock."""
+    update that folder's record. `waiting` is logged if another process holds the lock; with
+    `busy`, a lock held by another process is not waited for: NotOurs(busy) (exit 2), so a second
+    run writing the same folder at once is refused before its work."""
     st = os.stat(folder)
     key = (st.st_dev, st.st_ino)
     with _locks_guard:
@@ -78,6 +82,8 @@ def folder_lock(folder: str | Path, waiting: str | None = None) -> Iterator[None
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
+                    if busy:
+                        raise NotOurs(busy) from None
                     if waiting:
                         log.warning(waiting)
                     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -256,6 +262,34 @@ def require_replaceable(path: str | Path, fix: str, claims: Mapping[str, str] | 
     if not may_replace(path, claims):
         raise NotOurs(f"{path} exists and was not written by pspnet-rt (or was changed since); it is left "
                       f"alone: {fix}")
+
+
+def require_free_or_ours(folder: str | Path, names: Iterable[str], what: str, fix: str) -> None:
+    """NotOurs unless every name in `folder` is free or ours: what a command that writes fixed
+    names into a folder (split lists, checkpoints, reports) checks before its work starts."""
+    folder = Path(folder)
+    foreign = [n for n in names if os.path.lexists(folder / n) and not is_ours(folder / n)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise NotOurs(f"{what} {folder} holds {foreign[0]}{more}, which pspnet-rt did not write (or which "
+                      f"changed since); it is left alone: {fix}")
+
+
+def write_ours(path: str | Path, data: bytes, role: str, fix: str) -> Path:
+    """Write `data` to `path` whole (temp + rename) and note it in its folder's record, but only
+    over nothing or over a file of ours (NotOurs otherwise, the file untouched)."""
+    path = Path(path)
+    with folder_lock(path.parent):
+        require_replaceable(path, fix)
+        atomic_write_bytes(path, data)
+        record(path.parent, {path.name: hashlib.sha256(data).hexdigest()}, role)
+    return path
+
+
+def record_file(path: str | Path, role: str) -> None:
+    """Note a file we have just written whole (by a library: a checkpoint, a figure) as ours."""
+    path = Path(path)
+    record(path.parent, {path.name: None}, role)
 
 
 def remove_if_ours(path: str | Path, claims: Mapping[str, str] | None = None,

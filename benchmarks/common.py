@@ -251,16 +251,19 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """The results as JSON, every string in them redacted (a --video URL's password never lands)."""
     from artefact.files import atomic_write_json
+    from clikit.redaction import redact_values
 
-    atomic_write_json(path, _jsonable(data))
+    atomic_write_json(path, redact_values(_jsonable(data)))
     return path
 
 
 def write_text(path: Path, text: str) -> Path:
     from artefact.files import atomic_write_bytes
+    from clikit.redaction import redact_source
 
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, redact_source(text).encode())
     return path
 
 
@@ -366,7 +369,10 @@ def run_benchmark(prog: str, parser: argparse.ArgumentParser,
 
     def body(args: argparse.Namespace) -> int:
         from runtime.output_target import release_all
+        from runtime.sources import quiet_native_logs
 
+        sources = [getattr(args, name, None) for name in ("video", "data")]
+        quiet_native_logs(getattr(args, "verbose", 0) or 0, sources)  # one error line, no OpenCV chatter
         try:
             problems = failures(run(args, command_line(prog, argv)))
         finally:

@@ -128,12 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     command = redact_source(shlex.join(["python", "-m", "build_engine", *given]))
     parser = build_parser()
-    return clikit.run(PROG, parser, lambda args: _build(args, command, parser), argv, quiet=("torch",),
+    from build_engine.errors import caller
+
+    if caller():  # pspnet-rt's default build: its lines speak for pspnet-rt (runtime/default_build.py)
+        parser.prog = caller()
+    return clikit.run(caller() or PROG, parser, lambda args: _build(args, command, parser), argv,
+                      quiet=("torch",),
                       scrub=redact_source,
                       interrupted=f"interrupted: {UNCHANGED} (a previous artefact there is intact)")
 
 
 def _build(args: argparse.Namespace, command: str, parser: argparse.ArgumentParser) -> int:
+    from runtime.sources import quiet_native_logs
+
+    quiet_native_logs(args.verbose, [args.calib_data, args.eval_data])  # one error line, no OpenCV chatter
     if args.list_models:
         list_models()
         return clikit.EXIT_OK

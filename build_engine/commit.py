@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from artefact import ownership
 from artefact.files import probe_writable, sha256_file
-from build_engine.errors import OutputDirError
+from build_engine.errors import OutputDirError, another_output
 
 if TYPE_CHECKING:
     from artefact.manifest import Manifest
@@ -51,7 +51,7 @@ def prepare_output(folder: Path) -> None:
     """Create the output folder and prove it takes files: OutputDirError (exit 2) otherwise,
     before any export work starts."""
     if folder.exists() and not folder.is_dir():
-        raise OutputDirError(f"--output {folder} is a file, not a folder; choose a folder for the artefacts")
+        raise OutputDirError(f"the artefact folder {folder} is a file, not a folder; {another_output()}")
     try:
         ownership.check_record(folder)
     except ownership.NotOurs as exc:
@@ -60,7 +60,7 @@ def prepare_output(folder: Path) -> None:
         probe_writable(folder)
     except OSError as exc:
         raise OutputDirError(f"cannot write artefacts to {folder}: {exc.strerror or exc}; "
-                             "choose a writable --output") from None
+                             f"{another_output()}") from None
 
 
 @contextlib.contextmanager
@@ -81,7 +81,7 @@ def manifest_is_ours(path: Path) -> bool:
 
 
 def check_free(folder: Path, names: Iterable[str],
-               fix: str = "move it away or choose another --output") -> None:
+               fix: str | None = None) -> None:
     """OutputDirError (exit 2) if a file we are about to write over exists and is not ours."""
     for name in names:
         path = folder / name
@@ -91,6 +91,7 @@ def check_free(folder: Path, names: Iterable[str],
             else ownership.is_ours(path)
         if not ours:
             kind = " (a link)" if path.is_symlink() else "" if path.is_file() else " (not a regular file)"
+            fix = fix or f"move it away or {another_output()}"
             raise OutputDirError(f"{path}{kind} exists and was not written by pspnet-rt (or was changed "
                                  f"since), so it is left alone; {fix}")
 
@@ -147,7 +148,7 @@ def final_names(folder: Path, name: str, sha256: str, sources: list[Path]) -> di
                             "changed since); they are left alone and the new files are %s.*", folder, stem)
             return names
     raise OutputDirError(f"{folder} holds 100 files named like this build's that pspnet-rt did not write; "
-                         "move them away or choose another --output")
+                         f"move them away or {another_output()}")
 
 
 def move_in(files: dict[Path, str], folder: Path) -> None:
@@ -169,7 +170,7 @@ def move_in(files: dict[Path, str], folder: Path) -> None:
                 os.replace(src, target)
             else:
                 raise OutputDirError(f"{target} exists and was not written by pspnet-rt, so it is left "
-                                     "alone; move it away or choose another --output") from None
+                                     f"alone; move it away or {another_output()}") from None
         if sha256_file(target) != digest:  # the move crossed a failing disk
             raise OSError(f"{target} changed while it was moved in")
 

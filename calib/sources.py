@@ -109,15 +109,25 @@ def load_frames(source: str, n: int, height: int, width: int, seed: int = 0,
 
 
 def check_source(source: str, what: str) -> None:
-    """Cheap, before any export: CalibrationError if `source` cannot be a frame source at all
-    (a path that does not exist, a folder without images). Reading the frames comes later."""
+    """Before any export: CalibrationError if `source` cannot be a frame source at all (a path that
+    does not exist, a folder without images, a URL whose server refuses or does not answer). A
+    network source is opened and closed here (seconds at most, its timeout), so a typo in a URL is
+    refused before minutes of export, not after. Reading the frames comes later."""
+    from runtime.errors import SourceError
+
     try:
         if is_dataset_source(source):
             root = source.split(":", 1)[1] if ":" in source else source
             if not source.startswith("synthetic") and not Path(root).expanduser().exists():
                 raise CalibrationError(f"data set folder {root} does not exist")
             return
-        _parse(source, 1, 1, 1)
+        src = _parse(source, 1, 1, 1)
+        if "://" in source:
+            try:
+                with src:
+                    pass
+            except SourceError as exc:
+                raise CalibrationError(str(exc)) from None
     except CalibrationError as exc:
         raise CalibrationError(f"{what}: {exc}") from None
 

@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from clikit import types
+from clikit.redaction import redact_source
 from clikit.types import (  # noqa: F401 (the kit's path, text and list types, for every command)
     OptionType,
     csv_numbers,
@@ -126,14 +127,11 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 
 
 # -------------------------------------------------------------------------------- output
-def _same(text: str) -> str:
-    return text
-
 
 # What every line the kit prints goes through (error lines, log records, tracebacks with -v):
-# a command that names secrets-bearing things (pspnet-rt: source URLs) passes its redaction
-# function to run(); the kit itself knows nothing about what is secret.
-_scrub: Callable[[str], str] = _same
+# the one redaction function by default, so no command can print a password from a URL it was
+# given (a source, a Triton server, a study database) by forgetting to ask for it.
+_scrub: Callable[[str], str] = redact_source
 
 
 def fail(prog: str, message: str, code: int) -> int:
@@ -171,10 +169,22 @@ def setup_logging(verbose: int, prog: str, quiet: Sequence[str] = ()) -> None:
 
 
 class _ScrubbingFormatter(logging.Formatter):
-    """A log line (its traceback included) as the command's scrub function leaves it."""
+    """A log line (its traceback included) as the command's scrub function leaves it: the message
+    and the traceback are scrubbed, not the `prog:` prefix (which would read as a URL's scheme)."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return _scrub(super().format(record))
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        saved = record.message
+        record.message = _scrub(record.message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = saved
+
+    def formatException(self, ei: Any) -> str:
+        return _scrub(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _scrub(super().formatStack(stack_info))
 
 
 # ------------------------------------------------------------------------------- signals
@@ -271,9 +281,10 @@ def run(prog: str, arg_parser: argparse.ArgumentParser, body: Callable[[argparse
     """Parse, set up logging and signals, run `body(args)`, and map what it raises to one line
     and an exit code: `usage` (and UsageError) -> 2, `failure` -> 1, a signal -> its code, any
     other exception -> 1 (the traceback with -v). argparse itself exits 2 on bad flags.
-    `scrub` rewrites every line the kit prints (e.g. pspnet-rt's redaction of source URLs)."""
+    `scrub` rewrites every line the kit prints; the default is the project's redaction of URL
+    secrets (clikit.redaction.redact_source)."""
     global _scrub
-    _scrub = scrub or _same
+    _scrub = scrub or redact_source
     args = arg_parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0) or 0
     setup_logging(verbose, prog, quiet)

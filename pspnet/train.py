@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -412,6 +413,36 @@ def train(args: argparse.Namespace, signals: clikit.Signals | None = None, data:
     spec = get_spec(args.model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from artefact import ownership
+
+    # one training writes --out at a time (its checkpoints and history would mix): held for the run
+    with ownership.folder_lock(out, busy=f"another pspnet.train is writing to --out {out}; wait for it, or "
+                               "train into another --out"):
+        return _train(args, signals, data, on_eval, taken, spec, out)
+
+
+def _train(args: argparse.Namespace, signals: clikit.Signals, data: TrainData | None,
+           on_eval: Callable[[int, dict], None] | None, taken: list[str], spec: Any, out: Path) -> int:
+    # before any work: the files this run writes into --out must be free or ours (a user's best.pth
+    # there is never replaced); --resume continues last.pth and history.jsonl, by the user's word
+    from artefact import ownership
+
+    ownership.require_free_or_ours(out, ["best.pth", "summary.json"] + ([] if args.resume else
+                                   ["last.pth", "history.jsonl"]), "--out",
+                                   "move it away, or train into another --out")
+    if args.init and not args.resume:  # read after the data: a wrong file is refused before that
+        from pspnet.weight_formats import PYTORCH, identify, refusal
+
+        found = identify(args.init)
+        if found.kind != PYTORCH:
+            raise CheckpointError(f"--init: {refusal(found, PYTORCH)}")
+    if args.export_weights:  # written whole at the end: never renamed over /dev/null, a FIFO, a folder
+        from artefact.files import NotARegularFile, regular_target
+
+        try:
+            regular_target(args.export_weights)
+        except NotARegularFile as exc:
+            raise clikit.UsageError(f"--export-weights {exc}") from None
     if args.recipe:
         chosen = ", ".join(f"{k}={getattr(args, k)}" for k in taken)
         print(f"recipe {args.recipe}: {chosen}", file=sys.stderr)
@@ -513,21 +544,25 @@ def train(args: argparse.Namespace, signals: clikit.Signals | None = None, data:
                 recent.clear()
                 with history_path.open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
+                ownership.record_file(history_path, "training history")
                 tqdm.write(f"iter {done}: held-out mIoU {metrics['miou']:.4f}")
                 if metrics["miou"] is not None and metrics["miou"] > best:
                     best = metrics["miou"]
                     save_checkpoint(out / "best.pth", model, epoch=done, miou=best, **meta)
+                    ownership.record_file(out / "best.pth", "checkpoint")
                 if on_eval is not None:
                     on_eval(done, metrics)
             if args.keep_last and (done % args.save_every == 0 or done == iters):
                 save_checkpoint(last, model, epoch=done, optimizer=opt.state_dict(), iteration=done,
                                 best_miou=best, **meta)
+                ownership.record_file(last, "checkpoint")
             if signals.stop.is_set():
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         if args.keep_last:
             save_checkpoint(last, model, epoch=it, optimizer=opt.state_dict(), iteration=it,
                             best_miou=best, **meta)
+            ownership.record_file(last, "checkpoint")
             print(f"\ninterrupted: state saved to {last}; continue with --resume", file=sys.stderr)
         return signals.code or clikit.EXIT_SIGINT
     finally:
@@ -542,9 +577,10 @@ def train(args: argparse.Namespace, signals: clikit.Signals | None = None, data:
                "seconds_per_epoch": round(train_seconds / epochs_done, 2) if epochs_done else None,
                "best_miou": best, "sources": data.sources, "split": data.split,
                "command": shlex.join(["python", "-m", "pspnet.train", *getattr(args, "argv", sys.argv[1:])])}
-    from artefact.files import atomic_write_json
+    from clikit.redaction import redact_values
 
-    atomic_write_json(out / "summary.json", summary)
+    ownership.write_ours(out / "summary.json", (json.dumps(redact_values(summary), indent=2) + "\n").encode(),
+                         "training summary", "move it away, or train into another --out")
     print(f"done: {iters - start} iterations in {seconds / 60:.1f} min, best held-out mIoU "
           f"{best:.4f}", file=sys.stderr)
     if args.export_weights:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import TYPE_CHECKING
 
 import clikit
+from artefact.fields import MAX_SIDE
 from runtime.option_rules import arg
 
 if TYPE_CHECKING:
@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--backend", **arg("backend"), default="auto",
                     help="auto = the artefact's own backend")
     io.add_argument("--input-size", **arg("input_size"), metavar="HxW",
-                    help="model input size for --model builds and dynamic-shape artefacts")
+                    help="model input size for --model builds and dynamic-shape artefacts (at most "
+                         f"{MAX_SIDE} a side)")
     io.add_argument("--max-frames", **arg("max_frames"), metavar="N", help="stop after N frames")
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
@@ -205,7 +206,18 @@ def _add_ros_options(p: argparse.ArgumentParser) -> None:
                           "/pspnet/class_map: /pspnet/overlay/compressed, /pspnet/frame_stats, ...)")
     ros.add_argument("--foxglove", **arg("foxglove"), metavar="[HOST:]PORT",
                      help="serve the overlay, class map and stats live to the Foxglove app (foxglove-sdk's "
-                          "WebSocket server; 127.0.0.1 unless a host is given; port 0 picks a free one)")
+                          "WebSocket server; 127.0.0.1 unless a host is given; port 0 picks a free one). "
+                          "Answers only its own Host names (--serve-allow-host adds some) and web pages of "
+                          "the Foxglove app or this machine (a guard against DNS rebinding)")
+    ros.add_argument("--foxglove-token", metavar="TOKEN", **arg("foxglove_token"),
+                     help="require TOKEN of --foxglove viewers (open ws://HOST:PORT/?token=TOKEN in the "
+                          "Foxglove app); default $PSPNET_RT_FOXGLOVE_TOKEN")
+    ros.add_argument("--foxglove-allow-origin", metavar="ORIGIN", action="append",
+                     **arg("foxglove_allow_origin"),
+                     help="also let web pages of ORIGIN (e.g. https://foxglove.example.com, a self-hosted "
+                          "Foxglove) open --foxglove; repeatable (default: the Foxglove app's only)")
+
+
 
 
 def _add_temporal_options(p: argparse.ArgumentParser) -> None:
@@ -238,19 +250,10 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
 
 
 def _quiet_native_logs(verbose: int, secret: bool = False) -> None:
-    """OpenCV and FFmpeg print their own warnings to stderr; keep them for -v, so that by default
-    an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)
-    `secret`: a source URL holds a password or token. FFmpeg prints URLs as they are, from C,
-    past our redaction, so its log stays quiet then, whatever -v says."""
-    import cv2
+    """runtime.sources.quiet_native_logs, for the --video sources (kept for callers of this name)."""
+    from runtime.sources import quiet_native_logs
 
-    if secret and verbose:
-        log.warning("FFmpeg's own log stays quiet: a --video URL holds a secret it would print")
-        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "8"  # AV_LOG_FATAL
-    elif verbose == 0:
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
-    levels = cv2.utils.logging
-    levels.setLogLevel(levels.LOG_LEVEL_ERROR if verbose == 0 or secret else levels.LOG_LEVEL_WARNING)
+    quiet_native_logs(verbose, ["rtsp://x:secret@h"] if secret else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,10 +283,10 @@ def run_options(args: argparse.Namespace) -> RunOptions:
 
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
     from runtime.finish import show_summary
-    from runtime.naming import redact_source
     from runtime.run import run
+    from runtime.sources import quiet_native_logs
 
-    _quiet_native_logs(args.verbose, secret=any(redact_source(v) != v for v in args.video))
+    quiet_native_logs(args.verbose, args.video)
     summary = run(run_options(args), signals)
     show_summary(summary.table)  # --summary-json is written already: a closed stdout cannot lose it
     return exit_code(summary, signals)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -71,8 +72,10 @@ def build_default(model: str, precision: str, backend: str, input_size: tuple[in
     require_builder()
     cmd = builder_command(model, precision, backend, input_size, verbose)
     log.info("building: %s", " ".join(cmd[1:]))
+    # the child's error lines then name pspnet-rt and its ways out, not the builder's flags
+    env = {**os.environ, "PSPNET_RT_BUILD_CALLER": "pspnet-rt"}  # build_engine.errors.CALLER_ENV
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     with _Forwarding(proc) as forwarding:
         out, _ = proc.communicate()
     code = proc.returncode

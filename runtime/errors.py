@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from clikit import UsageError  # bad input from the user: exit code 2, no traceback
 
-__all__ = ["BackendUnavailable", "OutputError", "SourceDamaged", "SourceError", "SourceMissing", "UsageError",
-           "WriteError"]
+__all__ = ["BackendUnavailable", "FrameTooLarge", "OutputError", "SourceDamaged", "SourceError",
+           "SourceMissing", "UsageError", "WriteError"]
 
 
 class SourceError(UsageError):
@@ -30,3 +30,8 @@ class WriteError(RuntimeError):
 
 class SourceDamaged(RuntimeError):
     """A recording that cannot be read at all (e.g. a bag whose index is gone): exit code 1."""
+
+
+class FrameTooLarge(UsageError):
+    """A frame bigger than a dynamic-shape artefact may take (artefact.fields.MAX_SIDE a side): a
+    network run at the frame's own size would allocate tens of GB for one huge image. Exit 2."""

@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 import clikit
+from artefact.fields import MAX_SIDE
 from clikit.fields import Rule
 from runtime.temporal import config as tc
 
@@ -110,6 +111,19 @@ def temporal_mode(text: str) -> str:
     return text
 
 
+@clikit.option_type("a web origin such as https://foxglove.example.com",
+                    good="https://foxglove.example.com",
+                    bad=("", "foxglove.example.com", "https://h/path", "ftp://h", "https://u@h"),
+                    bad_values=(3,))
+def web_origin(text: str) -> str:
+    from runtime.ros.foxglove_guard import parse_origin
+
+    try:
+        return parse_origin(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 RATE = clikit.float_in(high=1000, what="a frame rate", above=0)
 
 RULES: dict[str, Rule] = {
@@ -119,7 +133,7 @@ RULES: dict[str, Rule] = {
     "model": Rule("--model", clikit.non_empty("a model zoo name")),
     "precision": Rule("--precision", choices=("auto", "fp32", "fp16", "int8")),
     "backend": Rule("--backend", choices=("auto", "openvino", "onnxruntime", "tensorrt")),
-    "input_size": Rule("--input-size", clikit.hw_size),
+    "input_size": Rule("--input-size", clikit.size_type("HxW", max_side=MAX_SIDE)),
     "max_frames": Rule("--max-frames", clikit.positive_int),
     # -- outputs
     "output": Rule("--output", video_output),  # --output is repeatable: one file and one rtsp:// URL
@@ -141,6 +155,8 @@ RULES: dict[str, Rule] = {
     "bag": Rule("--bag", clikit.output_file("a bag file such as seg.mcap")),
     "bag_topic": Rule("--bag-topic", ros_topic),
     "foxglove": Rule("--foxglove", serve_address),
+    "foxglove_token": Rule("--foxglove-token", clikit.non_empty("a token")),
+    "foxglove_allow_origin": Rule("--foxglove-allow-origin", web_origin, each=True),
     # -- runtime tuning
     "device": Rule("--device", clikit.non_empty("a device name or CUDA index")),
     "hint": Rule("--hint", choices=("auto", "latency", "throughput")),

@@ -52,6 +52,8 @@ class RunOptions:
     bag: str | None = None  # a ROS 2 MCAP bag out (the ros extra; runtime/ros/bag_sink.py)
     bag_topic: str = "/pspnet/class_map"
     foxglove: tuple[str, int] | None = None  # (host, port) of the Foxglove live view (the ros extra)
+    foxglove_token: str | None = None  # default $PSPNET_RT_FOXGLOVE_TOKEN
+    foxglove_allow_origin: list[str] | None = None  # web origins besides the Foxglove app's
     rtsp_out: str | None = None  # rtsp://[USER:PASSWORD@]HOST:PORT/PATH: serve the rendered stream there
     # (runtime/rtsp_sink.py; several streams: PATH/NAME); an rtsp:// `output` lands here
     # -- runtime tuning --------------------------------------------------------------------
@@ -93,8 +95,10 @@ class RunOptions:
             if self.rtsp_out:
                 raise UsageError("give one rtsp:// URL to serve (output or rtsp_out), not two")
             self.output, self.rtsp_out = None, str(self.output)
-        if self.serve_allow_host and not self.serve:
-            raise UsageError("--serve-allow-host needs --serve [HOST:]PORT")
+        if self.serve_allow_host and not (self.serve or self.foxglove):
+            raise UsageError("--serve-allow-host needs --serve [HOST:]PORT or --foxglove [HOST:]PORT")
+        if (self.foxglove_token or self.foxglove_allow_origin) and not self.foxglove:
+            raise UsageError("--foxglove-token and --foxglove-allow-origin need --foxglove [HOST:]PORT")
 
     @classmethod
     def from_fields(cls, values: Any, **overrides: Any) -> RunOptions:

@@ -139,7 +139,10 @@ def open_outputs(options: RunOptions, manifest: Any, streams: list[tuple[str, An
     if options.foxglove:
         from runtime.ros.foxglove_sink import FoxgloveSink
 
-        foxglove = FoxgloveSink(*options.foxglove, manifest.classes, manifest.palette)
+        foxglove = FoxgloveSink(*options.foxglove, manifest.classes, manifest.palette,
+                                token=options.foxglove_token or os.environ.get("PSPNET_RT_FOXGLOVE_TOKEN"),
+                                allowed_hosts=options.serve_allow_host or (),
+                                allowed_origins=options.foxglove_allow_origin or ())
         foxglove.open()
         opened.append(foxglove)
         print(f"{PROG}: {foxglove.describe()}", file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ devices, disks and sockets are refused.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,6 +52,7 @@ INSTALL_FFMPEG = "install ffmpeg (apt-get install ffmpeg, or scripts/install-sys
 
 
 _MASK_NAME = re.compile(r"\d{6,}\.png")
+MASK_ROLE = "masks"  # the role of masks in an ownership record
 
 
 def _why(exc: OSError) -> str:
@@ -306,7 +309,14 @@ class VideoSink(Sink):
 
 class MaskSink(Sink):
     """Lossless class-id PNGs, one per frame, named by frame index; each written whole under a
-    temp name of this run's own (.NNNNNN.png.<token>.tmp) and renamed into place."""
+    temp name of this run's own (.NNNNNN.png.<token>.tmp) and renamed into place.
+
+    Only masks pspnet-rt wrote are ever replaced: each is noted with its sha256 in the folder's
+    ownership record (artefact.ownership; in batches, every RECORD_EVERY_S and at close), and a
+    folder that holds a file at a mask's name that the record does not prove ours (a user's
+    000000.png, a mask changed since, a link) is refused before any work (exit 2)."""
+
+    RECORD_EVERY_S = 5.0
 
     def __init__(self, folder: str | Path, compression: int = 1, flag: str = "--masks") -> None:
         self.folder = Path(folder)
@@ -317,6 +327,9 @@ class MaskSink(Sink):
         self.frames = 0
         self.claim: Claim | None = None
         self._in_flight: Path | None = None
+        self._written: dict[str, str] = {}  # mask name -> sha256, not yet in the folder's record
+        self._recorded_at = 0.0
+        self._record_failed = False
 
     def describe(self) -> str:
         return f"masks {self.folder}/NNNNNN.png"
@@ -334,6 +347,24 @@ class MaskSink(Sink):
                                       "folder, device or FIFO) and a mask would replace it; choose another "
                                       "folder")
         self.claim = claim_folder(self.folder, self.flag)
+        self._check_owned()
+
+    def _check_owned(self) -> None:
+        """OutputError unless every file at a mask's name is a mask pspnet-rt wrote (by its record)."""
+        from artefact import ownership
+
+        with os.scandir(self.folder) as entries:
+            named = sorted(e.name for e in entries if _MASK_NAME.fullmatch(e.name))
+        if not named:
+            return
+        recorded = ownership.recorded(self.folder, MASK_ROLE)
+        foreign = [n for n in named if n not in recorded or not ownership.is_ours(self.folder / n, recorded)]
+        if foreign:
+            more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+            self.claim.release()
+            raise OutputError(f"{self.flag} {self.folder} holds {foreign[0]}{more}, which pspnet-rt did "
+                              "not write (or which changed since), and a mask of this run would replace "
+                              "it; it is left alone: choose an empty folder, or move those files away")
 
     def open(self) -> None:
         self.check()
@@ -363,9 +394,30 @@ class MaskSink(Sink):
             tmp.unlink(missing_ok=True)
             self._in_flight = None
         self.frames += 1
+        self._written[target.name] = hashlib.sha256(buf.data).hexdigest()
+        if time.monotonic() - self._recorded_at >= self.RECORD_EVERY_S:
+            self._record()
+
+    def _record(self) -> None:
+        """Note the masks written since the last time in the folder's ownership record."""
+        from artefact import ownership
+
+        self._recorded_at = time.monotonic()
+        if not self._written or self._record_failed:
+            return
+        try:
+            ownership.record(self.folder, self._written, MASK_ROLE)
+            self._written = {}
+        except (OSError, ValueError) as exc:  # the masks stay whole; a later run there is refused
+            # the run reports its own failure (a full disk fails the next mask too); the masks stay
+            # whole, and a later run there refuses to replace them, saying so
+            self._record_failed = True
+            log.info("%s: cannot note the masks written in %s (%s); a later run will not replace them",
+                     self.flag, self.folder, exc)
 
     def close(self, failed: bool = False) -> None:
-        """Each mask was renamed into place whole as it was written; nothing is pending."""
+        """Each mask was renamed into place whole as it was written; only the record is pending."""
+        self._record()
         if self.claim is not None:
             self.claim.release()
 
@@ -373,6 +425,7 @@ class MaskSink(Sink):
         tmp = self._in_flight  # this run's mask in flight, by the name it made (nothing else)
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+        self._record()  # the masks already in place are whole and ours
         if self.claim is not None:
             self.claim.release()
 

@@ -652,3 +652,19 @@ def open_source(uri: str, options: SourceOptions | None = None) -> Source:
     source = parse_source(uri, options)
     source.open()
     return source
+
+
+def quiet_native_logs(verbose: int, sources: list[str | None] = ()) -> None:  # type: ignore[assignment]
+    """OpenCV and FFmpeg print their own warnings to stderr, from C; keep them for -v, so that by
+    default an error is the one line the command prints: every command that opens sources calls
+    this first (pspnet-rt, the benchmarks, the build's calibration). (FFmpeg's level is read at its
+    first use, i.e. later.) When one of `sources` holds a password or token, FFmpeg's log stays
+    quiet whatever -v says: it prints URLs as they are, past our redaction."""
+    secret = any(s and redact_source(s) != s for s in sources)
+    if secret and verbose:
+        log.warning("FFmpeg's own log stays quiet: a source URL holds a secret it would print")
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "8"  # AV_LOG_FATAL
+    elif verbose == 0:
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
+    levels = cv2.utils.logging
+    levels.setLogLevel(levels.LOG_LEVEL_ERROR if verbose == 0 or secret else levels.LOG_LEVEL_WARNING)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -75,21 +74,23 @@ def absolute_source(source: str) -> str:
 
 def write_split(out_dir: str | Path, source: str, dataset: SegDataset, val_fraction: float,
                 seed: int) -> dict[str, Path]:
-    """Write OUT/train.txt and OUT/val.txt (atomically); return their paths."""
+    """Write OUT/train.txt and OUT/val.txt (atomically, noted as ours); return their paths. A file
+    at either name that pspnet-rt did not write (a list curated by hand, say) is never replaced:
+    NotOurs (exit 2) before either list is written."""
+    from artefact import ownership
+
     parts = holdout_names(dataset, val_fraction, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    fix = "move it away, or write the split to another folder"
+    ownership.require_free_or_ours(out, [f"{part}.txt" for part in PARTS], "the split folder", fix)
     paths = {}
     for part in PARTS:
         names = parts[part]
         text = "\n".join([MARK, f"# source: {absolute_source(source)}", f"# part: {part}",
                           f"# val-split: {val_fraction:g}", f"# split-seed: {seed}",
                           f"# samples: {len(names)} of {len(dataset)}", *names]) + "\n"
-        path = out / f"{part}.txt"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        paths[part] = path
+        paths[part] = ownership.write_ours(out / f"{part}.txt", text.encode("utf-8"), "split list", fix)
     return paths
 
 

@@ -105,7 +105,8 @@ def test_every_field_takes_its_good_values_and_normalises_them(name: str) -> Non
         goods = list(rule.choices) if rule.choices is not None else [rule.type.good]
         for good in goods:
             value = [good] if rule.each else good
-            needs = {"serve": 8080} if field.startswith("serve_") else {}  # --serve-token needs --serve
+            needs = ({"serve": 8080} if field.startswith("serve_")  # --serve-token needs --serve
+                     else {"foxglove": 8765} if field.startswith("foxglove_") else {})
             options(**{field: value}, **needs)  # accepted
     made = options(input_size=[96, 192], output=Path("some/where"))
     assert made.input_size == (96, 192) and made.output == "some/where"

@@ -17,6 +17,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from artefact import ownership
 from artefact.files import atomic_path, sha256_file
 
 CHECKPOINT = "checkpoint"  # trial user attribute: where its weights are (absolute path)
@@ -52,8 +53,8 @@ def settle(study: optuna.Study, out: Path) -> str | None:
         if (best is not None and t.number == best.number) or CHECKPOINT not in t.user_attrs:
             continue
         path = Path(t.user_attrs[CHECKPOINT])
-        if _is_trials(path, t):
-            path.unlink(missing_ok=True)
+        # the very file whose content the trial recorded, never through a link (artefact.ownership)
+        ownership.remove_if_ours(path, {path.name: t.user_attrs.get(CHECKPOINT_SHA, "")})
     if best is None or CHECKPOINT_SHA not in best.user_attrs:
         return None
     target = out / "best.pth"
@@ -72,7 +73,7 @@ def settle(study: optuna.Study, out: Path) -> str | None:
             return None
         except FileNotFoundError:  # another worker's newer view removed it: its settle copies the best
             return None
-    if have is not None:
-        target.unlink(missing_ok=True)  # an older best of this study: never left in the best's place
+    if have is not None:  # an older best of this study: never left in the best's place
+        ownership.remove_if_ours(target, {target.name: have})
     return (f"the best trial's weights (trial {best.number}) are on {best.user_attrs.get('worker', '?')} "
             f"at {source}")

@@ -20,6 +20,7 @@ trials/NNNN/ (each trial's training record; only the best trial keeps its weight
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -27,8 +28,12 @@ import warnings
 from pathlib import Path
 
 import clikit
+from clikit.redaction import redact_source
 
 PROG = "python -m pspnet.search"
+# what a search writes into --out by name (checked before any work: free, or written by a search)
+REPORTS = ("space.json", "trials.json", "trials.md", "best.json", "plots.txt", "history.png",
+           "importances.png")
 log = logging.getLogger("pspnet.search")
 
 
@@ -127,7 +132,6 @@ def search(args: argparse.Namespace, signals: clikit.Signals) -> int:
         return 0
     import torch
 
-    from artefact.files import atomic_write_json
     from pspnet.train import build_parser as train_parser
     from pspnet.train import load_data, resolve_options
 
@@ -154,6 +158,9 @@ def search(args: argparse.Namespace, signals: clikit.Signals) -> int:
     from segdata.datasets import open_dataset
 
     open_dataset(args.data, split="train")  # a wrong folder fails before any database is touched
+    from artefact import ownership
+
+    ownership.require_free_or_ours(out, REPORTS, "--out", "move it away, or search into another --out")
     storage = st.open_storage(url, args.heartbeat)
     try:
         study, created = sy.open_study(storage, args.study_name, settings, args.trials,
@@ -162,10 +169,11 @@ def search(args: argparse.Namespace, signals: clikit.Signals) -> int:
         if st._is_db_error(exc):
             raise st.StorageError(st.describe_error(exc, url)) from None
         raise
-    where = st.redact(url)
+    where = redact_source(url)
     print(f"study {args.study_name!r} in {where}: {'created' if created else 'continued'}, "
           f"{args.trials} trials", file=sys.stderr)
-    atomic_write_json(out / "space.json", describe())
+    ownership.write_ours(out / "space.json", (json.dumps(describe(), indent=2) + "\n").encode(),
+                         "search report", "move it away, or search into another --out")
     data = load_data(probe, out)
     for note in data.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -296,8 +304,10 @@ def _run_trial(trial, trial_id: int, study, storage, base: list[str], out: Path,
 def _drop_checkpoints(folder: Path, keep_best: bool = False) -> None:
     """A finished trial that is not the best keeps its record (history, summary), not its weights:
     the folder is this trial's own (made for it by this worker moments ago)."""
+    from artefact import ownership
+
     for name in ("last.pth",) if keep_best else ("best.pth", "last.pth"):
-        (folder / name).unlink(missing_ok=True)
+        ownership.remove_if_ours(folder / name)  # what pspnet.train recorded writing, nothing else
 
 
 def _read_json(path: Path) -> dict:

@@ -14,7 +14,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from artefact.files import atomic_path, atomic_write_json
+from artefact import ownership
+from artefact.files import atomic_path
+from clikit.redaction import redact_source, redact_values
 from pspnet.search.checkpoints import CHECKPOINT, best_trial
 from pspnet.search.space import SPACE
 from pspnet.search.study import ERROR, INTERRUPTED
@@ -95,8 +97,10 @@ def plots(study: optuna.Study, out: Path) -> list[str]:
             fig = ax.figure if hasattr(ax, "figure") else plt.gcf()
             fig.set_size_inches(8, 5)
             fig.tight_layout()
+            ownership.require_replaceable(out / name, FIX)
             with atomic_path(out / name) as tmp:
                 fig.savefig(tmp, dpi=100, format="png")
+            ownership.record_file(out / name, ROLE)
             plt.close(fig)
     return notes
 
@@ -107,20 +111,28 @@ def write_reports(study: optuna.Study, out: Path, settings: dict, counts: dict,
     finishes, the tables after every trial)."""
     best = best_trial(study)
     records = [trial_record(t, best) for t in study.get_trials(deepcopy=False)]
-    atomic_write_json(out / "trials.json", {"study": settings.get("study"), "settings": settings,
-                                            "counts": counts, "trials": records})
-    with atomic_path(out / "trials.md") as tmp:
-        Path(tmp).write_text(markdown(records, settings, counts, best), encoding="utf-8")
+    # every string redacted: a database URL or a data source named anywhere keeps its secrets
+    table = {"study": settings.get("study"), "settings": settings, "counts": counts, "trials": records}
+    _write(out / "trials.json", json.dumps(redact_values(table), indent=2) + "\n")
+    _write(out / "trials.md", redact_source(markdown(records, settings, counts, best)))
     if best is not None:
-        atomic_write_json(out / "best.json", {"trial": best.number, "value": best.value,
-                                              "metric": settings.get("metric"), "params": best.params,
-                                              "command": best.user_attrs.get("command"),
-                                              "checkpoint": best.user_attrs.get(CHECKPOINT),
-                                              "worker": best.user_attrs.get("worker")})
+        _write(out / "best.json", json.dumps(redact_values({
+            "trial": best.number, "value": best.value, "metric": settings.get("metric"),
+            "params": best.params, "command": best.user_attrs.get("command"),
+            "checkpoint": best.user_attrs.get(CHECKPOINT),
+            "worker": best.user_attrs.get("worker")}), indent=2) + "\n")
     if draw:
         notes = plots(study, out)
-        (out / "plots.txt").write_text("\n".join(notes) + ("\n" if notes else ""), encoding="utf-8")
+        _write(out / "plots.txt", "\n".join(notes) + ("\n" if notes else ""))
     return best
+
+
+ROLE, FIX = "search report", "move it away, or search into another --out"
+
+
+def _write(path: Path, text: str) -> None:
+    """A report, whole, over nothing or over an earlier report of a search (never a user's file)."""
+    ownership.write_ours(path, text.encode("utf-8"), ROLE, FIX)
 
 
 def dumps(obj: Any) -> str:

@@ -18,6 +18,8 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+from clikit.redaction import redact_source
+
 SQLITE_TIMEOUT_S = 5  # how long a writer waits for SQLite's lock before we call it locked
 CONNECT_TIMEOUT_S = 10  # how long a database server may take to answer
 
@@ -40,32 +42,9 @@ def storage_url(given: str | None, out: Path) -> str:
     return url
 
 
-def _password(url: str) -> str | None:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).password
-    except Exception:  # not a URL SQLAlchemy parses: nothing to hide beyond the regex below
-        return None
-
-
-def redact(url: str) -> str:
-    """The URL with its password hidden (SQLAlchemy's own rendering where it parses)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
 def scrub(text: str, url: str) -> str:
-    """A driver's message with the URL's password (and the URL) never in it."""
-    secret = _password(url)
-    text = " ".join(str(text).split())
-    if secret:
-        text = text.replace(secret, "***")
-    return text.replace(url, redact(url))
+    """A driver's message with the URL's secrets never in it, inside the URL or quoted alone."""
+    return redact_source(" ".join(str(text).split()), source=url)
 
 
 def _driver_line(exc: BaseException, url: str) -> str:
@@ -77,7 +56,7 @@ def _driver_line(exc: BaseException, url: str) -> str:
 
 def describe_error(exc: BaseException, url: str) -> str:
     """One line for a database error: what failed, where, and what to do."""
-    where = redact(url)
+    where = redact_source(url)
     why = _driver_line(exc, url)
     low = why.lower()
     if "database is locked" in low:
@@ -96,7 +75,7 @@ def open_storage(url: str, heartbeat_s: int) -> RDBStorage:
 
         parsed = make_url(url)
     except Exception as exc:
-        raise StorageError(f"--storage {redact(url)} is not a database URL ({exc}); expected e.g. "
+        raise StorageError(f"--storage {redact_source(url)} is not a database URL ({exc}); expected e.g. "
                            "sqlite:///path/search.db or postgresql://user:password@host:5432/db") from None
     connect_args: dict = {}
     if parsed.get_backend_name() == "sqlite":
@@ -104,7 +83,7 @@ def open_storage(url: str, heartbeat_s: int) -> RDBStorage:
         if parsed.database:
             folder = Path(parsed.database).expanduser().parent
             if not folder.is_dir():
-                raise StorageError(f"the folder of {redact(url)} does not exist")
+                raise StorageError(f"the folder of {redact_source(url)} does not exist")
     elif parsed.get_backend_name() == "postgresql":
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     try:
@@ -121,7 +100,7 @@ def open_storage(url: str, heartbeat_s: int) -> RDBStorage:
                 time.sleep(0.5 + attempt)
         raise AssertionError("unreachable")
     except ModuleNotFoundError as exc:
-        raise StorageError(f"no database driver for {redact(url)} ({exc.name} is not installed): "
+        raise StorageError(f"no database driver for {redact_source(url)} ({exc.name} is not installed): "
                            "pip install 'pspnet-rt[search]'") from None
     except Exception as exc:  # SQLAlchemy/driver errors: connection refused, locked, bad credentials
         if _is_db_error(exc):

@@ -95,12 +95,14 @@ def artefact_runner(manifest: Manifest | str | Path, **opts: Any) -> Runner:
     return, such as logits."""
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
-    manifest.verify_file()
+    files = manifest.read_verified()  # the runner loads these very bytes
     cls = runner_class(manifest.backend)
     names = {"input_name": manifest.input_name, "labels_name": manifest.output_name}
     if manifest.logits_name:
         names["logits_name"] = manifest.logits_name
-    runner = cls(manifest.model_path, manifest.precision, **_accepted(cls, opts), **names).activate()
+    runner = cls(manifest.model_path, manifest.precision, **_accepted(cls, opts), **names, files=files)
+    del files
+    runner.activate()
     from runtime.backends.contract import check_contract
 
     try:

@@ -83,9 +83,12 @@ class Backend:
 
     # -- shape -----------------------------------------------------------------------------
     def input_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
-        """Model input size for a frame: the manifest's, or the frame's own when dynamic."""
+        """Model input size for a frame: the manifest's, or the frame's own when dynamic, where a
+        frame larger than MAX_SIDE a side is refused (FrameTooLarge): the network's activations
+        grow with the frame, and one huge image would otherwise try to allocate tens of GB."""
         h, w = self.manifest.input_size
         if self.manifest.dynamic_shape and (h <= 0 or w <= 0):
+            check_frame_size(frame_hw, self.manifest)
             return frame_hw
         return h, w
 
@@ -146,6 +149,19 @@ class Backend:
         return {"backend": self.name, "device": self.device, "precision": self.manifest.precision,
                 "precision_ran": self.precision_ran, "artefact": str(self.manifest.path or ""),
                 "input_size": list(self.manifest.input_size), "in_flight": self.max_in_flight}
+
+
+def check_frame_size(frame_hw: tuple[int, int], manifest: Manifest) -> None:
+    """FrameTooLarge unless a dynamic-shape artefact may run a frame of this size."""
+    from artefact.fields import MAX_SIDE
+    from runtime.errors import FrameTooLarge
+
+    if max(frame_hw) > MAX_SIDE:
+        name = manifest.path.name if manifest.path else manifest.name
+        raise FrameTooLarge(f"a {frame_hw[0]}x{frame_hw[1]} frame is larger than the dynamic-shape artefact "
+                            f"{name} takes (at most {MAX_SIDE} pixels a side, which already needs GBs of "
+                            "memory); scale the source down, or use a fixed-size artefact (built without "
+                            "--dynamic), which resizes every frame to its input size")
 
 
 def check_backend(manifest: Manifest, backend: str) -> None:

@@ -63,11 +63,14 @@ def choose_providers(available: list[str], wanted: list[str] | None, trt_cache_d
 
 
 def load_session(path: str | Path, *, providers: list[str] | None = None, threads: int | None = None,
-                 fp16: bool = False) -> Any:
+                 fp16: bool = False, data: bytes | None = None) -> Any:
     """An InferenceSession on `path` with the project's settings (the loader every ORT user calls).
 
     `providers` None = GPU providers where installed, then CPU; ["CPUExecutionProvider"] = CPU
-    only. `threads` None = $PSPNET_RT_THREADS, else ORT's default (all cores).
+    only. `threads` None = $PSPNET_RT_THREADS, else ORT's default (all cores). `data`: the model's
+    bytes, already checked against the manifest's sha256 (Manifest.read_verified), loaded instead of
+    reading `path` again (no swap between the check and the load; the fused graph keeps its weights
+    inside the file, so no external data file is read from `path`'s folder).
     """
     ort = import_onnxruntime()
     path = Path(path)
@@ -84,7 +87,7 @@ def load_session(path: str | Path, *, providers: list[str] | None = None, thread
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     chosen = choose_providers(ort.get_available_providers(), providers, path.parent / "ort_trt_cache", fp16)
     try:
-        return ort.InferenceSession(str(path), options, providers=chosen)
+        return ort.InferenceSession(data if data is not None else str(path), options, providers=chosen)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
         detail = " ".join(str(exc).split())[-300:]
         raise ArtefactError(f"ONNX Runtime cannot load {path}: {detail}") from None
@@ -116,8 +119,9 @@ class OnnxRuntimeRunner(Runner):
     OPTIONS = ("providers", "threads", "device")
 
     def __init__(self, path: str | Path, precision: str = "fp32", *, providers: list[str] | None = None,
-                 threads: int | None = None, device: str = "CPU", **names: str) -> None:
-        super().__init__(path, precision, **names)
+                 threads: int | None = None, device: str = "CPU", files: dict[str, bytes] | None = None,
+                 **names: str) -> None:
+        super().__init__(path, precision, files=files, **names)
         if providers is None and device.upper() == "CPU":
             providers = [CPU_PROVIDER]
         self.providers_wanted = providers
@@ -127,7 +131,7 @@ class OnnxRuntimeRunner(Runner):
 
     def _open(self) -> None:
         self._session = load_session(self.path, providers=self.providers_wanted, threads=self.threads,
-                                     fp16=self.precision == "fp16")
+                                     fp16=self.precision == "fp16", data=self._take_file(self.path.name))
         self._outputs = [o.name for o in self._session.get_outputs()]
         try:
             self._check_names([i.name for i in self._session.get_inputs()], self._outputs)
@@ -160,11 +164,11 @@ class OnnxRuntimeBackend(Backend):
                  threads: int | None = None) -> None:
         super().__init__(manifest)
         check_backend(manifest, self.name)
-        manifest.verify_file()
-        # the streaming backend uses the GPU providers where installed (device "GPU")
+        # the streaming backend uses the GPU providers where installed (device "GPU"); it loads the
+        # very bytes whose hash was checked
         self._runner = self._activate(OnnxRuntimeRunner(
             manifest.model_path, manifest.precision, providers=providers, threads=threads, device="GPU",
-            **self.tensor_names()))
+            files=manifest.read_verified(), **self.tensor_names()))
         self.providers = self._runner.providers
         self.device = self._runner.device
         log.info("onnxruntime: %s with %s", manifest.model_path.name, ", ".join(self.providers))

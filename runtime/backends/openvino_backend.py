@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from artefact.files import sha256_file
 from artefact.manifest import ArtefactError, Manifest
 from devices import install_hint, openvino_precision_hint
 from runtime.backends.base import Backend, Collected, check_backend, labels_2d
-from runtime.backends.ov_cache import BlobCache
+from runtime.backends.ov_cache import BlobCache, cache_key
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
 
@@ -45,10 +46,15 @@ def import_openvino() -> Any:
 
 def compile_model(path: str | Path, precision: str, *, device: str = "CPU", hint: str = "latency",
                   precision_hint: str | None = None, cache_dir: str | None = None,
-                  threads: int | None = None) -> tuple[Any, str]:
-    """(compiled model, the precision it really runs) for a model file of `precision`: the
-    loader every OpenVINO user calls. The label is OpenVINO's own INFERENCE_PRECISION_HINT after
-    compiling, `int8/<float>` for Q/DQ models (their unquantized layers run in that float)."""
+                  threads: int | None = None, files: dict[str, bytes] | None = None,
+                  input_name: str | None = None) -> tuple[Any, str, ModelFacts | None]:
+    """(compiled model, the precision it really runs, the model's facts) for a model file of
+    `precision`: the loader every OpenVINO user calls. The label is OpenVINO's own
+    INFERENCE_PRECISION_HINT after compiling, `int8/<float>` for Q/DQ models (their unquantized
+    layers run in that float). `files`: the IR's .xml and .bin bytes, already checked against the
+    artefact's hashes (Manifest.read_verified): the model is read from them, never from `path`
+    again. The facts (for runtime.backends.contract) come from the very model compiled, where
+    `input_name` is given."""
     ov = import_openvino()
     core = ov.Core()
     device = device.upper()
@@ -61,56 +67,93 @@ def compile_model(path: str | Path, precision: str, *, device: str = "CPU", hint
     config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": wanted}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    compiled = _compile_through_cache(core, str(path), device, config, cache_dir)
+    path = Path(path)
+    model, digests = _read(core, path, files)
+    facts = model_facts_of(model, input_name) if input_name else None
+    compiled = _compile_through_cache(core, model, path, device, config, cache_dir, digests, ov.__version__)
+    del model
     ran = compiled.get_property("INFERENCE_PRECISION_HINT")
     ran = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
     if ran != wanted:
         log.warning("OpenVINO asked for %s but runs %s on %s", wanted, ran, device)
     # an INT8 (Q/DQ) model runs its quantized layers in int8 and the rest at the hint's precision
-    return compiled, (f"int8/{ran}" if precision == "int8" else ran)
+    return compiled, (f"int8/{ran}" if precision == "int8" else ran), facts
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[-300:]  # OpenVINO's text spans lines; keep one
 
 
-def _compile_through_cache(core: Any, path: str, device: str, config: dict[str, Any],
-                           cache_dir: str | Path | None) -> Any:
-    """compile_model from a path (a cache hit skips reading the model entirely), through a
-    blob cache whose every file is checked first (ov_cache.BlobCache: OpenVINO itself would
-    import a damaged blob and compute garbage); a blob that passes the check but will not import
-    costs one compile without it, never the run."""
-    if cache_dir:
-        blobs = BlobCache(cache_dir)
-        blobs.prepare()
-        try:
-            compiled = core.compile_model(path, device, {**config, "CACHE_DIR": str(cache_dir)})
-        except RuntimeError as exc:
-            log.warning("openvino: compiling through the cache %s failed (%s); clearing it and compiling "
-                        "without it", cache_dir, _one_line(exc))
-            blobs.clear()
-        else:
-            blobs.record()
-            return compiled
+def _read(core: Any, path: Path, files: dict[str, bytes] | None) -> tuple[Any, list[str]]:
+    """(ov.Model, sha256 of the bytes it was read from): from the verified bytes where given (an IR
+    .xml with its .bin), else from the file (a bare ONNX or IR a build checks)."""
+    import hashlib
+
     try:
-        return core.compile_model(path, device, config)
+        if files and path.name in files:
+            xml = files[path.name]
+            weights = files.get(path.with_suffix(".bin").name, b"")
+            digests = [hashlib.sha256(xml).hexdigest(), hashlib.sha256(weights).hexdigest()]
+            return core.read_model(xml, weights), digests
+        digests = [sha256_file(p) for p in (path, path.with_suffix(".bin")) if p.is_file()]
+        return core.read_model(str(path)), digests
+    except RuntimeError as exc:
+        raise ArtefactError(f"OpenVINO cannot read {path}: {_one_line(exc)}") from None
+
+
+def _compile_through_cache(core: Any, model: Any, path: Path, device: str, config: dict[str, Any],
+                           cache_dir: str | Path | None, digests: list[str], version: str) -> Any:
+    """compile_model, through our blob cache (ov_cache.BlobCache: only blobs whose bytes prove we
+    wrote them are imported, from those very bytes); a blob that will not import costs one compile,
+    never the run."""
+    blobs = BlobCache(cache_dir) if cache_dir else None
+    key = cache_key(digests, device, config, version)
+    if blobs is not None:
+        blobs.forget_legacy()
+        found = blobs.load(key)
+        if found is not None:
+            name, blob = found
+            try:
+                return core.import_model(blob, device, config)
+            except RuntimeError as exc:
+                log.warning("openvino: the cached compiled model %s does not import (%s); removing it and "
+                            "compiling afresh", Path(cache_dir) / name, _one_line(exc))
+                blobs.drop(name)
+            finally:
+                del blob
+    try:
+        compiled = core.compile_model(model, device, config)
     except RuntimeError as exc:
         raise ArtefactError(f"OpenVINO cannot compile {path}: {_one_line(exc)}") from None
+    if blobs is not None:
+        try:
+            exported = compiled.export_model()  # bytes, or a BytesIO in newer OpenVINO
+            exported = exported.getvalue() if hasattr(exported, "getvalue") else bytes(exported)
+        except RuntimeError as exc:
+            log.info("openvino: cannot export the compiled model for the cache: %s", _one_line(exc))
+        else:
+            blobs.store(key, exported)
+            del exported
+    return compiled
 
 
 def model_facts(path: str | Path, input_name: str) -> ModelFacts:
-    """What an OpenVINO model file says about itself, read without compiling it: the input's and
-    outputs' shapes, and the class count from the graph itself (the TopK that the fused graph's
-    ArgMax became, over the logits' class axis)."""
+    """What an OpenVINO model file says about itself, read without compiling it."""
+    try:
+        model = import_openvino().Core().read_model(str(path))
+    except RuntimeError as exc:
+        raise ArtefactError(f"OpenVINO cannot read {path}: {_one_line(exc)}") from None
+    return model_facts_of(model, input_name)
+
+
+def model_facts_of(model: Any, input_name: str) -> ModelFacts:
+    """The input's and outputs' shapes of an ov.Model, and the class count from the graph itself
+    (the TopK that the fused graph's ArgMax became, over the logits' class axis)."""
     from runtime.backends.contract import ModelFacts
 
     def dims(shape: Any) -> list[int | None]:
         return [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
 
-    try:
-        model = import_openvino().Core().read_model(str(path))
-    except RuntimeError as exc:
-        raise ArtefactError(f"OpenVINO cannot read {path}: {_one_line(exc)}") from None
     inputs = {name: dims(p.get_partial_shape()) for p in model.inputs for name in p.get_names()}
     outputs = {name: dims(p.get_partial_shape()) for p in model.outputs for name in p.get_names()}
     counts = set()
@@ -133,8 +176,8 @@ class OpenVINORunner(Runner):
 
     def __init__(self, path: str | Path, precision: str = "fp32", *, device: str = "CPU",
                  hint: str = "latency", precision_hint: str | None = None, cache_dir: str | None = None,
-                 threads: int | None = None, **names: str) -> None:
-        super().__init__(path, precision, **names)
+                 threads: int | None = None, files: dict[str, bytes] | None = None, **names: str) -> None:
+        super().__init__(path, precision, files=files, **names)
         self.device = device.upper()
         self.hint = hint.lower()
         self.precision_hint = precision_hint
@@ -142,12 +185,15 @@ class OpenVINORunner(Runner):
         self.threads = threads
         self.compiled: Any = None
         self.compile_s = 0.0
+        self._facts: ModelFacts | None = None
 
     def _open(self) -> None:
         t0 = time.perf_counter()
-        self.compiled, self.precision_ran = compile_model(
+        files, self._files = self._files, {}
+        self.compiled, self.precision_ran, self._facts = compile_model(
             self.path, self.precision, device=self.device, hint=self.hint, precision_hint=self.precision_hint,
-            cache_dir=self.cache_dir, threads=self.threads)
+            cache_dir=self.cache_dir, threads=self.threads, files=files, input_name=self.input_name)
+        del files
         self.compile_s = time.perf_counter() - t0
         self._ports = {name: port for port in self.compiled.outputs for name in port.get_names()}
         try:
@@ -184,7 +230,8 @@ class OpenVINORunner(Runner):
         return [p.get_any_name() for p in self.compiled.outputs] if self.compiled is not None else []
 
     def facts(self) -> ModelFacts:
-        return model_facts(self.path, self.input_name)
+        """The facts of the model that was compiled (read from the same bytes), not of the file now."""
+        return self._facts if self._facts is not None else model_facts(self.path, self.input_name)
 
     def output_index(self, name: str) -> int:
         return next(i for i, o in enumerate(self.compiled.outputs) if name in o.get_names())
@@ -225,11 +272,12 @@ class OpenVINOBackend(Backend):
                  requests: int | None = None, precision_hint: str | None = None, cache: bool = True) -> None:
         super().__init__(manifest)
         check_backend(manifest, self.name)
-        manifest.verify_file()
+        files = manifest.read_verified()  # the .xml and .bin bytes the model is read from
         self.cache_dir = self._cache_dir() if cache else None
         runner = OpenVINORunner(manifest.model_path, manifest.precision, device=device, hint=hint,
-                                precision_hint=precision_hint, cache_dir=self.cache_dir,
+                                precision_hint=precision_hint, cache_dir=self.cache_dir, files=files,
                                 **self.tensor_names())
+        del files
         self._runner = self._activate(runner)
         self.device = runner.device
         self.precision_ran = runner.precision_ran

@@ -32,8 +32,12 @@ class Runner:
     OPTIONS: tuple[str, ...] = ()
 
     def __init__(self, path: str | Path, precision: str = "fp32", *, input_name: str = INPUT_NAME,
-                 labels_name: str = LABELS_NAME, logits_name: str = LOGITS_NAME) -> None:
+                 labels_name: str = LABELS_NAME, logits_name: str = LOGITS_NAME,
+                 files: dict[str, bytes] | None = None) -> None:
         self.path = Path(path)
+        # name -> bytes of the model file (and companions) already checked against an artefact's
+        # hashes (Manifest.read_verified): loaded instead of the files, then dropped
+        self._files = dict(files or {})
         self.precision = precision
         self.input_name = input_name
         self.labels_name = labels_name
@@ -101,6 +105,11 @@ class Runner:
 
     def _run(self, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def _take_file(self, name: str) -> bytes | None:
+        """The verified bytes of file `name` (None: read the file itself), given up once taken so
+        they are not kept in memory beside the loaded model."""
+        return self._files.pop(name, None)
 
     def _check_names(self, inputs: list[str], outputs: list[str]) -> None:
         from artefact.manifest import ArtefactError

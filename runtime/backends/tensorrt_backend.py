@@ -202,7 +202,8 @@ class TensorRTBackend(Backend):
                  cuda_api: str | None = None) -> None:
         super().__init__(manifest)
         check_backend(manifest, self.name)
-        manifest.verify_file()
+        # the engine is deserialized from these very bytes, checked against the manifest's sha256
+        self._engine_bytes: bytes = manifest.read_verified()[manifest.model_file]
         trt = import_tensorrt()
         try:
             cuda = get_cuda(cuda_api, need_graphs=cuda_graph, device=device_index)
@@ -225,7 +226,9 @@ class TensorRTBackend(Backend):
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         stack.callback(self._drop, "_runtime")
-        self._engine = self._runtime.deserialize_cuda_engine(manifest.model_path.read_bytes())
+        engine_bytes, self._engine_bytes = self._engine_bytes, b""
+        self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
+        del engine_bytes
         if self._engine is None:
             raise ArtefactError(f"TensorRT {trt.__version__} cannot deserialize {manifest.model_path} (built "
                                 f"by another TensorRT version or for another GPU, or damaged); rebuild with "

@@ -128,6 +128,7 @@ class TritonBackend(Backend):
         config = self._model_config()
         super().__init__(self._manifest(config))
         self._check_tensors(config)
+        self._check_contract()
         self.config = config
         self.device = f"{self.url.address}"
         self.precision_ran = self.manifest.precision
@@ -218,6 +219,38 @@ class TritonBackend(Backend):
                              "re-export it with `python -m build_engine --triton-repo DIR`")
         self.instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
         self.dynamic_batching = "dynamic_batching" in config
+
+    def _check_contract(self) -> None:
+        """The manifest the server carries must describe the model the server runs: the same
+        contract an artefact is held to when opened locally (runtime.backends.contract), checked
+        against the server's own metadata for the model (the shapes its backend reports, which a
+        native ONNX Runtime or OpenVINO model takes from the model file itself). A Triton model
+        does not say how many classes its ArgMax chooses from unless it returns logits, so there
+        the labels check (an id beyond the manifest's classes is refused) stands in, as for TensorRT."""
+        from runtime.backends.contract import ModelFacts, contract_problem
+
+        try:
+            meta = self._client.get_model_metadata(self.url.model, self.url.version, as_json=True,
+                                                   client_timeout=self.timeout)
+        except Exception as exc:  # InferenceServerException: the server stopped answering
+            where = f"Triton at {self.url.address}"
+            raise BackendUnavailable(f"{where} does not describe model {self.url.model!r} "
+                                     f"({_one_line(exc)}); fix --engine or --timeout") from None
+
+        def dims(tensor: dict[str, Any]) -> list[int | None]:
+            return [int(d) if int(d) > 0 else None for d in tensor.get("shape", [])]
+
+        inputs = {t.get("name"): dims(t) for t in meta.get("inputs", [])}
+        outputs = {t.get("name"): dims(t) for t in meta.get("outputs", [])}
+        shape = inputs.get(self.manifest.input_name, [])
+        if len(shape) == 3:  # a batching model without the batch axis in its metadata
+            shape = [None, *shape]
+        facts = ModelFacts(shape, outputs, classes=None, can_tell_classes=False)
+        problem = contract_problem(self.manifest, facts)
+        if problem:
+            raise UsageError(f"model {self.url.model!r} on {self.url.address}: {problem}, so the manifest it "
+                             "carries does not describe the model it serves; re-export it with `python -m "
+                             "build_engine --engine ARTEFACT.json --triton-repo DIR`")
 
     # -- inference ---------------------------------------------------------------------------
     def _inputs(self, batch: np.ndarray) -> tuple[list[Any], list[Any]]:

@@ -12,6 +12,11 @@ stream (as the browser live view does); a publisher thread of its own encodes th
 and logs it, skipping frames that arrive while it is busy, and encodes nothing for a channel
 nobody subscribed to. The SDK keeps a small bounded backlog per client and drops past it, so a
 slow or stalled client loses frames and nothing else waits. Binds 127.0.0.1 unless a host is given.
+
+Who may watch: foxglove-sdk checks no Host or Origin header and takes no token, so the SDK's server
+listens on a private loopback address and runtime.ros.foxglove_guard stands at the user's port:
+Host allow-list (as the browser live view), Origin check, optional token (its docstring says why
+and what it cannot close).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -63,8 +69,12 @@ class FoxgloveSink(Sink):
     """The --foxglove output; one server, any number of streams."""
 
     def __init__(self, host: str, port: int, classes: list[str], palette: list[list[int]], *,
-                 quality: int = JPEG_QUALITY) -> None:
+                 quality: int = JPEG_QUALITY, token: str | None = None, allowed_hosts: Sequence[str] = (),
+                 allowed_origins: Sequence[str] = ()) -> None:
         self.host, self.port = host, int(port)
+        self.token = token or None
+        self.allowed_hosts, self.allowed_origins = list(allowed_hosts), list(allowed_origins)
+        self._inner: Any = None  # the SDK's server, on a private loopback address
         self.classes = list(classes)
         self.palette = [[int(c) for c in rgb] for rgb in palette]
         self.quality = int(quality)
@@ -78,8 +88,9 @@ class FoxgloveSink(Sink):
 
     def describe(self) -> str:
         port = self.server.port if self.server is not None else self.port
-        return (f"Foxglove WebSocket ws://{_url_host(self.host)}:{port} (in Foxglove: Open connection -> "
-                "Foxglove WebSocket)")
+        token = "/?token=TOKEN" if self.token else ""
+        return (f"Foxglove WebSocket ws://{_url_host(self.host)}:{port}{token} (in Foxglove: Open "
+                "connection -> Foxglove WebSocket)")
 
     def open(self) -> None:
         """Bind the port (UsageError when taken) and start publishing."""
@@ -89,17 +100,32 @@ class FoxgloveSink(Sink):
         import foxglove
 
         from runtime.live.address import is_loopback
+        from runtime.ros.foxglove_guard import FoxgloveGuard, private_loopback
 
         self._context = foxglove.Context()
+        inner_host = private_loopback()
         try:
-            self.server = foxglove.start_server(name="pspnet-rt", host=self.host, port=self.port,
-                                                context=self._context, message_backlog_size=BACKLOG)
+            try:
+                self._inner = foxglove.start_server(name="pspnet-rt", host=inner_host, port=0,
+                                                    context=self._context, message_backlog_size=BACKLOG)
+            except Exception:  # a system that answers 127.0.0.1 only
+                inner_host = "127.0.0.1"
+                self._inner = foxglove.start_server(name="pspnet-rt", host=inner_host, port=0,
+                                                    context=self._context, message_backlog_size=BACKLOG)
         except Exception as exc:
-            raise UsageError(f"--foxglove {self.host}:{self.port}: cannot listen ({exc}); choose another "
-                             "port (0 picks a free one)") from None
-        if not is_loopback(self.host):
-            log.warning("--foxglove %s: listening beyond this machine; anyone who can reach it sees the "
-                        "stream (the Foxglove WebSocket has no token)", self.host)
+            raise UsageError(f"--foxglove: cannot start the Foxglove server ({exc})") from None
+        try:
+            self.server = FoxgloveGuard(self.host, self.port, (inner_host, self._inner.port),
+                                        token=self.token, allowed_hosts=self.allowed_hosts,
+                                        allowed_origins=self.allowed_origins).start()
+        except OSError as exc:
+            self._inner.stop()
+            self._inner = None
+            raise UsageError(f"--foxglove {self.host}:{self.port}: cannot listen ({exc.strerror or exc}); "
+                             "choose another port (0 picks a free one)") from None
+        if not is_loopback(self.host) and not self.token:
+            log.warning("--foxglove %s: listening beyond this machine without a token; anyone who can reach "
+                        "it sees the stream (set --foxglove-token or $PSPNET_RT_FOXGLOVE_TOKEN)", self.host)
         self._thread = threading.Thread(target=self._publish_loop, name="pspnet-rt-foxglove", daemon=True)
         self._thread.start()
 
@@ -189,9 +215,11 @@ class FoxgloveSink(Sink):
             self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(5)
-        if self.server is not None:
+        for server in (self.server, self._inner):
+            if server is None:
+                continue
             try:
-                self.server.stop()
+                server.stop()
             except Exception as exc:
                 log.debug("stopping the Foxglove server: %s", exc)
 

@@ -167,8 +167,12 @@ CASES: list[Case] = [
          "exit 1, one line; the summary says 'processed', not 'written'; every output left there is "
          "whole (the video plays, PNGs decode, JSONL parses), no temp file left"),
     Case("repro-2-ov-cache", "reproductions", RT,
-         "bytes flipped / truncated / emptied / replaced by a folder in ov_cache blobs; sidecar damaged",
-         "the blob is dropped and recompiled (warning), masks equal a clean run's"),
+         "bytes flipped / truncated / emptied / replaced by a folder, a symlink or a hard link to a user's "
+         "file in ov_cache blobs; the ownership record garbage; a user's notes and a file named like a "
+         "blob there; one of our blobs that will not import",
+         "never imported and never deleted (a warning names it): compiled afresh, the new blob written "
+         "beside it and recorded, masks equal a clean run's; only our own blob that will not import is "
+         "removed"),
     Case("repro-3-failed-rebuild", "reproductions", BE,
          "rebuild whose accuracy gate fails (--max-miou-drop 0) over a good artefact",
          "exit 1, one line; the previous manifest and model files are byte-identical and load"),
@@ -408,6 +412,80 @@ CASES: list[Case] = [
     Case("triton-server-outputs", "trust-run", "python -m serving.triton_server", "start with --pid-file "
          "/dev/null, a FIFO, a file holding notes, the PID file of a running server; --log a FIFO",
          EXIT2 + " (before any server starts); the file untouched"),
+    Case("foxglove-visitors", "trust-sweep", RT + " --foxglove", "WebSocket upgrades with Origin "
+         "https://evil.example, null, app.foxglove.dev.evil.example; Host evil.example, "
+         "127.0.0.1.evil.example, 10.0.0.1 on a loopback bind, none, malformed, two; --foxglove-token "
+         "missing, wrong, in the query, as a Bearer header; --serve-allow-host and --foxglove-allow-origin "
+         "names; 80 sockets trickling heads while a viewer connects; a head that never ends; the flags "
+         "without --foxglove",
+         "403 for a foreign web page, 421/400 for a foreign or bad Host (before the token), 401 without the "
+         "token; the Foxglove app, a script, localhost and the named ones get through (101); the viewer "
+         "gets frames within seconds while the oldest pending heads are dropped, an unfinished head 408 "
+         "after 5 s; the SDK's own server listens on a private loopback address only; exit 2 for the flags "
+         "alone"),
+    Case("secrets-every-command",
+         "trust-sweep",
+         "every command",
+         "a password in a URL given to commands that never asked for redaction (segdata.split), in a log "
+         "line, an exception with -v; --calib-data / --eval-data URLs whose server refuses; a study "
+         "database URL (postgresql://u:PW@, ?sslpassword=, a driver quoting the password alone, percent-"
+         "encoded); a benchmark's JSON and Markdown and a manifest naming a URL with a password",
+         "the secret in no output: the CLI kit redacts every line of every command with the one function "
+         "(which moved to clikit.redaction; runtime.naming re-exports it), result writers redact every "
+         "string they write; the calibration URL is refused before any export (exit 2, about a second, "
+         "--output not created)"),
+    Case("size-bounds", "trust-sweep", RT, "--input-size 8193x8193, 100000x100000, 8193x1; frames of "
+         "8193x64, 64x100000, 30000x30000 for a dynamic-shape artefact; the default build refused by its "
+         "cache folder (a user's file at the ownership record's name)",
+         "exit 2 at parse time for the size; a frame past 8192 a side refused with one line (exit 1 "
+         "mid-run; nothing allocated); the default build's refusal is one pspnet-rt line naming "
+         "PSPNET_RT_CACHE and --engine, not the builder's flags; the user's file untouched"),
+    Case("integrity-load-what-was-checked", "trust-sweep", RT, "the model file (and OpenVINO's .bin) "
+         "replaced by other bytes right after their sha256 was checked (ONNX Runtime, OpenVINO; the "
+         "streaming backend and the runner)",
+         "the bytes that were checked are the ones loaded (ORT InferenceSession(bytes), OpenVINO "
+         "read_model(xml, bin) and import_model(blob), TensorRT deserialize(bytes)): masks equal a clean "
+         "run's; the swapped file is refused at the next load"),
+    Case("triton-contract",
+         "trust-sweep",
+         RT + " --engine triton://",
+         "Triton models (the python variant of the demo, edited by hand) whose labels output is declared "
+         "1x48x96, whose carried manifest names a logits output the model lacks, or whose declared logits"
+         " say 20 classes for the manifest's 19; and the model as written",
+         "exit 2 at connect, one line naming the model and the field (the contract of "
+         "runtime.backends.contract, held to the server's metadata for the model), nothing written; the "
+         "model as written runs, exit 0"),
+    Case("own-folder-outputs",
+         "trust-sweep",
+         "pspnet-rt --masks, python -m segdata.split, python -m pspnet.train, python -m pspnet.search",
+         "a masks folder holding a user's 000000.png, a symlink at a mask's name, a mask edited by hand "
+         "after a run; a split folder holding a curated val.txt; a training --out holding a user's "
+         "best.pth; a search's reports and trial checkpoints (clean-up by content)",
+         "exit 2, one line naming the file, before any work (the files byte-identical, links still "
+         "links); over files the tool itself wrote (noted with their sha256 in the folder's ownership "
+         "record) a rerun replaces them, exit 0"),
+    Case("out-not-a-file-everywhere",
+         "trust-sweep",
+         "every command (the one whole-file writer)",
+         "whole-file writes (manifests, reports, checkpoints, records) aimed at a FIFO, a unix socket, a "
+         "folder, a character device made like /dev/null, and symlinks to each; a symlink to a regular "
+         "file; pspnet.train --export-weights /dev/null, a FIFO, a link to one",
+         "refused (never renamed over: the thing there keeps its inode and kind); through a link to a "
+         "file, the file is replaced and the link stays; --export-weights: exit 2, one line, before any "
+         "training"),
+    Case("concurrent-folder-writers",
+         "trust-sweep",
+         "python -m pspnet.train",
+         "a second training into the --out another is writing (its lock held by another process)",
+         "exit 2 at once, one line naming --out and the other training; nothing written there"),
+    Case("usage-late-sweep",
+         "trust-sweep",
+         "python -m pspnet.train, python -m build_engine, benchmarks",
+         "pspnet.train --init a FIFO, a text file, a JSON file (read after the data set was made); build "
+         "--calib-data/--eval-data URLs that refuse (see secrets-every-command); a benchmark's refused "
+         "--video (OpenCV's own warnings on stderr)",
+         "exit 2 in seconds, one line (OpenCV/FFmpeg's native log quiet without -v, in every command that"
+         " opens sources)"),
 ]
 
 

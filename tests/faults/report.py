@@ -19,6 +19,7 @@ AREAS = (("reproductions", "The five reproductions of issue 13"), ("files", "Fil
          ("trust", "What a build may delete or replace, and what an artefact must prove (issue 21)"),
          ("trust-run", "Trust, the run side: outputs that are not files, runs that write at once, the live "
           "view's visitors, secrets in URLs"),
+         ("trust-sweep", "Trust, the second sweep (issue 21, tried again against every command)"),
          ("options", "Options"))
 
 HEADER = """# Reliability: what was tried, and what each case gets

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import shutil
 import signal
 import threading
@@ -123,7 +124,8 @@ DAMAGE = {
     "truncated": lambda b: (b.chmod(0o644), b.write_bytes(b.read_bytes()[: b.stat().st_size // 2])),
     "emptied": lambda b: (b.chmod(0o644), b.write_bytes(b"")),
     "replaced by a folder": lambda b: (b.unlink(), b.mkdir(), (b / "x").write_text("x")),
-    "sidecar garbage": lambda b: (_flip(b), (b.parent / "pspnet-rt-blobs.json").write_text("{not json")),
+    "record garbage": lambda b: (_flip(b), (b.parent / ".pspnet-rt-owned").write_text("{not json")),
+    "a symlink to a user's file": lambda b: (b.unlink(), b.symlink_to(b.parent.parent / "notes.txt")),
 }
 
 
@@ -131,27 +133,83 @@ DAMAGE = {
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_damaged_blob_cache_is_not_trusted(demo_artefacts: dict[str, Path], tmp_path: Path, damage: str,
                                            capsys: pytest.CaptureFixture) -> None:
+    """A cache file that is not what pspnet-rt wrote is never imported and never deleted (it may be
+    the user's): the model is compiled afresh, the new blob written beside it and recorded."""
+    from artefact import ownership
     from runtime.cli import main
 
     manifest = clone_artefact(demo_artefacts["openvino"], tmp_path / "art")
+    (tmp_path / "art" / "notes.txt").write_text("the user's notes")
     run = ["--video", "demo", "--demo-frames", "4", "--engine", str(manifest)]
     assert main([*run, "--masks", str(tmp_path / "clean")]) == 0
-    blobs = [p for p in (tmp_path / "art" / "ov_cache").iterdir() if p.suffix == ".blob"]
-    assert len(blobs) == 1
+    cache = tmp_path / "art" / "ov_cache"
+    blobs = [p for p in cache.iterdir() if p.suffix == ".blob"]
+    assert len(blobs) == 1 and ownership.is_ours(blobs[0])
     DAMAGE[damage](blobs[0])
+    left = _state(cache)
     capsys.readouterr()
     assert main([*run, "-v", "--masks", str(tmp_path / "after")]) == 0  # -v: the info lines too
     clean, after = _masks(tmp_path / "clean"), _masks(tmp_path / "after")
     assert len(clean) == len(after) == 4
     agree = [float((a == b).mean()) for a, b in zip(clean, after)]
     assert agree == [1.0] * 4, f"pixels equal to a clean run's: {agree}"  # not 22-28 % of them
-    assert f"dropped compiled-model cache file {blobs[0]}" in capsys.readouterr().err  # said what it dropped
-    blob = blobs[0]
-    assert blob.is_file() and blob.stat().st_size > 1000  # rebuilt, and recorded again
-    record = json.loads((tmp_path / "art" / "ov_cache" / "pspnet-rt-blobs.json").read_text())
-    from artefact.files import sha256_file
+    err = capsys.readouterr().err
+    if damage != "record garbage":  # with the record gone nothing there is provably ours
+        assert f"{blobs[0]} is not used as a compiled-model cache file" in err and "left alone" in err
+    now = _state(cache)
+    assert {k: v for k, v in now.items() if k in left and k != ".pspnet-rt-owned"} == \
+        {k: v for k, v in left.items() if k != ".pspnet-rt-owned"}  # what was there is untouched
+    fresh = [tmp_path / "art" / "ov_cache" / n for n in now if n not in left and n.endswith(".blob")]
+    if damage != "record garbage":
+        assert len(fresh) == 1 and ownership.is_ours(fresh[0])  # compiled, written beside, recorded
+    assert (tmp_path / "art" / "notes.txt").read_text() == "the user's notes"
 
-    assert record[blob.name]["sha256"] == sha256_file(blob)
+
+def _state(folder: Path) -> dict[str, object]:
+    """name -> bytes of a file, 'dir' for a folder, the target of a link."""
+    out: dict[str, object] = {}
+    for p in folder.iterdir():
+        out[p.name] = f"link:{os.readlink(p)}" if p.is_symlink() else "dir" if p.is_dir() else p.read_bytes()
+    return out
+
+
+@pytest.mark.fault("repro-2-ov-cache")
+def test_the_cache_deletes_only_what_it_wrote(demo_artefacts: dict[str, Path], tmp_path: Path) -> None:
+    """A user's files in ov_cache/ (notes, a file named like a blob, a hard link to a user's file at a
+    blob's name) survive every run byte-identical; the cache still works beside them, and a blob of
+    ours that will not import (another OpenVINO) is the one thing removed."""
+    from artefact import ownership
+    from runtime.backends import load_backend
+
+    manifest = clone_artefact(demo_artefacts["openvino"], tmp_path / "art")
+    cache = tmp_path / "art" / "ov_cache"
+    cache.mkdir()
+    (cache / "notes.txt").write_text("mine")
+    (cache / "0123456789abcdef0123456789abcdef.blob").write_bytes(b"a user's file named like a blob")
+    user = tmp_path / "user.bin"
+    user.write_bytes(b"precious")
+    with load_backend(manifest) as backend:  # compiles, writes our blob
+        first = backend.infer(np.zeros((96, 192, 3), np.uint8))
+    ours = [p for p in cache.iterdir() if p.suffix == ".blob" and ownership.is_ours(p)]
+    assert len(ours) == 1
+    # our blob replaced by a hard link to a user's file: not ours by content, left alone
+    os.replace(ours[0], tmp_path / "ours.blob")
+    os.link(user, ours[0])
+    with load_backend(manifest) as backend:
+        assert (backend.infer(np.zeros((96, 192, 3), np.uint8)) == first).all()
+    assert user.read_bytes() == b"precious" and ours[0].read_bytes() == b"precious"
+    assert (cache / "notes.txt").read_text() == "mine"
+    assert (cache / "0123456789abcdef0123456789abcdef.blob").read_bytes() == \
+        b"a user's file named like a blob"
+    # ours, but garbage to OpenVINO (a blob of another version): provably ours, so it is removed
+    beside = [p for p in cache.iterdir() if p.suffix == ".blob" and ownership.is_ours(p)]
+    assert len(beside) == 1 and beside[0] != ours[0]
+    beside[0].write_bytes(b"not a blob")
+    ownership.record(cache, {beside[0].name: None}, "openvino-cache")
+    with load_backend(manifest) as backend:
+        assert (backend.infer(np.zeros((96, 192, 3), np.uint8)) == first).all()
+    assert ownership.is_ours(beside[0]) and beside[0].stat().st_size > 1000  # rewritten whole
+    assert user.read_bytes() == b"precious"
 
 
 # ------------------------------------------------------- 3. a failed rebuild destroys nothing
