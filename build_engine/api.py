@@ -36,10 +36,24 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from artefact.files import atomic_path, atomic_write_json, cache_key, cache_root, sha256_file
-from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest, load_manifest
+from artefact.manifest import (
+    CONFIDENCE_NAME,
+    LABELS_NAME,
+    LOGITS_NAME,
+    ArtefactError,
+    Manifest,
+    load_manifest,
+)
 from build_engine import commit, environment
 from build_engine.errors import BuildError
-from build_engine.verify import FP32_MIN_AGREEMENT, Agreement, compare, verification_frames
+from build_engine.verify import (
+    CONFIDENCE_MAX_LEVELS,
+    FP32_MIN_AGREEMENT,
+    Agreement,
+    compare,
+    confidence_vs_logits,
+    verification_frames,
+)
 from calib.options import PrecisionOptions
 from calib.qdq_placement import default_placement
 from clikit import UsageError
@@ -71,6 +85,8 @@ class BuildOptions(PrecisionOptions):
     backend: str = "auto"
     input_size: tuple[int, int] | None = None
     with_logits: bool = False
+    confidence: bool = False  # a uint8 per-pixel confidence output (max softmax probability)
+    flip: bool = False  # logits of the image and its mirror averaged in the graph (2x compute)
     output: str | None = None
     force: bool = False
     workspace_mb: int = 1024
@@ -175,7 +191,9 @@ class Builder:
         size = "dyn" if options.dynamic else f"{self.height}x{self.width}"
         # INT8 artefacts of different calibration methods live side by side (to be compared).
         tag = f"int8-{options.calib_method}" if options.precision == "int8" else options.precision
-        self.name = f"{self.spec.name}-{size}-{tag}-{self.backend}"
+        # the graph options get their own names, so an artefact with them and one without coexist
+        graph = "".join(s for s, on in (("-flip", options.flip), ("-conf", options.confidence)) if on)
+        self.name = f"{self.spec.name}-{size}-{tag}-{self.backend}{graph}"
         self.manifest_path = self.output / f"{self.name}.json"
 
     # -- cache ---------------------------------------------------------------------------
@@ -198,6 +216,8 @@ class Builder:
             "logits": self.options.with_logits,
             "tools": {k: versions[k] for k in ("torch", "onnx", "onnxruntime", "openvino")},
         }
+        if self.options.confidence or self.options.flip:  # absent otherwise: older keys stay valid
+            parts["graph_options"] = {"confidence": self.options.confidence, "flip": self.options.flip}
         if self.options.precision != "fp32":
             parts["calib"] = [self.options.calib_data, self.options.calib_images,
                               self.options.calib_method, self.options.eval_data,
@@ -326,18 +346,19 @@ class Builder:
         net, weights = load_model(self.spec, self.weights_file())
         t0 = time.perf_counter()
         raw = export_fused_onnx(net, self.spec, work / "raw.onnx", self.height, self.width,
-                                self.options.dynamic)
+                                self.options.dynamic, self.options.confidence, self.options.flip)
         return Exported(raw, time.perf_counter() - t0, net, weights)
 
     def slim(self, exported: Exported, work: Path) -> Slimmed:
-        """onnxslim: constant folding and dead nodes gone; both outputs kept."""
+        """onnxslim: constant folding and dead nodes gone; every output kept."""
         import onnx
 
+        from build_engine.export import output_names
         from calib.onnx_tools import keep_outputs, node_count, slim
 
         graph = onnx.load(str(exported.onnx))
         before = node_count(graph)
-        graph = slim(keep_outputs(graph, [LABELS_NAME, LOGITS_NAME]))
+        graph = slim(keep_outputs(graph, output_names(self.options.confidence)))
         path = work / "fp32.onnx"
         onnx.save(graph, str(path))
         after = node_count(graph)
@@ -351,20 +372,26 @@ class Builder:
         from runtime.backends import open_runner
 
         frames = verification_frames(self.height, self.width, self.options.verify_frames)
-        reference = torch_reference(exported.net, self.spec, frames)
+        reference = torch_reference(exported.net, self.spec, frames, self.options.flip)
         with open_runner("onnxruntime", slimmed.onnx) as ort_run:
             agreement = compare(reference, [ort_run.predict(f) for f in frames])
+            if self.options.confidence:
+                agreement.confidence = confidence_vs_logits(ort_run, frames, reference)
         tqdm.write(f"ONNX Runtime vs PyTorch: {agreement.summary()}", file=sys.stderr)
         if agreement.pixel_agreement < FP32_MIN_AGREEMENT:
             raise BuildError(f"the exported ONNX disagrees with PyTorch: {agreement.summary()} "
                              f"(need >= {FP32_MIN_AGREEMENT * 100:.1f} %)")
+        if agreement.confidence and agreement.confidence["max_abs_levels"] > CONFIDENCE_MAX_LEVELS:
+            raise BuildError(f"the exported confidence disagrees with PyTorch's logits: "
+                             f"{agreement.summary()} (need <= {CONFIDENCE_MAX_LEVELS} levels)")
         return Verified(slimmed.onnx, agreement, frames, reference)
 
     def quantize(self, verified: Verified, work: Path) -> PrecisionResult:
         """The graph of the asked precision (FP16 / INT8 Q/DQ, or the final FP32), through its gate."""
         from calib.precision import apply_precision
 
-        outputs = [LABELS_NAME, LOGITS_NAME] if self.options.with_logits else [LABELS_NAME]
+        outputs = [LABELS_NAME] + [LOGITS_NAME] * self.options.with_logits \
+            + [CONFIDENCE_NAME] * self.options.confidence
         return apply_precision(verified.onnx, work, self.options, self.spec, outputs,
                                self.output / "calibration", self.backend)
 
@@ -440,9 +467,13 @@ class Builder:
 
         with open_runner(self.backend, model_path, self.options.precision) as run:
             agreement = compare(verified.reference, [run.predict(f) for f in verified.frames])
+            if self.options.confidence:
+                agreement.confidence = confidence_vs_logits(run, verified.frames, verified.reference)
         tqdm.write(f"{self.backend} {self.options.precision} vs PyTorch FP32: {agreement.summary()}",
                    file=sys.stderr)
-        if self.options.precision == "fp32" and agreement.pixel_agreement < FP32_MIN_AGREEMENT:
+        if self.options.precision == "fp32" and (
+                agreement.pixel_agreement < FP32_MIN_AGREEMENT or (
+                    agreement.confidence and agreement.confidence["max_abs_levels"] > CONFIDENCE_MAX_LEVELS)):
             raise BuildError(f"{self.backend} FP32 disagrees with PyTorch: {agreement.summary()}")
         return agreement
 
@@ -459,6 +490,8 @@ class Builder:
             mean=list(self.spec.mean), std=list(self.spec.std),
             channel_order=self.spec.channel_order,
             logits_name=LOGITS_NAME if self.options.with_logits else None,
+            confidence_name=CONFIDENCE_NAME if self.options.confidence else None,
+            flip=self.options.flip,
             dynamic_shape=self.options.dynamic,
             model_sha256=sha256_file(compiled.model_path),
             onnx_sha256=sha256_file(precision.onnx_path),
@@ -511,6 +544,7 @@ class Builder:
             parts += ["--weights", o.weights]
         if o.dynamic:
             parts.append("--dynamic")
+        parts += [flag for flag, on in (("--flip", o.flip), ("--confidence", o.confidence)) if on]
         if o.output:
             parts += ["--output", o.output]
         return shlex.join(parts)

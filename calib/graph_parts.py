@@ -58,6 +58,18 @@ def postprocessing_nodes(model: onnx.ModelProto) -> list[str]:
     return out
 
 
+def unquantized_graph_options(model: onnx.ModelProto) -> list[str]:
+    """Nodes the artefact options add that INT8 must leave in float (and that a placement would
+    otherwise quantize): --flip's Concat of the image and its mirror before the first Conv, and
+    anything between the final classifier and the outputs (flip's average, the confidence)."""
+    from calib.qdq_placement import ANY_QUANTIZED_OP
+
+    after = set(postprocessing_nodes(model))
+    before = set(preprocessing_nodes(model)) if any(n.op_type == "Conv" for n in model.graph.node) else set()
+    return [n.name for n in model.graph.node if (n.name in after and n.op_type in ANY_QUANTIZED_OP)
+            or (n.name in before and n.op_type == "Concat")]
+
+
 def block_of(node_name: str) -> str | None:
     """semseg module path of a node (e.g. 'layer2.1', 'ppm.features.3', 'cls') from its name."""
     found = _BLOCK.findall(node_name.replace("/", " "))

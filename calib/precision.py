@@ -18,6 +18,7 @@ import onnx
 from tqdm import tqdm
 
 from artefact.files import atomic_path, sha256_file
+from artefact.manifest import CONFIDENCE_NAME, LABELS_NAME
 from calib.gate import GateReport, gate
 from calib.gate_backends import GateRun, open_gate_runner, what_ran
 from calib.options import PrecisionOptions
@@ -70,6 +71,9 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
     evalset = gate_frames(options.eval_data or "synthetic:val", options.eval_images, height, width)
     gate_backend = backend  # calib/gate_backends.py: what runs for each target, and its words
     fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir)
+    if CONFIDENCE_NAME in outputs:  # the gate then also reports the confidence error vs FP32
+        fp32_preds = Reference(fp32_preds, fp32_reference(gate_backend, base, evalset, cache_dir,
+                                                          CONFIDENCE_NAME))
     classes = list(spec.classes)
 
     if options.precision == "fp16":
@@ -80,7 +84,19 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
         return PrecisionResult(path, None, _accuracy(report, evalset, ran, kept_fp32=kept),
                                {"onnxconverter_common": _version("onnxconverter-common")})
 
-    return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes)
+    ranges_base = base if outputs == [LABELS_NAME] else final_graph(fp32_onnx, work / "fp32_labels.onnx",
+                                                                    [LABELS_NAME])
+    return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes,
+                 ranges_base)
+
+
+class Reference(list):
+    """FP32's class maps of the gate frames (a list, as everywhere) that also carries FP32's
+    confidence maps when the artefact has a confidence output: the gate reports their error."""
+
+    def __init__(self, labels: list[np.ndarray], confidence: list[np.ndarray]) -> None:
+        super().__init__(labels)
+        self.confidence = confidence
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,15 +106,20 @@ def gate_frames(source: str, n: int, height: int, width: int) -> FrameSet:
     return load_frames(source, n, height, width, seed=1, default_split="val")
 
 
-def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: Path) -> list[np.ndarray]:
-    """FP32's class maps of the gate frames on the gate backend: what every candidate is compared
-    with. Kept in `cache_dir` under the graph's sha256, the frames' fingerprint and the backend's
-    version, so another precision of the same model does not run FP32 again."""
+def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: Path,
+                   output: str = LABELS_NAME) -> list[np.ndarray]:
+    """FP32's class maps (or another uint8 output, e.g. confidence) of the gate frames on the gate
+    backend: what every candidate is compared with. Kept in `cache_dir` under the graph's sha256,
+    the frames' fingerprint and the backend's version, so another precision of the same model does
+    not run FP32 again."""
     from artefact.files import cache_key
     from devices import version
 
-    key = cache_key({"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend,
-                     "version": version(gate_backend)})
+    parts = {"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend,
+             "version": version(gate_backend)}
+    if output != LABELS_NAME:  # the labels' key is unchanged, so caches made before stay valid
+        parts["output"] = output
+    key = cache_key(parts)
     path = cache_dir / f"{key}-fp32-reference.npz"
     if path.is_file():
         try:
@@ -109,7 +130,8 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
         except (OSError, KeyError, ValueError) as exc:
             log.warning("recomputing the FP32 reference, %s is unreadable: %s", path, exc)
     with open_gate_runner(gate_backend, base, "fp32") as fp32_run:
-        preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
+        preds = (predict_all(fp32_run, evalset.frames, "FP32 reference") if output == LABELS_NAME
+                 else _outputs_of(fp32_run, evalset.frames, output, f"FP32 reference ({output})"))
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **{f"p{i}": p for i, p in enumerate(preds)})
@@ -117,9 +139,9 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
 
 
 def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
-          fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str]
-          ) -> PrecisionResult:
-    from calib.graph_parts import final_classifier, quantized_blocks
+          fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str],
+          ranges_base: Path | None = None) -> PrecisionResult:
+    from calib.graph_parts import final_classifier, quantized_blocks, unquantized_graph_options
     from calib.qdq_placement import default_placement, describe
     from calib.quantize import preprocess, quantize_int8
 
@@ -129,7 +151,9 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
     cls = final_classifier(graph)
     if cls is not None and not options.quantize_classifier:
         exclude.append(cls.name)
-    cache, provenance = calibration_ranges(base, pre, graph, options, spec, evalset, cache_dir, work)
+    exclude += unquantized_graph_options(graph)  # --flip's batch Concat, nothing in a plain graph
+    cache, provenance = calibration_ranges(ranges_base or base, pre, graph, options, spec, evalset,
+                                           cache_dir, work)
     placement = options.qdq_placement or default_placement(gate_backend)
     out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, exclude, cache, placement)
     report, ran = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
@@ -235,15 +259,34 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
 def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
           classes: list[str], options: PrecisionOptions, fail: bool = True
           ) -> tuple[GateReport, GateRun]:
+    fp32_confidence = getattr(fp32_preds, "confidence", None)
     with open_gate_runner(backend, path, precision) as run:
-        preds = predict_all(run, evalset.frames, f"{precision} gate")
+        if fp32_confidence is None:
+            preds = predict_all(run, evalset.frames, f"{precision} gate")
+        else:
+            both = _outputs_of(run, evalset.frames, [run.labels_name, CONFIDENCE_NAME], f"{precision} gate")
+            preds = [labels for labels, _ in both]
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
+    if fp32_confidence is not None:
+        from segdata.confidence import confidence_error
+
+        report.confidence = confidence_error(fp32_confidence, [conf for _, conf in both])
     report.precision_ran = run.precision_ran
     ran = what_ran(backend, precision, run)
     tqdm.write(f"{precision} gate ran on: {ran.description}\n{report.table()}", file=sys.stderr)
     if fail and not report.passed:
         raise GateFailed(_fail_message(report, precision), report)
     return report, ran
+
+
+def _outputs_of(run: Any, frames: list[np.ndarray], names: str | list[str], desc: str) -> list:
+    """One named output per frame (or a tuple of several), without the batch axis."""
+    wanted = [names] if isinstance(names, str) else list(names)
+    out = []
+    for frame in tqdm(frames, desc=desc, unit="img", leave=False, disable=None):
+        values = run.infer(frame, wanted)
+        out.append(values[names] if isinstance(names, str) else tuple(values[n] for n in wanted))
+    return out
 
 
 def _fail_message(report: GateReport, precision: str) -> str:

@@ -25,6 +25,10 @@ examples:
   pspnet-rt --video cam0 --engine model.engine --show
       a V4L2 camera (/dev/video0) on TensorRT; stale frames are dropped, never queued
   pspnet-rt --video 'frames/*.png' --engine m.json --visualize side-by-side --output sbs.mp4
+  pspnet-rt --video drive.mp4 --engine m-conf.json --confidence conf/ --visualize confidence \
+            --output heat.mp4
+      an artefact built with `python -m build_engine --confidence`: per frame an 8-bit PNG of
+      the max softmax probability (255 = 1.0, resized like the masks), and a heat-map video
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
       bare inference FPS before and after the whole pipeline on the same frames
@@ -115,13 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rendered video (H.264 via ffmpeg when present)")
     out.add_argument("--masks", metavar="DIR", type=clikit.output_dir("a folder for mask PNGs"),
                      help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
+    out.add_argument("--confidence", metavar="DIR", type=clikit.output_dir("a folder for confidence PNGs"),
+                     help="per-pixel confidence (max softmax probability, 0-255 = 0-1) as a lossless 8-bit "
+                          "PNG per frame, DIR/NNNNNN.png like --masks; needs an artefact built with "
+                          "`python -m build_engine --confidence` (without --engine one is built)")
     out.add_argument("--show", action="store_true",
                      help="show a window (needs a display and OpenCV with GUI)")
     out.add_argument("--stats", metavar="FILE.jsonl", type=clikit.output_file("a file such as stats.jsonl"),
                      help="one JSON object per frame with per-stage ms")
     out.add_argument("--summary-json", metavar="FILE", type=clikit.output_file("a file such as summary.json"),
                      help="also write the exit summary as JSON")
-    out.add_argument("--visualize", choices=("overlay", "mask", "side-by-side"), default="overlay")
+    out.add_argument("--visualize", choices=("overlay", "mask", "side-by-side", "confidence"),
+                     default="overlay",
+                     help="overlay (default) the class colours on the frame, mask (colours only), "
+                          "side-by-side, or confidence: a heat map of the per-pixel confidence over the "
+                          "frame (dark = uncertain; needs a --confidence artefact)")
     out.add_argument("--alpha", type=clikit.float_in(0.0, 1.0, "an opacity"), default=0.5,
                      help="overlay opacity 0..1 (default 0.5)")
     out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")
@@ -240,7 +252,13 @@ def resolve_artefact(args: argparse.Namespace) -> Path:
     require_builder()  # before the announcement: an edge box without the export extra gets one line
     log.warning("no --engine: building (or finding in the cache) %s, precision %s, backend %s", args.model,
                 args.precision, args.backend)
-    return build_default(args.model, args.precision, args.backend, args.input_size, args.verbose)
+    return build_default(args.model, args.precision, args.backend, args.input_size, args.verbose,
+                         confidence=wants_confidence(args))
+
+
+def wants_confidence(args: argparse.Namespace) -> bool:
+    """Whether this run reads the artefact's confidence output (--confidence DIR, --visualize confidence)."""
+    return bool(getattr(args, "confidence", None)) or getattr(args, "visualize", None) == "confidence"
 
 
 def _manifest_backend(path: Path) -> str | None:
@@ -258,7 +276,8 @@ def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:
     hint = args.hint if args.hint != "auto" else ("latency" if live else "throughput")
     # live: one request in flight, so every inference starts on the newest frame
     requests = args.requests or (1 if live else None)
-    opts: dict[str, Any] = {"hint": hint, "requests": requests, "cuda_graph": args.cuda_graph}
+    opts: dict[str, Any] = {"hint": hint, "requests": requests, "cuda_graph": args.cuda_graph,
+                            "confidence": wants_confidence(args)}
     if args.device is not None:
         if args.device.isdigit():
             opts["device_index"] = int(args.device)
@@ -308,6 +327,10 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
 
         temporal = parse_temporal(args.temporal, args.temporal_threshold, args.temporal_max_interval,
                                   args.temporal_flow_scale, args.temporal_direction)
+        if temporal is not None and wants_confidence(args):
+            raise clikit.UsageError("--confidence and --visualize confidence need every frame through the "
+                                    "network; frames between --temporal key frames have no confidence: "
+                                    "drop --temporal")
         if args.serve:
             from runtime.live import check_extra
 
@@ -389,13 +412,15 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
 def _make_outputs(args: argparse.Namespace, fps: float | None = None) -> Any:
     """The file and window sinks of a single-stream run, not opened yet (check() them first)."""
     from runtime.pipeline import Outputs
-    from runtime.sinks import MaskSink, StatsSink, VideoSink, WindowSink
+    from runtime.sinks import ConfidenceSink, MaskSink, StatsSink, VideoSink, WindowSink
 
     outputs = Outputs()
     if args.output:
         outputs.video = VideoSink(args.output, args.fps or fps or 25.0, preset=args.x264_preset)
     if args.masks:
         outputs.masks = MaskSink(args.masks)
+    if args.confidence:
+        outputs.confidence = ConfidenceSink(args.confidence)
     if args.stats:
         outputs.stats = StatsSink(args.stats)
     if args.show:
@@ -454,7 +479,7 @@ def _connect_backend(args: argparse.Namespace, sources: list[Any]) -> Any:
     t0 = time.perf_counter()
     backend = connect_backend(args.engine, requests=args.requests or (len(live) if live else None),
                               timeout=args.timeout, reconnect=max(0, args.reconnect),
-                              reconnect_delay=args.reconnect_delay)
+                              reconnect_delay=args.reconnect_delay, confidence=wants_confidence(args))
     backend.startup_s = time.perf_counter() - t0
     return backend
 
@@ -513,7 +538,7 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
     from runtime.pipeline import Pipeline
     from runtime.stats import RunStats
 
-    if not (outputs.video or outputs.masks or outputs.stats or outputs.live
+    if not (outputs.video or outputs.masks or outputs.stats or outputs.live or outputs.confidence
             or (outputs.window and outputs.window.enabled)):
         log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
     bench = _Bench(args, source, getattr(backend, "inner", backend)) if args.benchmark else None

@@ -24,7 +24,7 @@ import numpy as np
 
 from runtime.backends.base import Backend
 from runtime.render import Renderer, present_classes
-from runtime.sinks import MaskSink, StatsSink, VideoSink, WindowSink
+from runtime.sinks import ConfidenceSink, MaskSink, StatsSink, VideoSink, WindowSink
 from runtime.sources import STALE, Frame, Source
 from runtime.stats import RunStats
 from segdata.frames import labels_to_size, to_model_input
@@ -41,6 +41,7 @@ class Job:
     frame: Frame
     model_input: np.ndarray | None = None
     labels: np.ndarray | None = None  # at the model's size after inference, the frame's after post
+    confidence: np.ndarray | None = None  # uint8 max softmax probability, resized like the labels
     image: np.ndarray | None = None  # rendered picture
     present: list[int] | None = None
     times: dict[str, float] = field(default_factory=dict)
@@ -59,9 +60,11 @@ class Outputs:
     stats: StatsSink | None = None
     window: WindowSink | None = None
     live: Any = None  # runtime.live.stream.LiveStream (the optional serve extra)
+    confidence: ConfidenceSink | None = None
 
     def all(self) -> list[Any]:
-        return [s for s in (self.video, self.masks, self.stats, self.window, self.live) if s is not None]
+        return [s for s in (self.video, self.masks, self.stats, self.window, self.live, self.confidence)
+                if s is not None]
 
 
 class Pipeline:
@@ -172,6 +175,7 @@ class Pipeline:
                                       or (q_in.empty() and backend.collect_ready())):
                 job, labels = backend.collect()
                 job.labels = labels
+                job.confidence = backend.last_confidence
                 job.times["inference"] = backend.last_infer_ms
                 job.times.update(backend.last_stage_ms)
                 job.fields = backend.last_fields
@@ -191,11 +195,13 @@ class Pipeline:
             t0 = time.perf_counter()
             h, w = job.frame.image.shape[:2]
             job.labels = labels_to_size(job.labels, h, w)
+            if job.confidence is not None:  # nearest neighbour, exactly as the labels
+                job.confidence = labels_to_size(job.confidence, h, w)
             if self.need_present:
                 job.present = present_classes(job.labels, self.num_classes)
             t1 = time.perf_counter()
             if self.need_render:
-                job.image = self.renderer.render(job.frame.image, job.labels, job.present)
+                job.image = self.renderer.render(job.frame.image, job.labels, job.present, job.confidence)
             t2 = time.perf_counter()
             job.times["post"] = (t1 - t0) * 1e3
             job.times["render"] = (t2 - t1) * 1e3
@@ -209,6 +215,8 @@ class Pipeline:
                 out.video.write(job.image)
             if out.masks is not None:
                 out.masks.write(job.frame.index, job.labels)
+            if out.confidence is not None:
+                out.confidence.write(job.frame.index, job.confidence)
             if out.window is not None:
                 out.window.write(job.image)
                 if out.window.quit_requested and not self.stop.is_set():

@@ -236,6 +236,8 @@ class VideoSink(Sink):
 class MaskSink(Sink):
     """Lossless class-id PNGs, one per frame, named by frame index; each written whole."""
 
+    flag = "--masks"
+
     def __init__(self, folder: str | Path, compression: int = 1) -> None:
         self.folder = Path(folder)
         # lossless at any level; run-length strategy: class maps are long runs (~30 % smaller, same CPU)
@@ -248,7 +250,7 @@ class MaskSink(Sink):
 
     def check(self) -> None:
         if self.folder.exists() and not self.folder.is_dir():
-            raise OutputError(f"--masks {self.folder} is a file, not a folder; choose a folder")
+            raise OutputError(f"{self.flag} {self.folder} is a file, not a folder; choose a folder")
         check_writable(self.folder, "masks")
 
     def open(self) -> None:
@@ -280,6 +282,21 @@ class MaskSink(Sink):
     def discard(self) -> None:
         for tmp in self.folder.glob(".*.png.*.tmp"):  # atomic_path's temp name of a mask in flight
             tmp.unlink(missing_ok=True)
+
+
+class ConfidenceSink(MaskSink):
+    """--confidence DIR: the per-pixel confidence (max softmax probability, 255 = 1.0) as lossless
+    8-bit grey PNGs, one per frame, named by frame index like --masks and written whole the same way."""
+
+    flag = "--confidence"
+
+    def __init__(self, folder: str | Path, compression: int = 1) -> None:
+        super().__init__(folder, compression)
+        # smooth gradients, not runs of one id: PNG's default filtering, not the masks' RLE strategy
+        self.params = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
+
+    def describe(self) -> str:
+        return f"confidence {self.folder}/NNNNNN.png"
 
 
 class StatsSink(Sink):

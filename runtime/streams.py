@@ -157,6 +157,7 @@ class SharedInference:
                                       or (tokens.empty() and backend.collect_ready())):
                 (i, job), labels = backend.collect()
                 job.labels = labels
+                job.confidence = backend.last_confidence
                 job.times["inference"] = backend.last_infer_ms
                 job.times.update(backend.last_stage_ms)
                 job.fields = backend.last_fields
@@ -238,7 +239,7 @@ def open_stream_outputs(args: Any, manifest: Any, streams: list[tuple[str, Any]]
     """Per-stream sinks (video and masks per stream, one locked stats file); all opened (and so
     checked) before any frame is read."""
     from runtime.errors import UsageError
-    from runtime.sinks import MaskSink, StatsSink, VideoSink
+    from runtime.sinks import ConfidenceSink, MaskSink, StatsSink, VideoSink
 
     if args.show:
         raise UsageError("--show shows one stream; with several --video streams write --output files instead")
@@ -277,6 +278,10 @@ def open_stream_outputs(args: Any, manifest: Any, streams: list[tuple[str, Any]]
             out.masks = MaskSink(Path(args.masks) / name)
             out.masks.open()
             opened.append(out.masks)
+        if args.confidence:
+            out.confidence = ConfidenceSink(Path(args.confidence) / name)
+            out.confidence.open()
+            opened.append(out.confidence)
         outputs.append(out)
         renderers.append(Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha,
                                                 legend=not args.no_legend))
@@ -299,10 +304,10 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
         if out.live is not None:
             pipe.stats.startup_s = backend.startup_s
             out.live.attach(pipe.stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
-    if not (args.output or args.masks or args.stats or args.serve):
+    if not (args.output or args.masks or args.stats or args.serve or args.confidence):
         log.warning("no --output, --masks, --stats or --serve: frames are segmented and only timed")
     cpu0 = _cpu_s()
-    sinks = [s for out in outputs for s in (out.video, out.masks, out.live) if s is not None]
+    sinks = [s for out in outputs for s in (out.video, out.masks, out.live, out.confidence) if s is not None]
     sinks += [stats_sink.sink] if stats_sink is not None else []
     for sink in sinks:
         if hasattr(sink, "discard"):

@@ -129,12 +129,13 @@ class OnnxRuntimeRunner(Runner):
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    OPTIONS = ("providers", "threads")
+    OPTIONS = ("providers", "threads", "confidence")
 
     def __init__(self, manifest: Manifest, *, providers: list[str] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, confidence: bool = False) -> None:
         super().__init__(manifest)
         check_backend(manifest, self.name)
+        self.want_confidence(confidence)
         manifest.verify_file()
         # the streaming backend uses the GPU providers where installed (device "GPU")
         self._runner = self._activate(OnnxRuntimeRunner(
@@ -146,8 +147,11 @@ class OnnxRuntimeBackend(Backend):
 
     def infer(self, frame: np.ndarray) -> np.ndarray:
         self._check_frame(frame)
-        out = self._runner.infer(frame, [self.manifest.output_name])[self.manifest.output_name]
-        return labels_2d(out, self.manifest)
+        names = [self.manifest.output_name] + ([self.confidence_name] if self.confidence_name else [])
+        out = self._runner.infer(frame, names)
+        if self.confidence_name:
+            self.last_confidence = labels_2d(out[self.confidence_name], self.manifest, self.confidence_name)
+        return labels_2d(out[self.manifest.output_name], self.manifest)
 
     def close(self) -> None:
         self._runner.deactivate()

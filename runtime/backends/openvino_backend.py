@@ -167,16 +167,21 @@ class _Completions:
     and if that released the last reference to the compiled model its executor would try to join
     the very thread it runs on (std::terminate)."""
 
-    def __init__(self, output_index: int, manifest: Manifest) -> None:
+    def __init__(self, output_index: int, manifest: Manifest, confidence_index: int | None = None) -> None:
         self.output_index = output_index
+        self.confidence_index = confidence_index  # the confidence output's index, when asked for
         self.manifest = manifest
         self.cond = threading.Condition()
-        self.results: dict[int, tuple[np.ndarray | BaseException, float]] = {}
+        self.results: dict[int, tuple[tuple[np.ndarray, np.ndarray | None] | BaseException, float]] = {}
 
     def __call__(self, request: Any, seq: int) -> None:
         try:
-            result: np.ndarray | BaseException = labels_2d(
-                request.get_output_tensor(self.output_index).data.copy(), self.manifest)
+            labels = labels_2d(request.get_output_tensor(self.output_index).data.copy(), self.manifest)
+            confidence = None
+            if self.confidence_index is not None:
+                confidence = labels_2d(request.get_output_tensor(self.confidence_index).data.copy(),
+                                       self.manifest, self.manifest.confidence_name)
+            result: tuple[np.ndarray, np.ndarray | None] | BaseException = (labels, confidence)
         except BaseException as exc:  # surfaced by collect(), never lost in OpenVINO's thread
             result = exc
         with self.cond:
@@ -186,12 +191,14 @@ class _Completions:
 
 class OpenVINOBackend(Backend):
     name = "openvino"
-    OPTIONS = ("device", "hint", "requests", "precision_hint", "cache")
+    OPTIONS = ("device", "hint", "requests", "precision_hint", "cache", "confidence")
 
     def __init__(self, manifest: Manifest, *, device: str = "CPU", hint: str = "latency",
-                 requests: int | None = None, precision_hint: str | None = None, cache: bool = True) -> None:
+                 requests: int | None = None, precision_hint: str | None = None, cache: bool = True,
+                 confidence: bool = False) -> None:
         super().__init__(manifest)
         check_backend(manifest, self.name)
+        self.want_confidence(confidence)
         manifest.verify_file()
         self.cache_dir = self._cache_dir() if cache else None
         runner = OpenVINORunner(manifest.model_path, manifest.precision, device=device, hint=hint,
@@ -208,7 +215,8 @@ class OpenVINOBackend(Backend):
         # THROUGHPUT 2 -> 4 requests, pipeline/bare FPS 0.88 -> 0.94 with video + masks).
         optimal = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.max_in_flight = max(1, requests or max(2, 2 * optimal))
-        self._done_box = _Completions(runner.output_index(manifest.output_name), manifest)
+        confidence_index = runner.output_index(self.confidence_name) if self.confidence_name else None
+        self._done_box = _Completions(runner.output_index(manifest.output_name), manifest, confidence_index)
         self._queue = import_openvino().AsyncInferQueue(compiled, self.max_in_flight)
         self._queue.set_callback(self._done_box)
         self._pending: collections.deque[tuple[int, Any, float, np.ndarray]] = collections.deque()
@@ -229,8 +237,11 @@ class OpenVINOBackend(Backend):
 
     def infer(self, frame: np.ndarray) -> np.ndarray:
         self._check_frame(frame)
-        out = self._runner.infer(frame, [self.manifest.output_name])[self.manifest.output_name]
-        return labels_2d(out, self.manifest)
+        names = [self.manifest.output_name] + ([self.confidence_name] if self.confidence_name else [])
+        out = self._runner.infer(frame, names)
+        if self.confidence_name:
+            self.last_confidence = labels_2d(out[self.confidence_name], self.manifest, self.confidence_name)
+        return labels_2d(out[self.manifest.output_name], self.manifest)
 
     def submit(self, frame: np.ndarray, tag: Any) -> None:
         self._check_frame(frame)
@@ -253,7 +264,8 @@ class OpenVINOBackend(Backend):
         if isinstance(result, BaseException):
             raise result
         self.last_infer_ms = (t_done - t0) * 1e3
-        return tag, result
+        labels, self.last_confidence = result
+        return tag, labels
 
     @property
     def in_flight(self) -> int:
