@@ -401,7 +401,13 @@ class Builder:
         only if the tiled tail gives the same class map as the one it replaces."""
         import onnx
 
-        from build_engine.label_tiles import TAIL_MIN_AGREEMENT, tail_agreement, tile_labels
+        from build_engine.label_tiles import (
+            TAIL_MIN_AGREEMENT,
+            tail_agreement,
+            tail_confidence_difference,
+            tile_labels,
+        )
+        from build_engine.verify import CONFIDENCE_MAX_LEVELS
 
         whole = onnx.load(str(precision.onnx_path))
         model = onnx.load(str(precision.onnx_path))
@@ -409,9 +415,11 @@ class Builder:
         if plan.mode != "row tiles":
             return Tiled(precision, plan.to_dict())
         plan.tail_agreement = round(tail_agreement(whole, model, LABELS_NAME), 6)
-        if plan.tail_agreement < TAIL_MIN_AGREEMENT:
-            log.warning("row-tiled labels tail kept out: %.4f %% pixels equal to the whole-image tail",
-                        plan.tail_agreement * 100)
+        plan.confidence_max_diff = tail_confidence_difference(whole, model, LABELS_NAME)
+        confidence_off = (plan.confidence_max_diff or 0) > CONFIDENCE_MAX_LEVELS
+        if plan.tail_agreement < TAIL_MIN_AGREEMENT or confidence_off:
+            log.warning("row-tiled labels tail kept out: %.4f %% pixels equal to the whole-image tail, "
+                        "confidence within %s levels", plan.tail_agreement * 100, plan.confidence_max_diff)
             return Tiled(precision, {**plan.to_dict(), "mode": "whole image",
                                      "reason": "the tiled tail disagreed with the whole-image tail"})
         path = work / f"{precision.onnx_path.stem}.tiled.onnx"

@@ -41,6 +41,18 @@ def full_size_logits(model: onnx.ModelProto, labels_name: str = LABELS_NAME) -> 
     return node.input[0]
 
 
+def opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def reduce_max(model: onnx.ModelProto, data: str, axes: str, output: str, name: str) -> onnx.NodeProto:
+    """ReduceMax over the classes, keepdims: axes as an input from opset 18 (the export's), an
+    attribute before (ReduceSum takes the input from opset 13 on)."""
+    if opset(model) >= 18:
+        return helper.make_node("ReduceMax", [data, axes], [output], name=name, keepdims=1)
+    return helper.make_node("ReduceMax", [data], [output], name=name, keepdims=1, axes=[1])
+
+
 def add_confidence_output(model: onnx.ModelProto, labels_name: str = LABELS_NAME,
                           name: str = CONFIDENCE_NAME) -> onnx.ModelProto:
     """Append the tail and a uint8 1xHxW output `name` (in place; returns the model)."""
@@ -60,7 +72,7 @@ def add_confidence_output(model: onnx.ModelProto, labels_name: str = LABELS_NAME
 
     axes = const("axes", np.array([1], np.int64))
     graph.node.extend([
-        helper.make_node("ReduceMax", [logits, axes], [t("max")], name=t("ReduceMax"), keepdims=1),
+        reduce_max(model, logits, axes, t("max"), t("ReduceMax")),
         helper.make_node("Sub", [logits, t("max")], [t("shifted")], name=t("Sub")),
         helper.make_node("Exp", [t("shifted")], [t("exp")], name=t("Exp")),
         helper.make_node("ReduceSum", [t("exp"), axes], [t("sum")], name=t("ReduceSum"), keepdims=0),
@@ -76,6 +88,21 @@ def add_confidence_output(model: onnx.ModelProto, labels_name: str = LABELS_NAME
     output.name = name
     graph.output.append(output)
     return model
+
+
+def reduction_of(model: onnx.ModelProto, logits: str) -> dict[str, onnx.NodeProto] | None:
+    """The tail's nodes that read the full-size logits: {"max", "sub", "exp", "sum"} (ReduceMax,
+    Sub, Exp, ReduceSum: the only ones whose cost grows with the class count), or None when the
+    graph has no confidence tail on `logits`. The row-tiled labels tail (label_tiles) computes
+    them per tile too."""
+    by_name = {n.name: n for n in model.graph.node}
+    parts = {"max": by_name.get(f"{PREFIX}/ReduceMax"), "sub": by_name.get(f"{PREFIX}/Sub"),
+             "exp": by_name.get(f"{PREFIX}/Exp"), "sum": by_name.get(f"{PREFIX}/ReduceSum")}
+    if any(n is None for n in parts.values()):
+        return None
+    if not parts["max"].input[0] == parts["sub"].input[0] == logits:
+        return None
+    return parts  # type: ignore[return-value]
 
 
 def add_confidence_file(path: str | Path) -> Path:
