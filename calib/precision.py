@@ -70,10 +70,8 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
                          "run at one size); drop --dynamic")
     evalset = gate_frames(options.eval_data or "synthetic:val", options.eval_images, height, width)
     gate_backend = backend  # calib/gate_backends.py: what runs for each target, and its words
-    fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir)
-    if CONFIDENCE_NAME in outputs:  # the gate then also reports the confidence error vs FP32
-        fp32_preds = Reference(fp32_preds, fp32_reference(gate_backend, base, evalset, cache_dir,
-                                                          CONFIDENCE_NAME))
+    # with a confidence output, FP32's confidence maps come along: the gate reports their error too
+    fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir, CONFIDENCE_NAME in outputs)
     classes = list(spec.classes)
 
     if options.precision == "fp16":
@@ -107,35 +105,42 @@ def gate_frames(source: str, n: int, height: int, width: int) -> FrameSet:
 
 
 def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: Path,
-                   output: str = LABELS_NAME) -> list[np.ndarray]:
-    """FP32's class maps (or another uint8 output, e.g. confidence) of the gate frames on the gate
-    backend: what every candidate is compared with. Kept in `cache_dir` under the graph's sha256,
-    the frames' fingerprint and the backend's version, so another precision of the same model does
-    not run FP32 again."""
+                   confidence: bool = False) -> list[np.ndarray]:
+    """FP32's class maps of the gate frames on the gate backend: what every candidate is compared
+    with (with `confidence`, a Reference that also holds FP32's confidence maps, from the same
+    runs). Kept in `cache_dir` under the graph's sha256, the frames' fingerprint and the backend's
+    version, so another precision of the same model does not run FP32 again."""
     from artefact.files import cache_key
     from devices import version
 
     parts = {"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend,
              "version": version(gate_backend)}
-    if output != LABELS_NAME:  # the labels' key is unchanged, so caches made before stay valid
-        parts["output"] = output
+    if confidence:  # a key of its own; the labels-only key is unchanged, so older caches stay valid
+        parts["outputs"] = [LABELS_NAME, CONFIDENCE_NAME]
     key = cache_key(parts)
     path = cache_dir / f"{key}-fp32-reference.npz"
+    n = len(evalset.frames)
     if path.is_file():
         try:
             with np.load(path) as data:
-                preds = [data[f"p{i}"] for i in range(len(evalset.frames))]
+                preds = [data[f"p{i}"] for i in range(n)]
+                conf = [data[f"c{i}"] for i in range(n)] if confidence else None
             tqdm.write(f"FP32 reference of the gate frames: cached ({path.name})", file=sys.stderr)
-            return preds
+            return preds if conf is None else Reference(preds, conf)
         except (OSError, KeyError, ValueError) as exc:
             log.warning("recomputing the FP32 reference, %s is unreadable: %s", path, exc)
     with open_gate_runner(gate_backend, base, "fp32") as fp32_run:
-        preds = (predict_all(fp32_run, evalset.frames, "FP32 reference") if output == LABELS_NAME
-                 else _outputs_of(fp32_run, evalset.frames, output, f"FP32 reference ({output})"))
+        if confidence:
+            both = _outputs_of(fp32_run, evalset.frames, [fp32_run.labels_name, CONFIDENCE_NAME],
+                               "FP32 reference")
+            preds, conf = [p for p, _ in both], [c for _, c in both]
+        else:
+            preds, conf = predict_all(fp32_run, evalset.frames, "FP32 reference"), None
     cache_dir.mkdir(parents=True, exist_ok=True)
+    arrays = {f"p{i}": p for i, p in enumerate(preds)} | {f"c{i}": c for i, c in enumerate(conf or [])}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **{f"p{i}": p for i, p in enumerate(preds)})
-    return preds
+        np.savez_compressed(fh, **arrays)
+    return preds if conf is None else Reference(preds, conf)
 
 
 def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
@@ -264,7 +269,8 @@ def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: F
         if fp32_confidence is None:
             preds = predict_all(run, evalset.frames, f"{precision} gate")
         else:
-            both = _outputs_of(run, evalset.frames, [run.labels_name, CONFIDENCE_NAME], f"{precision} gate")
+            both = _outputs_of(run, evalset.frames, [run.labels_name, CONFIDENCE_NAME],
+                               f"{precision} gate")
             preds = [labels for labels, _ in both]
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
     if fp32_confidence is not None:
@@ -279,13 +285,12 @@ def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: F
     return report, ran
 
 
-def _outputs_of(run: Any, frames: list[np.ndarray], names: str | list[str], desc: str) -> list:
-    """One named output per frame (or a tuple of several), without the batch axis."""
-    wanted = [names] if isinstance(names, str) else list(names)
+def _outputs_of(run: Any, frames: list[np.ndarray], names: list[str], desc: str) -> list[tuple]:
+    """The named outputs of each frame, as a tuple per frame (without the batch axis)."""
     out = []
     for frame in tqdm(frames, desc=desc, unit="img", leave=False, disable=None):
-        values = run.infer(frame, wanted)
-        out.append(values[names] if isinstance(names, str) else tuple(values[n] for n in wanted))
+        values = run.infer(frame, names)
+        out.append(tuple(values[n] for n in names))
     return out
 
 
