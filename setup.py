@@ -7,6 +7,8 @@ so a device carries only the backend it runs. Extras:
   tensorrt     TensorRT + CUDA bindings (NVIDIA GPUs only; see README for NVIDIA's index)
   triton       tritonclient (gRPC) for `--engine triton://...` and `--triton-repo`
   serve        `pspnet-rt --serve`: the browser live view and Prometheus /metrics (prometheus_client)
+  ros          ROS bags in and out and the Foxglove live view without a ROS install (rosbags, mcap,
+               mcap-ros2-support, foxglove-sdk); docs/ros.md
   export       building artefacts: torch (CPU build: install `torch==2.13.0` from the CPU index
                first), onnx, onnxslim, ONNX Runtime (verification and INT8 quantization)
   test         pytest and friends, Playwright (drives the system chromium; no browser download), and
@@ -41,7 +43,11 @@ EXPORT = [
 BENCH = ["matplotlib>=3.7", "psutil>=5.9"]
 TRITON = ["tritonclient[grpc]>=2.40"]  # the server itself: scripts/triton-server.sh install (own venv)
 SERVE = ["prometheus_client>=0.20"]  # the HTTP server is the standard library's
-TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40", *BENCH, *TRITON, *SERVE]
+# foxglove-sdk 0.30 speaks the Foxglove WebSocket protocol as 'foxglove.sdk.v1' (tests/test_ros.py)
+ROS = ["rosbags>=0.11.9", "mcap>=1.6", "mcap-ros2-support>=0.6", "foxglove-sdk>=0.30,<0.31"]
+# the ROS tests: a Foxglove WebSocket client (websockets) decoding images with protobuf
+TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "playwright>=1.40", *BENCH, *TRITON, *SERVE, *ROS,
+        "websockets>=13", "protobuf>=4"]
 
 setup(
     name="pspnet-rt",
@@ -62,10 +68,11 @@ setup(
         "export": EXPORT,
         "bench": BENCH,
         "serve": SERVE,
+        "ros": ROS,
         "pycuda": ["pycuda>=2024.1"],
         "triton": TRITON,
         "test": TEST,
-        "all": [*EXPORT, *OPENVINO, *BENCH, *SERVE, *TEST, *TRITON],
+        "all": [*EXPORT, *OPENVINO, *BENCH, *SERVE, *TEST, *TRITON, *ROS],
     },
     entry_points={"console_scripts": ["pspnet-rt=runtime.cli:main"]},
 )

@@ -44,6 +44,11 @@ examples:
       drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics
   pspnet-rt --video cam0 --serve 0.0.0.0:8080 --serve-token "$TOKEN"
       reachable from other machines (a warning says so); every endpoint then needs the token
+  pspnet-rt --video drive.mcap#/camera/image_raw --bag seg.mcap --masks masks/ --stats s.jsonl
+      a ROS 2 bag in, a bag out: class maps, overlays and timings with the camera's stamps
+      (the ros extra; a rosbag2 folder or a ROS 1 .bag work the same; docs/ros.md)
+  pspnet-rt --video drive.mcap --realtime --foxglove 8765
+      the bag at its recorded rate, live in Foxglove (Open connection -> ws://127.0.0.1:8765)
   pspnet-rt --video drive.mp4 --engine m.json --temporal adaptive --output out.mp4 --stats s.jsonl
       video-aware: the full network on key frames only, motion-warped results in between
       (s.jsonl says per frame whether it was a key frame and why)
@@ -152,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
                      help="open connections served at once (a page uses two); more get 503 (default 32)")
 
+    _add_ros_options(p)
+
     rt = p.add_argument_group("runtime tuning")
     rt.add_argument("--device", type=clikit.non_empty("a device name or CUDA index"),
                     help="OpenVINO device (CPU, GPU, AUTO) or CUDA device index for tensorrt")
@@ -180,6 +187,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_temporal_options(p)
     clikit.add_verbose(p)
     return p
+
+
+@clikit.option_type("a ROS topic name such as /pspnet/class_map", good="/pspnet/class_map",
+                    bad=("", "/", "a b", "/1x"))
+def _ros_topic(text: str) -> str:
+    from runtime.ros.bag_sink import check_topic
+
+    try:
+        return check_topic(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_ros_options(p: argparse.ArgumentParser) -> None:
+    ros = p.add_argument_group(
+        "ROS bags and Foxglove (the ros extra: pip install 'pspnet-rt[ros]'; no ROS install needed)",
+        "--video takes a bag: drive.mcap, a rosbag2 folder (.mcap or .db3) or a ROS 1 .bag, with "
+        "BAG#TOPIC choosing the image topic (sensor_msgs/Image or CompressedImage). See docs/ros.md.")
+    ros.add_argument("--topic", metavar="TOPIC", type=clikit.non_empty("an image topic"),
+                     help="image topic of every bag source that does not name one with BAG#TOPIC")
+    ros.add_argument("--realtime", action="store_true",
+                     help="replay bags at their recorded rate, like a live camera (stale frames dropped); "
+                          "default: every frame as fast as possible, like a file")
+    ros.add_argument("--bag", metavar="FILE.mcap", type=clikit.output_file("a bag file such as seg.mcap"),
+                     help="write a ROS 2 MCAP bag: the class map (sensor_msgs/Image mono8), the overlay "
+                          "(CompressedImage jpeg), per-frame timings and the class names + palette, each "
+                          "with the source message's stamp and frame id")
+    ros.add_argument("--bag-topic", metavar="TOPIC", type=_ros_topic, default="/pspnet/class_map",
+                     help="class map topic of --bag; the other topics sit beside it (default "
+                          "/pspnet/class_map: /pspnet/overlay/compressed, /pspnet/frame_stats, ...)")
+    ros.add_argument("--foxglove", type=_serve_address, metavar="[HOST:]PORT",
+                     help="serve the overlay, class map and stats live to the Foxglove app (foxglove-sdk's "
+                          "WebSocket server; 127.0.0.1 unless a host is given; port 0 picks a free one)")
 
 
 MODES_TEXT = "off, adaptive or fixed:N (N from 1 to 1000)"
@@ -301,11 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see EXAMPLES)."""
     from artefact.manifest import ArtefactError
     from runtime.default_build import BuildFailed
-    from runtime.errors import WriteError
+    from runtime.errors import SourceDamaged, WriteError
 
     signals = clikit.Signals(PROG)
     return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
-                      usage=(ArtefactError,), failure=(WriteError, BuildFailed),
+                      usage=(ArtefactError,), failure=(WriteError, BuildFailed, SourceDamaged),
                       interrupted="interrupted: stopped before streaming, no output was written")
 
 
@@ -338,7 +378,13 @@ def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
         options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
                                 capture_fps=args.capture_fps, reconnect=args.reconnect,
                                 reconnect_delay=args.reconnect_delay, timeout=args.timeout,
-                                demo_frames=args.demo_frames, demo_seed=args.demo_seed)
+                                demo_frames=args.demo_frames, demo_seed=args.demo_seed,
+                                topic=args.topic, realtime=args.realtime)
+        if args.bag or args.foxglove:
+            from runtime.ros import require
+
+            require("--bag" if args.bag else "--foxglove", *(("rosbags", "mcap") if args.bag else ()),
+                    *(("foxglove",) if args.foxglove else ()))  # before any model work
         from runtime.backends import is_remote
         from runtime.streams import parse_streams
 
@@ -425,7 +471,35 @@ def _make_outputs(args: argparse.Namespace, fps: float | None = None) -> Any:
         outputs.stats = StatsSink(args.stats)
     if args.show:
         outputs.window = WindowSink()
+    if getattr(args, "bag", None):
+        from runtime.ros.bag_sink import BagSink
+
+        outputs.bag = BagSink(args.bag, [], [], topic=args.bag_topic)  # classes once the manifest is read
     return outputs
+
+
+def open_ros_outputs(args: argparse.Namespace, manifest: Any, outputs: Any, streams: list[tuple[Any, Any]],
+                     opened: list[Any]) -> None:
+    """--bag and --foxglove (one of each, shared by every stream), opened; `streams` are the run's
+    (name or None, source) pairs."""
+    if args.bag:
+        from runtime.ros.bag_sink import BagSink
+
+        outputs.bag = outputs.bag or BagSink(args.bag, [], [], topic=args.bag_topic)
+        outputs.bag.classes, outputs.bag.palette = list(manifest.classes), [list(c) for c in manifest.palette]
+        outputs.bag.open()
+        opened.append(outputs.bag)
+        for name, source in streams:
+            outputs.bag.add_stream(name, live=source.live, fps=source.fps)
+    if args.foxglove:
+        from runtime.ros.foxglove_sink import FoxgloveSink
+
+        outputs.foxglove = FoxgloveSink(*args.foxglove, manifest.classes, manifest.palette)
+        outputs.foxglove.open()
+        opened.append(outputs.foxglove)
+        print(f"{PROG}: {outputs.foxglove.describe()}", file=sys.stderr, flush=True)
+        for name, source in streams:
+            outputs.foxglove.add_stream(name, live=source.live, fps=source.fps)
 
 
 def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: list[Any]) -> tuple[Any, Any]:
@@ -440,6 +514,7 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
         opened.append(server)
         print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
         outputs.live = server.add_stream("0", source.describe(), manifest.classes, manifest.palette)
+    bag, outputs.bag = outputs.bag, None
     for sink in outputs.all():
         if sink is outputs.video and source.frame_size:
             w, h = source.frame_size
@@ -447,6 +522,8 @@ def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: 
         else:
             sink.open()
         opened.append(sink)
+    outputs.bag = bag
+    open_ros_outputs(args, manifest, outputs, [(None, source)], opened)
     renderer = Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha,
                                       legend=not args.no_legend)
     return outputs, renderer
@@ -538,7 +615,8 @@ def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, back
     from runtime.pipeline import Pipeline
     from runtime.stats import RunStats
 
-    if not (outputs.video or outputs.masks or outputs.stats or outputs.live or outputs.confidence
+    if not (outputs.video or outputs.masks or outputs.stats or outputs.live or outputs.bag or outputs.foxglove
+            or outputs.confidence
             or (outputs.window and outputs.window.enabled)):
         log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
     bench = _Bench(args, source, getattr(backend, "inner", backend)) if args.benchmark else None

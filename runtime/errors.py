@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from clikit import UsageError  # bad input from the user: exit code 2, no traceback
 
-__all__ = ["BackendUnavailable", "OutputError", "SourceError", "SourceMissing", "UsageError", "WriteError"]
+__all__ = ["BackendUnavailable", "OutputError", "SourceDamaged", "SourceError", "SourceMissing", "UsageError",
+           "WriteError"]
 
 
 class SourceError(UsageError):
@@ -25,3 +26,7 @@ class BackendUnavailable(UsageError):
 
 class WriteError(RuntimeError):
     """An output failed mid-run (disk full, device gone): exit code 1, what was written stays."""
+
+
+class SourceDamaged(RuntimeError):
+    """A recording that cannot be read at all (e.g. a bag whose index is gone): exit code 1."""

@@ -11,7 +11,8 @@ from typing import Any
 
 from runtime.errors import OutputError
 
-FILE_OUTPUTS = (("--output", "output"), ("--stats", "stats"), ("--summary-json", "summary_json"))
+FILE_OUTPUTS = (("--output", "output"), ("--stats", "stats"), ("--summary-json", "summary_json"),
+                ("--bag", "bag"))
 # folders of one PNG per frame, NNNNNN.png (DIR/NAME per stream when there are several)
 FOLDER_OUTPUTS = (("--masks", "masks"), ("--confidence", "confidence"))
 

@@ -60,11 +60,14 @@ class Outputs:
     stats: StatsSink | None = None
     window: WindowSink | None = None
     live: Any = None  # runtime.live.stream.LiveStream (the optional serve extra)
+    bag: Any = None  # runtime.ros.bag_sink.BagSink (the ros extra; shared by streams)
+    foxglove: Any = None  # runtime.ros.foxglove_sink.FoxgloveSink (the ros extra; shared by streams)
     confidence: ConfidenceSink | None = None
 
     def all(self) -> list[Any]:
-        return [s for s in (self.video, self.masks, self.stats, self.window, self.live, self.confidence)
-                if s is not None]
+        sinks = (self.video, self.masks, self.stats, self.window, self.live, self.bag, self.foxglove,
+                 self.confidence)
+        return [s for s in sinks if s is not None]
 
 
 class Pipeline:
@@ -81,9 +84,10 @@ class Pipeline:
         self.q_post: queue.Queue = queue.Queue(queue_size)
         self.q_write: queue.Queue = queue.Queue(queue_size)
         self.errors: list[tuple[str, BaseException]] = []
-        self.need_render = renderer is not None and any(
-            s is not None for s in (outputs.video, outputs.window, outputs.live))
-        self.need_present = outputs.stats is not None or (self.need_render and renderer.legend)
+        pictures = (outputs.video, outputs.window, outputs.live, outputs.bag, outputs.foxglove)
+        self.need_render = renderer is not None and any(s is not None for s in pictures)
+        self.need_present = (outputs.stats is not None or outputs.bag is not None
+                             or (self.need_render and renderer.legend))
         self.num_classes = len(backend.manifest.classes)
         self._threads: list[threading.Thread] = []
         self._ended: set[int] = set()
@@ -217,6 +221,10 @@ class Pipeline:
                 out.masks.write(job.frame.index, job.labels)
             if out.confidence is not None:
                 out.confidence.write(job.frame.index, job.confidence)
+            if out.bag is not None:  # its frame_stats message carries the stages before this one
+                so_far = (time.perf_counter() - job.frame.t_capture) * 1e3
+                out.bag.write(job.frame, job.labels, job.image, job.times, so_far, job.present, job.fields,
+                              stream=self.stream)
             if out.window is not None:
                 out.window.write(job.image)
                 if out.window.quit_requested and not self.stop.is_set():
@@ -228,6 +236,8 @@ class Pipeline:
             self.stats.add(job.times, e2e)
             if out.live is not None:  # hands over references only: viewers never hold up this stage
                 out.live.write(job.image, job.labels, job.times, e2e)
+            if out.foxglove is not None:  # the same: a reference into a one-frame slot
+                out.foxglove.write(job.frame, job.labels, job.image, job.times, e2e, stream=self.stream)
             if out.stats is not None:
                 record: dict[str, Any] = {"frame": job.frame.index, "n": self.stats.frames - 1,
                                           "time": round(time.time(), 6)}
@@ -235,6 +245,9 @@ class Pipeline:
                     record = {"stream": self.stream, **record}
                 if job.frame.name:
                     record["name"] = job.frame.name
+                if job.frame.stamp_ns is not None:  # bags: the image message's header
+                    record["stamp_ns"] = job.frame.stamp_ns
+                    record["frame_id"] = job.frame.frame_id
                 record.update({f"{k}_ms": round(v, 3) for k, v in job.times.items()})
                 record["e2e_ms"] = round(e2e, 3)
                 record["classes"] = job.present

@@ -5,6 +5,7 @@
     http(s)://.../clip.mp4     a file on a web server (lossless, like a file; see http_probe)
     FILE.mp4 (any container)   video file (lossless)
     DIR/ or 'DIR/*.png'        image folder or glob, natural-sorted (lossless)
+    BAG[#TOPIC]                a ROS bag: .mcap, rosbag2 folder, ROS 1 .bag (runtime/ros/bag_source)
     IMAGE.png                  one image (lossless)
     demo                       the synthetic street-scene clip (lossless)
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
 SOURCE_HELP = ("SRC is camN, /dev/videoN, a video file, an image folder or glob, "
-               "rtsp:// http(s):// udp:// URL, or demo")
+               "rtsp:// http(s):// udp:// URL, a ROS bag (BAG or BAG#TOPIC), or demo")
 STALE = "stale (live source: a newer frame arrived before inference was free)"
 
 
@@ -51,6 +52,9 @@ class Frame:
     t_capture: float  # time.perf_counter() when the frame became available
     capture_ms: float  # how long the pipeline waited for it (decode included)
     name: str = ""  # file name for folder sources
+    stamp_ns: int | None = None  # bags: the image message's header.stamp (ROS time, ns)
+    frame_id: str | None = None  # bags: its header.frame_id
+    log_time_ns: int | None = None  # bags: when the recorder received it
 
 
 @dataclass
@@ -67,6 +71,8 @@ class SourceOptions:
     demo_size: tuple[int, int] = (240, 480)  # (H, W); the CLI passes the artefact's input size
     demo_frames: int = 300
     demo_seed: int = 0
+    topic: str | None = None  # bags: the image topic, where SRC does not say (SRC#TOPIC)
+    realtime: bool = False  # bags: replay at the recorded rate, like a live camera
 
 
 class _Item(NamedTuple):
@@ -74,6 +80,7 @@ class _Item(NamedTuple):
     image: np.ndarray
     name: str = ""
     t_grab: float | None = None  # live sources: when the grabber got it
+    stamp: tuple[int, str, int] | None = None  # bags: (header stamp ns, frame id, log time ns)
 
 
 def redact(uri: str) -> str:
@@ -148,7 +155,10 @@ class Source:
                     log.warning("%s: frame %d skipped: %s", self.describe(), offset + item.index, exc)
                     t0 = time.perf_counter()
                     continue
-                yield Frame(offset + item.index, image, item.t_grab or t, (t - t0) * 1e3, item.name)
+                frame = Frame(offset + item.index, image, item.t_grab or t, (t - t0) * 1e3, item.name)
+                if item.stamp is not None:
+                    frame.stamp_ns, frame.frame_id, frame.log_time_ns = item.stamp
+                yield frame
                 emitted += 1
                 emitted_this_pass += 1
                 if limit is not None and emitted >= limit:
@@ -640,6 +650,11 @@ def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
         uri = uri[len("file://"):]
     elif scheme:
         raise SourceError(f"unsupported URL scheme {scheme}:// in {redact(uri)}; {SOURCE_HELP}")
+    from runtime.ros.bag_source import parse_bag_uri
+
+    bag = parse_bag_uri(uri, options)  # MCAP, rosbag2 folder or ROS 1 bag, with an optional #TOPIC
+    if bag is not None:
+        return bag
     if os.path.isdir(uri) or any(c in uri for c in "*?["):
         return ImageFolderSource.from_uri(uri, options)
     if os.path.isfile(uri):

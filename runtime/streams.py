@@ -285,6 +285,13 @@ def open_stream_outputs(args: Any, manifest: Any, streams: list[tuple[str, Any]]
         outputs.append(out)
         renderers.append(Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha,
                                                 legend=not args.no_legend))
+    if getattr(args, "bag", None) or getattr(args, "foxglove", None):  # one bag, one server, every stream
+        from runtime.cli import open_ros_outputs
+
+        shared = Outputs()
+        open_ros_outputs(args, manifest, shared, list(streams), opened)
+        for out in outputs:
+            out.bag, out.foxglove = shared.bag, shared.foxglove
     return outputs, renderers, stats
 
 
@@ -304,11 +311,13 @@ def run_streams(args: Any, signals: Any, streams: list[tuple[str, Any]], backend
         if out.live is not None:
             pipe.stats.startup_s = backend.startup_s
             out.live.attach(pipe.stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
-    if not (args.output or args.masks or args.stats or args.serve or args.confidence):
+    if not (args.output or args.masks or args.stats or args.serve or args.bag or args.foxglove
+            or args.confidence):
         log.warning("no --output, --masks, --stats or --serve: frames are segmented and only timed")
     cpu0 = _cpu_s()
     sinks = [s for out in outputs for s in (out.video, out.masks, out.live, out.confidence) if s is not None]
     sinks += [stats_sink.sink] if stats_sink is not None else []
+    sinks += [s for s in (outputs[0].bag, outputs[0].foxglove) if s is not None] if outputs else []
     for sink in sinks:
         if hasattr(sink, "discard"):
             signals.on_abort(sink.discard)
