@@ -115,8 +115,9 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
               "input_size": list(plain.input_size), "command": command, "environment": env,
               "cost": {"video": "demo", "frames_per_run": args.frames, "rounds": args.rounds,
                        "sinks": "H.264 video + mask PNGs (+ confidence PNGs for conf)",
-                       "fps": "steady FPS (after the first 10 frames) of each run; ratio = median of the "
-                              "per-round ratios to plain's run of the same round",
+                       "fps": "steady FPS (after the first 10 frames) of each run, and CPU ms per frame "
+                              "of pspnet-rt and its ffmpeg; ratios = median of the per-round ratios to "
+                              "plain's run of the same round",
                        "artefacts": {"plain": str(plain.path), "conf": str(conf.path)},
                        "variants": cost},
               "calibration": calibration}
@@ -161,10 +162,12 @@ def cost_rows(result: dict[str, Any]) -> list[list[str]]:
             "conf": "--confidence artefact + `--confidence DIR`"}
     for name, v in result["cost"]["variants"].items():
         ratio = v["fps_ratio_to_baseline"]
+        cpu, cpu_ratio = v.get("median_cpu_ms_per_frame"), v.get("cpu_ratio_to_baseline")
         rows.append([name, what.get(name, name), v["status"] if v["status"] != "ok" else "ok",
                      "" if v["median_fps"] is None else f"{v['median_fps']:.2f}",
                      "" if ratio is None else f"{ratio:.3f}",
-                     "" if ratio is None else f"{(1 - ratio) * 100:+.1f} %".replace("+-", "-"),
+                     "" if ratio is None else f"{(1 - ratio) * 100:+.1f} %",
+                     "" if cpu is None else f"{cpu:.0f}", "" if cpu_ratio is None else f"{cpu_ratio:.3f}",
                      str(v["precision_ran"] or "")])
     return rows
 
@@ -182,7 +185,7 @@ def calibration_rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 COST_HEADER = ["variant", "what", "status", "pipeline FPS (median)", "FPS / plain", "FPS lost",
-               "precision ran"]
+               "CPU ms / frame", "CPU / plain", "precision ran"]
 CALIBRATION_HEADER = ["precision", "ran", "images", "pixels", "pixel accuracy", "mean confidence",
                       "ECE (points)", "MCE (points)", "kept if ignoring below threshold"]
 
@@ -196,7 +199,7 @@ def markdown_report(result: dict[str, Any]) -> str:
              f"{cost['rounds']} interleaved rounds, {result['precision']}"
              f"{' --flip' if result['flip'] else ''}", "",
              f"Sinks: {cost['sinks']}. {cost['fps']}.", "",
-             markdown_table(COST_HEADER, cost_rows(result), align="lllrrrl"), "",
+             markdown_table(COST_HEADER, cost_rows(result), align="lllrrrrrl"), "",
              "## Calibration on held-out frames", "",
              "Max softmax probability against correctness per pixel (15 equal bins; ECE = pixel-weighted "
              "mean |accuracy - confidence|, MCE = the largest bin's gap, in percentage points). "

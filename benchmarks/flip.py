@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from artefact.manifest import load_manifest
     from benchmarks.accuracy import artefact_evaluator, open_eval_data
     from benchmarks.contenders import manifest_spec, open_contender
-    from benchmarks.pipeline_runs import interleaved
+    from benchmarks.pipeline_runs import interleaved, median_ratio, run_fps
     from benchmarks.timing import FramePath, run_interleaved, summarize
     from build_engine.api import build_artefact
     from calib.sources import load_frames
@@ -135,18 +135,16 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     for key, m in manifests.items():
         base = key.removesuffix("-flip")
         miou, base_miou = scored.scores[key].cm.miou(), scored.scores[base].cm.miou()
-        fps, base_fps = pipeline[key]["median_fps"], pipeline[base]["median_fps"]
-        paired = [mine["steady_fps"] / theirs["steady_fps"]
-                  for mine, theirs in zip(pipeline[key]["runs"], pipeline[base]["runs"])
-                  if mine.get("steady_fps") and theirs.get("steady_fps")]
+        mine, theirs = pipeline[key]["runs"], pipeline[base]["runs"]
         rows.append({"artefact": key, "precision": m.precision, "precision_ran": ran[key], "flip": m.flip,
                      "file": str(m.path), "miou": round(float(miou), 5),
                      "miou_gain_points": round(float(miou - base_miou) * 100, 3),
                      "inference_p50_ms": round(p50[key], 2),
                      "inference_cost_x": round(p50[key] / p50[base], 3),
-                     "pipeline_fps": fps, "pipeline_status": pipeline[key]["status"],
-                     "pipeline_fps_ratio": round(sorted(paired)[len(paired) // 2], 4) if paired else (
-                         round(fps / base_fps, 4) if fps and base_fps else None)})
+                     "pipeline_fps": pipeline[key]["median_fps"], "pipeline_status": pipeline[key]["status"],
+                     "pipeline_fps_ratio": median_ratio(mine, theirs, run_fps),
+                     "pipeline_cpu_ms_per_frame": pipeline[key]["median_cpu_ms_per_frame"],
+                     "pipeline_cpu_ratio": median_ratio(mine, theirs, lambda x: x.get("cpu_ms_per_frame"))})
     result = {"model": args.model, "backend": args.backend, "input_size": list(size), "command": command,
               "environment": env, "images": scored.images, "data": repr(dataset),
               "latency_frames": len(frames), "pipeline": {"video": "demo", "frames_per_run": args.frames,
@@ -157,7 +155,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 
 HEADER = ["artefact", "ran", "mIoU", "gain (points)", "inference p50 ms", "x plain", "pipeline FPS",
-          "FPS / plain"]
+          "FPS / plain", "pipeline CPU ms / frame", "CPU / plain"]
 
 
 def table_rows(result: dict[str, Any]) -> list[list[str]]:
@@ -165,7 +163,9 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
              f"{r['miou_gain_points']:+.2f}" if r["flip"] else "",
              f"{r['inference_p50_ms']:.1f}", f"{r['inference_cost_x']:.2f}x" if r["flip"] else "",
              "" if r["pipeline_fps"] is None else f"{r['pipeline_fps']:.2f}",
-             f"{r['pipeline_fps_ratio']:.3f}" if r["flip"] and r["pipeline_fps_ratio"] else ""]
+             f"{r['pipeline_fps_ratio']:.3f}" if r["flip"] and r["pipeline_fps_ratio"] else "",
+             "" if r["pipeline_cpu_ms_per_frame"] is None else f"{r['pipeline_cpu_ms_per_frame']:.0f}",
+             f"{r['pipeline_cpu_ratio']:.2f}x" if r["flip"] and r["pipeline_cpu_ratio"] else ""]
             for r in result["rows"]]
 
 
@@ -179,7 +179,7 @@ def markdown_report(result: dict[str, Any]) -> str:
         f"runtime backend; inference p50 from {result['latency_frames']} frames timed interleaved; pipeline: "
         f"`pspnet-rt` on the demo clip ({p['frames_per_run']} frames, video + masks), {p['rounds']} "
         "interleaved rounds, steady FPS (after 10 frames), ratio = median of per-round ratios.", "",
-        markdown_table(HEADER, table_rows(result), align="llrrrrrr"), ""])
+        markdown_table(HEADER, table_rows(result), align="llrrrrrrrr"), ""])
 
 
 def write_outputs(result: dict[str, Any], out: Path) -> None:

@@ -23,7 +23,9 @@ STEADY_AFTER = 10  # frames left out of the steady FPS (each infer request's fir
 
 def pipeline_run(args: list[str], video: str, frames: int, stats: Path) -> dict[str, Any]:
     """One `pspnet-rt --video VIDEO --max-frames N ARGS...` run; `stats` keeps its per-frame JSONL.
-    Returns FPS (the summary's, from the first frame) and the steady FPS (after STEADY_AFTER)."""
+    Returns FPS (the summary's, from the first frame), the steady FPS (after STEADY_AFTER) and the
+    CPU ms per frame of pspnet-rt and its children (ffmpeg): on a shared machine the CPU cost holds
+    still while FPS follows the neighbours' load."""
     from benchmarks.probe import run_child
 
     with tempfile.TemporaryDirectory(prefix="pspnet-bench-") as tmp:
@@ -47,6 +49,7 @@ def pipeline_run(args: list[str], video: str, frames: int, stats: Path) -> dict[
         steady = (len(stamps) - STEADY_AFTER - 1) / (stamps[-1] - stamps[STEADY_AFTER])
     return {"status": "ok", "frames": summary.get("frames"), "fps": summary.get("fps"),
             "steady_fps": None if steady is None else round(steady, 3),
+            "cpu_ms_per_frame": summary.get("cpu_ms_per_frame"),
             "precision_ran": (summary.get("backend") or {}).get("precision_ran")}
 
 
@@ -67,14 +70,29 @@ def interleaved(variants: dict[str, list[str]], video: str, frames: int, rounds:
     result: dict[str, Any] = {}
     for name in names:
         ok = [x for x in runs[name] if x["status"] == "ok"]
-        fps = [x["steady_fps"] or x["fps"] for x in ok]
-        ratios = [(mine["steady_fps"] or mine["fps"]) / (base["steady_fps"] or base["fps"])
-                  for mine, base in zip(runs[name], runs[baseline])
-                  if mine["status"] == "ok" and base["status"] == "ok"]
-        result[name] = {"args": variants[name], "runs": runs[name],
-                        "status": "ok" if len(ok) == rounds else next(
-                            x["status"] for x in runs[name] if x["status"] != "ok"),
-                        "median_fps": round(statistics.median(fps), 3) if fps else None,
-                        "fps_ratio_to_baseline": round(statistics.median(ratios), 4) if ratios else None,
-                        "precision_ran": ok[0]["precision_ran"] if ok else None}
+        failed = [x["status"] for x in runs[name] if x["status"] != "ok"]
+        result[name] = {
+            "args": variants[name], "runs": runs[name], "status": failed[0] if failed else "ok",
+            "median_fps": _median([run_fps(x) for x in ok]),
+            "fps_ratio_to_baseline": median_ratio(runs[name], runs[baseline], run_fps),
+            "median_cpu_ms_per_frame": _median([x.get("cpu_ms_per_frame") for x in ok]),
+            "cpu_ratio_to_baseline": median_ratio(runs[name], runs[baseline],
+                                                   lambda x: x.get("cpu_ms_per_frame")),
+            "precision_ran": ok[0]["precision_ran"] if ok else None}
     return result
+
+
+def run_fps(run: dict[str, Any]) -> float | None:
+    return run.get("steady_fps") or run.get("fps")
+
+
+def _median(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v]
+    return round(statistics.median(kept), 3) if kept else None
+
+
+def median_ratio(mine: list[dict[str, Any]], base: list[dict[str, Any]], value: Any) -> float | None:
+    """The median over rounds of value(my run) / value(the baseline's run of the same round)."""
+    ratios = [value(a) / value(b) for a, b in zip(mine, base)
+              if a["status"] == b["status"] == "ok" and value(a) and value(b)]
+    return round(statistics.median(ratios), 4) if ratios else None
