@@ -39,6 +39,7 @@ EXPORT = [
     "onnxslim>=0.1.30",
     "onnxconverter-common>=1.14",
     "h5py>=3.8",
+    "google-crc32c>=1.5",  # the TF seed checkpoints' checksums (pspnet/tf_checkpoint.py)
 ]
 BENCH = ["matplotlib>=3.7", "psutil>=5.9"]
 TRITON = ["tritonclient[grpc]>=2.40"]  # the server itself: scripts/triton-server.sh install (own venv)

@@ -102,7 +102,10 @@ def semantic_problems(data: dict[str, Any], backends: tuple[str, ...], precision
     if len(palette) != len(classes):
         bad("palette", f"must have one colour per class ({len(classes)}), has {len(palette)}")
     elif any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in palette):
-        bad("palette", "colours must be [B, G, R] triples of 0..255")
+        bad("palette", "colours must be [R, G, B] triples of 0..255")
+    ignore = data.get("ignore_index", 255)
+    if isinstance(ignore, int) and not 0 <= ignore <= 255:
+        bad("ignore_index", "must be 0..255 (a label value of the uint8 class map)")
     size = data.get("input_size") or []
     if len(size) != 2 or not (all(v > 0 for v in size) or size == [-1, -1]):
         bad("input_size", "must be [H, W] with H, W > 0 (or [-1, -1] for a dynamic artefact)")

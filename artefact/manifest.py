@@ -56,7 +56,8 @@ class Manifest:
     confidence_name: str | None = None
     flip: bool = False
     dynamic_shape: bool = False
-    ignore_index: int = 255
+    ignore_index: int = 255  # the label value evaluation skips (segdata.label_sets)
+    label_set: str = ""  # the label set's name (classes, palette, ignore_index are its content)
     model_sha256: str = ""
     onnx_sha256: str = ""
     companion_files: dict[str, str] = field(default_factory=dict)  # e.g. OpenVINO's .bin: sha256

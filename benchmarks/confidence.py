@@ -146,7 +146,8 @@ def measure_calibration(manifest: Any, images: int, label_set: str) -> dict[str,
             out = runner.infer(to_model_input(sample.image, h, w), names)
             size = sample.label.shape[:2]
             reliability.update(labels_to_size(out[manifest.confidence_name], *size),
-                               labels_to_size(out[manifest.output_name], *size), sample.label)
+                               labels_to_size(out[manifest.output_name], *size), sample.label,
+                               manifest.ignore_index)
         ran = runner.precision_ran
     finally:
         runner.deactivate()

@@ -93,6 +93,9 @@ class BuildOptions(PrecisionOptions):
     verify_frames: int = 4
     command: str | None = None
     stop_after: str | None = None  # one of STEPS: keep that step's output, write no manifest
+    classes: str | None = None  # a label-set file or built-in name (segdata.label_sets.load_label_set)
+    mean: tuple[float, float, float] | None = None  # in the model's channel order; None: the spec's
+    std: tuple[float, float, float] | None = None
 
 
 # -- what each step returns ---------------------------------------------------------------
@@ -166,10 +169,7 @@ class Builder:
             raise UsageError(f"--stop-after {options.stop_after} keeps one precision's output: pass "
                              "--precision fp32, fp16 or int8 with it")
         self.options = options
-        if options.weights and not Path(options.weights).is_file():
-            from pspnet.errors import CheckpointError
-
-            raise CheckpointError(f"weights file {options.weights} does not exist")
+        self.found_weights = _identify_weights(options.weights) if options.weights else None
         if options.precision != "fp32":  # before any export: a typo here must not cost a build
             from calib.sources import check_source
 
@@ -177,15 +177,11 @@ class Builder:
                 if source:
                     check_source(source, flag)
         self.backend = environment.resolve_backend(options.backend)
-        if options.weights and Path(options.weights).suffix.lower() in (".h5", ".hdf5") \
-                and options.model == "demo":
-            from pspnet.keras_import import keras_spec_from_h5
-
-            self.spec = keras_spec_from_h5(options.weights)
-        else:
-            self.spec = get_spec(options.model)
+        self.spec = _spec_from_weights(self.found_weights) if options.model == "demo" else None
+        self.spec = self.spec or get_spec(options.model)
         if options.input_size:
             self.spec = self.spec.with_size(*options.input_size)
+        self.spec, variant = _with_overrides(self.spec, options)
         self.height, self.width = self.spec.input_size
         self.output = Path(options.output) if options.output else DEFAULT_OUTPUT
         size = "dyn" if options.dynamic else f"{self.height}x{self.width}"
@@ -193,23 +189,25 @@ class Builder:
         tag = f"int8-{options.calib_method}" if options.precision == "int8" else options.precision
         # the graph options get their own names, so an artefact with them and one without coexist
         graph = "".join(s for s, on in (("-flip", options.flip), ("-conf", options.confidence)) if on)
-        self.name = f"{self.spec.name}-{size}-{tag}-{self.backend}{graph}"
+        self.name = f"{self.spec.name}{variant}-{size}-{tag}-{self.backend}{graph}"
         self.manifest_path = self.output / f"{self.name}.json"
 
     # -- cache ---------------------------------------------------------------------------
     def weights_file(self) -> Path | None:
-        if self.options.weights:
-            return Path(self.options.weights)
+        if self.found_weights is not None:
+            return self.found_weights.path  # for a TF checkpoint: its prefix
         path = self.spec.weights_path
         return path if path is not None and path.is_file() else None
 
     def key(self) -> str:
+        from pspnet.weight_formats import identify, weights_digest
+
         weights = self.weights_file()
         versions = environment.tool_versions()
         parts = {
             "code": CODE_VERSION,
             "spec": dataclasses.asdict(self.spec),
-            "weights": sha256_file(weights) if weights else "random",
+            "weights": weights_digest(self.found_weights or identify(weights)) if weights else "random",
             "precision": self.options.precision,
             "backend": self.backend,
             "dynamic": self.options.dynamic,
@@ -494,6 +492,7 @@ class Builder:
             name=self.name, model=self.spec.name, backend=self.backend,
             precision=self.options.precision, model_file=compiled.model_path.name,
             classes=list(self.spec.classes), palette=[list(c) for c in self.spec.palette],
+            label_set=self.spec.label_set, ignore_index=self.spec.ignore_index,
             input_size=[-1, -1] if self.options.dynamic else [self.height, self.width],
             mean=list(self.spec.mean), std=list(self.spec.std),
             channel_order=self.spec.channel_order,
@@ -550,6 +549,11 @@ class Builder:
                  "--input-size", f"{self.height}x{self.width}"]
         if o.weights:
             parts += ["--weights", o.weights]
+        if o.classes:
+            parts += ["--classes", o.classes]
+        for flag, value in (("--mean", o.mean), ("--std", o.std)):
+            if value:
+                parts += [flag, ",".join(f"{v:g}" for v in value)]
         if o.dynamic:
             parts.append("--dynamic")
         parts += [flag for flag, on in (("--flip", o.flip), ("--confidence", o.confidence)) if on]
@@ -583,6 +587,67 @@ class StepBar:
         """The work is done early (later candidates not needed): show the bar full."""
         self.bar.total = self.bar.n
         self.bar.refresh()
+
+
+def _identify_weights(weights: str) -> Any:
+    """The weights' format by content (pspnet.weight_formats); CheckpointError for what no loader
+    reads, naming what the file is instead."""
+    from pspnet.errors import CheckpointError
+    from pspnet.weight_formats import KERAS_H5, PYTORCH, TF_CHECKPOINT, UNKNOWN, identify, refusal
+
+    found = identify(weights)
+    if found.kind == UNKNOWN and found.detail == "does not exist":
+        raise CheckpointError(f"weights file {weights} does not exist")
+    if found.kind not in (PYTORCH, KERAS_H5, TF_CHECKPOINT):
+        raise CheckpointError(refusal(found))
+    if found.kind == TF_CHECKPOINT and found.detail:
+        raise CheckpointError(f"{weights} is a TensorFlow checkpoint ({found.detail})")
+    return found
+
+
+def _spec_from_weights(found: Any) -> Any:
+    """The spec a seed's file describes (without --model): read from its layer names and shapes."""
+    from pspnet.weight_formats import KERAS_H5, TF_CHECKPOINT
+
+    if found is None:
+        return None
+    if found.kind == KERAS_H5:
+        from pspnet.keras_import import keras_spec_from_h5
+
+        return keras_spec_from_h5(found.path)
+    if found.kind == TF_CHECKPOINT:
+        from pspnet.tf_import import tf_spec_from_checkpoint
+
+        spec = tf_spec_from_checkpoint(found.path)
+        tqdm.write(f"{found.path}: TensorFlow checkpoint of {spec.name} ({spec.num_classes} classes, "
+                   f"{spec.channel_order} minus mean {', '.join(f'{m:g}' for m in spec.mean)}, "
+                   f"{spec.input_size[0]}x{spec.input_size[1]})", file=sys.stderr)
+        return spec
+    return None
+
+
+def _with_overrides(spec: Any, options: BuildOptions) -> tuple[Any, str]:
+    """`--classes`, `--mean`, `--std` applied to the spec, and the artefact-name suffix they add
+    (so an artefact with another label set or normalisation never replaces the plain one)."""
+    from artefact.files import cache_key
+    from pspnet.errors import CheckpointError
+    from segdata.label_sets import load_label_set
+
+    variant = ""
+    if options.classes:
+        labels = load_label_set(options.classes)
+        if labels.num_classes != spec.num_classes and (spec.weights or options.weights):
+            raise CheckpointError(f"--classes {options.classes} names {labels.num_classes} classes but the "
+                                  f"weights of {spec.name} predict {spec.num_classes}; give a label set "
+                                  f"of {spec.num_classes} classes")
+        if labels != spec.label_set_info:
+            spec = spec.with_labels(labels)
+            variant += f"-{labels.name}"
+    if options.mean or options.std:
+        spec = dataclasses.replace(spec, mean=tuple(options.mean or spec.mean),
+                                   std=tuple(options.std or spec.std))
+        variant += f"-norm{cache_key({'mean': spec.mean, 'std': spec.std})[:6]}"
+    return spec, variant
 
 
 def _keep(src: Path, dst: Path) -> Path:

@@ -22,6 +22,13 @@ examples:
       an hszhao/semseg checkpoint at its native 713x713
   python -m build_engine --weights pspnet50_ade20k.h5 --precision fp32
       the 2017 baselines' Keras weights (model inferred from the file)
+  python -m build_engine --weights model/cityscapes_train/ --precision fp32
+      the TF seed's checkpoint (model.ckpt-N prefix, any of its files, or its folder): PSPNet101
+      Cityscapes at the seed's crop 720x720, BGR minus the Caffe mean
+  python -m build_engine --model pspnet101_kitti_road_tf --weights snapshots/model.ckpt-3500
+      the KITTI-road fork's 3-class checkpoint with its own mean (void, not road, road)
+  python -m build_engine --weights my_ckpt/ --classes my_labels.json --mean 89.6,96.4,93.6
+      any class count: names, colours and ignore index from a label-set file (see docs/weights.md)
   python -m build_engine --precision int8 --backend onnxruntime --stop-after quantize
       keep the INT8 Q/DQ graph (and its gate report) to look at, e.g. in Netron
   python -m build_engine --precision int8 --confidence --flip
@@ -48,8 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     count = clikit.int_in(1, 100_000)
     p.add_argument("--model", default="demo", type=clikit.non_empty("a model zoo name"),
                    help="model zoo name (default: the shipped demo model)")
-    p.add_argument("--weights", type=clikit.input_file("a checkpoint file"),
-                   help="checkpoint: semseg .pth (module. prefixes fine) or a baseline's Keras .h5")
+    p.add_argument("--weights", type=weights_location,
+                   help="checkpoint: semseg/our .pth, the Keras seed's .h5, or a TF seed checkpoint "
+                        "(model.ckpt-N, any of its files, or its folder); the format is read from the "
+                        "content (docs/weights.md)")
+    p.add_argument("--classes", metavar="FILE|NAME", type=clikit.non_empty("a label-set file or name"),
+                   help="label set: a JSON (or YAML) file with names, colours and ignore_index, or a "
+                        "built-in name (cityscapes, ade20k, voc2012, kitti-road-fork, ...); default: the "
+                        "model's")
+    p.add_argument("--mean", metavar="A,B,C", type=three_numbers("the input mean", positive=False),
+                   help="per-channel mean the weights were trained with, in the model's channel order "
+                        "(the manifest's channel_order: BGR for the seeds' weights); default: the model's")
+    p.add_argument("--std", metavar="A,B,C", type=clikit.csv_numbers(greater_than=0.0, count=3),
+                   help="per-channel std, same order (1,1,1 for the seeds' weights); default: the model's")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
                    help="auto (default): the fastest precision that passes the accuracy gate on this "
                         "backend (int8, else fp16/bf16, else fp32); int8 only with calibration frames "
@@ -103,6 +121,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@clikit.option_type("a checkpoint file, a TF checkpoint prefix or its folder", __file__,
+                    ["", "/", "/nonexistent/pspnet-rt-fault"])
+def weights_location(value: str) -> str:
+    """An existing file or folder, or a TF checkpoint prefix (`model.ckpt-N`, whose files exist)."""
+    import argparse
+    import os
+
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected a checkpoint, got an empty path")
+    if not os.path.exists(value) and not os.path.isfile(value + ".index"):
+        raise argparse.ArgumentTypeError(f"{value} does not exist (nor {value}.index); expected a checkpoint "
+                                         "file, a TF checkpoint prefix model.ckpt-N, or its folder")
+    if os.path.isdir(value) and not any(name == "checkpoint" or name.endswith(".index")
+                                        for name in os.listdir(value)):
+        raise argparse.ArgumentTypeError(f"{value} is a folder without a TensorFlow checkpoint (no "
+                                         "`checkpoint` file, no *.index); expected a checkpoint file or a "
+                                         "TF checkpoint folder")
+    return value
+
+
+def three_numbers(what: str, positive: bool = False) -> clikit.OptionType:
+    """`A,B,C`: three finite numbers (> 0 where `positive`), one per channel (any sign: a mean)."""
+    import argparse
+    import math
+
+    def parse(value: str) -> tuple[float, float, float]:
+        try:
+            numbers = tuple(float(v) for v in value.replace(" ", "").split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be three numbers A,B,C, got {value!r}") from None
+        if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
+            raise argparse.ArgumentTypeError(f"{what} must be three finite numbers A,B,C, got {value!r}")
+        if positive and min(numbers) <= 0:
+            raise argparse.ArgumentTypeError(f"{what} must be > 0 (the input is divided by it), "
+                                             f"got {value!r}")
+        return numbers  # type: ignore[return-value]
+
+    bad = ["", "1,2", "a,b,c", "1,2,nan"] + (["1,0,1"] if positive else [])
+    return clikit.OptionType(parse, what, "1,1,1", bad)
+
+
 def list_models() -> None:
     from pspnet.zoo import REGISTRY
 
@@ -153,6 +212,7 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
     from pspnet.errors import CheckpointError
     from segdata.datasets import DatasetError
     from segdata.frames import FrameError
+    from segdata.label_sets import LabelSetError
 
     options = BuildOptions(
         model=args.model, weights=args.weights, precision=args.precision, backend=args.backend,
@@ -161,10 +221,11 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
         output=args.output, force=args.force, calib_data=args.calib_data,
         calib_images=args.calib_images, calib_method=args.calib_method, eval_data=args.eval_data,
         eval_images=args.eval_images, max_miou_drop=args.max_miou_drop, fallback=args.fallback,
-        workspace_mb=args.workspace_mb, command=command, stop_after=args.stop_after)
+        workspace_mb=args.workspace_mb, command=command, stop_after=args.stop_after,
+        classes=args.classes, mean=args.mean, std=tuple(args.std) if args.std else None)
     usage_errors = (CheckpointError, SizeError, KeyError, FrameError, TensorRTUnavailable, ArtefactError,
                     FileNotFoundError, CalibrationError, DatasetError, NotImplementedError, OutputDirError,
-                    clikit.UsageError)  # e.g. a backend whose extra is not installed
+                    clikit.UsageError, LabelSetError)  # e.g. a backend whose extra is not installed
     try:
         path = Builder(options).run()
     except usage_errors as exc:

@@ -66,8 +66,8 @@ def gate(fp32_preds: list[np.ndarray], preds: list[np.ndarray], evalset: FrameSe
                         miou_vs_fp32=float(vs_fp32.miou()),
                         pixel_agreement=agreement(preds, fp32_preds), limit_points=limit_points)
     if any(label is not None for label in evalset.labels):
-        ref = confusion(fp32_preds, evalset.labels, n)
-        cand = confusion(preds, evalset.labels, n)
+        ref = confusion(fp32_preds, evalset.labels, n, evalset.ignore_index)
+        cand = confusion(preds, evalset.labels, n, evalset.ignore_index)
         report.fp32_miou, report.miou = float(ref.miou()), float(cand.miou())
         report.miou_drop_points = round((report.fp32_miou - report.miou) * 100, 3)
         for name, a, b in zip(classes, ref.iou(), cand.iou()):

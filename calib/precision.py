@@ -68,7 +68,8 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
     if options.dynamic:
         raise ValueError("fp16/int8 builds need a fixed --input-size (calibration and the gate "
                          "run at one size); drop --dynamic")
-    evalset = gate_frames(options.eval_data or "synthetic:val", options.eval_images, height, width)
+    evalset = labels_for(spec, gate_frames(options.eval_data or "synthetic:val", options.eval_images,
+                                           height, width))
     gate_backend = backend  # calib/gate_backends.py: what runs for each target, and its words
     # with a confidence output, FP32's confidence maps come along: the gate reports their error too
     fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir, CONFIDENCE_NAME in outputs)
@@ -95,6 +96,22 @@ class Reference(list):
     def __init__(self, labels: list[np.ndarray], confidence: list[np.ndarray]) -> None:
         super().__init__(labels)
         self.confidence = confidence
+
+
+def labels_for(spec: ModelSpec, evalset: FrameSet) -> FrameSet:
+    """The gate's frames with ground truth only where it is in the model's label set (scored with
+    its ignore index); frames labelled in another label set (the synthetic scenes' Cityscapes ids
+    for a 3-class road model) gate on agreement with FP32's predictions instead."""
+    import dataclasses
+
+    if evalset.label_set is None or not any(label is not None for label in evalset.labels):
+        return evalset
+    if evalset.label_set != spec.label_set:
+        log.warning("--eval-data %s is labelled in %s, the model predicts %s: the gate compares with "
+                    "FP32's predictions instead of the labels", evalset.source, evalset.label_set,
+                    spec.label_set)
+        return dataclasses.replace(evalset, labels=[None] * len(evalset.frames))
+    return dataclasses.replace(evalset, ignore_index=spec.ignore_index)
 
 
 @functools.lru_cache(maxsize=1)

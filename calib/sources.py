@@ -42,6 +42,8 @@ class FrameSet:
     source: str
     available: int  # frames the source had before sampling
     skipped: list[str] = field(default_factory=list)  # unreadable items, with why
+    label_set: str | None = None  # what the labels mean (a data set's label set); None: no labels
+    ignore_index: int = 255  # the label value scoring skips
 
     def fingerprint(self) -> str:
         return fingerprint_of(self.frame_sha1())
@@ -203,7 +205,7 @@ def _from_dataset(source: str, n: int, height: int, width: int, seed: int,
     if source.startswith("synthetic"):
         source = canonical_synthetic(source, n, height, width, split)
     dataset = open_dataset(source, split=split)
-    out = FrameSet([], [], source, len(dataset))
+    out = FrameSet([], [], source, len(dataset), label_set=getattr(dataset, "label_set", None))
     for i in tqdm(even_sample(len(dataset), n, seed), desc=f"frames {source}", unit="img", leave=False,
                   disable=None):
         try:

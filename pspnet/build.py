@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 
 def create_model(spec: ModelSpec, aux: bool = False) -> PSPNet:
     return PSPNet(spec.depth, spec.num_classes, spec.bins, spec.width, aux=aux,
-                  stride_on_1x1=spec.stride_on_1x1, caffe_ppm_order=spec.caffe_ppm_order)
+                  stride_on_1x1=spec.stride_on_1x1, caffe_ppm_order=spec.caffe_ppm_order,
+                  tf_same_padding=spec.tf_same_padding)
 
 
 def load_model(spec: ModelSpec, weights: str | Path | None = None) -> tuple[PSPNet, dict]:
@@ -22,7 +23,7 @@ def load_model(spec: ModelSpec, weights: str | Path | None = None) -> tuple[PSPN
     With no weights given, the spec's shipped weights are used; a spec without shipped weights
     gets random ones, said loudly, because an artefact of random weights predicts noise.
     """
-    from artefact.files import sha256_file
+    from pspnet.weight_formats import identify, weights_digest
     from pspnet.weights import load_weights
 
     model = create_model(spec)
@@ -35,4 +36,6 @@ def load_model(spec: ModelSpec, weights: str | Path | None = None) -> tuple[PSPN
                     "predictions)", spec.name)
         return model.eval(), {"source": "random", "path": None, "sha256": None}
     load_weights(model, path, spec)
-    return model.eval(), {"source": "file", "path": str(path), "sha256": sha256_file(path)}
+    found = identify(path)
+    return model.eval(), {"source": "file", "path": str(found.path), "format": found.kind,
+                          "sha256": weights_digest(found)}

@@ -17,6 +17,7 @@ model is touched, so a wrong file never leaves a half-loaded model behind.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,9 @@ import torch
 from pspnet.errors import CheckpointError
 from pspnet.model import PSPNet
 from pspnet.zoo import KERAS_MEAN_BGR, REGISTRY, ModelSpec
+from segdata.label_sets import generic_label_set
+
+log = logging.getLogger(__name__)
 
 DEPTH_BY_CONV4_BLOCKS = {6: 50, 23: 101}
 LABEL_SET_BY_CLASSES = {150: "ade20k", 19: "cityscapes", 21: "voc2012"}
@@ -37,6 +41,8 @@ CONV_WEIGHTS = {"kernel": "weight", "bias": "bias"}
 BN_WEIGHTS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
               "moving_variance": "running_var"}
 SHOW = 10  # names listed per category in error messages
+# which seed's file a layer dict came from: the words used for it in messages
+FAMILIES = {"keras": "Keras seed's .h5 file", "tf": "TF seed's checkpoint"}
 
 Layers = dict[str, dict[str, "np.ndarray | tuple[int, ...]"]]
 
@@ -133,31 +139,45 @@ def keras_spec_from_h5(path: str | Path) -> ModelSpec:
     return spec_from_layers(read_keras_layers(path, data=False), str(path))
 
 
-def spec_from_layers(layers: Layers, source: str) -> ModelSpec:
-    """`keras_spec_from_h5` on layers already read; the registered `*_keras` spec where one fits."""
+def spec_from_layers(layers: Layers, source: str, family: str = "keras") -> ModelSpec:
+    """`keras_spec_from_h5` on layers already read; the registered `*_keras` (or, for the TF seed's
+    checkpoints, `*_tf`) spec where one fits, else one built from the file with the seed's
+    conventions. A class count no data set has gets a generic label set (`class 0..N-1`): give
+    its names and colours with `--classes FILE`."""
     blocks = {int(m.group(1)) for layer in layers if (m := re.fullmatch(r"conv4_(\d+)_1x1_reduce", layer))}
     depth = DEPTH_BY_CONV4_BLOCKS.get(len(blocks))
+    what = FAMILIES[family]
     if depth is None or blocks != set(range(1, len(blocks) + 1)):
         raise CheckpointError(f"{source}: found {len(blocks)} conv4_*_1x1_reduce layers; the "
-                              "baseline's files have 6 (PSPNet50) or 23 (PSPNet101)")
+                              f"{what}s have 6 (PSPNet50) or 23 (PSPNet101)")
     kernel = layers.get("conv6", {}).get("kernel")
     if kernel is None or len(_shape(kernel)) != 4:
         raise CheckpointError(f"{source}: no 4-d conv6 kernel, so the class count is unknown; "
-                              "is this a baseline PSPNet .h5?")
+                              f"is this a {what} of PSPNet?")
     _, _, mid, classes = _shape(kernel)
-    label_set = LABEL_SET_BY_CLASSES.get(classes)
-    if label_set is None:
-        raise CheckpointError(f"{source}: conv6 predicts {classes} classes; known label sets have "
-                              + ", ".join(f"{n} ({s})" for n, s in LABEL_SET_BY_CLASSES.items()))
     width = mid / 512
-    name = f"pspnet{depth}_{label_set}_keras"
-    spec = REGISTRY.get(name)
-    if spec is not None and spec.width == width:
-        return spec
-    return ModelSpec(name if width == 1 else f"{name}_w{width:g}", depth, label_set, NATIVE_SIZE[label_set],
-                     width=width, mean=KERAS_MEAN_BGR, std=(1.0, 1.0, 1.0), channel_order="BGR",
-                     stride_on_1x1=True, caffe_ppm_order=True,
-                     description=f"PSPNet{depth} {label_set} from Keras/Caffe weights ({Path(source).name})")
+    for spec in REGISTRY.values():  # a zoo entry of this family that fits: it names the label set
+        same = (spec.depth, spec.num_classes, spec.width) == (depth, classes, width)
+        if same and spec.name.endswith(f"_{family}") and \
+                (family != "keras" or spec.label_set == LABEL_SET_BY_CLASSES.get(classes)):
+            return spec
+    label_set = LABEL_SET_BY_CLASSES.get(classes)
+    labels = None
+    if label_set is None:
+        labels = generic_label_set(classes)
+        label_set = labels.name
+        log.warning("%s predicts %d classes, which no built-in label set has: naming them class 0..%d "
+                    "(give their names and colours with --classes FILE)", source, classes, classes - 1)
+    size = NATIVE_SIZE.get(label_set, (473, 473) if depth == 50 else (713, 713))
+    conventions = dict(mean=KERAS_MEAN_BGR, std=(1.0, 1.0, 1.0), channel_order="BGR", stride_on_1x1=True,
+                       caffe_ppm_order=True)
+    if family == "tf":
+        size = (720, 720) if size == (713, 713) else size  # the TF seed's crop for the 713 models
+        conventions["tf_same_padding"] = True
+    name = f"pspnet{depth}_{label_set.replace('-', '_')}_{family}"
+    return ModelSpec(name if width == 1 else f"{name}_w{width:g}", depth, label_set, size,
+                     width=width, labels=labels, **conventions,
+                     description=f"PSPNet{depth} {label_set} from a {what} ({Path(source).name})")
 
 
 # --------------------------------------------------------------------------- name mapping
@@ -211,19 +231,23 @@ def _listing(names: list[str]) -> str:
     return ", ".join(names[:SHOW]) + more
 
 
-def _describe_file(layers: Layers, source: str) -> str:
+def _describe_file(layers: Layers, source: str, family: str = "keras") -> str:
     """What the file itself implies, and the --model that fits it, for error messages."""
     try:
-        spec = spec_from_layers(layers, source)
+        spec = spec_from_layers(layers, source, family)
     except CheckpointError as exc:
         return f"the file is no complete baseline PSPNet ({str(exc).split(': ', 1)[-1]})"
     what = f"the file holds PSPNet{spec.depth} with {spec.num_classes} classes ({spec.label_set})"
     if REGISTRY.get(spec.name) is spec:
         return f"{what}: use --model {spec.name}, or just --weights without --model"
-    return f"{what} at width {spec.width:g}: build it with keras_spec_from_h5(path)"
+    if spec.width == 1:
+        return f"{what}: pass just --weights without --model (the model is read from the file)"
+    builder = "keras_spec_from_h5(path)" if family == "keras" else "tf_spec_from_checkpoint(path)"
+    return f"{what} at width {spec.width:g}: build it with {builder}"
 
 
-def keras_state_dict(model: PSPNet, layers: Layers, source: str) -> dict[str, torch.Tensor]:
+def keras_state_dict(model: PSPNet, layers: Layers, source: str, family: str = "keras"
+                     ) -> dict[str, torch.Tensor]:
     """A complete state_dict for `model` from Keras layers, or CheckpointError naming every misfit."""
     own = model.state_dict()
     mapping = keras_layer_map(model)
@@ -272,7 +296,7 @@ def keras_state_dict(model: PSPNet, layers: Layers, source: str) -> dict[str, to
     mapped = {prefix for prefix, _ in mapping.values()}
     unfilled = [k for k in own if k not in sd and k.rsplit(".", 1)[0] not in mapped]
     if missing_layers or unused_layers or missing_weights or unused_weights or wrong or unfilled:
-        lines = [f"{source} does not fit this model; {_describe_file(layers, source)}."]
+        lines = [f"{source} does not fit this model; {_describe_file(layers, source, family)}."]
         if missing_layers:
             lines.append(f"missing layers ({len(missing_layers)}): {_listing(missing_layers)}")
         if unused_layers:
@@ -287,7 +311,7 @@ def keras_state_dict(model: PSPNet, layers: Layers, source: str) -> dict[str, to
         if unfilled:
             aux = any(k.startswith("aux.") for k in unfilled)
             hint = " (build with aux=False or call drop_aux())" if aux else ""
-            lines.append(f"model tensors with no Keras counterpart ({len(unfilled)}){hint}: "
+            lines.append(f"model tensors with no counterpart in the file ({len(unfilled)}){hint}: "
                          f"{_listing(unfilled)}")
         raise CheckpointError("\n  ".join(lines))
     return sd

@@ -75,9 +75,10 @@ class PSPNet(nn.Module):
 
     def __init__(self, depth: int = 50, classes: int = 19, bins: Sequence[int] = (1, 2, 3, 6),
                  width: float = 1.0, dropout: float = 0.1, aux: bool = True,
-                 stride_on_1x1: bool = False, caffe_ppm_order: bool = False) -> None:
+                 stride_on_1x1: bool = False, caffe_ppm_order: bool = False,
+                 tf_same_padding: bool = False) -> None:
         super().__init__()
-        backbone = DilatedResNet(depth, width, stride_on_1x1)
+        backbone = DilatedResNet(depth, width, stride_on_1x1, tf_same_padding)
         self.layer0, self.layer1, self.layer2 = backbone.layer0, backbone.layer1, backbone.layer2
         self.layer3, self.layer4 = backbone.layer3, backbone.layer4
         fea = backbone.out_channels

@@ -6,7 +6,48 @@ as in hszhao/semseg, so released checkpoints load key for key.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+
+
+def tf_same_pads(size: int, kernel: int = 3, stride: int = 2) -> tuple[int, int]:
+    """TensorFlow's 'SAME' padding (before, after): output ceil(size/stride), the odd pixel after."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _same_stride2(x: Tensor, full: Tensor) -> Tensor:
+    """Every 2nd row/column of a stride-1, pad-1, 3x3 result: TensorFlow's 'SAME' stride-2 grid.
+
+    TF pads (1, 1) at odd sizes (outputs centred on pixels 0, 2, ...) and (0, 1) at even sizes
+    (centred on 1, 3, ...). Taking the stride-1 result at those centres is exact, keeps the padding
+    inside the Conv/MaxPool (a static Pad of traced sizes would hide the shapes from the ONNX
+    exporter), and costs only the stem's first conv and pool at full resolution (~0.1 % of PSPNet).
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    if torch.jit.is_tracing():  # the static-shape exporter traces sizes as tensors; they are fixed
+        h, w = int(h), int(w)
+    return full[..., 1 - h % 2::2, 1 - w % 2::2]
+
+
+class SameConv2d(nn.Conv2d):
+    """3x3 stride-2 Conv2d on TensorFlow's 'SAME' grid (the TF seed's stem); same parameters/names."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(cin, cout, 3, stride=1, padding=1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _same_stride2(x, super().forward(x))
+
+
+class SameMaxPool2d(nn.MaxPool2d):
+    """3x3 stride-2 MaxPool2d on TensorFlow's 'SAME' grid (padding ignored, as TF ignores it)."""
+
+    def __init__(self) -> None:
+        super().__init__(3, stride=1, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _same_stride2(x, super().forward(x))
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -72,7 +113,8 @@ BLOCKS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], list[int]]] = {
 class DilatedResNet(nn.Module):
     """Backbone exposing semseg's `layer0..layer4`; `width` scales every channel count."""
 
-    def __init__(self, depth: int = 50, width: float = 1.0, stride_on_1x1: bool = False) -> None:
+    def __init__(self, depth: int = 50, width: float = 1.0, stride_on_1x1: bool = False,
+                 tf_same_padding: bool = False) -> None:
         super().__init__()
         if depth not in BLOCKS:
             raise ValueError(f"ResNet depth must be one of {sorted(BLOCKS)}, got {depth}")
@@ -85,6 +127,9 @@ class DilatedResNet(nn.Module):
             _conv3x3(stem[1], stem[2]), nn.BatchNorm2d(stem[2]), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
+        if tf_same_padding:  # the TF seed: 'SAME' on the stride-2 conv and pool (asymmetric at even sizes)
+            self.layer0[0] = SameConv2d(3, stem[0])
+            self.layer0[9] = SameMaxPool2d()
         self.inplanes = stem[2]
         self.layer1 = self._make_layer(block, c[0], counts[0], 1, 1, stride_on_1x1)
         self.layer2 = self._make_layer(block, c[1], counts[1], 2, 1, stride_on_1x1)

@@ -1,4 +1,5 @@
-"""Weight import: semseg `.pth` checkpoints, our own, and (via keras_import) the 2017 Keras baseline's `.h5`.
+"""Weight import: semseg `.pth` checkpoints, our own, the Keras seed's `.h5` (keras_import) and the TF
+seed's checkpoints (tf_import), each file sent to its loader by its content (weight_formats).
 
 Loading is strict on purpose: semseg loads with strict=False, which hides a wrong depth or
 class count behind garbage predictions. Only `aux.*` is dropped, deliberately, for inference.
@@ -15,6 +16,7 @@ import torch
 
 from pspnet.errors import CheckpointError
 from pspnet.model import PSPNet
+from pspnet.weight_formats import KERAS_H5, PYTORCH, TF_CHECKPOINT, identify, refusal
 from pspnet.zoo import REGISTRY, ModelSpec
 
 PREFIXES = ("module.", "model.")
@@ -25,13 +27,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist")
+    found = identify(path)
+    if found.kind != PYTORCH:
+        raise CheckpointError(refusal(found, PYTORCH))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
-            OSError) as exc:
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, i.e. running the pickle's code: never.
+        raise CheckpointError(f"{path} is a PyTorch pickle holding Python objects besides tensors and "
+                              "plain containers; it is not unpickled, because that could run code from "
+                              "the file. Re-save just the state_dict (torch.save(model.state_dict(), ...)) "
+                              "where the file was made") from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first[:200]}); "
-                              "expected a .pth saved with torch.save") from None
+        if "weights_only" in first:
+            first = type(exc).__name__
+        raise CheckpointError(f"{path} is a damaged or truncated PyTorch checkpoint ({first[:200]}); "
+                              "copy or download it again") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -97,14 +109,27 @@ def load_state_dict_strict(model: PSPNet, sd: Mapping[str, torch.Tensor], source
 
 
 def load_weights(model: PSPNet, path: str | Path, spec: ModelSpec) -> None:
-    """Fill `model` from a .pth/.pt checkpoint or the Keras baseline's .h5."""
-    path = Path(path)
-    if path.suffix.lower() in (".h5", ".hdf5"):
+    """Fill `model` from a .pth checkpoint, the Keras seed's .h5 or a TF seed checkpoint (by content)."""
+    found = identify(path)
+    if found.kind == KERAS_H5:
         from pspnet.keras_import import load_keras_h5
 
-        load_keras_h5(model, path)
+        load_keras_h5(model, found.path)
         return
-    sd = read_state_dict(path)
+    if found.kind == TF_CHECKPOINT:
+        from pspnet.tf_import import load_tf_checkpoint
+
+        if found.detail:
+            raise CheckpointError(f"{path} is a TensorFlow checkpoint ({found.detail})")
+        if not spec.tf_same_padding:
+            raise CheckpointError(f"{path} is a TensorFlow checkpoint (the TF seed's format), but --model "
+                                  f"{spec.name} is no TF seed model: leave out --model (the model is read "
+                                  "from the checkpoint) or choose a *_tf entry (--list-models)")
+        load_tf_checkpoint(model, found.path)
+        return
+    if found.kind != PYTORCH:
+        raise CheckpointError(refusal(found))
+    sd = read_state_dict(found.path)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
     load_state_dict_strict(model, sd, str(path), spec.name)
 

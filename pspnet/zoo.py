@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from segdata.labels import LABEL_SETS
+from segdata.label_sets import LabelSet, get_label_set
 
 IMAGENET_MEAN_255 = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD_255 = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -23,7 +23,7 @@ class ModelSpec:
 
     name: str
     depth: int
-    label_set: str  # key of segdata.labels.LABEL_SETS
+    label_set: str  # a registered label set (segdata.label_sets), unless `labels` gives one
     input_size: tuple[int, int]  # H, W the artefact is exported at by default
     width: float = 1.0
     bins: tuple[int, ...] = (1, 2, 3, 6)
@@ -32,6 +32,10 @@ class ModelSpec:
     channel_order: str = "RGB"  # what the network was trained on; the fused graph converts BGR
     stride_on_1x1: bool = False  # Caffe-converted weights put conv3_1's stride on the 1x1
     caffe_ppm_order: bool = False  # Caffe-converted weights concat [x, pool6, pool3, pool2, pool1]
+    # TensorFlow's 'SAME' padding on the stride-2 stem conv and pool1 (the TF seed): at even sizes
+    # (720) it pads only after (0, 1), where the symmetric pad 1 would shift the grid by a pixel.
+    tf_same_padding: bool = False
+    labels: LabelSet | None = None  # a label set from a file (--classes FILE), overriding label_set
     weights: str | None = None  # shipped checkpoint, relative to pspnet/weights/
     # Frames of the model's own domain that INT8 may calibrate on without --calib-data (a source
     # for calib.sources.load_frames); None: `--precision auto` needs --calib-data to try INT8.
@@ -40,12 +44,20 @@ class ModelSpec:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
+    def label_set_info(self) -> LabelSet:
+        return self.labels if self.labels is not None else get_label_set(self.label_set)
+
+    @property
     def classes(self) -> tuple[str, ...]:
-        return LABEL_SETS[self.label_set][0]
+        return self.label_set_info.classes
 
     @property
     def palette(self) -> tuple[tuple[int, int, int], ...]:
-        return LABEL_SETS[self.label_set][1]
+        return self.label_set_info.palette
+
+    @property
+    def ignore_index(self) -> int:
+        return self.label_set_info.ignore_index
 
     @property
     def num_classes(self) -> int:
@@ -62,6 +74,9 @@ class ModelSpec:
 
     def with_size(self, height: int, width: int) -> ModelSpec:
         return replace(self, input_size=(height, width))
+
+    def with_labels(self, labels: LabelSet) -> ModelSpec:
+        return replace(self, label_set=labels.name, labels=labels)
 
 
 REGISTRY: dict[str, ModelSpec] = {}
@@ -119,3 +134,21 @@ register(ModelSpec("pspnet101_cityscapes_keras", 101, "cityscapes", (713, 713), 
                                "classes"))
 register(ModelSpec("pspnet101_voc2012_keras", 101, "voc2012", (473, 473), **_KERAS,
                    description="Keras baseline pspnet101_voc2012.h5 (Caffe-converted), VOC2012 21 classes"))
+
+
+# The TensorFlow seed (hellochick/PSPNet-tensorflow): the same Caffe-converted weights as the Keras
+# seed, saved as tf.train.Saver checkpoints and loaded with pspnet.tf_import. Same conventions
+# (its IMG_MEAN is the Caffe mean in BGR), plus TensorFlow's 'SAME' padding, and its own crop sizes:
+# 473 for ADE20K, 720 (not 713) for Cityscapes. The KITTI-road fork (watsoncm/PSPNet-tensorflow)
+# fine-tuned PSPNet101 to 3 classes with its own mean (tools.py IMG_MEAN, BGR).
+_TF = dict(_KERAS, tf_same_padding=True)
+KITTI_FORK_MEAN_BGR = (89.592376709, 96.4095153809, 93.5726928711)
+register(ModelSpec("pspnet50_ade20k_tf", 50, "ade20k", (473, 473), **_TF,
+                   description="TF seed PSPNet50 ADE20K checkpoint (model.ckpt-N), 150 classes"))
+register(ModelSpec("pspnet101_cityscapes_tf", 101, "cityscapes", (720, 720), **_TF,
+                   description="TF seed PSPNet101 Cityscapes checkpoint (model.ckpt-N), 19 classes, "
+                               "crop 720"))
+register(ModelSpec("pspnet101_kitti_road_tf", 101, "kitti-road-fork", (720, 720),
+                   **{**_TF, "mean": KITTI_FORK_MEAN_BGR},
+                   description="TF seed's KITTI-road fork: PSPNet101, 3 classes (void, not road, road), its "
+                               "own BGR mean"))

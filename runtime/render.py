@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from artefact.manifest import Manifest
+from segdata.label_sets import from_manifest
 from segdata.labels import palette_lut_bgr
 
 MODES = ("overlay", "mask", "side-by-side", "confidence")
@@ -52,7 +53,8 @@ class Renderer:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, **kwargs: object) -> Renderer:
-        return cls(manifest.classes, manifest.palette, **kwargs)  # type: ignore[arg-type]
+        labels = from_manifest(manifest)  # the one label-set loader (any class count)
+        return cls(labels.classes, labels.palette, **kwargs)  # type: ignore[arg-type]
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         # cv2.LUT on a 3-channel copy is ~6x faster than numpy fancy indexing (lut[labels])

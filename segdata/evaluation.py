@@ -224,9 +224,9 @@ def evaluate(models: Sequence[Model], samples: Iterable, protocol: Protocol, num
 
 
 def confusion(predictions: Sequence[np.ndarray], labels: Sequence[np.ndarray | None],
-              num_classes: int) -> ConfusionMatrix:
+              num_classes: int, ignore_index: int = 255) -> ConfusionMatrix:
     """One matrix over predictions already at their labels' size (None labels skipped)."""
-    cm = ConfusionMatrix(num_classes)
+    cm = ConfusionMatrix(num_classes, ignore_index)
     for pred, label in zip(predictions, labels):
         if label is not None:
             cm.update(pred, label)

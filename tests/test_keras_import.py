@@ -335,11 +335,12 @@ def test_spec_from_seed_headers(tmp_path: Path, blocks: int, classes: int, name:
     assert spec.stride_on_1x1 and spec.caffe_ppm_order
 
 
-def test_spec_refuses_unknown_depth_and_classes(tmp_path: Path) -> None:
+def test_spec_refuses_unknown_depth_but_takes_any_class_count(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="7 conv4"):
         keras_spec_from_h5(_header_file(tmp_path / "a.h5", 7, 19))
-    with pytest.raises(CheckpointError, match="12 classes"):
-        keras_spec_from_h5(_header_file(tmp_path / "b.h5", 6, 12))
+    spec = keras_spec_from_h5(_header_file(tmp_path / "b.h5", 6, 3))  # a transfer-learned 3-class model
+    assert spec.num_classes == 3 and spec.label_set == "generic-3" and spec.name == "pspnet50_generic_3_keras"
+    assert spec.channel_order == "BGR" and spec.stride_on_1x1 and not spec.tf_same_padding
 
 
 # --------------------------------------------------------------------------- strictness
