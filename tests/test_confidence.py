@@ -290,3 +290,40 @@ def test_manifest_rejects_a_confidence_name_that_is_the_labels(confidence_artefa
     (tmp_path / "old.json").write_text(json.dumps(old))
     legacy = load_manifest(tmp_path / "old.json")
     assert legacy.confidence_name is None and legacy.flip is False
+
+
+def test_benchmark_reports_from_a_result(tmp_path: Path) -> None:
+    """benchmarks.confidence's tables and reliability diagram, and the paired ratios of
+    benchmarks.pipeline_runs, from a result of known values (the runs themselves are smoke-run by
+    hand: they time whole pspnet-rt processes)."""
+    from benchmarks.confidence import calibration_rows, cost_rows, write_outputs
+    from benchmarks.pipeline_runs import median_ratio, run_fps
+
+    base = [{"status": "ok", "steady_fps": 10.0, "cpu_ms_per_frame": 100.0},
+            {"status": "ok", "steady_fps": 5.0, "cpu_ms_per_frame": 110.0},
+            {"status": "failed: x"}]
+    mine = [{"status": "ok", "steady_fps": 9.0, "cpu_ms_per_frame": 105.0},
+            {"status": "ok", "steady_fps": 4.75, "cpu_ms_per_frame": 110.0},
+            {"status": "ok", "steady_fps": 1.0, "cpu_ms_per_frame": 1.0}]
+    assert median_ratio(mine, base, run_fps) == pytest.approx(0.925)  # (0.9 + 0.95) / 2; round 3 unpaired
+    assert median_ratio(mine, base, lambda r: r.get("cpu_ms_per_frame")) == pytest.approx(1.025)
+    rel = Reliability()
+    rel.update(np.full((4, 4), 204, np.uint8), np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8))
+    variant = {"status": "ok", "median_fps": 9.0, "fps_ratio_to_baseline": 0.925, "precision_ran": "int8/f32",
+               "median_cpu_ms_per_frame": 105.0, "cpu_ratio_to_baseline": 1.025, "runs": mine, "args": []}
+    from devices.facts import cpu_info
+
+    env = {"cpu": cpu_info(), "libraries": {}, "gpu": None, "load_average": None}  # what the header reads
+    result = {"model": "demo", "backend": "openvino", "precision": "int8", "flip": False,
+              "input_size": [96, 192], "command": "python -m benchmarks.confidence", "environment": env,
+              "cost": {"frames_per_run": 150, "rounds": 3, "sinks": "video", "fps": "steady",
+                       "variants": {"plain": {**variant, "fps_ratio_to_baseline": 1.0}, "conf": variant}},
+              "calibration": [{"precision": "int8", "precision_ran": "int8/f32", "images": 1,
+                               **rel.to_dict()}]}
+    assert cost_rows(result)[1][3:8] == ["9.00", "0.925", "+7.5 %", "105", "1.025"]
+    assert calibration_rows(result)[0][4:7] == ["100.00 %", "80.00 %", "20.00"]  # right, p = 0.8: 20 points
+    write_outputs(result, tmp_path)
+    written = json.loads((tmp_path / "confidence.json").read_text())
+    assert written["calibration"][0]["ece"] == pytest.approx(0.2)
+    assert "| conf |" in (tmp_path / "confidence.md").read_text()
+    assert cv2.imread(str(tmp_path / "confidence.png")) is not None

@@ -229,6 +229,9 @@ def test_confidence_is_served_as_a_second_output(confidence_artefact: Path, trit
             got[tag] = (labels, remote.last_confidence)
     for i, (labels, confidence) in enumerate(expected):
         assert np.array_equal(got[i][0], labels) and np.array_equal(got[i][1], confidence)
+    with connect_backend(triton_server.engine("demo-conf"), timeout=30) as labels_only:  # not asked for
+        assert np.array_equal(labels_only.infer(frames[0]), expected[0][0])
+        assert labels_only.last_confidence is None
     assert main(["--video", "demo", "--demo-frames", "3", "--engine", triton_server.engine("demo-conf"),
                  "--confidence", str(tmp_path / "c")]) == 0
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [f"{i:06d}.png" for i in range(3)]
