@@ -11,6 +11,8 @@ so a device carries only the backend it runs. Extras:
                mcap-ros2-support, foxglove-sdk); docs/ros.md
   export       building artefacts: torch (CPU build: install `torch==2.13.0` from the CPU index
                first), onnx, onnxslim, ONNX Runtime (verification and INT8 quantization)
+  search       `python -m pspnet.search`: Optuna, and psycopg (PostgreSQL) for a study shared by
+               several workers (SQLite needs nothing more)
   test         pytest and friends, Playwright (drives the system chromium; no browser download), and
                tritonclient (the tests run a real Triton server)
 """
@@ -44,6 +46,7 @@ EXPORT = [
 BENCH = ["matplotlib>=3.7", "psutil>=5.9"]
 TRITON = ["tritonclient[grpc]>=2.40"]  # the server itself: scripts/triton-server.sh install (own venv)
 SERVE = ["prometheus_client>=0.20"]  # the HTTP server is the standard library's
+SEARCH = ["optuna>=4.0", "psycopg[binary]>=3.1"]  # Optuna brings SQLAlchemy; psycopg 3 for postgresql://
 # foxglove-sdk 0.30 speaks the Foxglove WebSocket protocol as 'foxglove.sdk.v1' (tests/test_ros.py)
 ROS = ["rosbags>=0.11.9", "mcap>=1.6", "mcap-ros2-support>=0.6", "foxglove-sdk>=0.30,<0.31"]
 # the ROS tests: a Foxglove WebSocket client (websockets) decoding images with protobuf
@@ -72,8 +75,9 @@ setup(
         "ros": ROS,
         "pycuda": ["pycuda>=2024.1"],
         "triton": TRITON,
+        "search": [*SEARCH, *BENCH],
         "test": TEST,
-        "all": [*EXPORT, *OPENVINO, *BENCH, *SERVE, *TEST, *TRITON, *ROS],
+        "all": [*EXPORT, *OPENVINO, *BENCH, *SERVE, *TEST, *TRITON, *ROS, *SEARCH],
     },
     entry_points={"console_scripts": ["pspnet-rt=runtime.cli:main"]},
 )

@@ -4,10 +4,40 @@
 #   chromium  optional: the live-view browser tests drive Debian's chromium headless through
 #             Playwright (never a downloaded browser); if it cannot be installed, only those
 #             tests skip. PSPNET_RT_NO_CHROMIUM=1 leaves it out.
+#   postgresql optional: the search tests start their own PostgreSQL server (initdb/postgres as
+#             an unprivileged user in a temp dir); only the binaries are needed, so no system
+#             cluster is created or started. If it cannot be installed, only that test skips.
+#             PSPNET_RT_NO_POSTGRES=1 leaves it out.
 # Idempotent: does nothing when both are already on PATH, so CI can call it on every run.
 # Needs root (or sudo) and apt; on other systems it says what to install and fails (ffmpeg)
 # or warns (chromium), rather than guessing a package manager.
 set -euo pipefail
+
+# PostgreSQL (optional; warns, never fails): the server binaries only, no cluster, no service.
+install_postgres() {
+  [ "${PSPNET_RT_NO_POSTGRES:-0}" = "1" ] && return 0
+  if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "install-system-deps: postgresql already present"
+    return 0
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "install-system-deps: warning: postgresql is missing and this script needs root; the PostgreSQL search test will skip" >&2; return 0; }
+    sudo="sudo"
+  fi
+  command -v apt-get >/dev/null 2>&1 || { echo "install-system-deps: warning: postgresql is missing and apt-get is not available; the PostgreSQL search test will skip" >&2; return 0; }
+  # Debian's postgresql-common would create and start a 'main' cluster; the tests need neither.
+  $sudo mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.d/pspnet-rt-no-main-cluster.conf >/dev/null
+  if DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 || {
+       DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null 2>&1 &&
+       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1; }; then
+    echo "install-system-deps: installed postgresql ($(ls -d /usr/lib/postgresql/*/bin | tail -n 1))"
+  else
+    echo "install-system-deps: warning: apt-get install postgresql failed; the PostgreSQL search test will skip" >&2
+  fi
+}
+install_postgres
 
 have_ffmpeg() { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; }
 have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }

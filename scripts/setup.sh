@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up pspnet-rt in ./.venv on a CPU machine without pulling a multi-GB CUDA torch.
 #   bash scripts/setup.sh          runtime + OpenVINO + ONNX Runtime + export (torch CPU build) + test tools
+#                                  + search (Optuna, psycopg)
 # Idempotent: a second run only checks. Needs python3 (3.10+) with venv; as root it also
 # installs ffmpeg (H.264 output and the stream tests) and, optionally, chromium (the live-view
 # browser tests) through scripts/install-system-deps.sh.
@@ -24,7 +25,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 # torch is now satisfied, so this only adds its small pure-Python dependencies. The CPU backends
 # (OpenVINO, ONNX Runtime) are extras: the tests and the README's main command use both.
-"${PIP[@]}" install -e ".[export,openvino,onnxruntime,test]"
+"${PIP[@]}" install -e ".[export,openvino,onnxruntime,test,search]"
 
 if [ "$(id -u)" = "0" ] && [ -x scripts/install-system-deps.sh ]; then
   bash scripts/install-system-deps.sh || echo "warning: ffmpeg could not be installed; H.264 output and stream tests will be skipped" >&2

@@ -21,7 +21,7 @@ import numpy as np
 from segdata.frames import IMAGE_SUFFIXES, FrameError, read_image, to_bgr8
 from segdata.labels import ade20k_to_train, cityscapes_labelids_to_trainids, voc_palette
 
-LAYOUTS = ("cityscapes", "kitti", "ade20k", "voc", "synthetic")
+LAYOUTS = ("cityscapes", "kitti", "kitti-road", "kitti-road-binary", "ade20k", "voc", "synthetic")
 _SHOW = 5  # how many example names an error message lists
 
 
@@ -41,6 +41,15 @@ class SegDataset:
 
     label_set: str = "cityscapes"
     description: str = ""
+    notes: tuple[str, ...] = ()  # what the loader left out on purpose, for the user to read
+
+    def group_of(self, name: str) -> str:
+        """A sample's stratum for hold-out splits (KITTI road: um/umm/uu); one stratum by default."""
+        return ""
+
+    def name_of(self, i: int) -> str:
+        """Sample i's name; loaders that know names without decoding the sample override this."""
+        return self[i].name
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -81,6 +90,9 @@ class FileDataset(SegDataset):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def name_of(self, i: int) -> str:
+        return self.pairs[self._index(i)][0]
 
     def __getitem__(self, i: int) -> Sample:
         name, img_path, lab_path = self.pairs[self._index(i)]
@@ -283,8 +295,17 @@ def _voc(root: Path, split: str) -> FileDataset:
     return FileDataset(pairs, "voc2012", _voc_label, f"voc:{root} [{where}]", color_labels=True)
 
 
+def _kitti_road(label_set: str) -> Callable[[Path, str], FileDataset]:
+    def load(root: Path, split: str) -> FileDataset:
+        from segdata.kitti_road import open_data_road
+
+        return open_data_road(root, split, label_set)
+    return load
+
+
 _LOADERS: dict[str, Callable[[Path, str], FileDataset]] = {
     "cityscapes": _cityscapes, "kitti": _kitti, "ade20k": _ade20k, "voc": _voc,
+    "kitti-road": _kitti_road("kitti-road"), "kitti-road-binary": _kitti_road("kitti-road-binary"),
 }
 
 
@@ -294,6 +315,10 @@ def detect_layout(root: Path) -> str:
         raise DatasetError(f"data folder {root} does not exist")
     if (root / "leftImg8bit").is_dir() or (root / "gtFine").is_dir():
         return "cityscapes"
+    from segdata.kitti_road import data_road_root
+
+    if data_road_root(root) is not None:
+        return "kitti-road"
     if (root / "training" / "image_2").is_dir() or (root / "testing" / "image_2").is_dir():
         return "kitti"
     ade = root / "ADEChallengeData2016" if (root / "ADEChallengeData2016").is_dir() else root
@@ -307,9 +332,11 @@ def detect_layout(root: Path) -> str:
         f"cannot tell the data-set layout of {root} (it holds {have}); expected one of: "
         "cityscapes (leftImg8bit/<split>/<city>/*_leftImg8bit.png + gtFine/<split>/<city>/"
         "*_gtFine_labelIds.png), kitti (training/image_2/*.png + training/semantic/*.png), "
+        "kitti-road (data_road: training/image_2/um_000000.png + training/gt_image_2/um_road_000000.png), "
         "ade20k (ADEChallengeData2016/images/{training,validation}/*.jpg + annotations/.../*.png), "
         "voc (JPEGImages/*.jpg + SegmentationClass/*.png); or name it: cityscapes:/path, kitti:/path, "
-        "ade20k:/path, voc:/path, synthetic[:split][:N][@HxW]")
+        "kitti-road:/path, kitti-road-binary:/path, ade20k:/path, voc:/path, synthetic[:split][:N][@HxW], "
+        "or a split list written by --val-split (SPLIT/val.txt)")
 
 
 # ----------------------------------------------------------------------------------- synthetic
@@ -331,12 +358,15 @@ class SyntheticDataset(SegDataset):
     def __len__(self) -> int:
         return len(self.seeds)
 
+    def name_of(self, i: int) -> str:
+        return f"synthetic_{self.split}_{self.seeds[self._index(i)]}"
+
     def __getitem__(self, i: int) -> Sample:
         from segdata.synthetic import render_scene
 
         seed = self.seeds[self._index(i)]
         image, label = render_scene(seed, self.height, self.width)
-        return Sample(f"synthetic_{self.split}_{seed}", image, label)
+        return Sample(self.name_of(i), image, label)
 
 
 _SYN = re.compile(r"^synthetic(?::(?P<split>[a-z]+))?(?::(?P<n>\d+))?(?:@(?P<h>\d+)x(?P<w>\d+))?$")
@@ -357,10 +387,11 @@ def _synthetic(spec: str, split: str, limit: int | None) -> SyntheticDataset:
 
 
 class _Limited(SegDataset):
-    def __init__(self, base: FileDataset, limit: int) -> None:
+    def __init__(self, base: SegDataset, limit: int) -> None:
         self.base = base
         self.n = min(limit, len(base))
         self.label_set = base.label_set
+        self.notes = base.notes
         self.description = f"{base.description} first {self.n}"
 
     def __len__(self) -> int:
@@ -368,6 +399,12 @@ class _Limited(SegDataset):
 
     def __getitem__(self, i: int) -> Sample:
         return self.base[self._index(i)]
+
+    def group_of(self, name: str) -> str:
+        return self.base.group_of(name)
+
+    def name_of(self, i: int) -> str:
+        return self.base.name_of(self._index(i))
 
 
 def open_dataset(source: str, split: str = "val", limit: int | None = None) -> SegDataset:
@@ -377,6 +414,11 @@ def open_dataset(source: str, split: str = "val", limit: int | None = None) -> S
     source = str(source)
     if source == "synthetic" or source.startswith(("synthetic:", "synthetic@")):
         return _synthetic(source, split, limit)
+    from segdata.split import is_split_list, open_split_list
+
+    if is_split_list(source):
+        ds = open_split_list(source)
+        return ds if limit is None or limit >= len(ds) else _Limited(ds, limit)
     layout, _, rest = source.partition(":")
     if rest and layout in _LOADERS:
         root = Path(rest).expanduser()
@@ -396,6 +438,10 @@ def is_dataset_source(source: str) -> bool:
         return True
     layout, _, rest = source.partition(":")
     if rest and layout in _LOADERS:
+        return True
+    from segdata.split import is_split_list
+
+    if is_split_list(source):
         return True
     path = Path(source).expanduser()
     if not path.is_dir():

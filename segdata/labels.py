@@ -69,10 +69,28 @@ def voc_palette(n: int) -> tuple[tuple[int, int, int], ...]:
 VOC_PALETTE = voc_palette(len(VOC_CLASSES))
 ADE20K_PALETTE = voc_palette(len(ADE20K_CLASSES) + 1)[1:]  # skip black, which reads as 'none'
 
+# KITTI road (data_road): ground truth is colour-coded, magenta road, red not road, black
+# outside the annotated area. "kitti-road" is the KITTI fork's mapping (black, red, magenta ->
+# 0, 1, 2: three trained classes); "kitti-road-binary" is the benchmark's view (black is
+# ignored, as the KITTI devkit does: valid = red channel > 0). The palettes are the ground
+# truth's own colours, so a colourised prediction reads like a gt_image_2 file.
+KITTI_ROAD_BLACK, KITTI_ROAD_RED, KITTI_ROAD_MAGENTA = (0, 0, 0), (255, 0, 0), (255, 0, 255)  # RGB
+KITTI_ROAD_CLASSES: tuple[str, ...] = ("outside", "not road", "road")
+KITTI_ROAD_PALETTE = (KITTI_ROAD_BLACK, KITTI_ROAD_RED, KITTI_ROAD_MAGENTA)
+KITTI_ROAD_BINARY_CLASSES: tuple[str, ...] = ("not road", "road")
+KITTI_ROAD_BINARY_PALETTE = (KITTI_ROAD_RED, KITTI_ROAD_MAGENTA)
+# ground-truth colour (RGB) -> training id, per label set
+KITTI_ROAD_COLOR_IDS: dict[str, dict[tuple[int, int, int], int]] = {
+    "kitti-road": {KITTI_ROAD_BLACK: 0, KITTI_ROAD_RED: 1, KITTI_ROAD_MAGENTA: 2},
+    "kitti-road-binary": {KITTI_ROAD_BLACK: IGNORE_INDEX, KITTI_ROAD_RED: 0, KITTI_ROAD_MAGENTA: 1},
+}
+
 LABEL_SETS: dict[str, tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]] = {
     "cityscapes": (CITYSCAPES_CLASSES, CITYSCAPES_PALETTE),
     "voc2012": (VOC_CLASSES, VOC_PALETTE),
     "ade20k": (ADE20K_CLASSES, ADE20K_PALETTE),
+    "kitti-road": (KITTI_ROAD_CLASSES, KITTI_ROAD_PALETTE),
+    "kitti-road-binary": (KITTI_ROAD_BINARY_CLASSES, KITTI_ROAD_BINARY_PALETTE),
 }
 
 
@@ -108,3 +126,28 @@ def palette_lut_bgr(palette: np.ndarray | tuple, ignore_color: tuple[int, int, i
     pal = np.asarray(palette, np.uint8).reshape(-1, 3)
     lut[: len(pal)] = pal[:, ::-1]
     return lut
+
+
+def kitti_road_colors_to_ids(bgr: np.ndarray, label_set: str) -> tuple[np.ndarray, dict]:
+    """A data_road gt_image_2 image (as cv2 reads it, BGR) -> training ids of `label_set`.
+
+    Returns the ids and a summary of pixels whose colour is none of black, red, magenta
+    ({"pixels": n, "colours": [(r, g, b), ...]}; empty when every pixel is one of them): the
+    caller refuses such a file rather than guess what the colour meant.
+    """
+    table = KITTI_ROAD_COLOR_IDS[label_set]
+    b = bgr[:, :, 0].astype(np.int32)
+    g = bgr[:, :, 1].astype(np.int32)
+    r = bgr[:, :, 2].astype(np.int32)
+    code = (r << 16) | (g << 8) | b
+    out = np.full(code.shape, IGNORE_INDEX, np.uint8)
+    known = np.zeros(code.shape, bool)
+    for (cr, cg, cb), train_id in table.items():
+        hit = code == ((cr << 16) | (cg << 8) | cb)
+        out[hit] = train_id
+        known |= hit
+    if known.all():
+        return out, {}
+    strange = np.unique(code[~known])
+    colours = [(int(c >> 16), int((c >> 8) & 255), int(c & 255)) for c in strange[:3]]
+    return out, {"pixels": int((~known).sum()), "colours": colours, "kinds": int(strange.size)}

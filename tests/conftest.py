@@ -56,3 +56,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for mark in ("gpu", "cuda"):
             if mark in item.keywords and absent[mark]:
                 item.add_marker(pytest.mark.skip(reason=reasons[mark]))
+
+
+@pytest.fixture(scope="session")
+def tiny_data_road(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SYNTHETIC KITTI road data_road folder (10 training + 2 testing images at about 32x96)."""
+    from segdata.kitti_road_synth import write_data_road
+
+    return write_data_road(tmp_path_factory.mktemp("kitti_road"), n_train=10, n_test=2, height=32, width=96)

@@ -1,0 +1,1 @@
+"""`python -m pspnet.search`: hyper-parameter search over pspnet.train with Optuna (see cli.py)."""

@@ -1,0 +1,3 @@
+from pspnet.search.cli import main
+
+raise SystemExit(main())
