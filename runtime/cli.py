@@ -25,7 +25,7 @@ examples:
   pspnet-rt --video cam0 --engine model.engine --show
       a V4L2 camera (/dev/video0) on TensorRT; stale frames are dropped, never queued
   pspnet-rt --video 'frames/*.png' --engine m.json --visualize side-by-side --output sbs.mp4
-  pspnet-rt --video drive.mp4 --engine m-conf.json --confidence conf/ --visualize confidence \
+  pspnet-rt --video drive.mp4 --engine m-conf.json --confidence conf/ --visualize confidence \\
             --output heat.mp4
       an artefact built with `python -m build_engine --confidence`: per frame an 8-bit PNG of
       the max softmax probability (255 = 1.0, resized like the masks), and a heat-map video
