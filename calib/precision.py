@@ -163,17 +163,16 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
 def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
           fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str],
           ranges_base: Path | None = None) -> PrecisionResult:
-    from calib.graph_parts import final_classifier, quantized_blocks, unquantized_graph_options
+    from calib.graph_parts import head_convs, quantized_blocks, unquantized_graph_options
     from calib.qdq_placement import default_placement, describe
     from calib.quantize import preprocess, quantize_int8
 
     pre = preprocess(base, work / "int8_pre.onnx")
     graph = onnx.load(str(pre))
     exclude: list[str] = []
-    cls = final_classifier(graph)
-    if cls is not None and not options.quantize_classifier:
-        exclude.append(cls.name)
-    exclude += unquantized_graph_options(graph)  # --flip's batch Concat, nothing in a plain graph
+    if not options.quantize_classifier:  # the final classifier (with --flip, each branch's)
+        exclude += [conv.name for conv in head_convs(graph)]
+    exclude += unquantized_graph_options(graph)  # --flip's average, the confidence tail; none if plain
     cache, provenance = calibration_ranges(ranges_base or base, pre, graph, options, spec, evalset,
                                            cache_dir, work)
     placement = options.qdq_placement or default_placement(gate_backend)

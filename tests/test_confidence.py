@@ -130,10 +130,9 @@ def test_manifest_and_graph_of_a_confidence_flip_artefact(confidence_artefact: P
     assert m.verification["tensorrt_graph_rules"]["result"] == "pass"
     assert check_file(m.model_path) == []
     graph = onnx.load(str(m.model_path)).graph
-    first_conv = next(n for n in graph.node if n.op_type == "Conv")
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in onnx.shape_inference.infer_shapes(onnx.load(str(m.model_path))).graph.value_info}
-    assert shapes[first_conv.input[0]][0] == 2  # --flip: the image and its mirror as one batch
+    weights = [n.input[1] for n in graph.node if n.op_type == "Conv"]
+    # --flip: the network twice (the image, its mirror), on one set of weights
+    assert len(weights) == 2 * len(set(weights)) and all(weights.count(w) == 2 for w in weights)
     assert [o.name for o in graph.output] == [LABELS_NAME, CONFIDENCE_NAME]
 
 
@@ -193,7 +192,7 @@ def test_gate_reports_the_confidence_error(confidence_artefact: Path, tmp_path: 
 
 def test_int8_leaves_the_flip_and_confidence_nodes_in_float(confidence_artefact: Path,
                                                             tmp_path: Path) -> None:
-    from calib.graph_parts import final_classifier, unquantized_graph_options
+    from calib.graph_parts import head_convs, unquantized_graph_options
     from calib.quantize import preprocess, quantize_int8
     from calib.sources import load_frames
 
@@ -201,16 +200,17 @@ def test_int8_leaves_the_flip_and_confidence_nodes_in_float(confidence_artefact:
     graph = onnx.load(str(pre))
     kept = unquantized_graph_options(graph)
     ops = {n.name: n.op_type for n in graph.graph.node}
-    # flip's batch and average, the tail's +0.5
-    assert sorted(ops[k] for k in kept) == ["Add", "Add", "Concat"]
+    assert sorted(ops[k] for k in kept) == ["Add", "Add"]  # flip's average, the tail's +0.5
+    heads = [conv.name for conv in head_convs(graph)]
+    assert len(heads) == 2  # both branches' classifiers stay float
     frames = load_frames("synthetic:calib:2", 2, H, W).frames
     out = quantize_int8(pre, tmp_path / "int8.onnx", frames, "minmax",
-                        [final_classifier(graph).name, *kept], tmp_path / "r.calib")
+                        [*heads, *kept], tmp_path / "r.calib")
     assert check_file(out) == []
     model = onnx.load(str(out))
     made_by = {o: n for n in model.graph.node for o in n.output}
     for node in model.graph.node:
-        if node.name.startswith("confidence_tail/") or node.name in kept:
+        if node.name.startswith("confidence_tail/") or node.name in kept or node.name in heads:
             assert all(made_by.get(i) is None or made_by[i].op_type != "DequantizeLinear" for i in node.input)
 
 
