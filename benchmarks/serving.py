@@ -153,13 +153,13 @@ class _Preloaded:
 
 def run_streams(backend: Any, frames: list[np.ndarray], n_streams: int) -> dict[str, Any]:
     """N streams of the same frames through runtime.streams' shared inference, no sinks."""
-    from runtime.pipeline import Outputs
-    from runtime.streams import SharedInference, merge_stats
+    from runtime.pipeline import Outputs, SharedInference
+    from runtime.streams import merge_stats
 
     stop = threading.Event()
     shared = SharedInference(backend, stop)
     for i in range(n_streams):
-        shared.add(str(i), _Preloaded(frames), Outputs(), None)
+        shared.add(_Preloaded(frames), Outputs(), None, str(i))
     t0 = time.perf_counter()
     shared.start()
     shared.wait()

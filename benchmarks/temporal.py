@@ -1,6 +1,6 @@
 """`python -m benchmarks.temporal`: what video-aware inference buys (FPS) and costs (mIoU).
 
-Every mode runs the real threaded pipeline (`runtime.pipeline.Pipeline`, the code behind
+Every mode runs the real threaded pipeline (`runtime.pipeline`, the code behind
 `pspnet-rt`) on synthetic street clips whose every frame has exact labels, with the INT8
 OpenVINO artefact of the demo model as the key-frame engine. One run gives, per clip and mode,
 the masks the pipeline wrote (scored against the ground truth) and its FPS, so accuracy and
@@ -167,16 +167,15 @@ class _MemoryStats:
 
 def run_pipeline(images: list[np.ndarray], backend: Any, pace_fps: float | None = None) -> dict[str, Any]:
     """One pass of the real pipeline; FPS over the whole pass (filling included)."""
-    from runtime.pipeline import Outputs, Pipeline
-    from runtime.stats import RunStats
+    from runtime.pipeline import Outputs, SharedInference
 
     masks, records = _MemoryMasks(len(images)), _MemoryStats()
-    stats = RunStats()
     source = _MemorySource(images, pace_fps)
-    pipeline = Pipeline(source, backend, Outputs(masks=masks, stats=records), None, stats)
-    pipeline.run()
-    if pipeline.errors:
-        stage, exc = pipeline.errors[0]
+    inference = SharedInference(backend)
+    stats = inference.add(source, Outputs(masks=masks, stats=records), None).stats
+    inference.run()
+    if inference.failures():
+        stage, exc = inference.failures()[0]
         raise BenchmarkError(f"pipeline {stage} stage failed: {type(exc).__name__}: {exc}")
     if not source.live and any(m is None for m in masks.masks):
         raise BenchmarkError("the pipeline lost frames")
@@ -504,7 +503,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                    "clips": [c.name for c in clips], "tuning": args.tune,
                    "defaults": {"threshold": DEFAULT_THRESHOLD, "max_interval": DEFAULT_MAX_INTERVAL,
                                 "flow_scale": DEFAULT_FLOW_SCALE, "direction": "both (files)"},
-                   "pipeline": "runtime.pipeline.Pipeline: capture from memory, pre, inference, post, "
+                   "pipeline": "runtime.pipeline: capture from memory, pre, inference, post, "
                                "class list, masks and stats kept in memory (no PNG or video encoding)"},
         "environment": env}
     with LoadMonitor() as load:

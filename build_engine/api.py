@@ -1,7 +1,8 @@
 """`build_artefact`: model -> verified fused ONNX -> precision -> backend artefact + manifest.
 
 A build is a chain of steps that take and return values, so each can be run and looked at
-on its own (`python -m build_engine --stop-after STEP` keeps that step's output):
+on its own (`python -m build_engine --stop-after STEP` keeps that step's output). The steps are
+one ordered table, `STEP_TABLE`, that a build, `--stop-after` and `--precision auto` all walk:
 
     export    PyTorch -> fused ONNX (labels + logits)                   Exported
     slim      onnxslim clean-up                                          Slimmed
@@ -17,6 +18,11 @@ in under hashed names, then the manifest, then the old files out), whatever stop
 
 Whole builds are cached by a key of all their inputs (weights hash, spec, size, precision,
 backend, calibration settings, tool versions): a second identical build returns at once.
+
+What differs per backend (file extension, compiler, graph rules, Q/DQ placement, the gate) is
+its compiler, build_engine/compilers/, looked up once. `build(options)` is the entry point:
+one precision is one `Builder`; `--precision auto` (build_engine/auto.py says which candidates,
+in which order) drives a Builder per candidate through its public steps, from above it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +51,7 @@ from artefact.manifest import (
     load_manifest,
 )
 from build_engine import commit, environment
+from build_engine.compilers import compiler_for
 from build_engine.errors import BuildError
 from build_engine.verify import (
     CONFIDENCE_MAX_LEVELS,
@@ -55,7 +62,6 @@ from build_engine.verify import (
     verification_frames,
 )
 from calib.options import PrecisionOptions
-from calib.qdq_placement import default_placement
 from clikit import UsageError
 
 if TYPE_CHECKING:
@@ -71,8 +77,6 @@ log = logging.getLogger(__name__)
 CODE_VERSION = "7"
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = cache_root() / "artefacts"
-EXTENSIONS = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
-STEPS = ("export", "slim", "verify", "quantize", "tile", "compile")
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class BuildOptions(PrecisionOptions):
     workspace_mb: int = 1024
     verify_frames: int = 4
     command: str | None = None
-    stop_after: str | None = None  # one of STEPS: keep that step's output, write no manifest
+    stop_after: str | None = None  # a step's name (STEPS): keep that step's output, write no manifest
     classes: str | None = None  # a label-set file or built-in name (segdata.label_sets.load_label_set)
     mean: tuple[float, float, float] | None = None  # in the model's channel order; None: the spec's
     std: tuple[float, float, float] | None = None
@@ -153,7 +157,16 @@ def build_artefact(model: str = "demo", precision: str = "auto", backend: str = 
     options = BuildOptions(model=model, precision=precision, backend=backend,
                            input_size=tuple(input_size) if input_size else None,
                            output=str(output) if output else None, force=force, **kwargs)
-    return Builder(options).run()
+    return build(options)
+
+
+def build(options: BuildOptions) -> Path:
+    """What `python -m build_engine` does: the manifest's path (or, with stop_after, the kept
+    output of that step). `--precision auto` builds the fastest candidate that passes its gate."""
+    builder = Builder(options)
+    if options.precision == "auto" and not options.stop_after:
+        return choose(builder)
+    return builder.run()
 
 
 class Builder:
@@ -177,6 +190,7 @@ class Builder:
                 if source:
                     check_source(source, flag)
         self.backend = environment.resolve_backend(options.backend)
+        self.compiler = compiler_for(self.backend)  # all the build knows about the backend
         self.spec = _spec_from_weights(self.found_weights) if options.model == "demo" else None
         self.spec = self.spec or get_spec(options.model)
         if options.input_size:
@@ -191,6 +205,10 @@ class Builder:
         graph = "".join(s for s, on in (("-flip", options.flip), ("-conf", options.confidence)) if on)
         self.name = f"{self.spec.name}{variant}-{size}-{tag}-{self.backend}{graph}"
         self.manifest_path = self.output / f"{self.name}.json"
+
+    def with_precision(self, precision: str) -> Builder:
+        """The same build at another precision (a `--precision auto` candidate)."""
+        return Builder(dataclasses.replace(self.options, precision=precision))
 
     # -- cache ---------------------------------------------------------------------------
     def weights_file(self) -> Path | None:
@@ -224,10 +242,9 @@ class Builder:
             if self.options.quantize_classifier:
                 parts["calib"].append("quantize_classifier")
             # the resolved placement, so a change of a backend's default is never served from cache
-            placement = self.options.qdq_placement or default_placement(self.backend)
+            placement = self.options.qdq_placement or self.compiler.qdq_placement
             parts["calib"].append(f"placement={placement}")
-        if self.backend == "tensorrt":
-            parts["trt"] = self.options.workspace_mb
+        parts.update(self.compiler.cache_key_parts(self.options))
         return cache_key(parts)
 
     def cached(self, key: str) -> Path | None:
@@ -243,42 +260,52 @@ class Builder:
 
     # -- the build -----------------------------------------------------------------------
     def run(self) -> Path:
-        """The manifest's path (or, with stop_after, the kept output of that step)."""
+        """The manifest's path (or, with stop_after, the kept output of that step) of this one
+        precision; `build(options)` is the entry point that also takes precision auto."""
         if self.options.stop_after:
             return self.run_until(self.options.stop_after)
         if self.options.precision == "auto":
-            from build_engine.auto import choose
-
-            return choose(self)
+            raise ValueError("precision auto chooses among builds of several precisions: "
+                             "call build_engine.api.build(options)")
         key = self.key()
         hit = self.cached(key)
         if hit is not None:
             log.info("cache hit: %s", hit)
             return hit
         started = time.perf_counter()
-        with self._work() as work, self._progress(len(STEPS)) as step:
+        with self.working(len(STEP_TABLE)) as (work, step):
             hit = self.cached(key)  # built by the build we waited for
             if hit is not None:
                 return hit
             manifest, compiled = self.build(work, key, step)
             return self.commit(manifest, compiled, started, step.seconds)
 
+    def walk(self, steps: tuple[Step, ...], values: dict[str, Any], bar: StepBar) -> dict[str, Any]:
+        """Run `steps` in order, each on the values of the steps it takes; `values` gains theirs."""
+        for step in steps:
+            args = [values[name] for name in step.takes]
+            values[step.name] = bar(self.label(step), getattr(self, step.name), *args)
+        return values
+
+    def label(self, step: Step) -> str:
+        """A step as the progress bar and `build.step_seconds` name it."""
+        names = {"quantize": self.options.precision, "compile": f"compile {self.backend}"}
+        return names.get(step.name, step.name)
+
     def front(self, work: Path, step: StepBar) -> Front:
         """export -> slim -> verify: what every precision of this model starts from."""
-        exported = step("export", self.export, work)
-        slimmed = step("slim", self.slim, exported, work)
-        verified = step("verify", self.verify, exported, slimmed)
-        return Front(exported, slimmed, verified)
+        values = self.walk(SHARED_STEPS, {"work": work}, step)
+        return Front(values["export"], values["slim"], values["verify"])
 
     def build(self, work: Path, key: str, step: StepBar, front: Front | None = None
               ) -> tuple[Manifest, Compiled]:
         """Every step up to the manifest (not yet written; the model files still in `work`);
         `front` when another precision of the same model has run export/slim/verify already."""
         front = front or self.front(work, step)
-        precision = step(self.options.precision, self.quantize, front.verified, work)
-        tiled = step("tile", self.tile, precision, work)
-        compiled = step(f"compile {self.backend}", self.compile, tiled.precision, front.verified, work)
-        return self.manifest(key, front.exported, front.slimmed, front.verified, tiled, compiled), compiled
+        values = self.walk(PRECISION_STEPS, {"work": work, "export": front.exported, "slim": front.slimmed,
+                                             "verify": front.verified}, step)
+        return self.manifest(key, front.exported, front.slimmed, front.verified, values["tile"],
+                             values["compile"]), values["compile"]
 
     def commit(self, manifest: Manifest, compiled: Compiled, started: float, steps: dict[str, float]) -> Path:
         """Model files in under names that carry their hash (so they never overwrite what the old
@@ -304,34 +331,10 @@ class Builder:
     def run_until(self, last: str) -> Path:
         """Run the steps up to `last`, keep its output in the output folder (never the artefact's
         own names, so an artefact there is left alone) and return the kept file's path."""
-        def kept(suffix: str) -> Path:
-            return self.output / f"{self.name}.{last}{suffix}"
-
-        with self._work() as work, self._progress(STEPS.index(last) + 1) as step:
-            exported = step("export", self.export, work)
-            if last == "export":
-                return _keep(exported.onnx, kept(".onnx"))
-            slimmed = step("slim", self.slim, exported, work)
-            if last == "slim":
-                return _keep(slimmed.onnx, kept(".onnx"))
-            verified = step("verify", self.verify, exported, slimmed)
-            if last == "verify":
-                report = {"onnx": str(_keep(verified.onnx, kept(".onnx"))),
-                          "onnx_vs_torch": verified.agreement.to_dict()}
-                atomic_write_json(kept(".json"), report)
-                return kept(".json")
-            precision = step(self.options.precision, self.quantize, verified, work)
-            if last == "quantize":
-                atomic_write_json(kept(".json"), {"calibration": precision.calibration,
-                                                  "accuracy": precision.accuracy})
-                return _keep(precision.onnx_path, kept(".onnx"))
-            tiled = step("tile", self.tile, precision, work)
-            if last == "tile":
-                atomic_write_json(kept(".json"), tiled.plan)
-                return _keep(tiled.precision.onnx_path, kept(".onnx"))
-            compiled = step(f"compile {self.backend}", self.compile, tiled.precision, verified, work,
-                            kept(EXTENSIONS[self.backend]))
-            return compiled.model_path
+        steps = STEP_TABLE[: STEPS.index(last) + 1]
+        with self.working(len(steps)) as (work, bar):
+            values = self.walk(steps, {"work": work}, bar)
+            return steps[-1].keep(values[last], lambda suffix: self.output / f"{self.name}.{last}{suffix}")
 
     # -- the steps -----------------------------------------------------------------------
     def export(self, work: Path) -> Exported:
@@ -391,7 +394,7 @@ class Builder:
         outputs = [LABELS_NAME] + [LOGITS_NAME] * self.options.with_logits \
             + [CONFIDENCE_NAME] * self.options.confidence
         return apply_precision(verified.onnx, work, self.options, self.spec, outputs,
-                               self.output / "calibration", self.backend)
+                               self.output / "calibration", self.compiler)
 
     def tile(self, precision: PrecisionResult, work: Path) -> Tiled:
         """The labels tail (resize to the input size + ArgMax) in row tiles where the full-size
@@ -426,52 +429,23 @@ class Builder:
                    f"({plan.tile_mb} MB of logits each, not {plan.logits_mb} MB at once)", file=sys.stderr)
         return Tiled(dataclasses.replace(precision, onnx_path=path), plan.to_dict())
 
-    def compile(self, precision: PrecisionResult, verified: Verified, work: Path,
-                target: Path | None = None) -> Compiled:
+    def compile(self, tiled: Tiled, verified: Verified, work: Path, target: Path | None = None) -> Compiled:
         """Write the backend's model file atomically (at `target`, default in the work folder, whence
-        the commit moves it in), then run it against PyTorch where this machine can."""
-        target = target or work / f"model{EXTENSIONS[self.backend]}"
-        facts: dict[str, Any] = {}
-        companions: dict[str, str] = {}
-        graph_rules = self._graph_rules(precision.onnx_path)
-        if self.backend == "onnxruntime":
-            with atomic_path(target) as tmp:
-                shutil.copyfile(precision.onnx_path, tmp)
-        elif self.backend == "openvino":
-            from build_engine.openvino_compile import onnx_to_ir
-
-            _, bin_path = onnx_to_ir(precision.onnx_path, target)
-            companions = {bin_path.name: sha256_file(bin_path)}
-        else:
-            from build_engine.tensorrt_builder import TensorRTOptions, build_engine
-            from devices import device_info
-
-            options = TensorRTOptions(workspace_mb=self.options.workspace_mb,
-                                      timing_cache=self.output / "timing.cache")
-            facts = build_engine(precision.onnx_path, target, options)
-            facts["gpu"] = device_info()
+        the commit moves it in; its compiler, build_engine/compilers/), then run it against
+        PyTorch where this machine can."""
+        onnx_path = tiled.precision.onnx_path
+        target = target or work / f"model{self.compiler.extension}"
+        graph_rules = self.compiler.graph_rules(onnx_path)
+        written = self.compiler.compile(onnx_path, target, self.options, self.output)
         agreement = self._run_compiled(target, verified)
-        return Compiled(target, companions, agreement, facts, graph_rules)
-
-    def _graph_rules(self, onnx_path: Path) -> dict[str, Any]:
-        """TensorRT's parser rules on the final ONNX, offline: a TensorRT build stops here on a
-        violation; other backends record it (their ONNX is the graph TensorRT would get)."""
-        from build_engine.tensorrt_rules import check_file, record, require_pass
-
-        if self.backend == "tensorrt":
-            return require_pass(onnx_path)
-        result = record(check_file(onnx_path))
-        if result["violations"]:
-            log.warning("this graph would not parse on TensorRT: %s", result["first"][0])
-        return result
+        return Compiled(target, written.companions, agreement, written.facts, graph_rules)
 
     def _run_compiled(self, model_path: Path, verified: Verified) -> Agreement | None:
-        """The written file on its backend vs PyTorch FP32 (not TensorRT without a GPU here)."""
-        if self.backend == "tensorrt":
-            return None  # verified by the gpu-marked tests and the runtime's first frames
-        from runtime.backends import open_runner
-
-        with open_runner(self.backend, model_path, self.options.precision) as run:
+        """The written file on its backend vs PyTorch FP32 (None where it cannot run here)."""
+        run = self.compiler.open_compiled(model_path, self.options.precision)
+        if run is None:
+            return None
+        with run:
             agreement = compare(verified.reference, [run.predict(f) for f in verified.frames])
             if self.options.confidence:
                 agreement.confidence = confidence_vs_logits(run, verified.frames, verified.reference)
@@ -521,6 +495,13 @@ class Builder:
         )
 
     # -- plumbing ------------------------------------------------------------------------
+    @contextmanager
+    def working(self, steps: int) -> Iterator[tuple[Path, StepBar]]:
+        """The work folder (locked, removed on every way out) and a progress bar of `steps` ticks:
+        what a build, `--stop-after` and `--precision auto` run their steps in."""
+        with self._work() as work, self._progress(steps) as bar:
+            yield work, bar
+
     @contextmanager
     def _work(self) -> Iterator[Path]:
         """A work folder inside the output folder (same file system, so renames are atomic),
@@ -655,3 +636,105 @@ def _keep(src: Path, dst: Path) -> Path:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
     return dst
+
+
+# -- the steps, in order --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """One build step: the Builder method of the same name, the earlier values it takes ("work"
+    is the work folder), and what `--stop-after` keeps of its value (given a path maker)."""
+
+    name: str
+    takes: tuple[str, ...]
+    keep: Callable[[Any, Callable[[str], Path]], Path]
+    shared: bool = False  # the same for every precision of one model: auto runs it once
+
+
+def _keep_onnx(value: Any, kept: Callable[[str], Path]) -> Path:
+    return _keep(value.onnx, kept(".onnx"))
+
+
+def _keep_verified(value: Verified, kept: Callable[[str], Path]) -> Path:
+    report = {"onnx": str(_keep(value.onnx, kept(".onnx"))), "onnx_vs_torch": value.agreement.to_dict()}
+    atomic_write_json(kept(".json"), report)
+    return kept(".json")
+
+
+def _keep_quantized(value: PrecisionResult, kept: Callable[[str], Path]) -> Path:
+    atomic_write_json(kept(".json"), {"calibration": value.calibration, "accuracy": value.accuracy})
+    return _keep(value.onnx_path, kept(".onnx"))
+
+
+def _keep_tiled(value: Tiled, kept: Callable[[str], Path]) -> Path:
+    atomic_write_json(kept(".json"), value.plan)
+    return _keep(value.precision.onnx_path, kept(".onnx"))
+
+
+def _keep_compiled(value: Compiled, kept: Callable[[str], Path]) -> Path:
+    """The model file and its companions (OpenVINO's .bin), named as the kept model file."""
+    for name in value.companions:
+        _keep(value.model_path.parent / name, kept(Path(name).suffix))
+    return _keep(value.model_path, kept(value.model_path.suffix))
+
+
+STEP_TABLE: tuple[Step, ...] = (
+    Step("export", ("work",), _keep_onnx, shared=True),
+    Step("slim", ("export", "work"), _keep_onnx, shared=True),
+    Step("verify", ("export", "slim"), _keep_verified, shared=True),
+    Step("quantize", ("verify", "work"), _keep_quantized),
+    Step("tile", ("quantize", "work"), _keep_tiled),
+    Step("compile", ("tile", "verify", "work"), _keep_compiled),
+)
+STEPS = tuple(step.name for step in STEP_TABLE)  # --stop-after's choices
+SHARED_STEPS = tuple(step for step in STEP_TABLE if step.shared)
+PRECISION_STEPS = tuple(step for step in STEP_TABLE if not step.shared)
+
+
+# -- --precision auto: one Builder per candidate, from above ---------------------------------
+def choose(builder: Builder) -> Path:
+    """Build (or find) the fastest artefact that passes its gate; its manifest's path. The
+    candidates and the words are build_engine.auto's; export, slim and verify run once."""
+    from build_engine import auto
+    from calib.precision import GateFailed
+
+    started = time.perf_counter()
+    order = auto.plan(builder)
+    candidates = [p for p in order if isinstance(p, str)]
+    builders = [builder.with_precision(p) for p in candidates]
+    keys = [b.key() for b in builders]
+    auto_key = auto.request_key(order, keys)
+    for b, key in zip(builders, keys):  # an earlier identical request decided already
+        hit = b.cached(key)
+        manifest = load_manifest(hit) if hit is not None else None
+        if manifest is not None and manifest.build.get("precision_choice", {}).get("auto_key") == auto_key:
+            auto.announce(manifest, "decided earlier, cached")
+            return manifest.path
+    tried: list[auto.Tried] = []
+    front = None
+    with builder.working(len(SHARED_STEPS) + len(PRECISION_STEPS) * len(builders)) as (work, step):
+        for b, key in zip(builders, keys):
+            tried += auto.skipped_before(order, b.options.precision, tried)
+            hit = b.cached(key)
+            if hit is not None:  # built before by an explicit --precision: it passed its gate then
+                manifest = load_manifest(hit)
+                tried.append(auto.Tried(b.options.precision, "passed", cached=True,
+                                        gate=manifest.accuracy.get("gate")))
+                manifest.build["precision_choice"] = auto.choice(b, manifest, tried, auto_key)
+                manifest.save(hit)  # the model file is untouched; the manifest learns why it was chosen
+                auto.announce(manifest, "cached artefact")
+                return hit
+            front = front or b.front(work, step)
+            try:
+                manifest, compiled = b.build(work, key, step, front)
+            except GateFailed as exc:
+                tried.append(auto.failed(b.options.precision, exc.report.to_dict()))
+                step.skip(len(PRECISION_STEPS) - 1)
+                continue
+            tried.append(auto.Tried(b.options.precision, "passed", gate=manifest.accuracy.get("gate")))
+            manifest.build["precision_requested"] = "auto"
+            manifest.build["precision_choice"] = auto.choice(b, manifest, tried, auto_key)
+            step.finish()
+            path = b.commit(manifest, compiled, started, step.seconds)
+            auto.announce(manifest, "built")
+            return path
+    raise AssertionError("fp32 has no gate, so some candidate always passes")  # pragma: no cover

@@ -203,7 +203,7 @@ def _build(args: argparse.Namespace, command: str) -> int:
 
 def _run_build(args: argparse.Namespace, command: str) -> int:
     from artefact.manifest import ArtefactError
-    from build_engine.api import Builder, BuildOptions
+    from build_engine.api import BuildOptions, build
     from build_engine.errors import BuildError, OutputDirError, SizeError
     from build_engine.tensorrt_builder import TensorRTUnavailable
     from calib.fp16_emulation import FP16Overflow
@@ -227,7 +227,7 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
                     FileNotFoundError, CalibrationError, DatasetError, NotImplementedError, OutputDirError,
                     clikit.UsageError, LabelSetError)  # e.g. a backend whose extra is not installed
     try:
-        path = Builder(options).run()
+        path = build(options)
     except usage_errors as exc:
         raise clikit.UsageError(clikit.message_of(exc)) from None
     except (GateFailed, FP16Overflow, BuildError) as exc:

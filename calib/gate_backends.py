@@ -1,20 +1,18 @@
-"""What the accuracy gate runs for each target backend, and words that say truthfully what ran.
+"""What the accuracy gate needs from the backend an artefact targets: a `GateTarget`.
 
-The gate must measure the arithmetic the artefact will run. OpenVINO and ONNX Runtime run here,
-so they gate themselves. TensorRT cannot (no GPU at build-gate time is assumed), so its graphs
-are gated on this CPU by emulation: FP16 by rounding every float16 tensor (calib/fp16_emulation),
-INT8 by running the Q/DQ graph on ONNX Runtime, which for TensorRT's placement (no Q/DQ on Conv
-outputs) computes each Conv in float32 on int8-rounded inputs and weights, as TensorRT's int8
-kernels do up to accumulation order. Every figure is labelled with what really ran.
+The gate must measure the arithmetic the artefact will run, in words that say truthfully what
+ran. That knowledge is the build side's, one place per backend (build_engine/compilers/): each
+compiler is a GateTarget and registers itself here, so calib gates any backend the build side
+knows without importing it (calib sits below build_engine).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from runtime.backends import Runner, open_runner
+from runtime.backends import Runner
 
 
 @dataclass
@@ -26,36 +24,31 @@ class GateRun:
     facts: dict[str, Any] = field(default_factory=dict)  # e.g. fp16_headroom
 
 
-def open_gate_runner(backend: str, path: str | Path, precision: str) -> Runner:
-    """An open Runner for the gate of an artefact of `backend` (`with` it)."""
-    if backend == "tensorrt":
-        if precision == "fp16":
-            from calib.fp16_emulation import EmulatedFP16
+class GateTarget(Protocol):
+    """The backend an artefact is built for, as the gate sees it."""
 
-            return EmulatedFP16(path).activate()
-        return open_runner("onnxruntime", path, precision)
-    return open_runner(backend, path, precision)
+    name: str  # the backend (openvino, onnxruntime, tensorrt)
+    qdq_placement: str  # its INT8 Q/DQ placement when none is asked for (calib.qdq_placement)
+
+    def open_gate_runner(self, path: str | Path, precision: str) -> Runner:
+        """An open Runner that computes as an artefact of this backend will (`with` it)."""
+
+    def what_ran(self, precision: str, runner: Runner) -> GateRun:
+        """The words for what `runner` (opened by open_gate_runner) computed."""
 
 
-def what_ran(backend: str, precision: str, runner: Runner) -> GateRun:
-    """The words for what `runner` (opened by open_gate_runner) computed."""
-    ran = runner.precision_ran or precision
-    if backend == "openvino":  # what OpenVINO really ran here ("int8/f32", "bf16"), not what was asked
-        floats = ran.split("/")[-1]
-        text = (f"openvino CPU (int8 where quantized, {floats} elsewhere)" if precision == "int8"
-                else f"openvino CPU (inference precision {floats})")
-        return GateRun(text, floats)
-    if backend == "tensorrt" and precision == "fp16":
-        from calib.fp16_emulation import DESCRIPTION
+_TARGETS: dict[str, GateTarget] = {}
 
-        return GateRun(DESCRIPTION, ran, {"fp16_headroom": runner.headroom.to_dict()})
-    if backend == "tensorrt" and precision == "int8":
-        return GateRun("onnxruntime CPU Q/DQ emulation of TensorRT INT8 (int8-rounded Conv inputs, "
-                       "residual inputs and weights; float32 arithmetic)", "f32")
-    if precision == "fp16":
-        return GateRun("onnxruntime CPU (float16 weights; no float16 kernels on x86, so the "
-                       "float16 nodes compute in float32)", "f32")
-    if precision == "int8":
-        return GateRun("onnxruntime CPU (int8 QLinearConv where a Conv's output is quantized too; "
-                       "other Q/DQ pairs run as int8 rounding with float32 arithmetic)", "f32")
-    return GateRun("onnxruntime CPU (float32)", "f32")
+
+def register_gate_target(target: GateTarget) -> None:
+    _TARGETS[target.name] = target
+
+
+def gate_target(backend: str | GateTarget) -> GateTarget:
+    """The registered target of a backend name (a target is returned as it is)."""
+    if not isinstance(backend, str):
+        return backend
+    if backend not in _TARGETS:
+        known = ", ".join(sorted(_TARGETS)) or "none (import build_engine.compilers, which registers them)"
+        raise ValueError(f"no accuracy gate is registered for backend {backend!r}; registered: {known}")
+    return _TARGETS[backend]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from artefact.files import atomic_path, sha256_file
 from artefact.manifest import CONFIDENCE_NAME, LABELS_NAME
 from calib.gate import GateReport, gate
-from calib.gate_backends import GateRun, open_gate_runner, what_ran
+from calib.gate_backends import GateRun, GateTarget, gate_target
 from calib.options import PrecisionOptions
 from calib.sources import CalibrationError, FrameSet, generated_id, load_frames
 from segdata.evaluation import agreement, predict_all
@@ -59,8 +59,9 @@ def final_graph(src: Path, dst: Path, outputs: list[str]) -> Path:
 
 
 def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec: ModelSpec,
-                    outputs: list[str], cache_dir: Path, backend: str) -> PrecisionResult:
-    """The graph of `options.precision` for an artefact of `backend`, gated on held-out frames."""
+                    outputs: list[str], cache_dir: Path, backend: str | GateTarget) -> PrecisionResult:
+    """The graph of `options.precision` for an artefact of `backend` (its name, or its GateTarget:
+    a build_engine.compilers Compiler), gated on held-out frames."""
     base = final_graph(fp32_onnx, work / "fp32_final.onnx", outputs)
     if options.precision == "fp32":
         return PrecisionResult(base)
@@ -70,7 +71,7 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
                          "run at one size); drop --dynamic")
     evalset = labels_for(spec, gate_frames(options.eval_data or "synthetic:val", options.eval_images,
                                            height, width))
-    gate_backend = backend  # calib/gate_backends.py: what runs for each target, and its words
+    gate_backend = gate_target(backend)  # what runs for each target, and its words (calib/gate_backends.py)
     # with a confidence output, FP32's confidence maps come along: the gate reports their error too
     fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir, CONFIDENCE_NAME in outputs)
     classes = list(spec.classes)
@@ -121,7 +122,7 @@ def gate_frames(source: str, n: int, height: int, width: int) -> FrameSet:
     return load_frames(source, n, height, width, seed=1, default_split="val")
 
 
-def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: Path,
+def fp32_reference(gate_backend: GateTarget, base: Path, evalset: FrameSet, cache_dir: Path,
                    confidence: bool = False) -> list[np.ndarray]:
     """FP32's class maps of the gate frames on the gate backend: what every candidate is compared
     with (with `confidence`, a Reference that also holds FP32's confidence maps, from the same
@@ -130,8 +131,8 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
     from artefact.files import cache_key
     from devices import version
 
-    parts = {"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend,
-             "version": version(gate_backend)}
+    parts = {"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend.name,
+             "version": version(gate_backend.name)}
     if confidence:  # a key of its own; the labels-only key is unchanged, so older caches stay valid
         parts["outputs"] = [LABELS_NAME, CONFIDENCE_NAME]
     key = cache_key(parts)
@@ -146,7 +147,7 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
             return preds if conf is None else Reference(preds, conf)
         except (OSError, KeyError, ValueError) as exc:
             log.warning("recomputing the FP32 reference, %s is unreadable: %s", path, exc)
-    with open_gate_runner(gate_backend, base, "fp32") as fp32_run:
+    with gate_backend.open_gate_runner(base, "fp32") as fp32_run:
         if confidence:
             both = _outputs_of(fp32_run, evalset.frames, [fp32_run.labels_name, CONFIDENCE_NAME],
                                "FP32 reference")
@@ -161,10 +162,10 @@ def fp32_reference(gate_backend: str, base: Path, evalset: FrameSet, cache_dir: 
 
 
 def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
-          fp32_preds: list, gate_backend: str, cache_dir: Path, classes: list[str],
+          fp32_preds: list, gate_backend: GateTarget, cache_dir: Path, classes: list[str],
           ranges_base: Path | None = None) -> PrecisionResult:
     from calib.graph_parts import head_convs, quantized_blocks, unquantized_graph_options
-    from calib.qdq_placement import default_placement, describe
+    from calib.qdq_placement import describe
     from calib.quantize import preprocess, quantize_int8
 
     pre = preprocess(base, work / "int8_pre.onnx")
@@ -175,7 +176,7 @@ def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, ev
     exclude += unquantized_graph_options(graph)  # --flip's average, the confidence tail; none if plain
     cache, provenance = calibration_ranges(ranges_base or base, pre, graph, options, spec, evalset,
                                            cache_dir, work)
-    placement = options.qdq_placement or default_placement(gate_backend)
+    placement = options.qdq_placement or gate_backend.qdq_placement
     out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, exclude, cache, placement)
     report, ran = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
                         fail=False)
@@ -256,7 +257,7 @@ def _refuse_overlap(frame_sha1: list[str], evalset: FrameSet) -> None:
 
 def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: list[str],
                 options: PrecisionOptions, cache: Path, evalset: FrameSet, fp32_preds: list,
-                gate_backend: str, placement: str = "tensorrt") -> list[tuple[str, float]]:
+                gate_backend: GateTarget, placement: str = "tensorrt") -> list[tuple[str, float]]:
     """Per block: agreement with FP32 when ONLY that block is INT8. Worst first."""
     from calib.quantize import quantize_int8
 
@@ -269,7 +270,7 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
         others = [n for n in all_nodes if n not in names] + exclude
         path = quantize_int8(pre, work / "probe.onnx", None, options.calib_method, others, cache,
                              placement)
-        with open_gate_runner(gate_backend, path, "int8") as run:
+        with gate_backend.open_gate_runner(path, "int8") as run:
             scores.append((block, agreement(predict_all(run, frames), fp32_preds[:16])))
     scores.sort(key=lambda s: s[1])
     tqdm.write("sensitivity (agreement with FP32 when only this block is INT8): " +
@@ -277,11 +278,11 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
     return scores
 
 
-def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
+def _gate(backend: GateTarget, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
           classes: list[str], options: PrecisionOptions, fail: bool = True
           ) -> tuple[GateReport, GateRun]:
     fp32_confidence = getattr(fp32_preds, "confidence", None)
-    with open_gate_runner(backend, path, precision) as run:
+    with backend.open_gate_runner(path, precision) as run:
         if fp32_confidence is None:
             preds = predict_all(run, evalset.frames, f"{precision} gate")
         else:
@@ -294,7 +295,7 @@ def _gate(backend: str, path: Path, precision: str, fp32_preds: list, evalset: F
 
         report.confidence = confidence_error(fp32_confidence, [conf for _, conf in both])
     report.precision_ran = run.precision_ran
-    ran = what_ran(backend, precision, run)
+    ran = backend.what_ran(precision, run)
     tqdm.write(f"{precision} gate ran on: {ran.description}\n{report.table()}", file=sys.stderr)
     if fail and not report.passed:
         raise GateFailed(_fail_message(report, precision), report)

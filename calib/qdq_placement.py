@@ -28,12 +28,8 @@ QUANTIZED_OPS = {"tensorrt": ("Conv", "Add"), "conv-outputs": ("Conv", "Concat")
 PLACEMENTS = tuple(QUANTIZED_OPS)
 # Every op type some placement quantizes: keeping a block in float must exclude all of them.
 ANY_QUANTIZED_OP = tuple(sorted({op for ops in QUANTIZED_OPS.values() for op in ops}))
-# Per target backend, from the interleaved comparison in docs/tensorrt.md ("Q/DQ placement").
-DEFAULT_PLACEMENT = {"tensorrt": "tensorrt", "openvino": "conv-outputs", "onnxruntime": "conv-outputs"}
-
-
-def default_placement(backend: str) -> str:
-    return DEFAULT_PLACEMENT.get(backend, "tensorrt")
+# Which placement each target backend uses by default is its compiler's `qdq_placement`
+# (build_engine/compilers/), chosen by the interleaved comparison in docs/tensorrt.md.
 
 
 def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
-import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import clikit
-from runtime.finish import close_outputs, stage_errors, write_summary
+
+if TYPE_CHECKING:
+    from runtime.options import RunOptions
+    from runtime.summary import RunSummary
 
 EXAMPLES = """\
 examples:
@@ -271,61 +270,6 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
                          f"(default {tc.DEFAULT_FLOW_SCALE}: 120x240 for a 240x480 model)")
 
 
-def resolve_artefact(args: argparse.Namespace) -> Path:
-    """--engine as given (manifest, model file or folder), else the cached default build."""
-    from artefact.manifest import BACKENDS, ArtefactError
-
-    if args.engine:
-        path = Path(args.engine)
-        if path.is_dir():
-            wanted = (args.backend,) if args.backend != "auto" else BACKENDS
-            manifests = [p for p in sorted(path.glob("*.json"))
-                         if not p.name.startswith(".") and _manifest_backend(p) in wanted]
-            if len(manifests) != 1:
-                names = ", ".join(m.name for m in manifests) or "none"
-                raise ArtefactError(f"--engine {path} is a folder with {len(manifests)} manifests ({names}); "
-                                    "pass the .json you mean")
-            return manifests[0]
-        return path
-    from runtime.default_build import build_default, require_builder
-
-    require_builder()  # before the announcement: an edge box without the export extra gets one line
-    log.warning("no --engine: building (or finding in the cache) %s, precision %s, backend %s", args.model,
-                args.precision, args.backend)
-    return build_default(args.model, args.precision, args.backend, args.input_size, args.verbose,
-                         confidence=wants_confidence(args))
-
-
-def wants_confidence(args: argparse.Namespace) -> bool:
-    """Whether this run reads the artefact's confidence output (--confidence DIR, --visualize confidence)."""
-    return bool(getattr(args, "confidence", None)) or getattr(args, "visualize", None) == "confidence"
-
-
-def _manifest_backend(path: Path) -> str | None:
-    """The backend a manifest names; None for any other JSON (e.g. a build step's report)."""
-    from artefact.manifest import MANIFEST_FORMAT
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data.get("backend") if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
-
-
-def _backend_options(args: argparse.Namespace, live: bool) -> dict[str, Any]:
-    hint = args.hint if args.hint != "auto" else ("latency" if live else "throughput")
-    # live: one request in flight, so every inference starts on the newest frame
-    requests = args.requests or (1 if live else None)
-    opts: dict[str, Any] = {"hint": hint, "requests": requests, "cuda_graph": args.cuda_graph,
-                            "confidence": wants_confidence(args)}
-    if args.device is not None:
-        if args.device.isdigit():
-            opts["device_index"] = int(args.device)
-        else:
-            opts["device"] = args.device
-    return opts
-
-
 def _quiet_native_logs(verbose: int) -> None:
     """OpenCV and FFmpeg print their own warnings to stderr; keep them for -v, so that by default
     an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)"""
@@ -349,338 +293,33 @@ def main(argv: list[str] | None = None) -> int:
                       interrupted="interrupted: stopped before streaming, no output was written")
 
 
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The parsed flags as the run's options (same names; --video is `videos`, --no-legend `legend`)."""
+    from runtime.options import RunOptions
+
+    return RunOptions.from_fields(args, videos=list(args.video), legend=not args.no_legend)
+
+
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
-    from artefact.manifest import load_manifest
-    from runtime.finish import close_all
-    from runtime.output_plan import check_outputs
-    from runtime.sources import SourceOptions, parse_source
+    from runtime.run import run
 
     _quiet_native_logs(args.verbose)
-    from runtime.memory import fix_malloc_mmap_threshold
-
-    fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
-    opened: list[Any] = []  # closed in reverse order whatever happens
-    try:
-        if args.serve_token and not args.serve:
-            raise clikit.UsageError("--serve-token needs --serve [HOST:]PORT")
-        from runtime.temporal.config import parse_temporal
-
-        temporal = parse_temporal(args.temporal, args.temporal_threshold, args.temporal_max_interval,
-                                  args.temporal_flow_scale, args.temporal_direction)
-        if temporal is not None and wants_confidence(args):
-            raise clikit.UsageError("--confidence and --visualize confidence need every frame through the "
-                                    "network; frames between --temporal key frames have no confidence: "
-                                    "drop --temporal")
-        if args.serve:
-            from runtime.live import check_extra
-
-            check_extra()  # before any model work
-        options = SourceOptions(loop=args.loop, max_frames=args.max_frames, capture_size=args.capture_size,
-                                capture_fps=args.capture_fps, reconnect=args.reconnect,
-                                reconnect_delay=args.reconnect_delay, timeout=args.timeout,
-                                demo_frames=args.demo_frames, demo_seed=args.demo_seed,
-                                topic=args.topic, realtime=args.realtime)
-        if args.bag or args.foxglove:
-            from runtime.ros import require
-
-            require("--bag" if args.bag else "--foxglove", *(("rosbags", "mcap") if args.bag else ()),
-                    *(("foxglove",) if args.foxglove else ()))  # before any model work
-        from runtime.backends import is_remote
-        from runtime.streams import parse_streams
-
-        named = parse_streams(args.video)
-        # a missing file fails before any model work, and so do outputs that cannot be written,
-        # clash with each other or would overwrite an input
-        sources = [parse_source(src, options) for _, src in named]
-        check_outputs(args, [(name, source) for (name, _), source in zip(named, sources)])
-        for sink in _make_outputs(args).all():
-            sink.check()
-        if args.summary_json:
-            from runtime.sinks import check_writable
-
-            check_writable(Path(args.summary_json).parent, "--summary-json")
-        for source in sources:  # a stream that cannot be opened fails before a default build
-            if source.kind != "demo":
-                source.open()
-                opened.append(source)
-        demo = next((s for s in sources if hasattr(s, "prefetch")), None)  # every demo is one clip
-        if demo is not None and not args.engine:  # it renders while the default artefact builds
-            options.demo_size = args.input_size or options.demo_size
-            demo.prefetch()
-            opened.append(demo)
-        backend = None
-        if is_remote(args.engine):
-            backend = _connect_backend(args, sources)
-            opened.append(backend)
-            manifest = backend.manifest
-        else:
-            manifest = load_manifest(resolve_artefact(args))
-        h, w = manifest.input_size
-        options.demo_size = args.input_size or ((h, w) if h > 0 and w > 0 else options.demo_size)
-        for source in sources:
-            if source.kind == "demo":  # rendered at the artefact's size, known only now
-                source.open()
-                if source not in opened:
-                    opened.append(source)
-        if len(sources) > 1:
-            from runtime.streams import run_streams
-
-            if backend is None:
-                backend = _load_backend(args, manifest, sources)
-                opened.append(backend)
-            streams = [(name, s) for (name, _), s in zip(named, sources)]
-            if temporal is not None:
-                from runtime.temporal.streams import PerStreamTemporal
-
-                # key frames per stream, one engine; closing the wrapper closes the engine
-                opened[opened.index(backend)] = backend = PerStreamTemporal(
-                    backend, temporal, [s.live for _, s in streams], [n for n, _ in streams])
-                log.info("video-aware inference per stream: %s", backend.scheduler.describe())
-            return run_streams(args, signals, streams, backend, manifest, opened)
-        source, args.video = sources[0], named[0][1]
-        outputs, renderer = _open_outputs(args, manifest, source, opened)
-        if backend is None:
-            backend = _load_backend(args, manifest, source)
-            opened.append(backend)
-        if temporal is not None:
-            from runtime.temporal.backend import TemporalBackend
-
-            # closing the wrapper closes the engine
-            opened[opened.index(backend)] = backend = TemporalBackend(backend, temporal, live=source.live)
-            log.info("video-aware inference: %s", backend.scheduler.describe())
-        return _stream(args, signals, source, backend, outputs, renderer, opened)
-    finally:
-        graceful, signals.graceful = signals.graceful, True  # a signal now must not cut the closing short
-        close_all(reversed(opened), PROG)  # a sink still open here belongs to a run that did not finish
-        signals.graceful = graceful
+    summary = run(run_options(args), signals)
+    print(summary.table, flush=True)
+    return exit_code(summary, signals)
 
 
-def _make_outputs(args: argparse.Namespace, fps: float | None = None) -> Any:
-    """The file and window sinks of a single-stream run, not opened yet (check() them first)."""
-    from runtime.pipeline import Outputs
-    from runtime.sinks import ConfidenceSink, MaskSink, StatsSink, VideoSink, WindowSink
-
-    outputs = Outputs()
-    if args.output:
-        outputs.video = VideoSink(args.output, args.fps or fps or 25.0, preset=args.x264_preset)
-    if args.masks:
-        outputs.masks = MaskSink(args.masks)
-    if args.confidence:
-        outputs.confidence = ConfidenceSink(args.confidence)
-    if args.stats:
-        outputs.stats = StatsSink(args.stats)
-    if args.show:
-        outputs.window = WindowSink()
-    if getattr(args, "bag", None):
-        from runtime.ros.bag_sink import BagSink
-
-        outputs.bag = BagSink(args.bag, [], [], topic=args.bag_topic)  # classes once the manifest is read
-    return outputs
-
-
-def open_ros_outputs(args: argparse.Namespace, manifest: Any, outputs: Any, streams: list[tuple[Any, Any]],
-                     opened: list[Any]) -> None:
-    """--bag and --foxglove (one of each, shared by every stream), opened; `streams` are the run's
-    (name or None, source) pairs."""
-    if args.bag:
-        from runtime.ros.bag_sink import BagSink
-
-        outputs.bag = outputs.bag or BagSink(args.bag, [], [], topic=args.bag_topic)
-        outputs.bag.classes, outputs.bag.palette = list(manifest.classes), [list(c) for c in manifest.palette]
-        outputs.bag.open()
-        opened.append(outputs.bag)
-        for name, source in streams:
-            outputs.bag.add_stream(name, live=source.live, fps=source.fps)
-    if args.foxglove:
-        from runtime.ros.foxglove_sink import FoxgloveSink
-
-        outputs.foxglove = FoxgloveSink(*args.foxglove, manifest.classes, manifest.palette)
-        outputs.foxglove.open()
-        opened.append(outputs.foxglove)
-        print(f"{PROG}: {outputs.foxglove.describe()}", file=sys.stderr, flush=True)
-        for name, source in streams:
-            outputs.foxglove.add_stream(name, live=source.live, fps=source.fps)
-
-
-def _open_outputs(args: argparse.Namespace, manifest: Any, source: Any, opened: list[Any]) -> tuple[Any, Any]:
-    from runtime.render import Renderer
-
-    outputs = _make_outputs(args, source.fps)
-    if args.serve:
-        from runtime.live import open_server
-
-        server = open_server(*args.serve, token=args.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN"),
-                             max_clients=args.serve_clients)
-        opened.append(server)
-        print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
-        outputs.live = server.add_stream("0", source.describe(), manifest.classes, manifest.palette)
-    bag, outputs.bag = outputs.bag, None
-    for sink in outputs.all():
-        if sink is outputs.video and source.frame_size:
-            w, h = source.frame_size
-            sink.open((w * 2 if args.visualize == "side-by-side" else w, h))
-        else:
-            sink.open()
-        opened.append(sink)
-    outputs.bag = bag
-    open_ros_outputs(args, manifest, outputs, [(None, source)], opened)
-    renderer = Renderer.from_manifest(manifest, mode=args.visualize, alpha=args.alpha,
-                                      legend=not args.no_legend)
-    return outputs, renderer
-
-
-def _load_backend(args: argparse.Namespace, manifest: Any, source: Any) -> Any:
-    """The artefact on its backend; `source` may be a list (several streams share it)."""
-    from runtime.backends import load_backend
-
-    t0 = time.perf_counter()
-    sources = source if isinstance(source, list) else [source]
-    opts = _backend_options(args, any(s.live for s in sources))
-    if len(sources) > 1 and any(s.live for s in sources) and not args.requests:
-        opts["requests"] = len(sources)  # live: one frame in flight per stream, each the newest
-    backend = load_backend(manifest, args.backend, **opts)
-    backend.startup_s = time.perf_counter() - t0
-    what = sources[0].describe() if len(sources) == 1 else f"{len(sources)} streams"
-    info = backend.describe()
-    log.info("%s -> %s on %s, precision %s (manifest %s), %d in flight, loaded in %.2f s", what,
-             info["backend"], info["device"], info["precision_ran"], info["precision"], info["in_flight"],
-             backend.startup_s)
-    return backend
-
-
-def _connect_backend(args: argparse.Namespace, sources: list[Any]) -> Any:
-    """A Triton client backend; live streams keep one request in flight each (newest frame)."""
-    from runtime.backends import connect_backend
-
-    live = [s for s in sources if s.live]
-    t0 = time.perf_counter()
-    backend = connect_backend(args.engine, requests=args.requests or (len(live) if live else None),
-                              timeout=args.timeout, reconnect=max(0, args.reconnect),
-                              reconnect_delay=args.reconnect_delay, confidence=wants_confidence(args))
-    backend.startup_s = time.perf_counter() - t0
-    return backend
-
-
-class _Bench:
-    """--benchmark: bare inference on preloaded frames of the same source, measured just before
-    and just after the pipeline run (the mean brackets it, so a neighbour's load drifting
-    during the run biases neither side)."""
-
-    def __init__(self, args: argparse.Namespace, source: Any, backend: Any) -> None:
-        from runtime.errors import UsageError
-        from runtime.sources import SourceOptions, parse_source
-        from segdata.frames import to_model_input
-
-        if source.live:
-            raise UsageError("--benchmark needs a file, folder or demo source "
-                             "(live frames cannot be replayed)")
-        options = SourceOptions(**{**vars(source.options), "loop": False,
-                                   "max_frames": args.max_frames or 100})
-        self.backend = backend
-        self.frames = []
-        with parse_source(args.video, options) as replay:
-            for frame in replay.frames():
-                self.frames.append(to_model_input(frame.image, *backend.input_hw(frame.image.shape[:2])))
-        self.runs = [self._measure("before")]
-
-    def _measure(self, when: str) -> dict[str, float]:
-        from runtime.pipeline import bare_inference
-
-        r = bare_inference(self.backend, self.frames)
-        print(f"bare inference {when}, {len(self.frames)} preloaded frames: infer() {r['sync_fps']:.2f} FPS "
-              f"({r['sync_cpu_ms']:.0f} CPU ms/frame), submit/collect with {self.backend.max_in_flight} in "
-              f"flight {r['async_fps']:.2f} FPS ({r['async_cpu_ms']:.0f} CPU ms/frame)", flush=True)
-        return r
-
-    def finish(self, fps: float, cpu_ms: float) -> tuple[str, dict[str, Any]]:
-        self.runs.append(self._measure("after"))
-        bare = sum(r["fps"] for r in self.runs) / len(self.runs)
-        bare_cpu = sum(min(r["sync_cpu_ms"], r["async_cpu_ms"]) for r in self.runs) / len(self.runs)
-        line = (f"pipeline {fps:.2f} FPS = {fps / bare:.2f} x bare inference ({bare:.2f} FPS, best mode, "
-                f"mean of before/after); CPU per frame {cpu_ms:.0f} ms pipeline vs {bare_cpu:.0f} ms bare")
-        return line, {"runs": self.runs, "bare_fps": bare, "ratio": fps / bare, "pipeline_cpu_ms": cpu_ms,
-                      "bare_cpu_ms": bare_cpu}
-
-
-def _cpu_s() -> float:
-    """CPU seconds of this process and its finished children (ffmpeg)."""
-    import resource
-
-    child = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + child.ru_utime + child.ru_stime
-
-
-def _stream(args: argparse.Namespace, signals: clikit.Signals, source: Any, backend: Any, outputs: Any,
-            renderer: Any, opened: list[Any]) -> int:
-    from runtime.pipeline import Pipeline
-    from runtime.stats import RunStats
-
-    if not (outputs.video or outputs.masks or outputs.stats or outputs.live or outputs.bag or outputs.foxglove
-            or outputs.confidence
-            or (outputs.window and outputs.window.enabled)):
-        log.warning("no --output, --masks, --stats, --serve or window: frames are segmented and only timed")
-    bench = _Bench(args, source, getattr(backend, "inner", backend)) if args.benchmark else None
-    stats = RunStats()
-    stats.startup_s = backend.startup_s
-    if outputs.live is not None:
-        outputs.live.attach(stats, {**backend.describe(), "model": backend.manifest.model}, source.drops)
-    pipeline = Pipeline(source, backend, outputs, renderer, stats, stop=signals.stop)
-    cpu0 = _cpu_s()
-    signals.graceful = True  # from here a signal stops the run, and every output is still closed
-    try:
-        for sink in outputs.all():
-            if hasattr(sink, "discard"):
-                signals.on_abort(sink.discard)
-        pipeline.run()
-        errors = stage_errors(pipeline.errors, args.verbose)
-        if source.incomplete:
-            errors.append(f"{source.describe()} {source.incomplete}")
-        close_outputs(outputs.all(), opened, errors)  # finalise now so the summary can vouch for them
-        stats.drops.update(source.drops)  # after the live view froze its figures, which added them live
-        cpu_ms = (_cpu_s() - cpu0) / max(1, stats.frames) * 1e3
-
-        info = backend.describe()
-        choice = backend.manifest.build.get("precision_choice") or {}
-        extra = [("backend", f"{info['backend']} on {info['device']}, precision {info['precision_ran']} "
-                             f"(manifest {info['precision']}), {info['in_flight']} in flight"),
-                 *([("precision", f"--precision auto chose {choice.get('chosen')}: {choice.get('why')}")]
-                   if choice else []),
-                 ("source", source.describe() + (f", ended: {source.end_reason}" if source.end_reason else "")
-                  + (f", {source.reconnects} reconnects" if source.reconnects else "")),
-                 *backend.summary_lines()]
-        bare = None
-        if bench is not None and stats.frames and signals.code is None:
-            line, bare = bench.finish(stats.fps, cpu_ms)
-            extra.append(("vs bare", line))
-        if errors:
-            extra.append(("outputs", "NOT all written: " + errors[0]))
-        print(stats.summary("pspnet-rt summary", extra, outputs_whole=not errors), flush=True)
-        if args.summary_json:
-            write_summary(args.summary_json, {
-                **stats.to_dict(), "backend": info, "precision_choice": choice or None,
-                "source": source.describe(),
-                "end_reason": source.end_reason, "reconnects": source.reconnects,
-                "cpu_ms_per_frame": round(cpu_ms, 2), "benchmark": bare, "exit_signal": signals.code}, errors)
-    finally:
-        signals.graceful = False
-    return exit_code(args, signals, errors, [], stats.frames,
-                     f"no frames came from {source.describe()} ({source.end_reason or 'empty'})")
-
-
-def exit_code(args: argparse.Namespace, signals: clikit.Signals, errors: list[Any],
-              close_errors: list[str], frames: int, no_frames: str) -> int:
+def exit_code(summary: RunSummary, signals: clikit.Signals) -> int:
     """Exit 1 with one line (the first failure, the others after it) when a stage failed or an
-    output is not whole; else the signal's code; else 1 when no frame came; else 0. `errors` are
-    lines (runtime.finish.stage_errors) or (stage, exception) pairs."""
-    lines = stage_errors([e for e in errors if isinstance(e, tuple)], args.verbose)
-    lines = [e for e in errors if isinstance(e, str)] + lines + list(close_errors)
+    output is not whole; else the signal's code; else 1 when no frame came; else 0."""
+    lines = summary.errors
     if lines:
         more = f" (also: {'; '.join(lines[1:])})" if len(lines) > 1 else ""
         return clikit.fail(PROG, lines[0] + more, clikit.EXIT_FAIL)
     if signals.code is not None:
         return signals.code
-    if frames == 0:
-        return clikit.fail(PROG, no_frames, clikit.EXIT_FAIL)
+    if summary.frames == 0:
+        return clikit.fail(PROG, summary.no_frames, clikit.EXIT_FAIL)
     return clikit.EXIT_OK
 
 

@@ -1,6 +1,5 @@
 """How a run ends: every output closed (and so verified) before the summary vouches for it, the
-summary JSON written, and what failed said in one line. The single-stream run (runtime.cli)
-and several streams sharing a backend (runtime.streams) end the same way.
+summary JSON written, and what failed said in one line (runtime.run, for one stream or several).
 
 A sink closed after a failure is told so (`close(failed=True)`): it still finishes its file
 whole, but never over one that was there before the run (runtime.sinks).

@@ -17,11 +17,22 @@ FILE_OUTPUTS = (("--output", "output"), ("--stats", "stats"), ("--summary-json",
 FOLDER_OUTPUTS = (("--masks", "masks"), ("--confidence", "confidence"))
 
 
+def stream_path(path: str | Path, name: str) -> Path:
+    """A per-stream file beside the one asked for: out.mp4 -> out-NAME.mp4."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{name}{path.suffix}")
+
+
+def masks_folder(masks: str | Path, name: str, several: bool) -> Path:
+    """Where a stream's mask PNGs go: --masks DIR itself for one stream, DIR/NAME for each of several."""
+    return Path(masks) / name if several else Path(masks)
+
+
 def _real(path: str | Path) -> str:
     return os.path.realpath(os.path.abspath(path))
 
 
-def _inputs(args: Any, sources: list[Any]) -> dict[str, str]:
+def _inputs(options: Any, sources: list[Any]) -> dict[str, str]:
     """Real path -> the option it comes from, for every file or folder the run reads."""
     found: dict[str, str] = {}
     for source in sources:
@@ -30,8 +41,8 @@ def _inputs(args: Any, sources: list[Any]) -> dict[str, str]:
         uri = getattr(source, "uri", "")
         if source.kind in ("video", "images") and uri and os.path.exists(uri):
             found[_real(uri)] = "--video"
-    if getattr(args, "engine", None) and not str(args.engine).startswith("triton://"):
-        engine = Path(args.engine)
+    if getattr(options, "engine", None) and not str(options.engine).startswith("triton://"):
+        engine = Path(options.engine)
         candidates = sorted(engine.glob("*")) if engine.is_dir() else [engine, *_artefact_files(engine)]
         for path in candidates:
             if path.is_file():
@@ -51,16 +62,14 @@ def _artefact_files(given: Path) -> list[Path]:
             *(manifest.model_path.parent / name for name in manifest.companion_files)]
 
 
-def planned_outputs(args: Any, names: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def planned_outputs(options: Any, names: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(option, real path) of every file the run writes, and of every PNG folder (--masks,
     --confidence): with several streams, --output X.mp4 is X-NAME.mp4 and --masks DIR is DIR/NAME
-    per stream (runtime.streams), so those are the paths that must not clash."""
-    from runtime.streams import stream_path
-
+    per stream, so those are the paths that must not clash."""
     several = len(names) > 1
     files: list[tuple[str, str]] = []
     for flag, attr in FILE_OUTPUTS:
-        value = getattr(args, attr, None)
+        value = getattr(options, attr, None)
         if not value:
             continue
         if several and attr == "output":
@@ -69,23 +78,22 @@ def planned_outputs(args: Any, names: list[str]) -> tuple[list[tuple[str, str]],
             files.append((flag, _real(value)))
     folders: list[tuple[str, str]] = []
     for flag, attr in FOLDER_OUTPUTS:
-        value = getattr(args, attr, None)
+        value = getattr(options, attr, None)
         if value:
-            paths = [Path(value) / name for name in names] if several else [Path(value)]
-            folders += [(flag, _real(p)) for p in paths]
+            folders += [(flag, _real(masks_folder(value, name, several))) for name in names]
     return files, folders
 
 
-def check_outputs(args: Any, streams: list[tuple[str, Any]]) -> None:
-    """Raise OutputError naming the clash and the fix; cheap (no writes). `streams` are the
-    run's (name, source) pairs, one for a single-stream run."""
-    files, folders = planned_outputs(args, [name for name, _ in streams])
+def check_outputs(options: Any, streams: list[tuple[str, Any]]) -> None:
+    """Raise OutputError naming the clash and the fix; cheap (no writes). `options` is the run's
+    runtime.options.RunOptions; `streams` are its (name, source) pairs, one for a single-stream run."""
+    files, folders = planned_outputs(options, [name for name, _ in streams])
     seen: dict[str, str] = {}
     for flag, path in files + folders:
         if path in seen and not _is_device(path):
             raise OutputError(f"{seen[path]} and {flag} both name {path}; give each output its own path")
         seen[path] = flag
-    inputs = _inputs(args, [source for _, source in streams])
+    inputs = _inputs(options, [source for _, source in streams])
     for flag, path in files:
         if path in inputs and not _is_device(path):
             raise OutputError(f"{flag} {path} is an input of this run ({inputs[path]}); writing it would "

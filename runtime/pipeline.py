@@ -1,18 +1,27 @@
-"""Capture, inference, render and write overlap: four threads joined by small bounded queues.
+"""Capture, inference, render and write overlap: threads joined by small bounded queues.
 
-    capture+pre ──q_in──► inference ──q_post──► post+render ──q_write──► sinks + stats
-    (decode n+2)          (frames n+1, n        (frame n-1)              (frame n-2)
-                           in flight)
+    stream 0: capture+pre ─q_in─┐                      ┌─q_post─► post+render ─q_write─► sinks + stats
+    stream 1: capture+pre ─q_in─┼─► shared inference ──┼─q_post─► post+render ─q_write─► sinks + stats
+              (decode n+2)      ┘   (one backend, its  └  (frame n-1)                    (frame n-2)
+                                     slots all busy)
+
+One stream is the case N = 1 of several: every run has one `SharedInference` (the one collect
+loop) and one `Pipeline` per stream (its capture, render and write threads).
 
 Files, folders and the demo are lossless: every frame passes every queue in order, and a full
 queue makes the producer wait. Live sources drop stale frames in their grabber thread, and
-their input queue holds one frame that a newer one replaces, so latency stays bounded.
-Stopping (Ctrl-C, SIGTERM, a sink error, the window's q key) stops capture, lets frames already
-in inference finish and be written, then returns: every output is finalised by the caller.
+their input queue holds one frame that a newer one replaces, so latency stays bounded. Every put
+into a stream's input queue also drops that stream's index into one token queue, so the
+inference thread sleeps until some stream has a frame and serves streams in the order their
+frames arrived; results come back from the backend in submission order, so each stream's frames
+stay in order. Stopping (Ctrl-C, SIGTERM, a sink error, the window's q key) stops capture, lets
+frames already in inference finish and be written, then returns: every output is finalised by
+the caller (runtime.run).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -53,7 +62,11 @@ _END = object()
 
 @dataclass
 class Outputs:
-    """The sinks of one run (any may be None)."""
+    """The sinks of one stream (any may be None; `stats` may be shared by several streams).
+
+    A new kind of output is a field here, opened in runtime.outputs.open_outputs and written in
+    `Pipeline._write`.
+    """
 
     video: VideoSink | None = None
     masks: MaskSink | None = None
@@ -62,25 +75,43 @@ class Outputs:
     live: Any = None  # runtime.live.stream.LiveStream (the optional serve extra)
     bag: Any = None  # runtime.ros.bag_sink.BagSink (the ros extra; shared by streams)
     foxglove: Any = None  # runtime.ros.foxglove_sink.FoxgloveSink (the ros extra; shared by streams)
+    results: Any = None  # runtime.results.ResultQueue: each frame's result handed to Python code
     confidence: ConfidenceSink | None = None
 
     def all(self) -> list[Any]:
         sinks = (self.video, self.masks, self.stats, self.window, self.live, self.bag, self.foxglove,
-                 self.confidence)
+                 self.results, self.confidence)
         return [s for s in sinks if s is not None]
 
 
+class _NotifyingQueue(queue.Queue):
+    """A stream's input queue: every item put also puts the stream's index into `tokens`."""
+
+    def __init__(self, maxsize: int, tokens: queue.Queue, index: int) -> None:
+        super().__init__(maxsize)
+        self.tokens, self.index = tokens, index
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self.tokens.put(self.index)
+
+
 class Pipeline:
+    """One stream's own stages: capture (+ pre), render (+ post) and write, each a thread. Its
+    frames go through the run's `SharedInference`, which made it (`SharedInference.add`)."""
+
     def __init__(self, source: Source, backend: Backend, outputs: Outputs, renderer: Renderer | None,
-                 stats: RunStats, stop: threading.Event | None = None, queue_size: int = 4) -> None:
+                 stats: RunStats, stop: threading.Event, tokens: queue.Queue, index: int,
+                 stream: str | None = None, queue_size: int = 4) -> None:
         self.source = source
         self.backend = backend
         self.outputs = outputs
         self.renderer = renderer
         self.stats = stats
-        self.stop = stop or threading.Event()
-        live = source.live
-        self.q_in: queue.Queue = queue.Queue(1 if live else queue_size)
+        self.stop = stop
+        self.index = index
+        self.stream = stream  # the stream's name in --stats lines when several share a backend
+        self.q_in: queue.Queue = _NotifyingQueue(1 if source.live else queue_size, tokens, index)
         self.q_post: queue.Queue = queue.Queue(queue_size)
         self.q_write: queue.Queue = queue.Queue(queue_size)
         self.errors: list[tuple[str, BaseException]] = []
@@ -91,13 +122,11 @@ class Pipeline:
         self.num_classes = len(backend.manifest.classes)
         self._threads: list[threading.Thread] = []
         self._ended: set[int] = set()
-        self.stream: str | None = None  # the stream's name when several share a backend (runtime.streams)
 
     # -- control ---------------------------------------------------------------------------
     def wiring(self) -> list[tuple[str, Any, queue.Queue | None, queue.Queue | None]]:
-        """The stages and the queues between them (a shared-backend stream leaves out inference)."""
+        """The stages and the queues between them (inference is the shared loop's)."""
         return [("capture", self._capture, None, self.q_in),
-                ("inference", self._inference, self.q_in, self.q_post),
                 ("render", self._render, self.q_post, self.q_write),
                 ("write", self._write, self.q_write, None)]
 
@@ -115,10 +144,6 @@ class Pipeline:
         for thread in self._threads:
             while thread.is_alive():
                 thread.join(poll)
-
-    def run(self) -> None:
-        self.start()
-        self.wait()
 
     def _get(self, q: queue.Queue) -> Any:
         item = q.get()
@@ -168,31 +193,6 @@ class Pipeline:
                     self.stats.drops[STALE] += 1
                 except queue.Empty:
                     pass
-
-    def _inference(self) -> None:
-        backend, q_in = self.backend, self.q_in
-        ended = False
-        while not ended or backend.in_flight:
-            # collect when every slot is busy, at the end, or when the input ran dry and the oldest
-            # result needs no later frame (video-aware inference may wait for the next key frame)
-            if backend.in_flight and (ended or backend.in_flight >= backend.max_in_flight
-                                      or (q_in.empty() and backend.collect_ready())):
-                job, labels = backend.collect()
-                job.labels = labels
-                job.confidence = backend.last_confidence
-                job.times["inference"] = backend.last_infer_ms
-                job.times.update(backend.last_stage_ms)
-                job.fields = backend.last_fields
-                job.model_input = None
-                self.q_post.put(job)
-                continue
-            job = self._get(q_in)
-            if job is _END:
-                ended = True
-            elif self.stop.is_set():
-                self.stats.drops[SHUTDOWN] += 1
-            else:
-                backend.submit(job.model_input, job)
 
     def _render(self) -> None:
         while (job := self._get(self.q_post)) is not _END:
@@ -253,32 +253,121 @@ class Pipeline:
                 record["classes"] = job.present
                 record.update(job.fields)
                 out.stats.write(record)
+            if out.results is not None:  # last: a slow reader holds up only this stream, and late
+                out.results.write(self.stream, job, e2e)
 
 
-def bare_inference(backend: Backend, frames: list[np.ndarray]) -> dict[str, float]:
-    """Inference alone on preloaded model inputs: the ceiling the pipeline is measured against.
+class SharedInference:
+    """The one collect loop: the thread that feeds every stream's frames to the one backend and
+    hands each result back to its stream, timings included (`Backend.collect_result`)."""
 
-    'sync' calls infer() frame after frame; 'async' keeps every slot of the backend busy. CPU
-    milliseconds per frame (all threads of this process) are reported beside FPS because on a
-    shared machine they stay put while FPS follows the neighbours' load.
-    """
-    for f in frames[: min(3, len(frames))]:
-        backend.infer(f)
-    result: dict[str, float] = {}
-    n = len(frames)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for f in frames:
-        backend.infer(f)
-    result["sync_fps"] = n / (time.perf_counter() - t0)
-    result["sync_cpu_ms"] = (time.process_time() - c0) / n * 1e3
-    t0, c0 = time.perf_counter(), time.process_time()
-    for i, f in enumerate(frames):
-        if backend.in_flight >= backend.max_in_flight:
-            backend.collect()
-        backend.submit(f, i)
-    while backend.in_flight:
-        backend.collect()
-    result["async_fps"] = n / (time.perf_counter() - t0)
-    result["async_cpu_ms"] = (time.process_time() - c0) / n * 1e3
-    result["fps"] = max(result["sync_fps"], result["async_fps"])
-    return result
+    def __init__(self, backend: Backend, stop: threading.Event | None = None) -> None:
+        self.backend = backend
+        self.stop = stop or threading.Event()
+        self.tokens: queue.Queue = queue.Queue()
+        self.pipes: list[Pipeline] = []
+        self.errors: list[tuple[str, BaseException]] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, source: Source, outputs: Outputs, renderer: Renderer | None, stream: str | None = None,
+            stats: RunStats | None = None, queue_size: int = 4) -> Pipeline:
+        """A stream's pipeline; `stream` names it in the stats lines (None: a run of one stream)."""
+        pipe = Pipeline(source, self.backend, outputs, renderer, stats or RunStats(), self.stop, self.tokens,
+                        len(self.pipes), stream, queue_size)
+        self.pipes.append(pipe)
+        return pipe
+
+    def start(self) -> None:
+        for pipe in self.pipes:
+            pipe.start()
+        self._thread = threading.Thread(target=self._guarded, name="pspnet-rt-inference", daemon=True)
+        self._thread.start()
+
+    def wait(self, poll: float = 0.2) -> None:
+        """Block until every stream ended; short joins keep the main thread free for signals."""
+        threads = [self._thread] if self._thread else []
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(poll)
+        for pipe in self.pipes:
+            pipe.wait(poll)
+
+    def run(self) -> None:
+        self.start()
+        self.wait()
+
+    def failures(self) -> list[tuple[str, BaseException]]:
+        """(stage, exception) of every stage that failed; a stream's stages carry its name when
+        several streams ran."""
+        several = len(self.pipes) > 1
+        return self.errors + [(f"{stage} of stream {p.stream}" if several else stage, exc)
+                              for p in self.pipes for stage, exc in p.errors]
+
+    def _guarded(self) -> None:
+        self._open = set(range(len(self.pipes)))
+        self._ended_out: set[int] = set()
+        self._in_flight: collections.Counter[int] = collections.Counter()
+        try:
+            self._run()
+        except BaseException as exc:
+            self.errors.append(("inference", exc))
+            self.stop.set()
+            log.debug("shared inference failed", exc_info=True)
+            while self._open:  # drop what the captures still send until each has ended
+                i = self.tokens.get()
+                try:
+                    job = self.pipes[i].q_in.get_nowait()
+                except queue.Empty:
+                    continue
+                if job is _END:
+                    self._open.discard(i)
+                else:
+                    self.pipes[i].stats.drops[SHUTDOWN] += 1
+        finally:
+            for i, pipe in enumerate(self.pipes):
+                if i not in self._ended_out:
+                    pipe.q_post.put(_END)
+
+    def _end_stream(self, i: int) -> None:
+        self._ended_out.add(i)
+        self.pipes[i].q_post.put(_END)
+
+    def _run(self) -> None:
+        backend, pipes, tokens = self.backend, self.pipes, self.tokens
+        waiting_end: set[int] = set()  # ended streams whose last frames are still in the backend
+        while self._open or backend.in_flight:
+            # collect when every slot is busy, at the end, or when the input ran dry and the oldest
+            # result needs no later frame (video-aware inference may wait for the next key frame)
+            if backend.in_flight and (not self._open or backend.in_flight >= backend.max_in_flight
+                                      or (tokens.empty() and backend.collect_ready())):
+                result = backend.collect_result()
+                i, job = result.tag
+                job.labels = result.labels
+                job.confidence = result.confidence
+                job.times["inference"] = result.infer_ms
+                job.times.update(result.stage_ms)
+                job.fields = result.fields
+                job.model_input = None
+                pipes[i].q_post.put(job)
+                self._in_flight[i] -= 1
+                if i in waiting_end and not self._in_flight[i]:
+                    waiting_end.discard(i)
+                    self._end_stream(i)
+                continue
+            i = tokens.get()
+            try:
+                job = pipes[i].q_in.get_nowait()
+            except queue.Empty:  # a live stream replaced the frame this token announced
+                continue
+            if job is _END:
+                self._open.discard(i)
+                backend.stream_ended(i)
+                if self._in_flight[i]:
+                    waiting_end.add(i)
+                else:
+                    self._end_stream(i)
+            elif self.stop.is_set():
+                pipes[i].stats.drops[SHUTDOWN] += 1
+            else:
+                backend.submit(job.model_input, (i, job))
+                self._in_flight[i] += 1

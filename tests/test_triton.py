@@ -368,3 +368,21 @@ def test_server_helper_refuses_a_repository_it_cannot_serve(triton_install: obje
     write_repository(demo_artefacts["onnxruntime"], tmp_path / "repo", RepoOptions(variant="native"))
     with pytest.raises(ServerError, match="no model this server can load"):
         TritonServer(tmp_path / "repo").start()
+
+
+def test_python_api_engine_and_stream_on_a_triton_server(demo_artefacts: dict[str, Path],
+                                                          triton_server: TritonServer) -> None:
+    """`pspnet_rt.load("triton://...")`: one frame, the async pair and a stream, as in-process."""
+    import pspnet_rt as rt
+
+    frames = demo_frames(3)
+    with rt.load(demo_artefacts["openvino"]) as local, \
+            rt.load(triton_server.engine(MODEL), timeout=30) as remote:
+        expected = [local(f) for f in frames]
+        assert all(np.array_equal(remote(f), e) for f, e in zip(frames, expected))
+        for i, f in enumerate(frames):
+            remote.submit(f[:80, :150].copy(), i)  # any frame size: resized there and back
+            assert remote.collect().labels.shape == (80, 150)
+        streamed = list(rt.stream("demo", remote, max_frames=3, demo_frames=3))
+        assert [r.index for r in streamed] == [0, 1, 2]
+        assert all(np.array_equal(r.labels, local(r.frame)) for r in streamed)

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from artefact.manifest import BACKENDS, Manifest, load_manifest
-from runtime.backends.base import Backend, check_backend
+from runtime.backends.base import Backend, Collected, check_backend
 from runtime.backends.runner import Prediction, Runner
 from runtime.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "Backend", "Prediction", "Runner", "artefact_runner", "backend_class", "check_backend",
-           "connect_backend", "is_remote", "load_backend", "open_runner", "runner_class"]
+__all__ = ["BACKENDS", "Backend", "Collected", "Prediction", "Runner", "artefact_runner", "backend_class",
+           "check_backend", "connect_backend", "is_remote", "load_backend", "open_runner", "runner_class"]
 
 
 # backend -> (its module, its Backend class, its Runner class or None); imported on first use,

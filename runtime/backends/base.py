@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,34 +15,51 @@ from artefact.manifest import LOGITS_NAME, ArtefactError, Manifest
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Collected:
+    """One result of the async pair, with its timings as values (what `collect_result` returns).
+
+    `infer_ms` is submit-to-done time; `stage_ms` more stages a wrapper ran for it (video-aware
+    inference: "scheduler"); `fields` per-frame facts for the stats (key frame or not, why).
+    """
+
+    tag: Any
+    labels: np.ndarray
+    infer_ms: float = 0.0
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+    confidence: np.ndarray | None = None  # HxW uint8, when the backend was opened with confidence=True
+
+
 class Backend:
     """Runs a fused artefact: uint8 BGR HxWx3 in, uint8 HxW class ids out.
 
     `infer` is the blocking call. The pipeline uses the async pair instead: `submit` up to
-    `max_in_flight` frames, then `collect` returns results in submission order. Subclasses with
-    real asynchrony (OpenVINO infer requests, TensorRT streams) override both; the default runs
-    `infer` at submit time, which already overlaps with the pipeline's other threads because
-    the libraries release the GIL while they compute.
+    `max_in_flight` frames, then `collect_result` returns results in submission order, each a
+    `Collected` that carries its own timings. Subclasses with real asynchrony (OpenVINO infer
+    requests, TensorRT streams) override `submit` and `collect_result`; the default runs `infer`
+    at submit time, which already overlaps with the pipeline's other threads because the
+    libraries release the GIL while they compute. `collect()` is the older two-value form.
 
     Lifetime is explicit: use `with load_backend(...) as backend:` or call `close()`.
 
     Confidence: a backend opened with `confidence=True` (an artefact built with --confidence)
-    also fetches the graph's uint8 confidence output; `last_confidence` is the HxW map of the
-    job `collect` (or `infer`) returned last, None when not asked for.
+    also fetches the graph's uint8 confidence output: each `Collected` carries its HxW map, and
+    `last_confidence` is the one of the job `collect` (or `infer`) returned last; None when not
+    asked for.
     """
 
     name = "backend"
     max_in_flight = 1
     OPTIONS: tuple[str, ...] = ()
-    startup_s = 0.0  # load + compile time, set by the CLI
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.device = "CPU"
         self.precision_ran = manifest.precision  # what really ran; backends refine it
-        self.last_infer_ms = 0.0  # submit-to-done time of the job `collect` returned last
-        # more about that job for the per-frame stats (video-aware inference: key frame or not,
-        # why, and its scheduler time); plain backends leave them empty
+        # the timings of the result `collect()` returned last, for callers of that two-value
+        # form; the pipeline reads them from `collect_result()`'s value instead
+        self.last_infer_ms = 0.0
         self.last_stage_ms: dict[str, float] = {}
         self.last_fields: dict[str, Any] = {}
         self.confidence_name: str | None = None  # set by want_confidence(): fetch that output too
@@ -89,10 +107,18 @@ class Backend:
         labels = self.infer(frame)
         self._done.append((tag, labels, (time.perf_counter() - t0) * 1e3, self.last_confidence))
 
+    def collect_result(self) -> Collected:
+        """The oldest submitted frame's result (waiting for it), with its timings."""
+        tag, labels, ms, confidence = self._done.popleft()
+        return Collected(tag, labels, ms, confidence=confidence)
+
     def collect(self) -> tuple[Any, np.ndarray]:
-        tag, labels, ms, self.last_confidence = self._done.popleft()
-        self.last_infer_ms = ms
-        return tag, labels
+        """(tag, labels) of the oldest submitted frame; its timings (and confidence) stay in `last_*`."""
+        result = self.collect_result()
+        self.last_infer_ms, self.last_stage_ms, self.last_fields = (result.infer_ms, result.stage_ms,
+                                                                    result.fields)
+        self.last_confidence = result.confidence
+        return result.tag, result.labels
 
     @property
     def in_flight(self) -> int:

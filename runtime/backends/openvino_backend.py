@@ -21,7 +21,7 @@ import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
 from devices import install_hint, openvino_precision_hint
-from runtime.backends.base import Backend, check_backend, labels_2d
+from runtime.backends.base import Backend, Collected, check_backend, labels_2d
 from runtime.backends.ov_cache import BlobCache
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
@@ -254,7 +254,7 @@ class OpenVINOBackend(Backend):
         self._pending.append((seq, tag, time.perf_counter(), batch))
         self._queue.start_async({self._runner.input_port: batch}, seq, share_inputs=True)
 
-    def collect(self) -> tuple[Any, np.ndarray]:
+    def collect_result(self) -> Collected:
         seq, tag, t0, _batch = self._pending[0]
         box = self._done_box
         with box.cond:
@@ -263,9 +263,8 @@ class OpenVINOBackend(Backend):
         self._pending.popleft()
         if isinstance(result, BaseException):
             raise result
-        self.last_infer_ms = (t_done - t0) * 1e3
-        labels, self.last_confidence = result
-        return tag, labels
+        labels, confidence = result
+        return Collected(tag, labels, (t_done - t0) * 1e3, confidence=confidence)
 
     @property
     def in_flight(self) -> int:

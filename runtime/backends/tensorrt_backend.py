@@ -24,7 +24,7 @@ import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
 from devices.cuda import CudaApi, CudaError, CudaUnavailable, DeviceBuffer, HostBuffer, get_cuda
-from runtime.backends.base import Backend, check_backend
+from runtime.backends.base import Backend, Collected, check_backend
 from runtime.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -363,14 +363,14 @@ class TensorRTBackend(Backend):
         self.cuda.activate()
         self._ring.submit(frame, tag)
 
-    def collect(self) -> tuple[Any, np.ndarray]:
+    def collect_result(self) -> Collected:
         self.cuda.activate()
         tag, out, ms = self._ring.collect()
-        self.last_infer_ms = ms
+        confidence = None
         if self.confidence_name:
-            confidence = self._ring.last_extra[0]
-            self.last_confidence = confidence.reshape(confidence.shape[-2:])
-        return tag, out.reshape(out.shape[-2:])
+            extra = self._ring.last_extra[0]
+            confidence = extra.reshape(extra.shape[-2:])
+        return Collected(tag, out.reshape(out.shape[-2:]), ms, confidence=confidence)
 
     @property
     def in_flight(self) -> int:

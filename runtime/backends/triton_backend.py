@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from artefact.manifest import ArtefactError, manifest_from_dict
-from runtime.backends.base import Backend, labels_2d, require_confidence
+from runtime.backends.base import Backend, Collected, labels_2d, require_confidence
 from runtime.errors import BackendUnavailable, UsageError
 
 log = logging.getLogger(__name__)
@@ -233,15 +233,16 @@ class TritonBackend(Backend):
         inp.set_data_from_numpy(batch)
         return [inp], [self._grpc.InferRequestedOutput(n) for n in self._output_names()]
 
-    def _maps(self, raw: list[np.ndarray]) -> np.ndarray:
-        """The labels of one result; its confidence (when asked for) into last_confidence."""
-        if self.confidence_name:
-            self.last_confidence = labels_2d(raw[1], self.manifest, self.confidence_name)
-        return labels_2d(raw[0], self.manifest)
+    def _maps(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(labels, confidence or None) of one result's raw outputs."""
+        confidence = labels_2d(raw[1], self.manifest, self.confidence_name) if self.confidence_name else None
+        return labels_2d(raw[0], self.manifest), confidence
 
     def infer(self, frame: np.ndarray) -> np.ndarray:
         self._check_frame(frame)
-        return self._maps(self._retry_or_raise(np.ascontiguousarray(frame[None]), None))
+        raw = self._retry_or_raise(np.ascontiguousarray(frame[None]), None)
+        labels, self.last_confidence = self._maps(raw)
+        return labels
 
     def _infer_once(self, batch: np.ndarray) -> list[np.ndarray]:
         inputs, outputs = self._inputs(batch)
@@ -293,7 +294,7 @@ class TritonBackend(Backend):
         except Exception as exc:  # the channel itself refused: collect() retries it
             box.callback(seq, None, exc)
 
-    def collect(self) -> tuple[Any, np.ndarray]:
+    def collect_result(self) -> Collected:
         seq, tag, t0, batch = self._pending[0]
         box = self._done_box
         with box.cond:
@@ -303,9 +304,8 @@ class TritonBackend(Backend):
         if isinstance(result, BaseException):
             result = self._retry_or_raise(batch, result)
             t_done = time.perf_counter()
-        labels = self._maps(result)
-        self.last_infer_ms = (t_done - t0) * 1e3
-        return tag, labels
+        labels, confidence = self._maps(result)
+        return Collected(tag, labels, (t_done - t0) * 1e3, confidence=confidence)
 
     @property
     def in_flight(self) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import SourceError, UsageError
-from runtime.sources import STALE, Source, SourceOptions, _Item
+from runtime.source_base import STALE, Source, SourceOptions, _Item
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends.base import Backend
+from runtime.backends.base import Backend, Collected
 from runtime.stats import Reservoir
 from runtime.temporal.config import TemporalConfig
 from runtime.temporal.motion import Motion, MotionEstimator, Thumb, histogram_distance
@@ -61,7 +61,6 @@ class TemporalBackend(Backend):
         self.name = inner.name
         self.device = inner.device
         self.precision_ran = inner.precision_ran
-        self.startup_s = inner.startup_s
         self.scheduler = config.scheduler()
         self.motion = MotionEstimator(config.flow_scale)
         # Room for as many key frames as the engine runs at once, each with its interval behind
@@ -135,7 +134,7 @@ class TemporalBackend(Backend):
         job = self._pending[0]
         return job.decision.key or not self.both_ways or job.closed or job.next_key is not None
 
-    def collect(self) -> tuple[Any, np.ndarray]:
+    def collect_result(self) -> Collected:
         job = self._pending[0]
         fields: dict[str, Any] = {"key": job.decision.key, "reason": job.decision.reason}
         if job.decision.key:
@@ -157,10 +156,7 @@ class TemporalBackend(Backend):
         if job in self._open:  # collected before its next key frame came (end of stream): forward only
             self._open.remove(job)
         self._account(job)
-        self.last_infer_ms = ms
-        self.last_stage_ms = {"scheduler": job.scheduler_ms}
-        self.last_fields = fields
-        return job.tag, labels
+        return Collected(job.tag, labels, ms, {"scheduler": job.scheduler_ms}, fields)
 
     def _propagate(self, job: _Pending) -> tuple[np.ndarray, str]:
         before = self.motion.warp_labels(job.prev_key.labels, job.motion)
@@ -177,11 +173,11 @@ class TemporalBackend(Backend):
 
     def _take_inner(self) -> None:
         """Move the oldest result out of the wrapped backend into its job."""
-        tag, labels = self.inner.collect()
+        result = self.inner.collect_result()
         expected = self._inner_order.popleft()
-        if tag is not expected:
+        if result.tag is not expected:
             raise RuntimeError("the wrapped backend returned results out of submission order")
-        tag.labels, tag.infer_ms = labels, self.inner.last_infer_ms
+        expected.labels, expected.infer_ms = result.labels, result.infer_ms
 
     def _account(self, job: _Pending) -> None:
         self.frames += 1

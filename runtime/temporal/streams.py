@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends.base import Backend
+from runtime.backends.base import Backend, Collected
 from runtime.temporal.backend import TemporalBackend
 from runtime.temporal.config import TemporalConfig
 
@@ -24,15 +24,15 @@ class EngineShare:
 
     def __init__(self, engine: Backend) -> None:
         self.engine = engine
-        self._stash: dict[int, collections.deque[tuple[Any, np.ndarray, float]]] = collections.defaultdict(
-            collections.deque)
+        self._stash: dict[int, collections.deque[Collected]] = collections.defaultdict(collections.deque)
 
     def pull_one(self) -> None:
         """Move the engine's oldest result to its owner's stash."""
-        (owner, tag), labels = self.engine.collect()
-        self._stash[owner].append((tag, labels, self.engine.last_infer_ms))
+        result = self.engine.collect_result()
+        owner, result.tag = result.tag
+        self._stash[owner].append(result)
 
-    def take(self, owner: int) -> tuple[Any, np.ndarray, float]:
+    def take(self, owner: int) -> Collected:
         while not self._stash[owner]:
             self.pull_one()
         return self._stash[owner].popleft()
@@ -46,7 +46,7 @@ class _EngineView(Backend):
         self.share, self.owner = share, owner
         engine = share.engine
         self.name, self.device, self.precision_ran = engine.name, engine.device, engine.precision_ran
-        self.startup_s, self.max_in_flight = engine.startup_s, engine.max_in_flight
+        self.max_in_flight = engine.max_in_flight
         self._outstanding = 0
 
     def input_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
@@ -59,10 +59,10 @@ class _EngineView(Backend):
         engine.submit(frame, (self.owner, tag))
         self._outstanding += 1
 
-    def collect(self) -> tuple[Any, np.ndarray]:
-        tag, labels, self.last_infer_ms = self.share.take(self.owner)
+    def collect_result(self) -> Collected:
+        result = self.share.take(self.owner)
         self._outstanding -= 1
-        return tag, labels
+        return result
 
     @property
     def in_flight(self) -> int:
@@ -92,7 +92,6 @@ class PerStreamTemporal(Backend):
         self.names = names
         self.scheduler = self.streams[0].scheduler  # for the start line
         self.name, self.device, self.precision_ran = engine.name, engine.device, engine.precision_ran
-        self.startup_s = engine.startup_s
         self.max_in_flight = sum(s.max_in_flight for s in self.streams)
         self._seqs: list[collections.deque[int]] = [collections.deque() for _ in lives]  # per stream
         self._next_seq = 0
@@ -118,16 +117,12 @@ class PerStreamTemporal(Backend):
     def collect_ready(self) -> bool:
         return bool(self._ready())
 
-    def collect(self) -> tuple[Any, np.ndarray]:
+    def collect_result(self) -> Collected:
         """The oldest ready stream head; when none is ready (the window is full), the oldest head."""
         candidates = self._ready() or [i for i, seqs in enumerate(self._seqs) if seqs]
         index = min(candidates, key=lambda i: self._seqs[i][0])
         self._seqs[index].popleft()
-        stream = self.streams[index]
-        tag, labels = stream.collect()
-        self.last_infer_ms, self.last_stage_ms, self.last_fields = (
-            stream.last_infer_ms, stream.last_stage_ms, stream.last_fields)
-        return tag, labels
+        return self.streams[index].collect_result()
 
     @property
     def in_flight(self) -> int:
