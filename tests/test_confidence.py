@@ -327,3 +327,16 @@ def test_benchmark_reports_from_a_result(tmp_path: Path) -> None:
     assert written["calibration"][0]["ece"] == pytest.approx(0.2)
     assert "| conf |" in (tmp_path / "confidence.md").read_text()
     assert cv2.imread(str(tmp_path / "confidence.png")) is not None
+
+
+def test_python_api_returns_the_confidence(confidence_artefact: Path) -> None:
+    """pspnet_rt.load(..., confidence=True): each collected result carries its confidence at the
+    frame's own size, resized as the labels are."""
+    import pspnet_rt
+
+    frame = cv2.resize(demo_frames(1)[0], (W * 2, H * 2))  # not the model's size
+    with pspnet_rt.load(confidence_artefact, confidence=True) as engine:
+        engine.submit(frame)
+        result = engine.collect()
+    assert result.labels.shape == result.confidence.shape == frame.shape[:2]
+    assert result.confidence.dtype == np.uint8 and result.confidence.max() > 0
