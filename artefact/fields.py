@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+MAX_SIDE = 8192  # the largest input side an artefact may declare (the exporter's dynamic bound too)
 
 
 def type_problem(value: Any, annotation: str) -> str | None:
@@ -109,6 +110,8 @@ def semantic_problems(data: dict[str, Any], backends: tuple[str, ...], precision
     size = data.get("input_size") or []
     if len(size) != 2 or not (all(v > 0 for v in size) or size == [-1, -1]):
         bad("input_size", "must be [H, W] with H, W > 0 (or [-1, -1] for a dynamic artefact)")
+    elif max(size) > MAX_SIDE:
+        bad("input_size", f"must be at most {MAX_SIDE} pixels a side (what the exporter builds)")
     for name in ("mean", "std"):
         if len(data.get(name) or []) != 3:
             bad(name, "must hold 3 numbers, one per channel")
@@ -116,10 +119,26 @@ def semantic_problems(data: dict[str, Any], backends: tuple[str, ...], precision
         bad("std", "must be > 0 (the input is divided by it)")
     if data.get("channel_order") not in ("RGB", "BGR"):
         bad("channel_order", "must be RGB or BGR")
-    for name in ("model_sha256", "onnx_sha256"):
-        if data.get(name) and not HEX64.match(data[name]):
-            bad(name, "must be a sha256 (64 lowercase hex digits)")
-    for file_name, digest in (data.get("companion_files") or {}).items():
-        if not _plain_file_name(file_name) or not HEX64.match(digest):
+    # integrity cannot be switched off by blanking a hash: the model file's is required, and every
+    # file the backend reads beside it must be listed with its own
+    if not HEX64.match(data.get("model_sha256") or ""):
+        bad("model_sha256", "must be the model file's sha256 (64 lowercase hex digits); an artefact without "
+            "it cannot be checked and is not run")
+    if data.get("onnx_sha256") and not HEX64.match(data["onnx_sha256"]):
+        bad("onnx_sha256", "must be a sha256 (64 lowercase hex digits)")
+    companions = data.get("companion_files") or {}
+    for file_name, digest in companions.items():
+        if not _plain_file_name(file_name) or not HEX64.match(digest) or file_name == data.get("model_file"):
             bad("companion_files", f"entry {file_name!r} must map a file beside the manifest to its sha256")
+    for needed in companions_read(data.get("backend", ""), data.get("model_file", "")):
+        if needed not in companions:
+            bad("companion_files", f"must list {needed} with its sha256 ({data.get('backend')} reads it "
+                "beside the model file)")
     return found
+
+
+def companions_read(backend: str, model_file: str) -> list[str]:
+    """Files a backend reads beside the model file on its own: OpenVINO's weights (NAME.bin)."""
+    if backend == "openvino" and model_file.endswith(".xml"):
+        return [model_file[:-4] + ".bin"]
+    return []

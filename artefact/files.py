@@ -9,6 +9,16 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+
+def parse_json_text(text: str | bytes) -> Any:
+    """json.loads, but JSON nested too deeply for the parser is a ValueError like any other bad
+    JSON (json raises RecursionError there), so every reader refuses it with one line."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

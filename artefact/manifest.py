@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from artefact.fields import semantic_problems, type_problem
-from artefact.files import atomic_write_json, sha256_file
+from artefact.files import atomic_write_json, parse_json_text, sha256_file
 
 MANIFEST_FORMAT = "pspnet-rt/1"
 # The fused graph's tensor names: the exporter writes them, every runner and backend reads them.
@@ -17,6 +17,9 @@ INPUT_NAME = "image"  # uint8 BGR NHWC 1xHxWx3
 LABELS_NAME = "labels"  # uint8 class ids 1xHxW
 LOGITS_NAME = "logits"  # float32 1xCxHxW, optional (--with-logits)
 CONFIDENCE_NAME = "confidence"  # uint8 1xHxW max softmax probability (255 = 1.0), optional (--confidence)
+# ONNX metadata_props key: how many classes the graph's ArgMax chooses from, written by the build
+# from the graph itself, read by the runtime without the onnx package (runtime.backends.contract)
+CLASSES_METADATA = "pspnet_rt.classes"
 BACKENDS = ("tensorrt", "openvino", "onnxruntime")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -98,7 +101,7 @@ class Manifest:
         if not self.model_path.is_file():
             raise ArtefactError(f"{self.model_path} is missing; rebuild with "
                                 f"{self.rebuild_hint()}")
-        if self.model_sha256 and sha256_file(self.model_path) != self.model_sha256:
+        if not self.model_sha256 or sha256_file(self.model_path) != self.model_sha256:
             raise ArtefactError(f"{self.model_path} does not match the sha256 in {self.path}; "
                                 f"the file was changed after the build. Rebuild with "
                                 f"{self.rebuild_hint()}")
@@ -117,9 +120,9 @@ class Manifest:
 
 
 def _manifest_beside(model: Path) -> Path:
-    """NAME.json for a model file NAME.xml, or for a versioned one NAME.<sha12>.xml."""
+    """NAME.json for a model file NAME.xml, or for a versioned one NAME.<sha12>[-N].xml."""
     plain = model.with_suffix(".json")
-    versioned = re.match(r"^(?P<name>.+)\.[0-9a-f]{12}$", model.stem)
+    versioned = re.match(r"^(?P<name>.+)\.[0-9a-f]{12}(-[0-9]+)?$", model.stem)
     if not plain.is_file() and versioned:
         return model.with_name(f"{versioned['name']}.json")
     return plain
@@ -144,8 +147,8 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ArtefactError(f"no manifest at {path}: an artefact is a model file plus NAME.json "
                             "written by `python -m build_engine`")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = parse_json_text(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         why = " ".join(str(exc).split())
         raise ArtefactError(f"{path} is not a readable JSON manifest ({why})") from None
     manifest = manifest_from_dict(data, str(path))

@@ -53,12 +53,17 @@ from artefact.manifest import (
 from build_engine import commit, environment
 from build_engine.compilers import compiler_for
 from build_engine.errors import BuildError
+from build_engine.graph_facts import check_class_count
+from build_engine.preflight import check_build
+from build_engine.trained import TrainedFacts, trained_facts
 from build_engine.verify import (
     CONFIDENCE_MAX_LEVELS,
     FP32_MIN_AGREEMENT,
     Agreement,
     compare,
     confidence_vs_logits,
+    require_finite_weights,
+    require_meaningful,
     verification_frames,
 )
 from calib.options import PrecisionOptions
@@ -73,10 +78,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # bump when the export graph changes, so caches rebuild (5: TensorRT rules, row-tiled labels tail,
 # AveragePool where the map divides; 6: tiles above 16 MB, OpenVINO's conv-outputs placement;
-# 7: conv-outputs also quantizes the pyramid-pooling Concat's inputs)
-CODE_VERSION = "7"
+# 7: conv-outputs also quantizes the pyramid-pooling Concat's inputs; 8: ONNX artefacts record their
+# class count in their metadata, which the runtime checks the manifest against)
+CODE_VERSION = "8"
 # $PSPNET_RT_CACHE moves every cache (artefacts here, demo clips in segdata.clip_cache) at once.
 DEFAULT_OUTPUT = cache_root() / "artefacts"
+KEPT_SUFFIXES = (".onnx", ".json", ".xml", ".bin", ".engine")  # what --stop-after may keep, any backend
 
 
 @dataclass(frozen=True)
@@ -181,8 +188,10 @@ class Builder:
         if options.precision == "auto" and options.stop_after in ("quantize", "compile"):
             raise UsageError(f"--stop-after {options.stop_after} keeps one precision's output: pass "
                              "--precision fp32, fp16 or int8 with it")
-        self.options = options
         self.found_weights = _identify_weights(options.weights) if options.weights else None
+        self.trained = trained_facts(self.found_weights)
+        options = _with_trained_data(options, self.trained)
+        self.options = options
         if options.precision != "fp32":  # before any export: a typo here must not cost a build
             from calib.sources import check_source
 
@@ -192,19 +201,36 @@ class Builder:
         self.backend = environment.resolve_backend(options.backend)
         self.compiler = compiler_for(self.backend)  # all the build knows about the backend
         self.spec = _spec_from_weights(self.found_weights) if options.model == "demo" else None
-        self.spec = self.spec or get_spec(options.model)
+        trained_model = self.trained.model if self.trained and options.model == "demo" else None
+        self.spec = self.spec or get_spec(trained_model or options.model)
         if options.input_size:
             self.spec = self.spec.with_size(*options.input_size)
-        self.spec, variant = _with_overrides(self.spec, options)
+        trained_labels = self.trained.labels if self.trained else None
+        self.spec, variant = _with_overrides(self.spec, options, trained_labels)
         self.height, self.width = self.spec.input_size
+        check_build(options, self.backend, self.height, self.width)  # before any model work
         self.output = Path(options.output) if options.output else DEFAULT_OUTPUT
-        size = "dyn" if options.dynamic else f"{self.height}x{self.width}"
-        # INT8 artefacts of different calibration methods live side by side (to be compared).
-        tag = f"int8-{options.calib_method}" if options.precision == "int8" else options.precision
-        # the graph options get their own names, so an artefact with them and one without coexist
-        graph = "".join(s for s, on in (("-flip", options.flip), ("-conf", options.confidence)) if on)
-        self.name = f"{self.spec.name}{variant}-{size}-{tag}-{self.backend}{graph}"
+        self.variant = variant
+        self.name = self.artefact_name(options.precision)
         self.manifest_path = self.output / f"{self.name}.json"
+
+    def artefact_name(self, precision: str) -> str:
+        size = "dyn" if self.options.dynamic else f"{self.height}x{self.width}"
+        # INT8 artefacts of different calibration methods live side by side (to be compared).
+        tag = f"int8-{self.options.calib_method}" if precision == "int8" else precision
+        # the graph options get their own names, so an artefact with them and one without coexist
+        o = self.options
+        graph = "".join(s for s, on in (("-flip", o.flip), ("-conf", o.confidence)) if on)
+        return f"{self.spec.name}{self.variant}-{size}-{tag}-{self.backend}{graph}"
+
+    def files_to_replace(self) -> list[str]:
+        """Names in the output folder this build may write over, known before it starts: its
+        manifest (each candidate's, for --precision auto), or with --stop-after the kept files."""
+        if self.options.stop_after:
+            return [f"{self.name}.{self.options.stop_after}{suffix}" for suffix in KEPT_SUFFIXES]
+        auto = self.options.precision == "auto"
+        precisions = ("int8", "fp16", "fp32") if auto else (self.options.precision,)
+        return [f"{self.artefact_name(p)}.json" for p in precisions]
 
     def with_precision(self, precision: str) -> Builder:
         """The same build at another precision (a `--precision auto` candidate)."""
@@ -315,26 +341,24 @@ class Builder:
         manifest.build["step_seconds"] = dict(steps)
         tqdm.write(f"built {self.name} in {manifest.build['seconds']:.1f} s (" +
                    ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()) + ")", file=sys.stderr)
-        sha = manifest.model_sha256
         folder = compiled.model_path.parent
-        files = {folder / n: commit.versioned_name(self.name, sha, Path(n).suffix)
-                 for n in compiled.companions}
-        files[compiled.model_path] = commit.versioned_name(self.name, sha, compiled.model_path.suffix)
+        sources = [*(folder / n for n in compiled.companions), compiled.model_path]
+        files = commit.final_names(self.output, self.name, manifest.model_sha256, sources)
         manifest.model_file = files[compiled.model_path]
         manifest.companion_files = {files[folder / n]: digest for n, digest in compiled.companions.items()}
-        old = commit.manifest_files(self.manifest_path) or set()
-        commit.move_in(files, self.output)
-        manifest.save(self.manifest_path)
-        commit.remove_superseded(self.output, old, keep=set(files.values()))
+        commit.commit_artefact(self.output, self.manifest_path, manifest, files)
         return self.manifest_path
 
     def run_until(self, last: str) -> Path:
         """Run the steps up to `last`, keep its output in the output folder (never the artefact's
-        own names, so an artefact there is left alone) and return the kept file's path."""
+        own names, so an artefact there is left alone; never over a file that is not ours) and
+        return the kept file's path. The kept files are noted as ours, so a rerun may replace them."""
         steps = STEP_TABLE[: STEPS.index(last) + 1]
         with self.working(len(steps)) as (work, bar):
             values = self.walk(steps, {"work": work}, bar)
-            return steps[-1].keep(values[last], lambda suffix: self.output / f"{self.name}.{last}{suffix}")
+            path = steps[-1].keep(values[last], lambda suffix: self.output / f"{self.name}.{last}{suffix}")
+        commit.record_kept(self.output, [n for n in self.files_to_replace() if (self.output / n).is_file()])
+        return path
 
     # -- the steps -----------------------------------------------------------------------
     def export(self, work: Path) -> Exported:
@@ -345,6 +369,7 @@ class Builder:
         for note in check_size(self.height, self.width, self.spec.bins):
             log.warning(note)
         net, weights = load_model(self.spec, self.weights_file())
+        require_finite_weights(net)  # before an export that would only agree with NaN
         t0 = time.perf_counter()
         raw = export_fused_onnx(net, self.spec, work / "raw.onnx", self.height, self.width,
                                 self.options.dynamic, self.options.confidence, self.options.flip)
@@ -374,10 +399,13 @@ class Builder:
 
         frames = verification_frames(self.height, self.width, self.options.verify_frames)
         reference = torch_reference(exported.net, self.spec, frames, self.options.flip)
+        require_meaningful(reference, "PyTorch", list(self.spec.classes))
         with open_runner("onnxruntime", slimmed.onnx) as ort_run:
-            agreement = compare(reference, [ort_run.predict(f) for f in frames])
-            if self.options.confidence:
-                agreement.confidence = confidence_vs_logits(ort_run, frames, reference)
+            exported_predictions = [ort_run.predict(f) for f in frames]
+            confidence = confidence_vs_logits(ort_run, frames, reference) if self.options.confidence else None
+        require_meaningful(exported_predictions, "the exported ONNX", list(self.spec.classes))
+        agreement = compare(reference, exported_predictions)
+        agreement.confidence = confidence
         tqdm.write(f"ONNX Runtime vs PyTorch: {agreement.summary()}", file=sys.stderr)
         if agreement.pixel_agreement < FP32_MIN_AGREEMENT:
             raise BuildError(f"the exported ONNX disagrees with PyTorch: {agreement.summary()} "
@@ -432,10 +460,12 @@ class Builder:
     def compile(self, tiled: Tiled, verified: Verified, work: Path, target: Path | None = None) -> Compiled:
         """Write the backend's model file atomically (at `target`, default in the work folder, whence
         the commit moves it in; its compiler, build_engine/compilers/), then run it against
-        PyTorch where this machine can."""
+        PyTorch where this machine can. The graph must choose among the classes the manifest will
+        list (build_engine.graph_facts; ONNX artefacts carry the count in their metadata)."""
         onnx_path = tiled.precision.onnx_path
         target = target or work / f"model{self.compiler.extension}"
         graph_rules = self.compiler.graph_rules(onnx_path)
+        check_class_count(onnx_path, len(self.spec.classes))
         written = self.compiler.compile(onnx_path, target, self.options, self.output)
         agreement = self._run_compiled(target, verified)
         return Compiled(target, written.companions, agreement, written.facts, graph_rules)
@@ -511,6 +541,7 @@ class Builder:
         commit.prepare_output(self.output)
         with commit.folder_lock(self.output):
             commit.sweep_stale(self.output)
+            commit.check_free(self.output, self.files_to_replace())  # a user's file there: exit 2 now
             with commit.work_dir(self.output, self.name) as work:
                 yield work
 
@@ -607,14 +638,40 @@ def _spec_from_weights(found: Any) -> Any:
     return None
 
 
-def _with_overrides(spec: Any, options: BuildOptions) -> tuple[Any, str]:
-    """`--classes`, `--mean`, `--std` applied to the spec, and the artefact-name suffix they add
-    (so an artefact with another label set or normalisation never replaces the plain one)."""
+def _with_trained_data(options: BuildOptions, trained: TrainedFacts | None) -> BuildOptions:
+    """A pspnet.train checkpoint's own training / held-out lists as --calib-data / --eval-data,
+    where none was given and they are on this machine (said on stderr either way)."""
+    from build_engine.trained import present
+
+    if trained is None or options.precision == "fp32":
+        return options
+    chosen = {}
+    for flag, field_name, source in (("--calib-data", "calib_data", trained.calib_data),
+                                     ("--eval-data", "eval_data", trained.eval_data)):
+        if getattr(options, field_name) or not source:
+            continue
+        part = "training" if field_name == "calib_data" else "held-out"
+        if present(source):
+            chosen[field_name] = source
+            tqdm.write(f"{flag} {source} (the checkpoint's {part} data)", file=sys.stderr)
+        else:
+            tqdm.write(f"note: the checkpoint's {part} data {source} is not here; give {flag}",
+                       file=sys.stderr)
+    return dataclasses.replace(options, **chosen) if chosen else options
+
+
+def _with_overrides(spec: Any, options: BuildOptions, trained_labels: Any = None) -> tuple[Any, str]:
+    """`--classes` (else the label set a pspnet.train checkpoint carries), `--mean`, `--std` applied
+    to the spec, and the artefact-name suffix they add (so an artefact with another label set or
+    normalisation never replaces the plain one)."""
     from artefact.files import cache_key
     from pspnet.errors import CheckpointError
     from segdata.label_sets import load_label_set
 
     variant = ""
+    own = spec.label_set_info
+    if trained_labels is not None and trained_labels != own:
+        spec = spec.with_labels(trained_labels)  # the classes the weights were trained on
     if options.classes:
         labels = load_label_set(options.classes)
         if labels.num_classes != spec.num_classes and (spec.weights or options.weights):
@@ -623,7 +680,8 @@ def _with_overrides(spec: Any, options: BuildOptions) -> tuple[Any, str]:
                                   f"of {spec.num_classes} classes")
         if labels != spec.label_set_info:
             spec = spec.with_labels(labels)
-            variant += f"-{labels.name}"
+    if spec.label_set_info != own:
+        variant += f"-{spec.label_set_info.name}"
     if options.mean or options.std:
         spec = dataclasses.replace(spec, mean=tuple(options.mean or spec.mean),
                                    std=tuple(options.std or spec.std))

@@ -7,6 +7,7 @@ import shlex
 import sys
 
 import clikit
+from artefact.fields import MAX_SIDE
 from build_engine.api import STEPS  # torch-free at import: torch loads in the export step
 
 EXAMPLES = """\
@@ -61,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "content (docs/weights.md)")
     p.add_argument("--classes", metavar="FILE|NAME", type=clikit.non_empty("a label-set file or name"),
                    help="label set: a JSON (or YAML) file with names, colours and ignore_index, or a "
-                        "built-in name (cityscapes, ade20k, voc2012, kitti-road-fork, ...); default: the "
-                        "model's")
+                        "built-in name (cityscapes, ade20k, voc2012, kitti-road, kitti-road-binary, ...); "
+                        "default: the model's, or the one a pspnet.train checkpoint carries")
     p.add_argument("--mean", metavar="A,B,C", type=three_numbers("the input mean", positive=False),
                    help="per-channel mean the weights were trained with, in the model's channel order "
                         "(the manifest's channel_order: BGR for the seeds' weights); default: the model's")
@@ -74,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the demo model ships its own, else --calib-data). The manifest says why")
     p.add_argument("--backend", choices=("auto", "tensorrt", "openvino", "onnxruntime"),
                    default="auto", help="auto = tensorrt with a GPU, else openvino, else onnxruntime")
-    p.add_argument("--input-size", type=clikit.hw_size, metavar="HxW",
-                   help="export size (default: the model's native size)")
+    p.add_argument("--input-size", type=clikit.size_type("HxW", max_side=MAX_SIDE), metavar="HxW",
+                   help=f"export size (default: the model's native size; at most {MAX_SIDE} a side)")
     p.add_argument("--dynamic", action="store_true", help="dynamic H/W input (exact pyramid pooling)")
     p.add_argument("--with-logits", action="store_true", help="also output float logits")
     p.add_argument("--confidence", action="store_true",
@@ -173,14 +174,18 @@ def list_models() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "build_engine", *(sys.argv[1:] if argv is None else argv)])
-    return clikit.run(PROG, build_parser(), lambda args: _build(args, command), argv, quiet=("torch",),
+    parser = build_parser()
+    return clikit.run(PROG, parser, lambda args: _build(args, command, parser), argv, quiet=("torch",),
                       interrupted=f"interrupted: {UNCHANGED} (a previous artefact there is intact)")
 
 
-def _build(args: argparse.Namespace, command: str) -> int:
+def _build(args: argparse.Namespace, command: str, parser: argparse.ArgumentParser) -> int:
     if args.list_models:
         list_models()
         return clikit.EXIT_OK
+    from build_engine.preflight import check_command
+
+    check_command(args, parser)  # combinations that would be ignored or fail after the work
     if args.triton_repo:  # before a build, which may take minutes
         from build_engine.triton_repo import RepositoryError, check_repository
 
@@ -227,6 +232,13 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
                     FileNotFoundError, CalibrationError, DatasetError, NotImplementedError, OutputDirError,
                     clikit.UsageError, LabelSetError)  # e.g. a backend whose extra is not installed
     try:
+        if args.triton_repo:  # the repository's model folders, before a build that may take minutes
+            from build_engine.api import Builder
+            from build_engine.triton_repo import check_target, options_from_args
+
+            builder = Builder(options)
+            check_target(args.triton_repo, args.triton_name or builder.spec.name, builder.backend,
+                         options_from_args(args))
         path = build(options)
     except usage_errors as exc:
         raise clikit.UsageError(clikit.message_of(exc)) from None

@@ -20,6 +20,7 @@ feeds them to the runtime backend's async slots together.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artefact import ownership
 from artefact.manifest import ArtefactError, Manifest, load_manifest
 
 log = logging.getLogger(__name__)
@@ -168,15 +170,60 @@ def config_text(config: Any) -> str:
     return text
 
 
-def variants_for(manifest: Manifest, variant: str) -> list[str]:
+def variants_for(backend: str, variant: str) -> list[str]:
+    """The models written for an artefact of `backend` (native, python)."""
     if variant not in VARIANTS:
         raise RepositoryError(f"unknown Triton variant {variant!r}; choose {', '.join(VARIANTS)}")
-    if variant in ("python", "both") and manifest.backend == "tensorrt":
+    if variant in ("python", "both") and backend == "tensorrt":
         raise RepositoryError("the python variant runs OpenVINO or ONNX Runtime artefacts inside the "
                               "server; serve a TensorRT engine natively (--triton-variant native)")
     if variant == "auto":
-        return ["native"] if manifest.backend == "tensorrt" else ["native", "python"]
+        return ["native"] if backend == "tensorrt" else ["native", "python"]
     return ["native", "python"] if variant == "both" else [variant]
+
+
+def model_names(name: str, variants: list[str]) -> list[tuple[str, str]]:
+    """(variant, model folder name): NAME, and NAME-python beside a native one."""
+    return [(v, name + (PYTHON_SUFFIX if v == "python" and len(variants) > 1 else "")) for v in variants]
+
+
+def check_options(name: str, backend: str, options: RepoOptions) -> list[tuple[str, str]]:
+    """Everything about the repository options that can be known from the model name and backend
+    alone (so `python -m build_engine --triton-repo` refuses them before a build): the variants'
+    (variant, folder name) pairs, or RepositoryError."""
+    if not _NAME.match(name):
+        raise RepositoryError(f"Triton model name {name!r} must be letters, digits, '_', '.', '-'")
+    if options.instances < 1 or options.max_batch_size < 1:
+        raise RepositoryError("--triton-instances and --triton-max-batch must be at least 1")
+    variants = variants_for(backend, options.variant)
+    if options.dynamic_batching and variants == ["native"]:
+        raise RepositoryError(f"a {backend} artefact is batch 1, so Triton cannot batch it natively; "
+                              "drop --triton-dynamic-batching or use --triton-variant python")
+    return model_names(name, variants)
+
+
+def check_model_folder(folder: Path) -> None:
+    """RepositoryError (exit 2) unless `folder` is free or a model folder wholly ours (every file in
+    it written by pspnet-rt and unchanged): we never replace a user's versions, notes or files."""
+    if not os.path.lexists(folder):
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise RepositoryError(f"{folder} exists and is not a model folder pspnet-rt wrote (a file or a "
+                              "link); it is left alone: move it away or pass --triton-name NAME")
+    foreign = ownership.foreign_in_tree(folder)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise RepositoryError(f"{folder} holds what pspnet-rt did not write or what changed since ({shown}); "
+                              "it is left alone: move those away or pass --triton-name NAME")
+
+
+def check_target(repo: str | Path, name: str, backend: str, options: RepoOptions) -> None:
+    """Before a build: the repository takes files, and the model folders we would replace are ours."""
+    pairs = check_options(name, backend, options)
+    check_repository(repo)
+    model_config_pb2()  # tritonclient installed
+    for _, model_name in pairs:
+        check_model_folder(Path(repo) / model_name)
 
 
 def _artefact_files(manifest: Manifest) -> list[Path]:
@@ -203,19 +250,68 @@ def _stage_python(manifest: Manifest, folder: Path) -> None:
 
 
 def _replace_dir(staged: Path, target: Path) -> None:
-    """Swap a finished model folder in; the old one goes only once the new one is in place."""
+    """Swap a finished model folder in; the old one (checked to be wholly ours) goes only once the
+    new one is in place, and only if it is still wholly ours."""
     old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old.{os.getpid()}")
-        target.rename(old)
+    if os.path.lexists(target):
+        check_model_folder(target)
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.rename(target, old)  # over the empty folder mkdtemp made: a name no one else holds
     try:
-        staged.rename(target)
+        os.rename(staged, target)
     except OSError:
         if old is not None:
-            old.rename(target)
+            os.rename(old, target)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if old is not None and not ownership.remove_tree_if_ours(old):
+        log.warning("%s was replaced; what it held that pspnet-rt did not write is kept in %s", target, old)
+
+
+def check_published(repo: str | Path, models: list[str] | None = None) -> None:
+    """RepositoryError (exit 2) if a model folder we wrote (it holds our ownership record) has a file
+    missing or changed since: a server must not serve what no hash vouches for. Checked before a
+    server starts; model folders that are not ours are the user's business."""
+    repo = Path(repo)
+    for folder in sorted(p for p in repo.iterdir() if (p / ownership.RECORD).is_file()):
+        if models is not None and folder.name not in models:
+            continue
+        changed = ownership.changed_in_tree(folder)
+        if changed:
+            raise RepositoryError(f"{folder / changed[0]} is missing or changed since pspnet-rt wrote it "
+                                  f"(its sha256 does not match {folder / ownership.RECORD}); write the model "
+                                  "again with `python -m build_engine --engine ARTEFACT.json --triton-repo "
+                                  f"{repo}`")
+
+
+def sweep_repository(repo: Path) -> None:
+    """Under the repository's lock: remove what a writer that died left, where it is provably ours:
+    staged folders (marked as ours) and replaced model folders (wholly ours). Nothing else."""
+    for path in repo.iterdir():
+        if not path.name.startswith("."):
+            continue
+        if ownership.remove_work_dir(path) or (".old." in path.name and ownership.remove_tree_if_ours(path)):
+            log.info("removed %s, left by a repository writer that did not finish", path)
+        elif ".old." in path.name and path.is_dir() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if empty: a writer died between naming it and moving into it
+
+
+def _write_model(manifest: Manifest, repo: Path, model_name: str, variant: str, text: str) -> Path:
+    """Stage the model folder (marked as ours while it fills), list its files in its ownership
+    record, swap it in."""
+    staged = Path(tempfile.mkdtemp(prefix=f".{model_name}.", dir=repo))
+    try:
+        ownership.mark_work_dir(staged, "triton model")
+        (_stage_python if variant == "python" else _stage_native)(manifest, staged)
+        (staged / "config.pbtxt").write_text(text)
+        (staged / MANIFEST_COPY).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        ownership.unmark_work_dir(staged)
+        ownership.record_tree(staged, "triton model")
+        os.chmod(staged, 0o755)
+        _replace_dir(staged, repo / model_name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)  # gone already unless something failed
+    return repo / model_name
 
 
 def _require_rules_pass(manifest: Manifest) -> None:
@@ -237,40 +333,37 @@ def write_repository(manifest_path: str | Path, repo: str | Path,
     options = options or RepoOptions()
     manifest = load_manifest(manifest_path)
     manifest.verify_file()  # never publish a file whose hash does not match its manifest
-    name = options.name or manifest.model
-    if not _NAME.match(name):
-        raise RepositoryError(f"Triton model name {name!r} must be letters, digits, '_', '.', '-'")
-    if options.instances < 1 or options.max_batch_size < 1:
-        raise RepositoryError("--triton-instances and --triton-max-batch must be at least 1")
+    pairs = check_options(options.name or manifest.model, manifest.backend, options)
     _require_rules_pass(manifest)
-    variants = variants_for(manifest, options.variant)
-    if options.dynamic_batching and variants == ["native"]:
-        raise RepositoryError(f"{manifest.path.name} is batch 1, so Triton cannot batch it natively; "
-                              "drop --triton-dynamic-batching or use --triton-variant python")
+    _require_agreement(manifest)
     repo = Path(repo)
     check_repository(repo)
     written = []
-    for variant in variants:
-        model_name = name + (PYTHON_SUFFIX if variant == "python" and len(variants) > 1 else "")
-        text = config_text(build_config(manifest, model_name, variant, options))
-        try:
-            staged = Path(tempfile.mkdtemp(prefix=f".{model_name}.", dir=repo))
+    with ownership.folder_lock(repo, waiting=f"another writer is updating {repo}; waiting for it"):
+        sweep_repository(repo)
+        for _, model_name in pairs:  # all refused before any is written
+            check_model_folder(repo / model_name)
+        for variant, model_name in pairs:
+            text = config_text(build_config(manifest, model_name, variant, options))
             try:
-                (_stage_python if variant == "python" else _stage_native)(manifest, staged)
-                (staged / "config.pbtxt").write_text(text)
-                (staged / MANIFEST_COPY).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-                os.chmod(staged, 0o755)
-                _replace_dir(staged, repo / model_name)
-            finally:
-                shutil.rmtree(staged, ignore_errors=True)
-        except OSError as exc:
-            raise RepositoryWriteError(f"cannot write Triton model {model_name} into {repo}: "
-                                       f"{exc.strerror or exc}; the models there are unchanged") from None
-        written.append(repo / model_name)
-        if options.dynamic_batching and variant == "native":
-            log.warning("%s: native model written without dynamic batching (the artefact is batch 1)",
-                        model_name)
+                written.append(_write_model(manifest, repo, model_name, variant, text))
+            except OSError as exc:
+                raise RepositoryWriteError(f"cannot write Triton model {model_name} into {repo}: "
+                                           f"{exc.strerror or exc}; the models there are unchanged") from None
+            if options.dynamic_batching and variant == "native":
+                log.warning("%s: native model written without dynamic batching (the artefact is batch 1)",
+                            model_name)
     return written
+
+
+def _require_agreement(manifest: Manifest) -> None:
+    """Publish only a manifest that describes its model file (input size, dynamic shape, class count:
+    the server's config and every client take them from it). Read where this machine can."""
+    from runtime.backends import check_model_agrees
+
+    if not check_model_agrees(manifest):
+        log.warning("%s: the model file could not be read here (%s), so the manifest's input size and "
+                    "classes were not checked against it", manifest.path, manifest.backend)
 
 
 def _model_name(text: str) -> str:

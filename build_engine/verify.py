@@ -1,4 +1,12 @@
-"""Compare an exported graph with the PyTorch model it came from, on real frames."""
+"""Compare an exported graph with the PyTorch model it came from, on real frames - and refuse a
+model whose agreement would mean nothing.
+
+Agreement with PyTorch proves the export, not the model: weights with NaN/Inf give NaN logits on
+both sides and "100 % pixels agree", and a model that paints one class over every frame agrees
+with itself perfectly. So a build first requires finite weights (`require_finite_weights`), then
+finite logits and a class map that is not one class on every verification frame
+(`require_meaningful`), each failing the build with one line that names the cause.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from build_engine.errors import BuildError
 from segdata.confidence import confidence_error, confidence_from_logits
 from segdata.evaluation import agreement
 
@@ -69,3 +78,33 @@ def verification_frames(height: int, width: int, count: int = 4, seed: int = 7) 
     from segdata.synthetic import render_scene, split_seeds
 
     return [render_scene(s, height, width)[0] for s in split_seeds("test", count)[:count]]
+
+
+def require_finite_weights(net: object) -> None:
+    """BuildError if any floating-point weight or buffer of the model is NaN or Inf."""
+    import torch
+
+    bad = [(name, int((~torch.isfinite(t)).sum())) for name, t in net.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        total = sum(n for _, n in bad)
+        raise BuildError(f"the weights hold {total} NaN/Inf values in {len(bad)} tensors (first: "
+                         f"{bad[0][0]}); the checkpoint is damaged or its training diverged - build from a "
+                         "good checkpoint")
+
+
+def require_meaningful(predictions: list[tuple[np.ndarray, np.ndarray | None]], who: str,
+                       classes: list[str] | None = None) -> None:
+    """BuildError for non-finite logits on any verification frame, or one class over every pixel of
+    every verification frame (street scenes hold several: such a model has learned nothing)."""
+    for i, (_, logits) in enumerate(predictions):
+        if logits is not None and not np.isfinite(logits).all():
+            count = int((~np.isfinite(logits)).sum())
+            raise BuildError(f"{who} gives {count} NaN/Inf logits on verification frame {i + 1} of "
+                             f"{len(predictions)}; the model is degenerate - build from a good checkpoint")
+    if predictions and all(labels.size and labels.min() == labels.max() for labels, _ in predictions):
+        ids = sorted({int(labels.flat[0]) for labels, _ in predictions})
+        names = [f"{i} ({classes[i]!r})" if classes and i < len(classes) else str(i) for i in ids]
+        raise BuildError(f"{who} gives one class over every pixel of each of the {len(predictions)} "
+                         f"verification frames (id {', '.join(names)}); the model is degenerate - build "
+                         "from a good checkpoint")

@@ -107,7 +107,9 @@ def labels_for(spec: ModelSpec, evalset: FrameSet) -> FrameSet:
 
     if evalset.label_set is None or not any(label is not None for label in evalset.labels):
         return evalset
-    if evalset.label_set != spec.label_set:
+    from segdata.label_sets import canonical_name
+
+    if canonical_name(evalset.label_set) != canonical_name(spec.label_set):
         log.warning("--eval-data %s is labelled in %s, the model predicts %s: the gate compares with "
                     "FP32's predictions instead of the labels", evalset.source, evalset.label_set,
                     spec.label_set)

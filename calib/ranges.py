@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artefact.files import atomic_write_json
+from artefact.files import atomic_write_json, parse_json_text
 
 log = logging.getLogger(__name__)
 FORMAT = "pspnet-rt/calibration-ranges/1"
@@ -74,7 +74,7 @@ def find(key: RangesKey, cache_dir: Path, shipped: Path | None) -> tuple[dict[st
 
 def records_in(path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text())
+        data = parse_json_text(path.read_text())
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable calibration ranges %s: %s", path, exc)
         return []

@@ -72,9 +72,10 @@ class Interrupted(KeyboardInterrupt):
 # Each is a clikit.types.OptionType: it refuses what it must (nan, 0 where a rate is meant, an
 # empty path ...) before any work, and says what it accepts, so the fault suite
 # (tests/faults) walks every option of every command with the values it must refuse.
-def size_type(order: str = "HxW", min_side: int = 1) -> OptionType:
-    """argparse type for '480x960' (or '480×960'): a pair of ints in `order`, each >= min_side."""
-    return types.size(order, min_side)
+def size_type(order: str = "HxW", min_side: int = 1, max_side: int | None = None) -> OptionType:
+    """argparse type for '480x960' (or '480×960'): a pair of ints in `order`, each >= min_side
+    (and <= max_side where given)."""
+    return types.size(order, min_side, max_side)
 
 
 hw_size = size_type("HxW")

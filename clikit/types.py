@@ -129,9 +129,10 @@ non_negative_float = number(at_least=0)
 fraction = number(at_least=0, at_most=1)
 
 
-def size(order: str = "HxW", min_side: int = 1) -> OptionType:
-    """Two positive whole numbers such as 480x960 (`order` names them: HxW or WxH)."""
-    domain = f"{order} such as 480x960 (each side >= {min_side})"
+def size(order: str = "HxW", min_side: int = 1, max_side: int | None = None) -> OptionType:
+    """Two positive whole numbers such as 480x960 (`order` names them: HxW or WxH), each at most
+    `max_side` where given (a size that could never be built is refused before any work)."""
+    domain = f"{order} such as 480x960 (each side >= {min_side}" + (f", <= {max_side})" if max_side else ")")
 
     def parse(text: str) -> tuple[int, int]:
         try:
@@ -141,9 +142,12 @@ def size(order: str = "HxW", min_side: int = 1) -> OptionType:
         if a < min_side or b < min_side:
             what = "positive" if min_side == 1 else f"at least {min_side} pixels"
             raise _refuse(f"{text}: both sides must be {what} ({order} such as 480x960)")
+        if max_side and max(a, b) > max_side:
+            raise _refuse(f"{text}: each side must be at most {max_side} pixels ({order} such as 480x960)")
         return a, b
 
-    return OptionType(parse, domain, "240x480", ["", "abc", "480", "0x0", "-1x5", "240x", "1.5x2"])
+    too_big = [f"{max_side + 1}x{max_side + 1}", "100000x100000"] if max_side else []
+    return OptionType(parse, domain, "240x480", ["", "abc", "480", "0x0", "-1x5", "240x", "1.5x2", *too_big])
 
 
 def csv_choices(choices: Sequence[str]) -> OptionType:

@@ -5,16 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pspnet.model import PSPNet
+from pspnet.model import PSPNet, create_model
 from pspnet.zoo import ModelSpec
 
 log = logging.getLogger(__name__)
-
-
-def create_model(spec: ModelSpec, aux: bool = False) -> PSPNet:
-    return PSPNet(spec.depth, spec.num_classes, spec.bins, spec.width, aux=aux,
-                  stride_on_1x1=spec.stride_on_1x1, caffe_ppm_order=spec.caffe_ppm_order,
-                  tf_same_padding=spec.tf_same_padding)
 
 
 def load_model(spec: ModelSpec, weights: str | Path | None = None) -> tuple[PSPNet, dict]:

@@ -222,8 +222,12 @@ def _check_conventions(model: PSPNet) -> None:
     if not model.ppm.caffe_order:
         wrong.append("caffe_ppm_order=True")
     if wrong:
-        raise CheckpointError("the Keras baseline's weights need PSPNet(..., " + ", ".join(wrong) +
-                              "); build the model from keras_spec_from_h5(path) or a *_keras zoo entry")
+        layout = {"stride_on_1x1=True": "the stride on the 1x1 convolution",
+                  "caffe_ppm_order=True": "the Caffe pyramid-pooling order"}
+        raise CheckpointError("the Keras baseline's weights need the Caffe layout (" +
+                              ", ".join(layout[w] for w in wrong) + "), which this model lacks; pass a "
+                              "*_keras model (python -m build_engine --list-models) or leave --model out, "
+                              "so the model is read from the .h5 file")
 
 
 def _listing(names: list[str]) -> str:
@@ -310,7 +314,7 @@ def keras_state_dict(model: PSPNet, layers: Layers, source: str, family: str = "
                          + (f" ... and {len(wrong) - SHOW} more" if len(wrong) > SHOW else ""))
         if unfilled:
             aux = any(k.startswith("aux.") for k in unfilled)
-            hint = " (build with aux=False or call drop_aux())" if aux else ""
+            hint = " (the auxiliary head: the baselines ship none; build the model without it)" if aux else ""
             lines.append(f"model tensors with no counterpart in the file ({len(unfilled)}){hint}: "
                          f"{_listing(unfilled)}")
         raise CheckpointError("\n  ".join(lines))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pspnet.resnet import DilatedResNet
+
+if TYPE_CHECKING:
+    from pspnet.zoo import ModelSpec
 
 
 def adaptive_avg_pool(x: Tensor, bins: int) -> Tensor:
@@ -112,3 +116,10 @@ def output_size(size: int) -> int:
     for _ in range(3):
         size = (size - 1) // 2 + 1
     return size
+
+
+def create_model(spec: ModelSpec, aux: bool = False) -> PSPNet:
+    """The network a zoo entry describes (random weights; pspnet.build.load_model fills them)."""
+    return PSPNet(spec.depth, spec.num_classes, spec.bins, spec.width, aux=aux,
+                  stride_on_1x1=spec.stride_on_1x1, caffe_ppm_order=spec.caffe_ppm_order,
+                  tf_same_padding=spec.tf_same_padding)

@@ -21,7 +21,7 @@ import numpy as np
 
 from pspnet.errors import CheckpointError
 from pspnet.keras_import import Layers, keras_state_dict, spec_from_layers
-from pspnet.model import PSPNet
+from pspnet.model import PSPNet, create_model
 from pspnet.tf_checkpoint import TFCheckpoint, find_prefix
 from pspnet.zoo import ModelSpec
 
@@ -79,8 +79,13 @@ def _check_conventions(model: PSPNet) -> None:
     if type(model.layer0[0]).__name__ != "SameConv2d":
         wrong.append("tf_same_padding=True")
     if wrong:
-        raise CheckpointError("the TF seed's weights need PSPNet(..., " + ", ".join(wrong) + "); build the "
-                              "model from tf_spec_from_checkpoint(path) or a *_tf zoo entry")
+        layout = {"stride_on_1x1=True": "the stride on the 1x1 convolution",
+                  "caffe_ppm_order=True": "the Caffe pyramid-pooling order",
+                  "tf_same_padding=True": "TensorFlow's 'same' padding"}
+        needed = ", ".join(layout[w] for w in wrong)
+        raise CheckpointError(f"the TF seed's weights need its layout ({needed}), which this model lacks; "
+                              "pass a *_tf model (python -m build_engine --list-models) or leave --model "
+                              "out, so the model is read from the checkpoint")
 
 
 def load_tf_checkpoint(model: PSPNet, path: str | Path) -> None:
@@ -94,8 +99,6 @@ def load_tf_checkpoint(model: PSPNet, path: str | Path) -> None:
 
 def model_from_tf_checkpoint(path: str | Path) -> tuple[PSPNet, ModelSpec]:
     """The eval-mode model a TF seed checkpoint describes, loaded, and its spec."""
-    from pspnet.build import create_model
-
     spec = tf_spec_from_checkpoint(path)
     model = create_model(spec)
     load_tf_checkpoint(model, path)

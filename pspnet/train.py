@@ -151,6 +151,18 @@ def load_data(args: argparse.Namespace, out: Path) -> TrainData:
                      {k: v for k, v in sources.items() if k not in ("train", "val")})
 
 
+def checkpoint_meta(args: argparse.Namespace, spec: ModelSpec, data: TrainData) -> dict:
+    """What a checkpoint says about itself besides its tensors (plain values: weights_only loads
+    them): the zoo model, the whole label set, and the data it was trained and held out on, so
+    `python -m build_engine --weights best.pth` builds, calibrates and gates it without being told
+    (build_engine.checkpoint_facts reads it back)."""
+    from segdata.split import absolute_source
+
+    return {"zoo_model": args.model, "label_set": spec.label_set, "classes": list(spec.classes),
+            "labels": spec.label_set_info.to_dict(), "recipe": args.recipe,
+            "data": {part: absolute_source(src) for part, src in data.sources.items() if src}}
+
+
 def init_from(model: PSPNet, path: str) -> list[str]:
     """Transfer learning: load every tensor whose name and shape fit; return those left fresh."""
     sd = read_state_dict(path)
@@ -387,6 +399,7 @@ def resolve_options(args: argparse.Namespace) -> list[str]:
     return taken
 
 
+@torch.enable_grad()  # whatever the caller's mode (a search's process runs many of these)
 def train(args: argparse.Namespace, signals: clikit.Signals | None = None, data: TrainData | None = None,
           on_eval: Callable[[int, dict], None] | None = None) -> int:
     """One training run. `data` (already in memory) and `on_eval` (called with the iteration and
@@ -446,7 +459,7 @@ def train(args: argparse.Namespace, signals: clikit.Signals | None = None, data:
         print("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weight)
                                             if w > 0), file=sys.stderr)
     history_path = out / "history.jsonl"
-    meta = {"label_set": spec.label_set, "classes": list(spec.classes), "recipe": args.recipe}
+    meta = checkpoint_meta(args, spec, data)
 
     signals.graceful = True  # a signal ends the run after the iteration in progress
     bar = tqdm(range(start, iters), initial=start, total=iters, desc=getattr(args, "bar_desc", "train"),

@@ -36,8 +36,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         # torch's own message suggests weights_only=False, i.e. running the pickle's code: never.
         raise CheckpointError(f"{path} is a PyTorch pickle holding Python objects besides tensors and "
                               "plain containers; it is not unpickled, because that could run code from "
-                              "the file. Re-save just the state_dict (torch.save(model.state_dict(), ...)) "
-                              "where the file was made") from None
+                              "the file. Re-save only the model's weights (its state_dict: tensors by name) "
+                              "where the file was made, and pass that file") from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in first:
@@ -144,3 +144,27 @@ def save_checkpoint(path: str | Path, model: PSPNet, epoch: int = 0,
     payload = {"epoch": epoch, "state_dict": sd, "optimizer": optimizer or {}, **extra}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def checkpoint_facts(path: str | Path) -> dict:
+    """The plain values a PyTorch checkpoint carries beside its tensors (pspnet.train writes the
+    model, label set and data it was trained on: `train.checkpoint_meta`); {} for a bare
+    state_dict or a file that is not ours. Loaded with weights_only and mmap: no code runs, and
+    the tensors are not read."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint, or not loadable safely: read_state_dict says why later
+        return {}
+    if not isinstance(obj, Mapping):
+        return {}
+    return {k: v for k, v in obj.items() if isinstance(k, str) and _plain(v)}
+
+
+def _plain(value: object) -> bool:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False

@@ -148,7 +148,7 @@ register(ModelSpec("pspnet50_ade20k_tf", 50, "ade20k", (473, 473), **_TF,
 register(ModelSpec("pspnet101_cityscapes_tf", 101, "cityscapes", (720, 720), **_TF,
                    description="TF seed PSPNet101 Cityscapes checkpoint (model.ckpt-N), 19 classes, "
                                "crop 720"))
-register(ModelSpec("pspnet101_kitti_road_tf", 101, "kitti-road-fork", (720, 720),
+register(ModelSpec("pspnet101_kitti_road_tf", 101, "kitti-road", (720, 720),
                    **{**_TF, "mean": KITTI_FORK_MEAN_BGR},
                    description="TF seed's KITTI-road fork: PSPNet101, 3 classes (void, not road, road), its "
                                "own BGR mean"))

@@ -10,7 +10,6 @@ directly so that pre- and post-processing overlap with inference.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import deque
@@ -154,10 +153,11 @@ def find_artefact(given: str | Path, backend: str = "auto") -> Path:
 
 def _manifest_backend(path: Path) -> str | None:
     """The backend a manifest names; None for any other JSON (e.g. a build step's report)."""
+    from artefact.files import parse_json_text
     from artefact.manifest import MANIFEST_FORMAT
 
     try:
-        data = json.loads(path.read_text())
+        data = parse_json_text(path.read_text())
     except (OSError, ValueError):
         return None
     return data.get("backend") if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None

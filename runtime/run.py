@@ -59,74 +59,28 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
     (runtime.pipeline.Outputs.results). Raises UsageError (bad input: exit 2), ArtefactError,
     WriteError and the like before streaming; failures while streaming are in the summary.
     """
-    from artefact.manifest import load_manifest
     from runtime.finish import close_all
     from runtime.memory import fix_malloc_mmap_threshold
-    from runtime.sources import parse_source
-    from runtime.streams import parse_streams
-    from runtime.temporal.config import parse_temporal
+    from runtime.outputs import open_outputs
 
     control = control if control is not None else RunControl()
     fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
-        temporal = parse_temporal(options.temporal, options.temporal_threshold, options.temporal_max_interval,
-                                  options.temporal_flow_scale, options.temporal_direction)
-        if options.serve:
-            from runtime.live import check_extra
-
-            check_extra()  # before any model work
-        if options.bag or options.foxglove:
-            from runtime.ros import require
-
-            require("--bag" if options.bag else "--foxglove", *(("rosbags", "mcap") if options.bag else ()),
-                    *(("foxglove",) if options.foxglove else ()))  # before any model work
-        if options.benchmark and options.several:
-            from runtime.errors import UsageError
-
-            raise UsageError("--benchmark measures one stream; drop it or pass a single --video")
-        source_options = options.source_options()
-        named = parse_streams(options.videos)
-        # a missing file fails before any model work, and so do outputs that cannot be written,
-        # clash with each other or would overwrite an input
-        streams = [(name, parse_source(src, source_options)) for name, src in named]
+        temporal = _check_options(options)
+        streams = _open_sources(options, engine, opened)
         sources = [source for _, source in streams]
-        _check_outputs(options, streams)
-        for source in sources:  # a stream that cannot be opened fails before a default build
-            if source.kind != "demo":
-                source.open()
-                opened.append(source)
-        demo = next((s for s in sources if hasattr(s, "prefetch")), None)  # every demo is one clip
-        if demo is not None and not options.engine and engine is None:  # it renders while the default builds
-            source_options.demo_size = options.input_size or source_options.demo_size
-            demo.prefetch()
-            opened.append(demo)
         backend, startup_s = (engine.backend, engine.startup_s) if engine is not None else (None, 0.0)
-        if backend is not None:
-            manifest = backend.manifest
-            if options.wants_confidence and not backend.confidence_name:
-                from runtime.errors import UsageError
-
-                raise UsageError("this run writes or draws the confidence: open the engine with "
-                                 "load(..., confidence=True) (an artefact built with --confidence)")
-        elif _remote(options.engine):
+        if backend is None and _remote(options.engine):
             backend, startup_s = _connect(options, sources)
             opened.append(backend)
-            manifest = backend.manifest
-        else:
-            manifest = load_manifest(_artefact(options))
-        h, w = manifest.input_size
-        if not options.input_size and h > 0 and w > 0:
-            source_options.demo_size = (h, w)
-        elif options.input_size:
-            source_options.demo_size = options.input_size
-        for source in sources:
-            if source.kind == "demo":  # rendered at the artefact's size, known only now
-                source.open()
-                if source not in opened:
-                    opened.append(source)
-        from runtime.outputs import open_outputs
+        manifest = backend.manifest if backend is not None else _manifest(options)
+        if engine is not None and options.wants_confidence and not backend.confidence_name:
+            from runtime.errors import UsageError
 
+            raise UsageError("this run writes or draws the confidence: open the engine with "
+                             "load(..., confidence=True) (an artefact built with --confidence)")
+        _open_demos(options, manifest, sources, opened)
         outputs = open_outputs(options, manifest, streams, opened)
         if results is not None:
             for out in outputs:
@@ -142,12 +96,75 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
         if options.benchmark:  # measured before and after the run, on the same frames
             from runtime.bare import Benchmark
 
-            bench = Benchmark(named[0][1], sources[0], getattr(backend, "inner", backend), options.max_frames)
+            source = sources[0]
+            bench = Benchmark(source.uri, source, getattr(backend, "inner", backend), options.max_frames)
         return _stream(options, control, streams, backend, startup_s, manifest, outputs, opened, bench)
     finally:
         graceful, control.graceful = control.graceful, True  # a signal now must not cut the closing short
         close_all(reversed(opened), PROG)  # a sink still open here belongs to a run that did not finish
         control.graceful = graceful
+
+
+def _check_options(options: RunOptions) -> Any:
+    """What needs no file or model: the video-aware settings (returned, None for off), the extras
+    that outputs need, flags that fit one stream only."""
+    from runtime.temporal.config import parse_temporal
+
+    temporal = parse_temporal(options.temporal, options.temporal_threshold, options.temporal_max_interval,
+                              options.temporal_flow_scale, options.temporal_direction)
+    if options.serve:
+        from runtime.live import check_extra
+
+        check_extra()  # before any model work
+    if options.bag or options.foxglove:
+        from runtime.ros import require
+
+        require("--bag" if options.bag else "--foxglove", *(("rosbags", "mcap") if options.bag else ()),
+                *(("foxglove",) if options.foxglove else ()))  # before any model work
+    if options.benchmark and options.several:
+        from runtime.errors import UsageError
+
+        raise UsageError("--benchmark measures one stream; drop it or pass a single --video")
+    return temporal
+
+
+def _open_sources(options: RunOptions, engine: Any, opened: list[Any]) -> list[tuple[str, Any]]:
+    """(name, source) per stream, every output checked; all but the demo open (a demo clip starts
+    rendering now when a default artefact is to be built, and opens at the artefact's size)."""
+    from runtime.sources import parse_source
+    from runtime.streams import parse_streams
+
+    source_options = options.source_options()
+    # a missing file fails before any model work, and so do outputs that cannot be written,
+    # clash with each other or would overwrite an input
+    streams = [(name, parse_source(src, source_options)) for name, src in parse_streams(options.videos)]
+    _check_outputs(options, streams)
+    sources = [source for _, source in streams]
+    for source in sources:  # a stream that cannot be opened fails before a default build
+        if source.kind != "demo":
+            source.open()
+            opened.append(source)
+    demo = next((s for s in sources if hasattr(s, "prefetch")), None)  # every demo is one clip
+    if demo is not None and not options.engine and engine is None:  # it renders while the default builds
+        source_options.demo_size = options.input_size or source_options.demo_size
+        demo.prefetch()
+        opened.append(demo)
+    return streams
+
+
+def _open_demos(options: RunOptions, manifest: Any, sources: list[Any], opened: list[Any]) -> None:
+    """Demo sources, rendered at the artefact's size (known only now) unless --input-size says."""
+    h, w = manifest.input_size
+    for source in sources:
+        if source.kind != "demo":
+            continue
+        if options.input_size:
+            source.options.demo_size = options.input_size
+        elif h > 0 and w > 0:
+            source.options.demo_size = (h, w)
+        source.open()
+        if source not in opened:
+            opened.append(source)
 
 
 def _check_outputs(options: RunOptions, streams: list[tuple[str, Any]]) -> None:
@@ -170,14 +187,16 @@ def _remote(engine: str | None) -> bool:
     return is_remote(engine)
 
 
-def _artefact(options: RunOptions) -> Path:
+def _manifest(options: RunOptions) -> Any:
     """--engine as given (manifest, model file or folder), else the cached default build."""
+    from artefact.manifest import load_manifest
     from runtime.engine import default_artefact, find_artefact
 
     if options.engine:
-        return find_artefact(options.engine, options.backend)
-    return default_artefact(options.model, options.precision, options.backend, options.input_size,
-                            options.verbose, confidence=options.wants_confidence)
+        return load_manifest(find_artefact(options.engine, options.backend))
+    o = options
+    return load_manifest(default_artefact(o.model, o.precision, o.backend, o.input_size, o.verbose,
+                                          confidence=o.wants_confidence))
 
 
 def _load(options: RunOptions, manifest: Any, sources: list[Any]) -> tuple[Any, float]:

@@ -110,19 +110,23 @@ def run_case(name: str, python: Path, codes: dict[str, Path], work: Path) -> dic
     saved = work / "saved" / name
     moved = work / "downloaded" / name
     t0 = time.perf_counter()
-    if not (moved / "checkpoint").is_file():
+    pngs = case_images(code, images, crop, work)
+    outs = {png: work / f"{name}-{png.stem}.seed.npy" for png in pngs}
+    cached = all(o.is_file() and Path(str(o).replace(".npy", ".logits.npy")).is_file() for o in outs.values())
+    if not (cached and (moved / "checkpoint").is_file()):  # a run cut short: this case from scratch
+        shutil.rmtree(moved, ignore_errors=True)
         shutil.rmtree(saved, ignore_errors=True)
+        for o in outs.values():
+            o.unlink(missing_ok=True)
         subprocess.run([*side, "save", str(code), str(saved), "--net", net, "--classes", str(classes),
                         "--size", str(crop), "--optimizer", optimizer, "--step", "1234"], check=True, env=env,
                        stdout=subprocess.DEVNULL)
-    pngs = case_images(code, images, crop, work)
     seed_ids = {}
-    for png in pngs:
-        out = work / f"{name}-{png.stem}.seed.npy"
+    for png, out in outs.items():
         if not out.is_file():
             subprocess.run([*side, "infer", str(code), str(saved), str(png), str(out), "--dataset", dataset,
                             "--classes", str(classes)], check=True, env=env, stdout=subprocess.DEVNULL)
-        seed_ids[png] = np.load(out)
+        seed_ids[png] = (np.load(out), np.load(str(out).replace(".npy", ".logits.npy")))
     if saved.exists():  # as downloaded: `checkpoint` now names a path that does not exist
         moved.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(moved, ignore_errors=True)
@@ -130,33 +134,43 @@ def run_case(name: str, python: Path, codes: dict[str, Path], work: Path) -> dic
     tf_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     manifest_path = build_artefact("demo", "fp32", "onnxruntime", output=work / "artefacts",
-                                   weights=str(moved), verify_frames=1)
+                                   weights=str(moved), verify_frames=1, with_logits=True)
     manifest = json.loads(Path(manifest_path).read_text())
     build_seconds = time.perf_counter() - t0
     per_image = {}
     with artefact_runner(manifest_path) as runner:
-        for png, ids in seed_ids.items():
-            labels, _ = runner.predict(cv2.imread(str(png)))
-            per_image[png.name] = {"agreement": float((labels == ids).mean()), "pixels": int(ids.size),
-                                   "seed_classes_present": len(np.unique(ids)),
-                                   "top_class_share": float(np.bincount(ids.ravel()).max() / ids.size)}
+        for png, (ids, seed_logits) in seed_ids.items():
+            labels, logits = runner.predict(cv2.imread(str(png)))
+            logits = logits.transpose(1, 2, 0)  # CHW -> the seed's HWC
+            top2 = np.sort(seed_logits, -1)[..., -2:]
+            per_image[png.name] = {
+                "agreement": float((labels == ids).mean()), "pixels": int(ids.size),
+                "logits_max_abs_diff": float(np.abs(logits - seed_logits).max()),
+                "logits_rel_err": float(np.abs(logits - seed_logits).max() / np.abs(seed_logits).max()),
+                "seed_near_ties": float(((top2[..., 1] - top2[..., 0]) < 1e-4).mean()),
+                "seed_classes_present": len(np.unique(ids)),
+                "top_class_share": float(np.bincount(ids.ravel()).max() / ids.size)}
     equal = sum(v["agreement"] * v["pixels"] for v in per_image.values())
     total = sum(v["pixels"] for v in per_image.values())
     return {"case": name, "seed_repo": repo, "net": net, "classes": classes, "crop": crop,
             "optimizer_slots": optimizer, "model": manifest["model"], "input_size": manifest["input_size"],
             "mean": manifest["mean"], "std": manifest["std"], "channel_order": manifest["channel_order"],
-            "label_set": manifest.get("label_set"), "agreement": equal / total, "images": per_image,
+            "label_set": manifest.get("label_set"), "agreement": equal / total,
+            "logits_rel_err": max(v["logits_rel_err"] for v in per_image.values()), "images": per_image,
             "seed_seconds": round(tf_seconds, 1), "build_seconds": round(build_seconds, 1)}
 
 
 def markdown(results: list[dict], minimum: float) -> str:
     rows = ["| case | seed code | model (from the checkpoint) | size | label set | mean (BGR) | images | "
-            "pixel agreement |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "classes in the seed's maps | max logit error (rel.) | pixel agreement |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         mean = ", ".join(f"{m:g}" for m in r["mean"])
         rows.append(f"| {r['case']} | {r['seed_repo']} {r['net']} ({r['optimizer_slots']} slots) | "
                     f"{r['model']} | {r['crop']}x{r['crop']} | {r['label_set']} | {mean} | "
-                    f"{len(r['images'])} | {r['agreement'] * 100:.3f} % |")
+                    f"{len(r['images'])} | "
+                    f"{', '.join(str(v['seed_classes_present']) for v in r['images'].values())} | "
+                    f"{r['logits_rel_err']:.1e} | {r['agreement'] * 100:.3f} % |")
     return ("# TF seed checkpoints: our fused ONNX vs the seed's own inference.py\n\n"
             f"Produced by `python scripts/tf_seed_check.py`; random weights saved by the seed's own Saver, "
             f"images at the crop size, FP32 ONNX Runtime. Required: >= {minimum * 100:.1f} %.\n\n"

@@ -6,9 +6,9 @@ Layout (as KITTI ships it):
                                                       black outside the annotated area
     training/gt_image_2/um_lane_NNNNNN.png           the ego-lane task: a different task, skipped
     testing/image_2/*.png                            no ground truth
-Two label sets read the same files (segdata.labels): "kitti-road", the KITTI fork's three
-classes (black, red, magenta -> 0, 1, 2), and "kitti-road-binary" (road / not road, black
-ignored as the KITTI devkit ignores it). A ground-truth pixel of any other colour is refused
+Two label sets read the same files (segdata.label_sets says why both): "kitti-road", the KITTI
+fork's three classes (black, red, magenta -> 0, 1, 2), and "kitti-road-binary" (road / not
+road, black ignored as the KITTI devkit ignores it). A ground-truth pixel of any other colour is refused
 with the file and the colour named, never mapped to a guess.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from segdata.datasets import DatasetError, FileDataset, _empty, _report_unpaired, _require_dir
+from segdata.dataset_base import DatasetError, FileDataset, _empty, _report_unpaired, _require_dir
 from segdata.labels import kitti_road_colors_to_ids
 
-LABEL_SETS = ("kitti-road", "kitti-road-binary")
+ROAD_LABEL_SETS = ("kitti-road", "kitti-road-binary")
 CATEGORIES = ("um", "umm", "uu")
 _IMAGE = re.compile(r"^(?P<cat>um|umm|uu)_(?P<id>\d+)$")
 _GT = re.compile(r"^(?P<cat>um|umm|uu)_(?P<task>road|lane)_(?P<id>\d+)$")
@@ -43,7 +43,7 @@ def data_road_root(root: Path) -> Path | None:
 
 
 class KittiRoadDataset(FileDataset):
-    """data_road image / gt pairs; labels in the ids of one of LABEL_SETS."""
+    """data_road image / gt pairs; labels in the ids of one of ROAD_LABEL_SETS."""
 
     def __init__(self, pairs: list, label_set: str, description: str, notes: tuple[str, ...]) -> None:
         super().__init__(pairs, label_set, _no_convert, description, color_labels=True)
@@ -75,8 +75,8 @@ def _no_convert(label: np.ndarray) -> np.ndarray:
 
 def open_data_road(root: Path, split: str, label_set: str = "kitti-road") -> FileDataset:
     """The labelled training folder (any split name but test/testing), or testing/ unlabelled."""
-    if label_set not in LABEL_SETS:
-        raise DatasetError(f"unknown KITTI road label set {label_set!r}; expected one of {LABEL_SETS}")
+    if label_set not in ROAD_LABEL_SETS:
+        raise DatasetError(f"unknown KITTI road label set {label_set!r}; expected one of {ROAD_LABEL_SETS}")
     layout = label_set
     root = data_road_root(root) or root
     if split in ("test", "testing"):

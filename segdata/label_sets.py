@@ -7,7 +7,7 @@ evaluation) reads it back from there through `from_manifest`. Torch-free: the ru
 
 A label-set file is JSON (or YAML when PyYAML is installed):
 
-    {"name": "kitti-road-fork",
+    {"name": "my-road",
      "ignore_index": 0,
      "classes": [{"name": "void", "color": [0, 0, 0]},
                  {"name": "not road", "color": [255, 0, 0]},
@@ -15,8 +15,10 @@ A label-set file is JSON (or YAML when PyYAML is installed):
 
 Colours are R, G, B (0-255) or "#rrggbb"; `classes` may also be plain names, in which case
 distinct colours are generated (the PASCAL VOC colour map). `ignore_index` (default 255) is the
-label value evaluation skips; it may be a class the model predicts (as the KITTI fork's void 0).
-A named built-in is registered with `register_label_set(LabelSet(...))`.
+label value evaluation skips; it may be a class the model predicts (void 0 above: trained, never
+scored). A named built-in is registered with `register_label_set(LabelSet(...))`, and an older
+or familiar name of one with `register_alias`; names resolve to the built-in's own name, so the
+manifest, checkpoints and the gate's comparisons only ever see that one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segdata.labels import IGNORE_INDEX, LABEL_SETS, voc_palette
+from segdata.labels import (
+    ADE20K_CLASSES,
+    ADE20K_PALETTE,
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    IGNORE_INDEX,
+    KITTI_ROAD_BINARY_CLASSES,
+    KITTI_ROAD_BINARY_PALETTE,
+    KITTI_ROAD_CLASSES,
+    KITTI_ROAD_PALETTE,
+    VOC_CLASSES,
+    VOC_PALETTE,
+    voc_palette,
+)
 
 MAX_CLASSES = 256  # the class map is uint8
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -85,10 +100,13 @@ def _problems(name: str, classes: list, palette: list, ignore_index: object) -> 
 
 # --------------------------------------------------------------------------- registry
 _REGISTRY: dict[str, LabelSet] = {}
+_ALIASES: dict[str, str] = {}
 
 
 def register_label_set(label_set: LabelSet) -> LabelSet:
     """Make `label_set` loadable by name (`--classes NAME`, zoo entries); names are unique."""
+    if label_set.name in _ALIASES:
+        raise ValueError(f"label set {label_set.name!r} is already another set's alias")
     known = _REGISTRY.get(label_set.name)
     if known is not None and known != label_set:
         raise ValueError(f"label set {label_set.name!r} is registered twice, differently")
@@ -96,16 +114,45 @@ def register_label_set(label_set: LabelSet) -> LabelSet:
     return label_set
 
 
+def register_alias(alias: str, name: str) -> None:
+    """Let `alias` load the registered set `name` (which keeps its own name everywhere)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"cannot alias {alias!r} to {name!r}: no such label set")
+    if alias in _REGISTRY or _ALIASES.get(alias, name) != name:
+        raise ValueError(f"{alias!r} already names a label set")
+    _ALIASES[alias] = name
+
+
+def canonical_name(name: str) -> str:
+    """A label set's own name for `name` (itself unless `name` is an alias)."""
+    return _ALIASES.get(name, name)
+
+
 def registered() -> list[str]:
-    return sorted(_REGISTRY)
+    """The built-in names (aliases shown as `alias (= name)`)."""
+    return sorted(_REGISTRY) + [f"{a} (= {n})" for a, n in sorted(_ALIASES.items())]
 
 
-for _name, (_classes, _palette) in LABEL_SETS.items():
-    register_label_set(LabelSet(_name, _classes, _palette))
-# The KITTI-road fork of the TF seed (watsoncm/PSPNet-tensorflow): tools.label_colors and
-# utils/generate_data.py, "1 = not road, 2 = road", 0 the unlabelled void its train.py ignores.
-register_label_set(LabelSet("kitti-road-fork", ("void", "not road", "road"),
-                            ((0, 0, 0), (255, 0, 0), (255, 0, 255)), ignore_index=0))
+register_label_set(LabelSet("cityscapes", CITYSCAPES_CLASSES, CITYSCAPES_PALETTE))
+register_label_set(LabelSet("voc2012", VOC_CLASSES, VOC_PALETTE))
+register_label_set(LabelSet("ade20k", ADE20K_CLASSES, ADE20K_PALETTE))
+# KITTI road (data_road ground truth: black outside the annotated area, red not road, magenta road;
+# segdata.kitti_road reads it in either set). Two sets, because they are two different models:
+# - "kitti-road": the KITTI fork's (watsoncm/PSPNet-tensorflow) three classes, black, red, magenta
+#   -> 0, 1, 2, as its utils/generate_data.py writes them and tools.label_colors draws them. Its
+#   train.py trains all three (the loss keeps labels <= num_classes - 1; its IGNORE_LABEL 0 only
+#   pads crops), so void is a class the model predicts, and it is scored as one (ignore 255): a
+#   3-class mIoU of what was trained. The fork's evaluate.py instead drops ground-truth 0 and
+#   averages over num_classes + 1 classes; with void skipped, void's IoU is 0 wherever the model
+#   predicts it inside the annotated area and undefined elsewhere, a term that moves the mean by a
+#   third for a single pixel, so that protocol is not copied. Scoring inside the annotated area
+#   only is the devkit's view: the next set, and the road/not-road columns (segdata.road_metrics).
+#   "kitti-road-fork" (issue 23's name for the same classes and colours) is its alias.
+# - "kitti-road-binary": road / not road, black is ignore (255) in training and evaluation alike,
+#   as the KITTI devkit ignores it: a 2-class model.
+register_label_set(LabelSet("kitti-road", KITTI_ROAD_CLASSES, KITTI_ROAD_PALETTE))
+register_alias("kitti-road-fork", "kitti-road")
+register_label_set(LabelSet("kitti-road-binary", KITTI_ROAD_BINARY_CLASSES, KITTI_ROAD_BINARY_PALETTE))
 
 
 def generic_label_set(num_classes: int) -> LabelSet:
@@ -115,8 +162,9 @@ def generic_label_set(num_classes: int) -> LabelSet:
 
 
 def get_label_set(name: str) -> LabelSet:
+    """A built-in (or alias, or `generic-N`) by name."""
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[canonical_name(name)]
     except KeyError:
         m = re.fullmatch(r"generic-(\d+)", name)
         if m and 1 <= int(m.group(1)) <= MAX_CLASSES:
@@ -149,11 +197,15 @@ def load_label_set(source: str | Path) -> LabelSet:
             data = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise LabelSetError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        except RecursionError:
+            raise LabelSetError(f"{path} is YAML nested too deeply to read") from None
     else:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise LabelSetError(f"{path} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise LabelSetError(f"{path} is JSON nested too deeply to read") from None
     return label_set_from_dict(data, str(path), default_name=path.stem)
 
 

@@ -70,12 +70,13 @@ VOC_PALETTE = voc_palette(len(VOC_CLASSES))
 ADE20K_PALETTE = voc_palette(len(ADE20K_CLASSES) + 1)[1:]  # skip black, which reads as 'none'
 
 # KITTI road (data_road): ground truth is colour-coded, magenta road, red not road, black
-# outside the annotated area. "kitti-road" is the KITTI fork's mapping (black, red, magenta ->
-# 0, 1, 2: three trained classes); "kitti-road-binary" is the benchmark's view (black is
-# ignored, as the KITTI devkit does: valid = red channel > 0). The palettes are the ground
-# truth's own colours, so a colourised prediction reads like a gt_image_2 file.
+# outside the annotated area. Two label sets read it (registered in segdata.label_sets, the one
+# loader, which says why there are two): "kitti-road", the KITTI fork's three trained classes
+# (black, red, magenta -> 0, 1, 2), and "kitti-road-binary", the benchmark's view (black ignored,
+# as the KITTI devkit does: valid = red channel > 0). The palettes are the ground truth's own
+# colours, so a colourised prediction reads like a gt_image_2 file.
 KITTI_ROAD_BLACK, KITTI_ROAD_RED, KITTI_ROAD_MAGENTA = (0, 0, 0), (255, 0, 0), (255, 0, 255)  # RGB
-KITTI_ROAD_CLASSES: tuple[str, ...] = ("outside", "not road", "road")
+KITTI_ROAD_CLASSES: tuple[str, ...] = ("void", "not road", "road")
 KITTI_ROAD_PALETTE = (KITTI_ROAD_BLACK, KITTI_ROAD_RED, KITTI_ROAD_MAGENTA)
 KITTI_ROAD_BINARY_CLASSES: tuple[str, ...] = ("not road", "road")
 KITTI_ROAD_BINARY_PALETTE = (KITTI_ROAD_RED, KITTI_ROAD_MAGENTA)
@@ -83,14 +84,6 @@ KITTI_ROAD_BINARY_PALETTE = (KITTI_ROAD_RED, KITTI_ROAD_MAGENTA)
 KITTI_ROAD_COLOR_IDS: dict[str, dict[tuple[int, int, int], int]] = {
     "kitti-road": {KITTI_ROAD_BLACK: 0, KITTI_ROAD_RED: 1, KITTI_ROAD_MAGENTA: 2},
     "kitti-road-binary": {KITTI_ROAD_BLACK: IGNORE_INDEX, KITTI_ROAD_RED: 0, KITTI_ROAD_MAGENTA: 1},
-}
-
-LABEL_SETS: dict[str, tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]] = {
-    "cityscapes": (CITYSCAPES_CLASSES, CITYSCAPES_PALETTE),
-    "voc2012": (VOC_CLASSES, VOC_PALETTE),
-    "ade20k": (ADE20K_CLASSES, ADE20K_PALETTE),
-    "kitti-road": (KITTI_ROAD_CLASSES, KITTI_ROAD_PALETTE),
-    "kitti-road-binary": (KITTI_ROAD_BINARY_CLASSES, KITTI_ROAD_BINARY_PALETTE),
 }
 
 

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from segdata.datasets import DatasetError, SegDataset
+# a split list is a data source: open_dataset reads it (open_split_list); its format is split_lists'
+from segdata.datasets import DatasetError, SegDataset, open_split_list  # noqa: F401
+from segdata.split_lists import MARK, SplitDataset, is_split_list, read_split_list  # noqa: F401
 
-MARK = "# pspnet-rt split list v1"
 PARTS = ("train", "val")
 
 
@@ -90,74 +91,6 @@ def write_split(out_dir: str | Path, source: str, dataset: SegDataset, val_fract
         os.replace(tmp, path)
         paths[part] = path
     return paths
-
-
-def is_split_list(source: str) -> bool:
-    path = Path(str(source)).expanduser()
-    if path.suffix != ".txt" or not path.is_file():
-        return False
-    try:
-        with path.open(encoding="utf-8") as fh:
-            return fh.readline().rstrip("\n") == MARK
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-class SplitDataset(SegDataset):
-    """The named samples of a base data set, in the list's order."""
-
-    def __init__(self, base: SegDataset, indices: list[int], description: str) -> None:
-        self.base = base
-        self.indices = indices
-        self.label_set = base.label_set
-        self.notes = base.notes
-        self.description = description
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        return self.base[self.indices[self._index(i)]]
-
-    def group_of(self, name: str) -> str:
-        return self.base.group_of(name)
-
-    def name_of(self, i: int) -> str:
-        return self.base.name_of(self.indices[self._index(i)])
-
-
-def read_split_list(path: str | Path) -> tuple[dict[str, str], list[str]]:
-    """(header fields, names) of a list file."""
-    header: dict[str, str] = {}
-    names: list[str] = []
-    for line in Path(path).expanduser().read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            key, sep, value = line[1:].partition(":")
-            if sep:
-                header[key.strip()] = value.strip()
-        elif line.strip():
-            names.append(line.strip())
-    return header, names
-
-
-def open_split_list(path: str | Path) -> SplitDataset:
-    from segdata.datasets import open_dataset
-
-    header, names = read_split_list(path)
-    source = header.get("source")
-    if not source:
-        raise DatasetError(f"split list {path} names no source (a '# source: ...' line)")
-    if not names:
-        raise DatasetError(f"split list {path} lists no samples")
-    base = open_dataset(source, split="train")
-    index = {base.name_of(i): i for i in range(len(base))}
-    missing = [n for n in names if n not in index]
-    if missing:
-        raise DatasetError(f"split list {path}: {len(missing)} of its {len(names)} samples are not in "
-                           f"{source} any more, e.g. {missing[:5]}")
-    part = header.get("part", "?")
-    return SplitDataset(base, [index[n] for n in names],
-                        f"{base.description} {part} part of the split in {path} ({len(names)})")
 
 
 def split_dataset(source: str, out_dir: str | Path, val_fraction: float, seed: int) -> dict[str, Path]:

@@ -149,8 +149,9 @@ def backends_dir(inst: Install, version: str) -> Path:
 def servable_models(repo: Path, backends: Path) -> tuple[list[str], list[str]]:
     """(models this server can load, models it cannot) of a repository: a CPU Triton from the
     wheel has the python backend only, so native OpenVINO/ORT/TensorRT models are skipped."""
-    from build_engine.triton_repo import validate_config  # Triton's own schema
+    from build_engine.triton_repo import check_published, validate_config  # Triton's own schema
 
+    check_published(repo)  # what we wrote there is what we wrote
     platforms = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt"}
     can, cannot = [], []
     for config_path in sorted(repo.glob("*/config.pbtxt")):
@@ -195,6 +196,10 @@ class TritonServer:
         version = python_version(self.python)
         backends = backends_dir(inst, version)
         models = self.models
+        if models is not None:
+            from build_engine.triton_repo import check_published
+
+            check_published(self.repo, models)
         if models is None:
             models, self.skipped = servable_models(self.repo, backends)
             for name in self.skipped:
@@ -404,8 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     import clikit
 
     signals = clikit.Signals(PROG)
+    from artefact.manifest import ArtefactError
+
     return clikit.run(PROG, build_parser(), lambda args: _main(args, signals), argv, failure=(ServerError,),
-                      signals=signals)
+                      usage=(ArtefactError,), signals=signals)
 
 
 def _main(args: argparse.Namespace, signals: Any) -> int:

@@ -140,45 +140,149 @@ def test_maxf_is_the_devkits() -> None:
     assert 0.5 < ours["maxf"] < 1.0 and 0 < ours["threshold"] < 1
 
 
-def _tiny_train(tmp_path: Path, data: Path, *extra: str) -> tuple[int, Path]:
+def _tiny_train(tmp_path: Path, data: Path | str, *extra: str) -> tuple[int, Path]:
     from pspnet.build import create_model
     from pspnet.train import main
-    from pspnet.weights import save_checkpoint
+    from pspnet.weights import read_state_dict, save_checkpoint
     from pspnet.zoo import get_spec
 
     init = tmp_path / "cityscapes.pth"
     if not init.is_file():
-        save_checkpoint(init, create_model(get_spec("demo"), aux=True))  # stands in for Cityscapes
+        # the shipped demo weights (trained on street scenes) stand in for a Cityscapes checkpoint:
+        # a randomly initialised backbone paints one class everywhere, which the build refuses
+        net = create_model(get_spec("demo"), aux=True)
+        net.load_state_dict(read_state_dict(get_spec("demo").weights_path), strict=False)
+        save_checkpoint(init, net)
     out = tmp_path / "run"
     code = main(["--data", str(data), "--init", str(init), "--workers", "1", "--threads", "1",
                  "--no-bf16", "--out", str(out), *extra])
     return code, out
 
 
-def test_fork_recipe(tiny_data_road: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.fixture(scope="module")
+def fork_run(tiny_data_road: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """One tiny `pspnet.train --recipe kitti-road-fork` run on the 3 classes, shared by the tests
+    of the recipe and of building its checkpoint: (run folder, init checkpoint, its stderr)."""
+    import contextlib
+    import io
+
+    tmp = tmp_path_factory.mktemp("fork_run")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code, out = _tiny_train(tmp, tiny_data_road, "--recipe", "kitti-road-fork", "--crop", "24x24",
+                                "--iters", "2")
+    assert code == 0, err.getvalue()
+    return out, tmp / "cityscapes.pth", err.getvalue()
+
+
+def test_fork_recipe(fork_run: tuple[Path, Path, str]) -> None:
     import torch
 
-    from pspnet.weights import read_state_dict
+    from pspnet.weights import checkpoint_facts, read_state_dict
 
-    code, out = _tiny_train(tmp_path, tiny_data_road, "--recipe", "kitti-road-fork", "--crop", "24x24",
-                            "--iters", "2")
-    assert code == 0
-    err = capsys.readouterr().err
+    out, init_path, err = fork_run
     assert "recipe kitti-road-fork: optimizer=adam, lr=5e-05, head_lr=(10.0, 20.0)" in err
     assert "upsample=2.0" in err and "um_lane" in err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["label_set"] == "kitti-road" and summary["classes"] == ["outside", "not road", "road"]
+    assert summary["label_set"] == "kitti-road" and summary["classes"] == ["void", "not road", "road"]
     assert summary["train_samples"] == 8 and summary["val_samples"] == 2  # the fork's 80/20
     assert summary["seconds_per_epoch"] > 0 and summary["split"] == {"val_split": 0.2, "split_seed": 0}
     assert (out / "split" / "val.txt").read_text().count("\n") == 6 + 2
     sd = read_state_dict(out / "best.pth")
     assert sd["cls.4.weight"].shape[0] == 3
-    init = read_state_dict(tmp_path / "cityscapes.pth")
+    # the checkpoint carries what a build needs: the model, the whole label set, its data
+    facts = checkpoint_facts(out / "best.pth")
+    assert facts["zoo_model"] == "demo" and facts["labels"]["name"] == "kitti-road"
+    assert facts["labels"]["ignore_index"] == 255 and len(facts["labels"]["classes"]) == 3
+    assert facts["data"] == {"train": str((out / "split" / "train.txt").resolve()),
+                             "val": str((out / "split" / "val.txt").resolve())}
+    init = read_state_dict(init_path)
     # batch norm frozen: statistics exactly as loaded; the trained convs moved
     torch.testing.assert_close(sd["layer1.0.bn1.running_mean"], init["layer1.0.bn1.running_mean"])
     assert not torch.equal(sd["layer1.0.conv1.weight"], init["layer1.0.conv1.weight"])
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert {"miou", "road_miou", "maxf"} <= set(history[-1])
+
+
+def test_one_kitti_road_label_set_per_name() -> None:
+    """The fork's 3 classes exist once (issue 23's 'kitti-road-fork' is its alias); the gate and
+    the data agree on the name whichever is used; the zoo's TF fork entry uses the same set."""
+    from pspnet.zoo import REGISTRY
+    from segdata.label_sets import canonical_name, load_label_set
+
+    three = load_label_set("kitti-road")
+    assert load_label_set("kitti-road-fork") is three and canonical_name("kitti-road-fork") == "kitti-road"
+    assert three.classes == ("void", "not road", "road") and three.ignore_index == 255
+    assert three.palette == ((0, 0, 0), (255, 0, 0), (255, 0, 255))  # the ground truth's own colours
+    binary = load_label_set("kitti-road-binary")
+    assert binary.classes == ("not road", "road") and binary.palette == three.palette[1:]
+    assert REGISTRY["pspnet101_kitti_road_tf"].label_set_info is three
+    assert all(spec.label_set == spec.label_set_info.name for spec in REGISTRY.values())
+
+
+def test_fork_checkpoint_builds_int8_with_its_labels_and_holdout(fork_run: tuple[Path, Path, str],
+                                                                 tiny_data_road: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """`build_engine --weights best.pth` alone: the checkpoint's 3 classes, INT8 calibrated on its
+    training list and gated against the labels of its held-out list; pspnet-rt runs it with a
+    legend of the road classes."""
+    from artefact.manifest import load_manifest
+    from build_engine.cli import main as build_main
+    from runtime.render import Renderer
+    from tests.faults.helpers import call_main, rt
+
+    out, _, _ = fork_run
+    best = out / "best.pth"
+    code = call_main(build_main, ["--weights", str(best), "--precision", "int8", "--backend", "onnxruntime",
+                                  "--input-size", "48x96", "--output", str(tmp_path / "art")])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    manifest_path = Path(stdout.strip().splitlines()[-1])
+    assert manifest_path.name == "demo-kitti-road-48x96-int8-percentile-onnxruntime.json"
+    data = json.loads(manifest_path.read_text())
+    assert data["precision"] == "int8" and data["label_set"] == "kitti-road" and data["ignore_index"] == 255
+    assert data["classes"] == ["void", "not road", "road"] and data["palette"][2] == [255, 0, 255]
+    val, train = (str((out / "split" / f"{p}.txt").resolve()) for p in ("val", "train"))
+    assert f"--eval-data {val} (the checkpoint's held-out data)" in err
+    gate = data["accuracy"]["gate"]
+    assert data["accuracy"]["eval_data"]["source"] == val and data["accuracy"]["eval_data"]["images"] == 2
+    assert gate["passed"] and gate["fp32_miou"] is not None  # scored against the labels, not FP32
+    assert set(gate["per_class"]) == {"void", "not road", "road"}
+    assert train in json.dumps(data["calibration"])
+    # the same label set by name (the alias included) names the same artefact; a wrong count is refused
+    assert call_main(build_main, ["--weights", str(best), "--classes", "kitti-road-binary",
+                                  "--precision", "fp32", "--output", str(tmp_path / "art")]) == 2
+    assert "names 2 classes but the weights of demo predict 3" in capsys.readouterr().err
+    from build_engine.api import Builder, BuildOptions
+
+    alias = Builder(BuildOptions(weights=str(best), classes="kitti-road-fork", precision="int8",
+                                 backend="onnxruntime", input_size=(48, 96), output=str(tmp_path / "art")))
+    assert alias.manifest_path == manifest_path
+    # data given on the command line wins; a checkpoint whose lists did not travel with it says so
+    given = Builder(BuildOptions(weights=str(best), precision="int8", eval_data="synthetic:val"))
+    assert given.options.eval_data == "synthetic:val" and given.options.calib_data == train
+    import torch
+
+    moved = torch.load(best, weights_only=True)
+    moved["data"] = {"train": str(tmp_path / "gone" / "train.txt"), "val": str(tmp_path / "gone" / "val.txt")}
+    torch.save(moved, tmp_path / "moved.pth")
+    capsys.readouterr()
+    elsewhere = Builder(BuildOptions(weights=str(tmp_path / "moved.pth"), precision="int8"))
+    assert elsewhere.options.eval_data is None and elsewhere.spec.label_set == "kitti-road"
+    gone = tmp_path / "gone" / "val.txt"
+    assert f"the checkpoint's held-out data {gone} is not here" in capsys.readouterr().err
+
+    images = tiny_data_road / "training" / "image_2"
+    code, _, err, _ = rt(["--video", str(images), "--engine", str(manifest_path), "--max-frames", "2",
+                          "--masks", str(tmp_path / "masks"),
+                          "--stats", str(tmp_path / "stats.jsonl")], capsys)
+    assert code == 0, err
+    masks = sorted((tmp_path / "masks").glob("*.png"))
+    assert len(masks) == 2 and all(cv2.imread(str(m), cv2.IMREAD_UNCHANGED).max() <= 2 for m in masks)
+    renderer = Renderer.from_manifest(load_manifest(manifest_path))
+    assert renderer.classes == ["void", "not road", "road"]
+    legend = renderer._draw_legend((1, 2), 0, 12)  # a row per class: its colour swatch, its name
+    assert legend[2 + 6, 6].tolist() == [0, 0, 255] and legend[2 + 12 + 6, 6].tolist() == [255, 0, 255]
 
 
 def test_param_groups_follow_the_fork() -> None:

@@ -42,8 +42,9 @@ def test_builtins_by_name_and_generic_counts() -> None:
     city = load_label_set("cityscapes")
     assert city.classes == CITYSCAPES_CLASSES and city.palette == CITYSCAPES_PALETTE
     assert city.ignore_index == 255
-    fork = load_label_set("kitti-road-fork")
-    assert fork.classes == ("void", "not road", "road") and fork.ignore_index == 0
+    fork = load_label_set("kitti-road-fork")  # an alias: the fork's 3 classes are one set, "kitti-road"
+    assert fork.name == "kitti-road" and fork.classes == ("void", "not road", "road")
+    assert fork.ignore_index == 255  # void is a class the fork's model is trained on, and scored
     assert get_label_set("generic-5") == generic_label_set(5)
     with pytest.raises(LabelSetError, match=r"unknown label set 'nope'.*cityscapes"):
         load_label_set("nope")
@@ -134,7 +135,11 @@ def test_gate_scores_with_the_models_label_set_only() -> None:
     frames = FrameSet([np.zeros((2, 2, 3), np.uint8)], [label], "x", 1, label_set="cityscapes")
     road = REGISTRY["pspnet101_kitti_road_tf"]
     assert labels_for(road, frames).labels == [None]
-    own = labels_for(road, FrameSet(frames.frames, [label], "x", 1, label_set="kitti-road-fork"))
+    own = labels_for(road, FrameSet(frames.frames, [label], "x", 1, label_set="kitti-road-fork"))  # alias
+    assert own.labels == [label] and own.ignore_index == 255
+    # a label set whose ignore index is a predicted class (void 0, trained but never scored)
+    void_skipped = road.with_labels(LabelSet("road-void-skipped", road.classes, road.palette, ignore_index=0))
+    own = labels_for(void_skipped, FrameSet(frames.frames, [label], "x", 1, label_set="road-void-skipped"))
     assert own.ignore_index == 0
     pred = np.array([[1, 1], [2, 2]], np.uint8)  # wrong only where the label is void (0): ignored
     report = gate([pred], [pred], own, list(road.classes), 1.0)

@@ -131,7 +131,7 @@ def test_runner_refusals(demo_artefacts: dict[str, Path], tmp_path: Path) -> Non
     for backend in ("onnxruntime", "openvino"):
         with pytest.raises(ArtefactError, match=r"junk\.onnx"):
             open_runner(backend, junk)
-    with pytest.raises(UsageError, match="load_backend"):
+    with pytest.raises(UsageError, match="pass its artefact's manifest"):
         open_runner("tensorrt", junk)
     with pytest.raises(UsageError, match="unknown backend"):
         open_runner("nope", junk)

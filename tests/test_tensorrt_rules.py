@@ -294,6 +294,8 @@ def test_tensorrt_build_names_the_refused_node_before_tensorrt_is_called(tmp_pat
 
     monkeypatch.setattr(export, "export_fused_onnx", old_export)
     monkeypatch.setattr(trt_builder, "import_tensorrt", tensorrt_must_not_be_reached)
+    # as on a GPU machine: without one the build is refused up front (build_engine.preflight)
+    monkeypatch.setattr("devices.tensorrt_usable", lambda: True)
     code = build_main(["--backend", "tensorrt", "--input-size", f"{H}x{W}", "--output",
                        str(tmp_path)])
     err = capsys.readouterr().err

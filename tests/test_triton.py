@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from artefact import ownership
 from artefact.manifest import load_manifest
 from tests.conftest import TINY_SIZE
 from tests.faults.helpers import stop
@@ -75,6 +76,9 @@ def triton_repo(demo_artefacts: dict[str, Path], confidence_artefact: Path,
     config = validate_config((misfit / "config.pbtxt").read_text())
     config.input[0].dims[:] = [1, 64, 64, 3]
     (misfit / "config.pbtxt").write_text(config_text(config))
+    # edited by hand, it is no longer the folder we wrote (the server tool would refuse to serve it
+    # as ours): without our ownership record it is the user's own model, served as it is
+    (misfit / ownership.RECORD).unlink()
     return repo
 
 

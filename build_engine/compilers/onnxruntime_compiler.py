@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,12 @@ class OnnxRuntimeCompiler(Compiler):
     qdq_placement = "conv-outputs"
 
     def compile(self, onnx_path: Path, target: Path, options: Any, output: Path) -> Written:
+        """The final graph with its class count in its metadata (the runtime holds the manifest's
+        classes to it: runtime.backends.contract; ORT shows nothing else of the graph's inside)."""
+        from build_engine.graph_facts import check_class_count, copy_with_class_record
+
         with atomic_path(target) as tmp:
-            shutil.copyfile(onnx_path, tmp)
+            copy_with_class_record(onnx_path, tmp, check_class_count(onnx_path, None))
         return Written()
 
     def fp16_not_faster(self) -> str | None:

@@ -27,12 +27,16 @@ class TensorRTCompiler(Compiler):
     runs_here = False  # verified by the gpu-marked tests and the runtime's first frames
 
     def compile(self, onnx_path: Path, target: Path, options: Any, output: Path) -> Written:
+        from build_engine import commit
         from build_engine.tensorrt_builder import TensorRTOptions, build_engine
         from devices import device_info
 
-        trt_options = TensorRTOptions(workspace_mb=options.workspace_mb, timing_cache=output / "timing.cache")
+        timing = commit.own_cache_file(output, "timing.cache")  # None: a file there is not ours
+        trt_options = TensorRTOptions(workspace_mb=options.workspace_mb, timing_cache=timing)
         facts = build_engine(onnx_path, target, trt_options)
         facts["gpu"] = device_info()
+        if timing is not None:
+            commit.record_cache(output, timing.name)
         return Written(facts=facts)
 
     def cache_key_parts(self, options: Any) -> dict[str, Any]:

@@ -11,15 +11,16 @@ one study, each running this same command. Running the command again continues t
 trial that was running, which runs again with the same parameters.
 
 Outputs in OUT: best.json (parameters, score, the training command) and best.pth (the best
-trial's checkpoint), trials.json and trials.md (every trial), history.png and
-importances.png, split/{train,val}.txt, trials/NNNN/ (each trial's training record).
+trial's checkpoint: `python -m build_engine --weights OUT/best.pth` builds it with its label set,
+calibrated and gated on this split), trials.json and trials.md (every trial, after each one),
+history.png and importances.png (drawn as a worker finishes), split/{train,val}.txt,
+trials/NNNN/ (each trial's training record; only the best trial keeps its weights).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import time
 import warnings
@@ -188,14 +189,13 @@ def search(args: argparse.Namespace, signals: clikit.Signals) -> int:
             continue
         ran += 1
         code = _run_trial(*claimed, study, storage, base, out, data, smallest, signals)
-        report.write_reports(study, out, shown, sy.tally(study))
+        report.write_reports(study, out, shown, sy.tally(study), draw=False)
         if code:
             return code
     counts = sy.tally(study)
-    best = report.write_reports(study, out, shown, counts)
-    kept = Path(best.user_attrs.get("checkpoint") or "") if best is not None else None
-    if kept is not None and kept.is_file():
-        _copy_atomic(kept, out / "best.pth")
+    _settle(study, out)
+    plots_missing = not (out / "history.png").is_file()
+    best = report.write_reports(study, out, shown, counts, draw=ran > 0 or plots_missing)
     print(f"{counts['finished']} of {args.trials} trials finished ({counts['complete']} complete, "
           f"{counts['pruned']} pruned, {counts['failed']} failed; {ran} run by this worker); "
           + (f"best: trial {best.number}, held-out mIoU {best.value:.4f}" if best else "no complete trial"),
@@ -216,11 +216,13 @@ def _trial_seed(seed: int, number: int) -> int:
     return (seed * 1_000_003 + number) % (2**31)
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    from artefact.files import atomic_path
+def _settle(study, out: Path) -> None:
+    """OUT/best.pth: the best trial's weights, and no superseded best's left (search.checkpoints)."""
+    from pspnet.search.checkpoints import settle
 
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+    note = settle(study, out)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _run_trial(trial, trial_id: int, study, storage, base: list[str], out: Path, data,
@@ -231,6 +233,7 @@ def _run_trial(trial, trial_id: int, study, storage, base: list[str], out: Path,
 
     from pspnet.search import report
     from pspnet.search import study as sy
+    from pspnet.search.checkpoints import record as record_checkpoint
     from pspnet.search.space import SPACE, suggest, to_argv
     from pspnet.train import build_parser as train_parser
     from pspnet.train import train
@@ -272,29 +275,28 @@ def _run_trial(trial, trial_id: int, study, storage, base: list[str], out: Path,
             value = max(0.0, summary.get("best_miou") or 0.0)
             trial.set_user_attr("seconds_per_epoch", summary.get("seconds_per_epoch"))
             before = report.best_trial(study)
-            keep = before is None or value > before.value
-            if keep:  # the best so far keeps its weights; the others only their records
-                trial.set_user_attr("checkpoint", str((folder / "best.pth").resolve()))
-            else:
-                _drop_checkpoints(folder)
+            keep = (before is None or value > before.value) and (folder / "best.pth").is_file()
+            if keep:  # the best so far keeps its weights (until beaten); the others only their records
+                record_checkpoint(trial, folder / "best.pth")
+            _drop_checkpoints(folder, keep_best=keep)
             study.tell(trial, value)
     except KeyboardInterrupt as exc:
         sy.requeue(study, storage, trial, getattr(exc, "name", None) or signals.name or "SIGINT")
+        _drop_checkpoints(folder)  # it runs again from its start, in a folder of its own
         print(f"trial {trial.number}: interrupted; it is back in the queue and runs again when the search "
               "continues", file=sys.stderr)
         raise
+    _settle(study, out)
     best = report.best_trial(study)
-    if keep and best is not None and best.number == trial.number:
-        _copy_atomic(folder / "best.pth", out / "best.pth")
     print(f"trial {trial.number}: held-out mIoU {value:.4f}"
           + (f" (best so far: trial {best.number}, {best.value:.4f})" if best else ""), file=sys.stderr)
     return 0
 
 
-def _drop_checkpoints(folder: Path) -> None:
+def _drop_checkpoints(folder: Path, keep_best: bool = False) -> None:
     """A finished trial that is not the best keeps its record (history, summary), not its weights:
     the folder is this trial's own (made for it by this worker moments ago)."""
-    for name in ("best.pth", "last.pth"):
+    for name in ("last.pth",) if keep_best else ("best.pth", "last.pth"):
         (folder / name).unlink(missing_ok=True)
 
 

@@ -15,12 +15,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from artefact.files import atomic_path, atomic_write_json
+from pspnet.search.checkpoints import CHECKPOINT, best_trial
 from pspnet.search.space import SPACE
 from pspnet.search.study import ERROR, INTERRUPTED
 
 
-def trial_record(t: FrozenTrial) -> dict[str, Any]:
+def trial_record(t: FrozenTrial, best: FrozenTrial | None = None) -> dict[str, Any]:
+    """One row of trials.json; only the best trial has weights (`checkpoint`), the others' are gone."""
     retry_of = t.system_attrs.get("failed_trial")
+    is_best = best is not None and t.number == best.number
     duration = (t.datetime_complete - t.datetime_start).total_seconds() \
         if t.datetime_complete and t.datetime_start else None
     return {"number": t.number, "state": t.state.name.lower(), "value": t.value,
@@ -28,12 +31,8 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
             "seconds": round(duration, 1) if duration is not None else None,
             "retry_of": retry_of, "interrupted": t.user_attrs.get(INTERRUPTED),
             "error": t.user_attrs.get(ERROR), "worker": t.user_attrs.get("worker"),
-            "command": t.user_attrs.get("command"), "checkpoint": t.user_attrs.get("checkpoint")}
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    return max(done, key=lambda t: (t.value, -t.number)) if done else None
+            "command": t.user_attrs.get("command"),
+            "checkpoint": t.user_attrs.get(CHECKPOINT) if is_best else None}
 
 
 def _fmt(value: Any) -> str:
@@ -102,9 +101,12 @@ def plots(study: optuna.Study, out: Path) -> list[str]:
     return notes
 
 
-def write_reports(study: optuna.Study, out: Path, settings: dict, counts: dict) -> FrozenTrial | None:
-    records = [trial_record(t) for t in study.get_trials(deepcopy=False)]
+def write_reports(study: optuna.Study, out: Path, settings: dict, counts: dict,
+                  draw: bool = True) -> FrozenTrial | None:
+    """The tables (and with `draw` the plots, which take seconds: a search draws them as a worker
+    finishes, the tables after every trial)."""
     best = best_trial(study)
+    records = [trial_record(t, best) for t in study.get_trials(deepcopy=False)]
     atomic_write_json(out / "trials.json", {"study": settings.get("study"), "settings": settings,
                                             "counts": counts, "trials": records})
     with atomic_path(out / "trials.md") as tmp:
@@ -113,10 +115,11 @@ def write_reports(study: optuna.Study, out: Path, settings: dict, counts: dict) 
         atomic_write_json(out / "best.json", {"trial": best.number, "value": best.value,
                                               "metric": settings.get("metric"), "params": best.params,
                                               "command": best.user_attrs.get("command"),
-                                              "checkpoint": best.user_attrs.get("checkpoint"),
+                                              "checkpoint": best.user_attrs.get(CHECKPOINT),
                                               "worker": best.user_attrs.get("worker")})
-    notes = plots(study, out)
-    (out / "plots.txt").write_text("\n".join(notes) + ("\n" if notes else ""), encoding="utf-8")
+    if draw:
+        notes = plots(study, out)
+        (out / "plots.txt").write_text("\n".join(notes) + ("\n" if notes else ""), encoding="utf-8")
     return best
 
 

@@ -7,7 +7,8 @@ How (Optuna's own mechanisms throughout):
 - A worker takes a queued trial by moving it WAITING -> RUNNING, which the storage does under
   a row lock and refuses if another worker got there first (the same step Study.ask uses to pop
   a queued trial, without ask's fallback of creating a new one, which would overshoot N).
-- While its trial runs, the worker records Optuna heartbeats. A worker killed outright stops
+- While its trial runs, the worker records Optuna heartbeats, the first one before the take
+  (see `claim`), so a trial is never RUNNING without one. A worker killed outright stops
   beating; after the grace period any worker's `fail_stale_trials` marks that trial failed and
   Optuna's RetryHeartbeatStaleTrialCallback queues it again with the same parameters.
 - A worker stopped by a signal does the same at once: the trial goes back into the queue (same
@@ -112,12 +113,19 @@ def claim(study: optuna.Study, storage: RDBStorage, study_id: int,
     storage = study._storage
     for frozen in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        # Beat BEFORE taking it: Optuna presumes a RUNNING trial dead only once its last heartbeat
+        # is older than the grace period, and never presumes one with no heartbeat at all, so a
+        # kill between the take and a first beat would leave the trial running for ever. With
+        # the beat first there is no such moment. Beating a WAITING trial is harmless (only
+        # RUNNING trials are checked), and the fresh beat also stands in for any stale one an
+        # earlier claimer, killed before its take, left on this queued trial.
+        storage.record_heartbeat(trial_id)
         try:
             if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-        storage.record_heartbeat(trial_id)  # at once: a kill from here on is seen as stale
+        storage.record_heartbeat(trial_id)  # the take's own beat: the grace period starts now
         study.sampler = sampler_for(frozen.number)
         # optuna.Trial is what Study.ask returns for a popped trial; built here the same way
         return optuna.trial.Trial(study, trial_id), trial_id

@@ -25,7 +25,8 @@ from runtime.errors import UsageError
 log = logging.getLogger(__name__)
 
 __all__ = ["BACKENDS", "Backend", "Collected", "Prediction", "Runner", "artefact_runner", "backend_class",
-           "check_backend", "connect_backend", "is_remote", "load_backend", "open_runner", "runner_class"]
+           "check_backend", "check_model_agrees", "connect_backend", "is_remote", "load_backend",
+           "open_runner", "runner_class"]
 
 
 # backend -> (its module, its Backend class, its Runner class or None); imported on first use,
@@ -52,8 +53,8 @@ def backend_class(name: str) -> type[Backend]:
 def runner_class(name: str) -> type[Runner]:
     module, _, runner = _registered(name)
     if runner is None:
-        raise UsageError(f"a bare {name} model file has no runner: open its artefact with load_backend (for "
-                         "TensorRT the manifest names the TensorRT version and GPU the engine needs)")
+        raise UsageError(f"a bare {name} model file cannot be run on its own: pass its artefact's manifest "
+                         "(NAME.json), which names the TensorRT version and GPU the engine needs")
     return getattr(module, runner)
 
 
@@ -99,7 +100,15 @@ def artefact_runner(manifest: Manifest | str | Path, **opts: Any) -> Runner:
     names = {"input_name": manifest.input_name, "labels_name": manifest.output_name}
     if manifest.logits_name:
         names["logits_name"] = manifest.logits_name
-    return cls(manifest.model_path, manifest.precision, **_accepted(cls, opts), **names).activate()
+    runner = cls(manifest.model_path, manifest.precision, **_accepted(cls, opts), **names).activate()
+    from runtime.backends.contract import check_contract
+
+    try:
+        check_contract(manifest, runner.facts())
+    except BaseException:
+        runner.deactivate()
+        raise
+    return runner
 
 
 def is_remote(engine: str | None) -> bool:
@@ -112,3 +121,16 @@ def connect_backend(url: str, **opts: Any) -> Backend:
     from runtime.backends.triton_backend import TritonBackend
 
     return TritonBackend(url, **_accepted(TritonBackend, opts))
+
+
+def check_model_agrees(manifest: Manifest) -> bool:
+    """ArtefactError unless the manifest describes its model file (input size, dynamic shape, class
+    count: runtime.backends.contract), read without running the model; False where this machine
+    cannot read that model file (a TensorRT engine, a backend not installed), True when checked."""
+    from runtime.backends.contract import check_contract, read_facts
+
+    facts = read_facts(manifest)
+    if facts is None:
+        return False
+    check_contract(manifest, facts)
+    return True

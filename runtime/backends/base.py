@@ -82,9 +82,17 @@ class Backend:
     def _activate(self, runner: Any) -> Any:
         """Open the artefact's model through its backend's runner; a refusal names the rebuild."""
         try:
-            return runner.activate()
+            runner.activate()
         except ArtefactError as exc:
             raise ArtefactError(f"{exc}; rebuild with {self.manifest.rebuild_hint()}") from None
+        from runtime.backends.contract import check_contract
+
+        try:
+            check_contract(self.manifest, runner.facts())  # the manifest describes this model file
+        except BaseException:
+            runner.deactivate()
+            raise
+        return runner
 
     # -- shape -----------------------------------------------------------------------------
     def input_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
@@ -187,4 +195,8 @@ def labels_2d(out: np.ndarray, manifest: Manifest, name: str | None = None) -> n
                             f"{manifest.rebuild_hint()}")
     if out.dtype != np.uint8:
         out = out.astype(np.uint8)
+    if len(manifest.classes) < 256 and out.size and int(out.max()) >= len(manifest.classes):
+        # a class id the manifest has no name or colour for: the manifest does not describe the model
+        raise ArtefactError(f"{manifest.path}: the model output class id {int(out.max())} but classes lists "
+                            f"{len(manifest.classes)}; rebuild with {manifest.rebuild_hint()}")
     return out

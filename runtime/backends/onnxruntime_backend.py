@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from devices import install_hint
 from runtime.backends.base import Backend, check_backend, labels_2d
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from runtime.backends.contract import ModelFacts
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,25 @@ def load_session(path: str | Path, *, providers: list[str] | None = None, thread
         raise ArtefactError(f"ONNX Runtime cannot load {path}: {detail}") from None
 
 
+def session_facts(session: Any, input_name: str) -> ModelFacts:
+    """What an ONNX model says about itself through its session: shapes, and the class count the
+    build recorded in its metadata (ORT shows nothing of the graph's inside)."""
+    from artefact.manifest import CLASSES_METADATA
+    from runtime.backends.contract import ModelFacts
+
+    def dims(shape: list[Any]) -> list[int | None]:
+        return [d if isinstance(d, int) and d > 0 else None for d in shape]
+
+    inputs = {i.name: dims(i.shape) for i in session.get_inputs()}
+    recorded = session.get_modelmeta().custom_metadata_map.get(CLASSES_METADATA, "")
+    return ModelFacts(inputs.get(input_name, []), {o.name: dims(o.shape) for o in session.get_outputs()},
+                      int(recorded) if recorded.isdigit() else None)
+
+
+def model_facts(path: str | Path, input_name: str) -> ModelFacts:
+    return session_facts(load_session(path, providers=[CPU_PROVIDER], threads=1), input_name)
+
+
 class OnnxRuntimeRunner(Runner):
     """A bare ONNX file on ONNX Runtime; `device` CPU (default) or GPU (the GPU providers)."""
 
@@ -122,6 +144,9 @@ class OnnxRuntimeRunner(Runner):
     @property
     def output_names(self) -> list[str]:
         return list(self._outputs)
+
+    def facts(self) -> ModelFacts:
+        return session_facts(self._session, self.input_name)
 
     def _run(self, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
         return self._session.run(outputs, {self.input_name: batch})

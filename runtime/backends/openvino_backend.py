@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from runtime.backends.base import Backend, Collected, check_backend, labels_2d
 from runtime.backends.ov_cache import BlobCache
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
+
+if TYPE_CHECKING:
+    from runtime.backends.contract import ModelFacts
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,33 @@ def _compile_through_cache(core: Any, path: str, device: str, config: dict[str, 
         raise ArtefactError(f"OpenVINO cannot compile {path}: {_one_line(exc)}") from None
 
 
+def model_facts(path: str | Path, input_name: str) -> ModelFacts:
+    """What an OpenVINO model file says about itself, read without compiling it: the input's and
+    outputs' shapes, and the class count from the graph itself (the TopK that the fused graph's
+    ArgMax became, over the logits' class axis)."""
+    from runtime.backends.contract import ModelFacts
+
+    def dims(shape: Any) -> list[int | None]:
+        return [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
+
+    try:
+        model = import_openvino().Core().read_model(str(path))
+    except RuntimeError as exc:
+        raise ArtefactError(f"OpenVINO cannot read {path}: {_one_line(exc)}") from None
+    inputs = {name: dims(p.get_partial_shape()) for p in model.inputs for name in p.get_names()}
+    outputs = {name: dims(p.get_partial_shape()) for p in model.outputs for name in p.get_names()}
+    counts = set()
+    for op in model.get_ops():
+        if op.get_type_name() in ("TopK", "ArgMax"):
+            shape = op.input(0).get_partial_shape()
+            if not shape.rank.is_static:
+                continue
+            axis = int(op.get_attributes().get("axis", 1)) % shape.rank.get_length()
+            if shape[axis].is_static:
+                counts.add(shape[axis].get_length())
+    return ModelFacts(inputs.get(input_name, []), outputs, counts.pop() if len(counts) == 1 else None)
+
+
 class OpenVINORunner(Runner):
     """A bare model file (ONNX or IR) on OpenVINO, one synchronous infer request."""
 
@@ -152,6 +182,9 @@ class OpenVINORunner(Runner):
     @property
     def output_names(self) -> list[str]:
         return [p.get_any_name() for p in self.compiled.outputs] if self.compiled is not None else []
+
+    def facts(self) -> ModelFacts:
+        return model_facts(self.path, self.input_name)
 
     def output_index(self, name: str) -> int:
         return next(i for i, o in enumerate(self.compiled.outputs) if name in o.get_names())

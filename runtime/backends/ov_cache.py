@@ -14,12 +14,11 @@ clear the cache and compile without it (see OpenVINOBackend).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 from pathlib import Path
 
-from artefact.files import atomic_write_json, sha256_file
+from artefact.files import atomic_write_json, parse_json_text, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ class BlobCache:
 
     def _records(self) -> dict[str, dict]:
         try:
-            data = json.loads(self.sidecar.read_text())
+            data = parse_json_text(self.sidecar.read_text())
         except (OSError, ValueError):
             return {}
         if not isinstance(data, dict):

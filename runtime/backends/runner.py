@@ -12,11 +12,14 @@ setting such as ORT's non-spinning threads or OpenVINO's precision hint lives in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from artefact.manifest import INPUT_NAME, LABELS_NAME, LOGITS_NAME
+
+if TYPE_CHECKING:
+    from runtime.backends.contract import ModelFacts
 
 Prediction = tuple[np.ndarray, np.ndarray | None]  # (labels HxW, logits CxHxW or None)
 
@@ -83,6 +86,11 @@ class Runner:
     # -- for subclasses ---------------------------------------------------------------------
     @property
     def output_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def facts(self) -> ModelFacts:
+        """What the open model file says about itself (input shape, outputs, class count), for
+        runtime.backends.contract to hold the manifest to."""
         raise NotImplementedError
 
     def _open(self) -> None:

@@ -263,6 +263,7 @@ class TensorRTBackend(Backend):
         if in_dtype != np.uint8 or out_dtype != np.uint8:
             raise ArtefactError(f"{manifest.model_path}: tensors are {in_dtype} -> {out_dtype}; the fused "
                                 f"contract is uint8 -> uint8. Rebuild with {manifest.rebuild_hint()}")
+        self._check_contract(engine, manifest, outputs)
         self._context = engine.create_execution_context()
         if self._context is None:
             raise CudaError("TensorRT could not create an execution context (out of GPU memory?)")
@@ -302,6 +303,26 @@ class TensorRTBackend(Backend):
             self.cuda_graph = self._capture_graphs()
         log.info("tensorrt %s: %s on %s, %d buffer sets%s", self.trt_version, self.manifest.model_path.name,
                  self.device, self.max_in_flight, ", CUDA graphs" if self.cuda_graph else "")
+
+    @staticmethod
+    def _check_contract(engine: Any, manifest: Manifest, outputs: list[str]) -> None:
+        """The manifest describes this engine (runtime.backends.contract), before any GPU memory is
+        taken for it: input shape and dynamic dims, outputs, classes where a logits output shows
+        them (an engine records no class count otherwise), and a manifest size within the profile."""
+        from runtime.backends.contract import ModelFacts, check_contract
+
+        def dims(name: str) -> list[int | None]:
+            return [int(d) if int(d) >= 0 else None for d in engine.get_tensor_shape(name)]
+
+        check_contract(manifest, ModelFacts(dims(manifest.input_name), {n: dims(n) for n in outputs},
+                                            can_tell_classes=False))
+        h, w = manifest.input_size
+        if manifest.dynamic_shape and h > 0 and w > 0:
+            low, _, high = engine.get_tensor_profile_shape(manifest.input_name, 0)
+            if not (low[1] <= h <= high[1] and low[2] <= w <= high[2]):
+                raise ArtefactError(f"{manifest.path}: input_size {h}x{w} is outside the engine's profile "
+                                    f"({low[1]}x{low[2]} to {high[1]}x{high[2]}); rebuild with "
+                                    f"{manifest.rebuild_hint()}")
 
     def _drop(self, attr: str) -> None:
         setattr(self, attr, None)  # TensorRT objects free their memory when released, in this order

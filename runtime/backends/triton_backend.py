@@ -15,7 +15,6 @@ doubling, at most 8 s, as for live sources); then TritonLost (exit 1, outputs fi
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from artefact.files import parse_json_text
 from artefact.manifest import ArtefactError, manifest_from_dict
 from runtime.backends.base import Backend, Collected, labels_2d, require_confidence
 from runtime.errors import BackendUnavailable, UsageError
@@ -192,7 +192,7 @@ class TritonBackend(Backend):
                              f"{MANIFEST_PARAMETER}); serve a repository written by "
                              "`python -m build_engine --triton-repo DIR`")
         try:
-            return manifest_from_dict(json.loads(raw), where)
+            return manifest_from_dict(parse_json_text(raw), where)
         except (ValueError, ArtefactError) as exc:
             raise UsageError(f"{where}: its manifest is unusable: {exc}") from None
 

@@ -93,9 +93,10 @@ def save(args: argparse.Namespace) -> None:
                 fan_in = int(np.prod(shape[:3]))
                 value = rng.normal(0, np.sqrt(2.0 / fan_in), shape)
             elif name.endswith("/biases"):
-                value = rng.normal(0, 0.5, shape)
-            elif name.endswith("/gamma"):
-                value = rng.uniform(0.3, 0.6, shape)
+                value = rng.normal(0, 0.05, shape)
+            elif name.endswith("/gamma"):  # conv5_4's larger: more classes win somewhere in the map
+                value = rng.uniform(1.5, 3.0, shape) if name.startswith("conv5_4_bn") else \
+                    rng.uniform(0.3, 0.6, shape)
             elif name.endswith("/beta") or name.endswith("/moving_mean"):
                 value = rng.normal(0, 0.1, shape)
             elif name.endswith("/moving_variance"):
@@ -120,14 +121,20 @@ def infer(args: argparse.Namespace) -> None:
     if args.flipped_eval:
         sys.argv.append("--flipped-eval")
     # main() ends in decode_labels(argmax) -> colours -> imsave. ADE20K's colour table repeats a
-    # colour, so the class ids ride along as a 4th channel of what decode_labels returns: the argmax
-    # is still the seed's own, nothing else in its graph changes.
+    # colour, so the class ids ride along as a 4th channel of what decode_labels returns, and the
+    # logits the argmax read (resized, cropped) as further channels: the argmax is still the seed's
+    # own, nothing else in its graph changes.
     decode = inference.decode_labels
 
     def decode_with_ids(mask, img_shape, num_classes):
         colours = decode(mask, img_shape, num_classes)
         ids = tf.reshape(tf.cast(mask, tf.float32), (1, img_shape[0], img_shape[1], 1))
-        return tf.concat([colours, ids], axis=3)
+        argmax = mask
+        while argmax.op.type in ("Print", "PrintV2", "Identity"):  # the fork wraps it in tf.Print
+            argmax = argmax.op.inputs[0]
+        assert argmax.op.type == "ArgMax", argmax.op.type
+        logits = argmax.op.inputs[0]
+        return tf.concat([colours, ids, logits], axis=3)
 
     inference.decode_labels = decode_with_ids
     saved = sys.modules["scipy.misc"].saved
@@ -138,7 +145,9 @@ def infer(args: argparse.Namespace) -> None:
     finally:
         os.makedirs = real_makedirs
     out = saved[os.path.basename(args.image)]
-    colours, ids = out[..., :3], out[..., 3].astype(np.int64)
+    colours, ids, logits = out[..., :3], out[..., 3].astype(np.int64), out[..., 4:]
+    if logits.shape[-1] != args.classes or not np.array_equal(logits.argmax(-1), ids):
+        raise SystemExit("the logits captured are not the ones the seed's argmax read")
     table = np.asarray(_colour_table(tools, args.classes), np.float32)
     if np.abs(colours - table[ids]).max() > 0.5:  # the colour image is what the seed would save
         raise SystemExit("the seed's colour image and its class ids disagree")
@@ -146,6 +155,7 @@ def infer(args: argparse.Namespace) -> None:
     if raw is not None and not np.array_equal(np.asarray(raw)[: ids.shape[0], : ids.shape[1]], ids * 256):
         raise SystemExit("the fork's raw argmax dump disagrees with its prediction")
     np.save(args.out, ids.astype(np.uint8))
+    np.save(args.out.replace(".npy", ".logits.npy"), logits.astype(np.float32))
     print(args.out, np.bincount(ids.ravel(), minlength=args.classes).tolist()[:20])
 
 

@@ -293,6 +293,56 @@ CASES: list[Case] = [
     Case("triton-server-run-signal", "services", "python -m serving.triton_server", "SIGTERM / SIGINT to "
          "`run` (the server in the foreground)", "exit 143 / 130 (it used to exit 0), one line; the "
          "tritonserver is stopped with it"),
+    # issue 21, the build side: what we delete or replace, and what an artefact must prove
+    Case("own-build-output", "trust", BE, "--output holding a user's `server.202612061325.log`, "
+         "`IMG.0123456789ab.jpg`, a file at the exact versioned name the build writes (other bytes), our "
+         "own model file edited by hand, hidden `.X.build-XXXXXXXX` folders (empty, with photos, with a "
+         "marker copied from a real work folder), a symlink into another folder",
+         "exit 0; every one of them byte-identical (the new model files go beside a file that is not "
+         "ours: NAME.<sha12>-1.*); only the build's own files are added"),
+    Case("own-build-manifest-name", "trust", BE, "NAME.json that is not our manifest: a user JSON with a "
+         "`model_file` key naming their photo, garbage bytes, a symlink to a system file, a folder, a "
+         "FIFO; for --precision auto too, a --stop-after output name and the ownership record's name "
+         "held by a user file; a user's TensorRT timing.cache",
+         EXIT2 + " (before any export); that file and what it names byte-identical; the timing cache "
+         "is neither read nor replaced (the build goes on without it)"),
+    Case("own-build-dead-writers", "trust", BE, "what a SIGKILLed build leaves (its marked work folder, a "
+         "model file it noted and moved in, never committed), beside look-alikes that are not ours",
+         "the next build removes exactly the provably ours leftovers, whatever the names say"),
+    Case("own-triton-repo", "trust", "python -m build_engine[.triton_repo]", "--triton-repo DIR where "
+         "DIR/<model>/ holds the user's version 2/ and notes, one of our files edited, a symlink to a "
+         "folder; <model> is a file; leftover `.NAME.old.*` and staged folders (ours and look-alikes)",
+         EXIT2 + " (before any build); everything there byte-identical; a folder wholly ours is replaced "
+         "and our leftovers removed"),
+    Case("integrity-hashes", "trust", RT, "model_sha256 blanked or removed, companion_files emptied or "
+         "without the .bin (OpenVINO), then the model file or .bin tampered; through pspnet-rt, the "
+         "repository writer and the Python API; in a Triton model folder we wrote: the model file "
+         "flipped, config.pbtxt edited, the manifest copy removed",
+         EXIT2 + " (the field, and the rebuild command); the server tool refuses to serve the changed "
+         "folder (names the file)"),
+    Case("integrity-contract", "trust", RT, "a manifest that does not describe its model: 2 or 20 classes "
+         "for 19 (palette to match), input_size 97x192 or 192x96 for 96x192, 8193x8193 and "
+         "100000x100000, dynamic_shape flipped, a logits_name the model lacks; OpenVINO and ONNX "
+         "Runtime; also published with --triton-repo",
+         EXIT2 + " (at load: nothing written, nothing allocated for a huge size)"),
+    Case("degenerate-model", "trust", BE, "weights with NaN in a convolution, Inf in a BatchNorm variance, "
+         "NaN in the classifier bias; a classifier that paints one class over every pixel (each a real "
+         "build); finite weights whose logits overflow to Inf (the verify step's check on the model's "
+         "real PyTorch output)",
+         "exit 1, one line naming the cause (NaN/Inf weights, NaN/Inf logits, one class); nothing "
+         "written to --output"),
+    Case("build-usage-upfront", "trust", BE, "--input-size 8193x8193 and 100000x100000 (tried to allocate "
+         "30 GB), --dynamic with int8 / fp16, --backend tensorrt without TensorRT, --stop-after with "
+         "--triton-repo, --engine with build options, --triton-* without --triton-repo, calibration or "
+         "gate options with --precision fp32 (calibration ones with fp16), --workspace-mb for a CPU backend",
+         EXIT2 + " (in seconds, --output not created)"),
+    Case("manifest-nesting", "trust", "pspnet-rt, build_engine", "a manifest of JSON nested 100 000 deep "
+         "(--engine of pspnet-rt, --engine of the repository writer, NAME.json in a build's --output), a "
+         "--classes label-set file and a calibration ranges cache nested as deep",
+         "exit 2, one line (no RecursionError); the cache is calibrated again"),
+    Case("fix-is-a-command", "trust", "every command", "every message text in the build, artefact, "
+         "calibration and model code (raise, fail, warnings)",
+         "none names a Python call as the fix (a test reads them all)"),
     Case("triton-server-pid-file", "services", "python -m serving.triton_server", "stop with a PID file that "
          "is garbage, empty, PID 1, or the PID of a process that is not a tritonserver; start with two "
          "ports alike", "exit 2, one line naming the file (the process is never signalled); a PID "

@@ -138,8 +138,11 @@ def video_frames(path: Path) -> int:
 
 
 def hidden_leftovers(folder: Path) -> list[str]:
-    """Temp files and folders a run may have left (all of ours are hidden names)."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*"))
+    """Temp files and folders a run may have left (all of ours are hidden names); not the ownership
+    records (artefact.ownership.RECORD), which say what in a folder we wrote."""
+    from artefact.ownership import RECORD
+
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if p.name != RECORD)
 
 
 def artefact_state(folder: Path) -> dict[str, bytes]:

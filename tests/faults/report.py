@@ -16,7 +16,8 @@ AREAS = (("reproductions", "The five reproductions of issue 13"), ("files", "Fil
          ("outputs", "Outputs"), ("signals", "Signals (what a terminal or a service manager sends)"),
          ("network", "Network sources"),
          ("services", "Several streams, the live view, Triton (client, repository, server tool)"),
-         ("options", "Options"))
+         ("options", "Options"),
+         ("trust", "What a build may delete or replace, and what an artefact must prove (issue 21)"))
 
 HEADER = """# Reliability: what was tried, and what each case gets
 

@@ -181,23 +181,32 @@ def _artefact_ok(folder: Path) -> None:
 @pytest.mark.fault("repro-3-failed-rebuild", "repro-3-crash-between-renames")
 def test_failed_rebuild_keeps_the_good_artefact(good_int8: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
-    """--max-miou-drop 0 makes the gate fail. Planted first: what a SIGKILLed build leaves (a
-    work folder) and what a build killed between moving its model in and committing its
-    manifest leaves (a versioned model file no manifest names): the old manifest still
-    verifies against its own files, and the next build (this one) removes both."""
+    """--max-miou-drop 0 makes the gate fail. Planted first, by the commit steps themselves: what a
+    SIGKILLed build leaves (its marked work folder) and what a build killed between moving its model
+    in and committing its manifest leaves (a versioned model file it noted, that no manifest names):
+    the old manifest still verifies against its own files, and the next build (this one) removes
+    both - they are provably ours."""
+    import tempfile
+
+    from artefact import ownership
     from artefact.manifest import load_manifest
+    from build_engine import commit
     from build_engine.cli import main
 
     folder = _copy(good_int8, tmp_path / "out")
     before = artefact_state(folder)
     (manifest_path,) = folder.glob("*.json")
     name = manifest_path.stem
-    stale = folder / f".{name}.build-deadbeef"
-    stale.mkdir()
+    # a SIGKILLed build's work folder: made and marked as commit.work_dir does, never cleaned up
+    stale = Path(tempfile.mkdtemp(prefix=f".{name}{commit.WORK_MARK}", dir=folder))
+    ownership.mark_work_dir(stale, "build")
     (stale / "raw.onnx").write_bytes(b"x" * 1000)
     model = load_manifest(manifest_path).model_path
-    orphan = folder / f"{name}.0123456789ab{model.suffix}"
-    orphan.write_bytes(b"a new model that never got its manifest")
+    new_model = folder / "new.onnx"
+    new_model.write_bytes(b"a new model that never got its manifest")
+    orphan_name = commit.versioned_name(name, "0123456789ab" * 6, model.suffix)
+    commit.move_in({new_model: orphan_name}, folder)  # noted, moved in; then the build died
+    orphan = folder / orphan_name
     _artefact_ok(folder)  # the crash left a valid artefact: the old manifest, its own files
 
     code = call_main(main, [*INT8, "--max-miou-drop", "0", "--output", str(folder)])
