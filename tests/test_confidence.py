@@ -166,9 +166,14 @@ def test_backends_return_each_frames_own_confidence(confidence_artefact: Path, t
             assert np.abs(confidence.astype(int) - w[CONFIDENCE_NAME]).max() <= 2
 
 
-def test_an_artefact_without_confidence_is_refused_with_the_rebuild(demo_artefacts: dict[str, Path]) -> None:
+def test_an_artefact_without_confidence_is_refused_with_the_rebuild(demo_artefacts: dict[str, Path],
+                                                                    tmp_path: Path) -> None:
     with pytest.raises(ArtefactError, match="--confidence"):
         load_backend(demo_artefacts["onnxruntime"], confidence=True)
+    # a manifest edited to claim a confidence output its model file does not have: the model contract
+    claimed = clone_artefact(demo_artefacts["onnxruntime"], tmp_path, confidence_name=CONFIDENCE_NAME)
+    with pytest.raises(ArtefactError, match="no such output"):
+        load_backend(claimed, confidence=True)
     with load_backend(demo_artefacts["onnxruntime"]) as be:  # not asked: nothing fetched
         be.infer(demo_frames(1)[0])
         assert be.last_confidence is None

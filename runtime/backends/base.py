@@ -183,9 +183,9 @@ def require_confidence(manifest: Manifest) -> str:
                         f"--confidence); rebuild it with {rebuild}")
 
 
-def labels_2d(out: np.ndarray, manifest: Manifest, name: str | None = None) -> np.ndarray:
-    """[1,H,W] (or [H,W]) graph output -> HxW uint8, refusing anything else loudly (the labels, or
-    another uint8 map output such as `confidence`)."""
+def map_2d(out: np.ndarray, manifest: Manifest, name: str | None = None) -> np.ndarray:
+    """[1,H,W] (or [H,W]) uint8 graph output (the labels, or the `confidence` map) -> HxW uint8,
+    refusing any other shape loudly."""
     if out.ndim == 3 and out.shape[0] == 1:
         out = out[0]
     if out.ndim != 2:
@@ -195,6 +195,13 @@ def labels_2d(out: np.ndarray, manifest: Manifest, name: str | None = None) -> n
                             f"{manifest.rebuild_hint()}")
     if out.dtype != np.uint8:
         out = out.astype(np.uint8)
+    return out
+
+
+def labels_2d(out: np.ndarray, manifest: Manifest) -> np.ndarray:
+    """[1,H,W] (or [H,W]) class-id output -> HxW uint8, refusing anything else loudly, and ids the
+    manifest has no class for."""
+    out = map_2d(out, manifest)
     if len(manifest.classes) < 256 and out.size and int(out.max()) >= len(manifest.classes):
         # a class id the manifest has no name or colour for: the manifest does not describe the model
         raise ArtefactError(f"{manifest.path}: the model output class id {int(out.max())} but classes lists "

@@ -16,7 +16,7 @@ import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
 from devices import install_hint
-from runtime.backends.base import Backend, check_backend, labels_2d
+from runtime.backends.base import Backend, check_backend, labels_2d, map_2d
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
 
@@ -175,7 +175,7 @@ class OnnxRuntimeBackend(Backend):
         names = [self.manifest.output_name] + ([self.confidence_name] if self.confidence_name else [])
         out = self._runner.infer(frame, names)
         if self.confidence_name:
-            self.last_confidence = labels_2d(out[self.confidence_name], self.manifest, self.confidence_name)
+            self.last_confidence = map_2d(out[self.confidence_name], self.manifest, self.confidence_name)
         return labels_2d(out[self.manifest.output_name], self.manifest)
 
     def close(self) -> None:

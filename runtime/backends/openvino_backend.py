@@ -21,7 +21,7 @@ import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
 from devices import install_hint, openvino_precision_hint
-from runtime.backends.base import Backend, Collected, check_backend, labels_2d
+from runtime.backends.base import Backend, Collected, check_backend, labels_2d, map_2d
 from runtime.backends.ov_cache import BlobCache
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
@@ -212,7 +212,7 @@ class _Completions:
             labels = labels_2d(request.get_output_tensor(self.output_index).data.copy(), self.manifest)
             confidence = None
             if self.confidence_index is not None:
-                confidence = labels_2d(request.get_output_tensor(self.confidence_index).data.copy(),
+                confidence = map_2d(request.get_output_tensor(self.confidence_index).data.copy(),
                                        self.manifest, self.manifest.confidence_name)
             result: tuple[np.ndarray, np.ndarray | None] | BaseException = (labels, confidence)
         except BaseException as exc:  # surfaced by collect(), never lost in OpenVINO's thread
@@ -273,7 +273,7 @@ class OpenVINOBackend(Backend):
         names = [self.manifest.output_name] + ([self.confidence_name] if self.confidence_name else [])
         out = self._runner.infer(frame, names)
         if self.confidence_name:
-            self.last_confidence = labels_2d(out[self.confidence_name], self.manifest, self.confidence_name)
+            self.last_confidence = map_2d(out[self.confidence_name], self.manifest, self.confidence_name)
         return labels_2d(out[self.manifest.output_name], self.manifest)
 
     def submit(self, frame: np.ndarray, tag: Any) -> None:

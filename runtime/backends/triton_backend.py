@@ -26,7 +26,7 @@ import numpy as np
 
 from artefact.files import parse_json_text
 from artefact.manifest import ArtefactError, manifest_from_dict
-from runtime.backends.base import Backend, Collected, labels_2d, require_confidence
+from runtime.backends.base import Backend, Collected, labels_2d, map_2d, require_confidence
 from runtime.errors import BackendUnavailable, UsageError
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class TritonBackend(Backend):
 
     def _maps(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """(labels, confidence or None) of one result's raw outputs."""
-        confidence = labels_2d(raw[1], self.manifest, self.confidence_name) if self.confidence_name else None
+        confidence = map_2d(raw[1], self.manifest, self.confidence_name) if self.confidence_name else None
         return labels_2d(raw[0], self.manifest), confidence
 
     def infer(self, frame: np.ndarray) -> np.ndarray:
