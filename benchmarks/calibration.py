@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import clikit
-from benchmarks.common import markdown_table, parse_size, run_benchmark, write_json, write_text
+from benchmarks.common import markdown_table, parse_size, prepare_out, run_benchmark, write_json, write_text
 from calib.quantize import METHODS
 from clikit import positive_int
 
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from build_engine.api import build_artefact
     from calib.sources import load_frames
 
+    prepare_out(args.out)  # before the builds: writable, and no other run writing it
     common = {"backend": args.backend, "output": args.artefacts, "input_size": args.input_size}
     gated = {"calib_images": args.calib_images, "eval_images": args.eval_images,
              "max_miou_drop": args.max_miou_drop}

@@ -264,6 +264,15 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> Path:
+    """A matplotlib figure written whole (temp file + rename), as the JSON and Markdown are."""
+    from artefact.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    return path
+
+
 def _jsonable(obj: Any) -> Any:
     """numpy scalars/arrays and NaN -> plain JSON (NaN becomes null)."""
     if isinstance(obj, dict):
@@ -303,7 +312,10 @@ def now() -> str:
 
 
 def command_line(prog: str, argv: Sequence[str] | None) -> str:
-    return shlex.join(["python", "-m", prog, *(sys.argv[1:] if argv is None else argv)])
+    """The command as the reports record it (a --video URL's password hidden)."""
+    from runtime.naming import redact_source
+
+    return redact_source(shlex.join(["python", "-m", prog, *(sys.argv[1:] if argv is None else argv)]))
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -320,9 +332,15 @@ def zoo_model(name: str) -> Any:
         raise BenchmarkError(str(exc.args[0])) from None
 
 
+REPORT_SUFFIXES = (".json", ".md", ".png", ".csv", ".txt")
+
+
 def prepare_out(folder: str | Path) -> Path:
-    """Create --out and prove it takes files, before any timing work (BenchmarkError otherwise)."""
+    """Create --out, prove it takes files and claim it for this run (a second benchmark writing
+    the same folder at once is refused: one run's reports, not a mix of two), before any timing
+    work (BenchmarkError or OutputError, exit 2, otherwise)."""
     from artefact.files import probe_writable
+    from runtime.output_target import claim_folder
 
     out = Path(folder)
     try:
@@ -330,6 +348,13 @@ def prepare_out(folder: str | Path) -> Path:
     except OSError as exc:
         why = exc.strerror or exc
         raise BenchmarkError(f"cannot write to --out {out}: {why}; choose a writable folder") from None
+    with os.scandir(out) as entries:  # a report's name taken by something a rename would destroy
+        for entry in entries:
+            if entry.name.endswith(REPORT_SUFFIXES) and not (entry.is_symlink() or entry.is_dir()
+                                                              or entry.is_file(follow_symlinks=False)):
+                raise BenchmarkError(f"--out {out}: {entry.name} there is not a file (a device, FIFO or "
+                                     "socket) and a report would replace it; choose another folder")
+    claim_folder(out, "--out")
     return out
 
 
@@ -340,8 +365,16 @@ def run_benchmark(prog: str, parser: argparse.ArgumentParser,
     2 on a BenchmarkError (bad arguments or data), the signal's code when interrupted."""
 
     def body(args: argparse.Namespace) -> int:
-        problems = failures(run(args, command_line(prog, argv)))
+        from runtime.output_target import release_all
+
+        try:
+            problems = failures(run(args, command_line(prog, argv)))
+        finally:
+            release_all()  # --out is ours until the reports are written
         return clikit.fail(prog, problems, clikit.EXIT_FAIL) if problems else clikit.EXIT_OK
 
     # builds log the random-weights warning once per artefact; the result files say it once
-    return clikit.run(prog, parser, body, argv, usage=(BenchmarkError,), quiet=("pspnet.build",))
+    from runtime.naming import redact_source
+
+    return clikit.run(prog, parser, body, argv, usage=(BenchmarkError,), quiet=("pspnet.build",),
+                      scrub=redact_source)

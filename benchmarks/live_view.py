@@ -43,6 +43,7 @@ from benchmarks.common import (
     markdown_table,
     prepare_out,
     run_benchmark,
+    save_figure,
     text_table,
     write_json,
     write_text,
@@ -386,7 +387,7 @@ def figure(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"pspnet-rt --serve: FPS with viewers vs none (target x{TARGET_RATIO})", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import save_figure
+
 STAGE_COLOURS = {"pre": "#8da0cb", "inference": "#fc8d62", "post": "#66c2a5"}
 
 
@@ -84,7 +86,7 @@ def latency_figure(result: dict[str, Any], path: Path) -> Path:
     if runs:
         ax.legend(fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout(rect=(0, 0, 1, 0.98))  # leave the suptitle its own line
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -142,7 +144,7 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
         ax2.bar_label(bars, fmt="%.0f", fontsize=7)
     if not points:
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
         plt.close(fig)
         return path
     ax2.set_xticks(range(len(points)),
@@ -158,7 +160,7 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
     if labels:
         ax2.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -191,7 +193,7 @@ def memory_figure(result: dict[str, Any], path: Path) -> Path:
     ax.set_ylim(0, highest * 1.25)  # room for the legend
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -242,7 +244,7 @@ def temporal_figure(result: dict[str, Any], path: Path) -> Path:
     fig.text(0.01, 0.005, "dashed: 1 mIoU point below every frame, and twice its FPS "
              "(the issue's target box)", fontsize=7)
     fig.tight_layout(rect=(0, 0.02, 1, 0.96))
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -38,6 +38,7 @@ from benchmarks.common import (
     environment,
     header_block,
     markdown_table,
+    prepare_out,
     run_benchmark,
     summarize_ms,
     text_table,
@@ -482,8 +483,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from runtime.backends import load_backend
     from runtime.temporal.config import DEFAULT_FLOW_SCALE, DEFAULT_MAX_INTERVAL, DEFAULT_THRESHOLD
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out(args.out)  # before the timing: writable, and no other run writing it
     engine_path = _engine(args)
     try:
         hw = tuple(load_manifest(engine_path).input_size)

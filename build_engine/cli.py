@@ -173,9 +173,14 @@ def list_models() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    command = shlex.join(["python", "-m", "build_engine", *(sys.argv[1:] if argv is None else argv)])
+    from runtime.naming import redact_source
+
+    # recorded in the manifest (and served by Triton): a --calib-data URL's password stays out of it
+    given = sys.argv[1:] if argv is None else argv
+    command = redact_source(shlex.join(["python", "-m", "build_engine", *given]))
     parser = build_parser()
     return clikit.run(PROG, parser, lambda args: _build(args, command, parser), argv, quiet=("torch",),
+                      scrub=redact_source,
                       interrupted=f"interrupted: {UNCHANGED} (a previous artefact there is intact)")
 
 

@@ -10,13 +10,19 @@ after the export; --backend tensorrt on a machine without TensorRT or a GPU fail
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from artefact.fields import MAX_SIDE
 from clikit import UsageError
 
-if TYPE_CHECKING:
-    from build_engine.api import BuildOptions
+
+class BuildChoices(Protocol):
+    """What `check_build` reads of a build's options (build_engine.api.BuildOptions has them);
+    a protocol, so this module needs nothing from the builder it guards."""
+
+    precision: str
+    dynamic: bool
+    stop_after: str | None
 
 TRITON_OPTIONS = ("triton_name", "triton_variant", "triton_instances", "triton_dynamic_batching",
                   "triton_max_batch")
@@ -28,7 +34,7 @@ BUILD_OPTIONS = ("model", "weights", "precision", "backend", "input_size", "dyna
                  "fallback", "workspace_mb", "output", "force", "stop_after")
 
 
-def check_build(options: BuildOptions, backend: str, height: int, width: int) -> None:
+def check_build(options: BuildChoices, backend: str, height: int, width: int) -> None:
     """UsageError (or TensorRTUnavailable) for a build that cannot work, before any model work."""
     if max(height, width) > MAX_SIDE:
         raise UsageError(f"input size {height}x{width}: each side must be at most {MAX_SIDE} pixels; "

@@ -23,6 +23,7 @@ from calib.gate import GateReport, gate
 from calib.gate_backends import GateRun, GateTarget, gate_target
 from calib.options import PrecisionOptions
 from calib.sources import CalibrationError, FrameSet, generated_id, load_frames
+from runtime.naming import redact_source
 from segdata.evaluation import agreement, predict_all
 
 if TYPE_CHECKING:
@@ -234,7 +235,7 @@ def calibration_ranges(base: Path, pre: Path, graph: onnx.ModelProto, options: P
     else:
         calibset = calibset or _calibration_frames(source, options, height, width)
         _refuse_overlap(calibset.frame_sha1(), evalset)
-        tqdm.write(f"calibration: {len(calibset.frames)} frames from {calibset.source} "
+        tqdm.write(f"calibration: {len(calibset.frames)} frames from {redact_source(calibset.source)} "
                    f"({options.calib_method})", file=sys.stderr)
         calibrate(pre, calibset.frames, options.calib_method, work / "computed.calib")
         record = ranges.make_record(key, ranges.read_ort_cache(work / "computed.calib"),

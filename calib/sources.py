@@ -56,7 +56,9 @@ class FrameSet:
         return [hashlib.sha1(f.tobytes()).hexdigest() for f in self.frames]
 
     def describe(self) -> dict:
-        return {"source": self.source, "images": len(self.frames), "available": self.available,
+        from runtime.naming import redact_source
+
+        return {"source": redact_source(self.source), "images": len(self.frames), "available": self.available,
                 "skipped": len(self.skipped), "fingerprint": self.fingerprint()}
 
     def add(self, image: np.ndarray, height: int, width: int, label: np.ndarray | None = None) -> None:

@@ -112,7 +112,7 @@ class ArgumentParser(argparse.ArgumentParser):
     and exit 2, not a usage block the message hides in."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_scrub(one_line(message))} (see {self.prog} --help)\n")
 
 
 def parser(prog: str, doc: str | None, examples: str = "") -> argparse.ArgumentParser:
@@ -126,9 +126,19 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 
 
 # -------------------------------------------------------------------------------- output
+def _same(text: str) -> str:
+    return text
+
+
+# What every line the kit prints goes through (error lines, log records, tracebacks with -v):
+# a command that names secrets-bearing things (pspnet-rt: source URLs) passes its redaction
+# function to run(); the kit itself knows nothing about what is secret.
+_scrub: Callable[[str], str] = _same
+
+
 def fail(prog: str, message: str, code: int) -> int:
     """Print `prog: message` on stderr and return `code` (so `return fail(...)` ends a main)."""
-    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+    print(f"{prog}: {_scrub(message)}", file=sys.stderr, flush=True)
     return code
 
 
@@ -153,9 +163,18 @@ def setup_logging(verbose: int, prog: str, quiet: Sequence[str] = ()) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     fmt = f"{prog}: %(message)s" if level > logging.DEBUG else \
         "%(asctime)s %(threadName)s %(name)s: %(message)s"
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ScrubbingFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for name in quiet:
         logging.getLogger(name).setLevel(logging.ERROR if verbose < 2 else logging.NOTSET)
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    """A log line (its traceback included) as the command's scrub function leaves it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _scrub(super().format(record))
 
 
 # ------------------------------------------------------------------------------- signals
@@ -247,10 +266,14 @@ def _say(line: str) -> None:
 def run(prog: str, arg_parser: argparse.ArgumentParser, body: Callable[[argparse.Namespace], int],
         argv: Sequence[str] | None = None, *, usage: tuple[type[BaseException], ...] = (),
         failure: tuple[type[BaseException], ...] = (), quiet: Sequence[str] = (),
-        signals: Signals | None = None, interrupted: str = "interrupted") -> int:
+        signals: Signals | None = None, interrupted: str = "interrupted",
+        scrub: Callable[[str], str] | None = None) -> int:
     """Parse, set up logging and signals, run `body(args)`, and map what it raises to one line
     and an exit code: `usage` (and UsageError) -> 2, `failure` -> 1, a signal -> its code, any
-    other exception -> 1 (the traceback with -v). argparse itself exits 2 on bad flags."""
+    other exception -> 1 (the traceback with -v). argparse itself exits 2 on bad flags.
+    `scrub` rewrites every line the kit prints (e.g. pspnet-rt's redaction of source URLs)."""
+    global _scrub
+    _scrub = scrub or _same
     args = arg_parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0) or 0
     setup_logging(verbose, prog, quiet)
@@ -270,5 +293,5 @@ def run(prog: str, arg_parser: argparse.ArgumentParser, body: Callable[[argparse
             return fail(prog, message_of(exc), EXIT_FAIL)
         except Exception as exc:  # a runtime failure: one line, the traceback with -v
             if verbose:
-                traceback.print_exc()
+                print(_scrub(traceback.format_exc()), file=sys.stderr, end="", flush=True)
             return fail(prog, f"{type(exc).__name__}: {one_line(message_of(exc))}", EXIT_FAIL)

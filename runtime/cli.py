@@ -29,6 +29,10 @@ examples:
       an artefact built with `python -m build_engine --confidence`: per frame an 8-bit PNG of
       the max softmax probability (255 = 1.0, resized like the masks), and a heat-map video
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
+  pspnet-rt --video 'rtsp://admin:PASS@10.0.0.2/stream1' --rtsp-transport tcp --engine m.json \\
+            --output seg.mp4 --output rtsp://127.0.0.1:8554/seg
+      an IP camera in (the password never printed), the segmented stream out to RTSP clients
+      (ffplay rtsp://127.0.0.1:8554/seg) and to a file
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
       bare inference FPS before and after the whole pipeline on the same frames
   pspnet-rt --video demo --engine triton://127.0.0.1:8001/demo-python --output demo.mp4
@@ -38,6 +42,9 @@ examples:
             --masks masks/ --stats stats.jsonl
       two streams sharing one backend: out-gate.mp4, out-dock.mp4, masks/gate/, masks/dock/,
       stats lines with "stream": "gate" / "dock"
+  pspnet-rt --video drive.mp4 --engine m.json --stats /dev/stdout | jq .e2e_ms
+      outputs may be /dev/stdout, a FIFO or /dev/null (written in place; the summary goes to
+      stderr); one run writes an output at a time, a second one is refused
   pspnet-rt --video demo --loop --serve 8080
       live view in a browser at http://127.0.0.1:8080/ (stream, legend, FPS, stage latency,
       drops), MJPEG at /stream.mjpg, /snapshot.jpg, /stats JSON, Prometheus text at /metrics
@@ -64,9 +71,11 @@ Ctrl-C / SIGTERM / SIGHUP stop cleanly: the video is closed and playable, every 
 the stats are flushed and the summary is printed; a second signal does not cut that short, a
 third aborts (removing this run's temp files). Exit 0 means every output was verified whole at
 close; what was at an output path stays until a verified file replaces it.
-A live stream that stays lost after --reconnect attempts ends the run normally (exit 0, with
-the reason in the summary). FFmpeg options for network sources go in
-OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
+A live stream that stays lost after its --reconnect attempts ends the run with exit 1 (the
+outputs are closed whole, the frames lost while reconnecting are counted as drops); with
+--reconnect 0 the stream's end is the run's end (exit 0). Other FFmpeg options for network
+sources go in OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'analyzeduration;500000'.
+--output rtsp://HOST:PORT/PATH serves the rendered stream to RTSP clients (docs/rtsp.md).
 exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, option, output path),
 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 """
@@ -81,6 +90,47 @@ def _serve_address(text: str) -> tuple[str, int]:
 
     try:
         return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_video_file = clikit.output_file("a video file such as out.mp4")
+
+
+@clikit.option_type("a video file such as out.mp4, or rtsp://[USER:PASSWORD@]HOST:PORT/PATH to serve",
+                    good="out.mp4", bad=("", "/", "/dev/null/x", "rtsp://", "rtsp://127.0.0.1:99999/seg"))
+def _output(text: str) -> str:
+    if text.lower().startswith("rtsp://"):
+        from runtime.errors import OutputError
+        from runtime.rtsp_sink import RtspSink
+
+        try:
+            RtspSink.parse(text)
+        except OutputError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+        return text
+    return _video_file(text)
+
+
+def split_outputs(given: list[str] | None) -> tuple[str | None, str | None]:
+    """--output may be given twice: one video file and one rtsp:// URL to serve -> (file, url)."""
+    from runtime.errors import UsageError
+
+    urls = [o for o in given or [] if o.lower().startswith("rtsp://")]
+    files = [o for o in given or [] if o not in urls]
+    if len(files) > 1 or len(urls) > 1:
+        raise UsageError("--output takes one video file and one rtsp:// URL at most; got "
+                         + ", ".join(repr(o) for o in (files if len(files) > 1 else urls)))
+    return (files[0] if files else None), (urls[0] if urls else None)
+
+
+@clikit.option_type("a host name or IP address", good="box.local",
+                    bad=("", "  ", "http://box.local", "box.local:8080", "a b"))
+def _allowed_host(text: str) -> str:
+    from runtime.live.hosts import parse_allowed_host
+
+    try:
+        return parse_allowed_host(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -119,8 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--output", metavar="FILE.mp4", type=clikit.output_file("a video file such as out.mp4"),
-                     help="rendered video (H.264 via ffmpeg when present)")
+    out.add_argument("--output", metavar="FILE.mp4|rtsp://HOST:PORT/PATH", type=_output, action="append",
+                     help="rendered video (H.264 via ffmpeg when present); an rtsp:// URL serves it to RTSP "
+                          "clients instead (GStreamer's RTSP server; 127.0.0.1 by default, port 0 = a free "
+                          "one; docs/rtsp.md); give both to do both")
     out.add_argument("--masks", metavar="DIR", type=clikit.output_dir("a folder for mask PNGs"),
                      help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
     out.add_argument("--confidence", metavar="DIR", type=clikit.output_dir("a folder for confidence PNGs"),
@@ -155,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "default $PSPNET_RT_SERVE_TOKEN, which keeps it out of the process list")
     srv.add_argument("--serve-clients", type=clikit.positive_int, default=32, metavar="N",
                      help="open connections served at once (a page uses two); more get 503 (default 32)")
+    srv.add_argument("--serve-allow-host", type=_allowed_host, action="append", metavar="NAME",
+                     help="also answer requests whose Host header is NAME (e.g. box.local, or a reverse "
+                          "proxy's name); repeatable. By default only the addresses it listens on (and "
+                          "localhost) are answered, 421 otherwise: a guard against DNS rebinding")
 
     _add_ros_options(p)
 
@@ -177,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
     live.add_argument("--reconnect-delay", type=clikit.float_in(high=60, what="a delay", above=0),
                       default=0.5, metavar="S", help=argparse.SUPPRESS)
+    live.add_argument("--rtsp-transport", choices=("auto", "tcp", "udp"), default="auto",
+                      help="rtsp:// sources: auto (default: FFmpeg tries UDP, then TCP), tcp (through "
+                           "firewalls and NAT; no packet loss) or udp (lowest latency on a clean network)")
     live.add_argument("--timeout", type=clikit.float_in(high=86400, what="a timeout", above=0), default=10.0,
                       metavar="S", help="network stream and Triton server open/read timeout in seconds (> 0)")
     live.add_argument("--demo-frames", type=clikit.int_in(1, 100_000), default=300, metavar="N",
@@ -270,15 +329,20 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
                          f"(default {tc.DEFAULT_FLOW_SCALE}: 120x240 for a 240x480 model)")
 
 
-def _quiet_native_logs(verbose: int) -> None:
+def _quiet_native_logs(verbose: int, secret: bool = False) -> None:
     """OpenCV and FFmpeg print their own warnings to stderr; keep them for -v, so that by default
-    an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)"""
+    an error is the one line we print. (FFmpeg's level is read at its first use, i.e. later.)
+    `secret`: a source URL holds a password or token. FFmpeg prints URLs as they are, from C,
+    past our redaction, so its log stays quiet then, whatever -v says."""
     import cv2
 
-    if verbose == 0:
+    if secret and verbose:
+        log.warning("FFmpeg's own log stays quiet: a --video URL holds a secret it would print")
+        os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "8"  # AV_LOG_FATAL
+    elif verbose == 0:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
-    level = cv2.utils.logging.LOG_LEVEL_ERROR if verbose == 0 else cv2.utils.logging.LOG_LEVEL_WARNING
-    cv2.utils.logging.setLogLevel(level)
+    levels = cv2.utils.logging
+    levels.setLogLevel(levels.LOG_LEVEL_ERROR if verbose == 0 or secret else levels.LOG_LEVEL_WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,26 +350,34 @@ def main(argv: list[str] | None = None) -> int:
     from artefact.manifest import ArtefactError
     from runtime.default_build import BuildFailed
     from runtime.errors import SourceDamaged, WriteError
+    from runtime.naming import redact_source
+    from runtime.output_target import open_standard_descriptors
 
+    open_standard_descriptors()  # before any file is opened: a closed stdout must not become one
     signals = clikit.Signals(PROG)
     return clikit.run(PROG, build_parser(), lambda args: _run(args, signals), argv, signals=signals,
                       usage=(ArtefactError,), failure=(WriteError, BuildFailed, SourceDamaged),
-                      interrupted="interrupted: stopped before streaming, no output was written")
+                      interrupted="interrupted: stopped before streaming, no output was written",
+                      scrub=redact_source)
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The parsed flags as the run's options (same names; --video is `videos`, --no-legend `legend`)."""
     from runtime.options import RunOptions
 
-    return RunOptions.from_fields(args, videos=list(args.video), legend=not args.no_legend)
+    output, rtsp_out = split_outputs(args.output)
+    return RunOptions.from_fields(args, videos=list(args.video), legend=not args.no_legend, output=output,
+                                  rtsp_out=rtsp_out)
 
 
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:
+    from runtime.finish import show_summary
+    from runtime.naming import redact_source
     from runtime.run import run
 
-    _quiet_native_logs(args.verbose)
+    _quiet_native_logs(args.verbose, secret=any(redact_source(v) != v for v in args.video))
     summary = run(run_options(args), signals)
-    print(summary.table, flush=True)
+    show_summary(summary.table)  # --summary-json is written already: a closed stdout cannot lose it
     return exit_code(summary, signals)
 
 

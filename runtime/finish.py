@@ -7,10 +7,14 @@ whole, but never over one that was there before the run (runtime.sinks).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Iterable
 from typing import Any
+
+from runtime.naming import redact_source
 
 
 def stage_errors(errors: list[tuple[str, BaseException]], verbose: int = 0) -> list[str]:
@@ -20,11 +24,11 @@ def stage_errors(errors: list[tuple[str, BaseException]], verbose: int = 0) -> l
     lines = []
     for stage, exc in errors:
         if isinstance(exc, WriteError):
-            lines.append(str(exc))
+            lines.append(redact_source(str(exc)))
             continue
-        lines.append(f"{stage} failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        lines.append(redact_source(f"{stage} failed: {type(exc).__name__}: {' '.join(str(exc).split())}"))
         if verbose:
-            traceback.print_exception(exc)
+            print(redact_source("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
     return lines
 
 
@@ -54,13 +58,38 @@ def close_all(things: Iterable[Any], prog: str) -> None:
 
 
 def write_summary(path: str, data: dict[str, Any], errors: list[str]) -> None:
-    """--summary-json, atomically; a failure to write it is one more error line."""
-    from artefact.files import atomic_write_json
+    """--summary-json: a file atomically, a stream (/dev/stdout, a FIFO) in place; a failure to
+    write it is one more error line. Written before the summary is printed, so a stdout that
+    its reader closed (`| head`) cannot lose it."""
+    import json
 
+    from runtime.errors import UsageError, WriteError
+    from runtime.output_target import write_whole
+
+    text = json.dumps({**data, "errors": [redact_source(e) for e in errors]}, indent=2) + "\n"
     try:
-        atomic_write_json(path, {**data, "errors": list(errors)})
+        write_whole(path, text.encode(), "--summary-json")
     except OSError as exc:
         errors.append(f"cannot write --summary-json {path}: {exc.strerror or exc}")
+    except (WriteError, UsageError) as exc:
+        errors.append(str(exc))
+
+
+def show_summary(text: str) -> None:
+    """The human summary on stdout (on stderr when an output streams to stdout). A stdout its
+    reader closed (`pspnet-rt ... | head -3`) loses the summary's text, nothing else: no
+    BrokenPipeError, and the run's exit code stands."""
+    from runtime.output_target import summary_file
+
+    out = summary_file()
+    try:
+        print(text, file=out, flush=True)
+    except (BrokenPipeError, ValueError, OSError):
+        # Python would report the same broken pipe again when it flushes stdout at exit
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
 
 
 def _close(thing: Any, failed: bool) -> None:

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from runtime.errors import SourceError
+from runtime.naming import redact_source
 
 FILE, LIVE = "file", "live"
 LIVE_TYPES = ("multipart/x-mixed-replace",)
@@ -74,8 +75,8 @@ def probe(uri: str, timeout: float, shown: str) -> Probe:
                 return Probe(FILE, "Accept-Ranges: bytes")
             return Probe(LIVE, "no length (a stream)")
     except urllib.error.HTTPError as exc:
-        raise SourceError(f"cannot open {shown}: the server answered HTTP {exc.code} {exc.reason}; "
-                          "check the URL") from None
+        raise SourceError(redact_source(f"cannot open {shown}: the server answered HTTP {exc.code} "
+                                        f"{exc.reason}; check the URL")) from None
     except (urllib.error.URLError, OSError) as exc:
         elapsed = time.monotonic() - t0
         reason = getattr(exc, "reason", exc)
@@ -83,4 +84,5 @@ def probe(uri: str, timeout: float, shown: str) -> Probe:
             what = f"no answer within {timeout:g} s (raise the wait with --timeout)"
         else:
             what = f"{getattr(reason, 'strerror', None) or reason} after {elapsed:.1f} s"
-        raise SourceError(f"cannot open {shown}: {what}; check the URL and that the server is up") from None
+        raise SourceError(redact_source(f"cannot open {shown}: {what}; check the URL and that the server "
+                                        "is up")) from None

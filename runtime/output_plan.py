@@ -91,7 +91,9 @@ def check_outputs(options: Any, streams: list[tuple[str, Any]]) -> None:
     seen: dict[str, str] = {}
     for flag, path in files + folders:
         if path in seen and not _is_device(path):
-            raise OutputError(f"{seen[path]} and {flag} both name {path}; give each output its own path")
+            piped = path.startswith("/proc/")  # stdout or /dev/fd/N on a pipe or socket
+            where = "one stream (a pipe or socket: their lines would interleave)" if piped else path
+            raise OutputError(f"{seen[path]} and {flag} both name {where}; give each output its own path")
         seen[path] = flag
     inputs = _inputs(options, [source for _, source in streams])
     for flag, path in files:

@@ -65,6 +65,12 @@ def plan_outputs(options: RunOptions, streams: list[tuple[str, Any]]) -> list[Ou
 
     if options.show and options.several:
         raise UsageError("--show shows one stream; with several --video streams write --output files instead")
+    if options.output and options.several:
+        from runtime.output_target import STREAM, resolve
+
+        if resolve(options.output, "--output").kind == STREAM:  # X-NAME.mp4 beside /dev/null?
+            raise UsageError(f"--output {options.output} is not a file: with several streams each writes its "
+                             "own video, X-NAME.EXT beside the name given; give a file name such as out.mp4")
     stats = StatsSink(options.stats) if options.stats else None
     if stats is not None and options.several:
         stats = LockedSink(stats)
@@ -75,15 +81,25 @@ def plan_outputs(options: RunOptions, streams: list[tuple[str, Any]]) -> list[Ou
         bag = BagSink(options.bag, [], [], topic=options.bag_topic)  # classes once the manifest is read
         for out in outputs:
             out.bag = bag
+    if options.rtsp_out:  # one RTSP server; several streams each at PATH/NAME (runtime/rtsp_sink.py)
+        from runtime.rtsp_sink import RtspSink
+
+        names = [name for name, _ in streams] if options.several else None
+        rtsp = RtspSink(options.rtsp_out, options.fps or streams[0][1].fps or 25.0, streams=names,
+                        preset=options.x264_preset)
+        for i, out in enumerate(outputs):
+            out.rtsp = rtsp.mount(i) if options.several else rtsp
     return outputs
 
 
 def sinks_of(outputs: list[Outputs]) -> list[Any]:
     """Every sink of the run once, in the order they open and close (a shared one unwrapped)."""
+    from runtime.rtsp_sink import RtspMount
+
     found: list[Any] = []
     for out in outputs:
         for sink in out.all():
-            sink = sink.sink if isinstance(sink, LockedSink) else sink
+            sink = sink.sink if isinstance(sink, LockedSink | RtspMount) else sink
             if sink not in found:
                 found.append(sink)
     return found
@@ -99,7 +115,8 @@ def open_outputs(options: RunOptions, manifest: Any, streams: list[tuple[str, An
         from runtime.live import open_server
 
         token = options.serve_token or os.environ.get("PSPNET_RT_SERVE_TOKEN")
-        server = open_server(*options.serve, token=token, max_clients=options.serve_clients)
+        server = open_server(*options.serve, token=token, max_clients=options.serve_clients,
+                             allowed_hosts=options.serve_allow_host or ())
         opened.append(server)
         print(f"{PROG}: {server.describe()}", file=sys.stderr, flush=True)
         for out, (name, source) in zip(outputs, streams):

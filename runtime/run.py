@@ -20,7 +20,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from runtime.options import RunOptions
@@ -61,9 +60,12 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
     """
     from runtime.finish import close_all
     from runtime.memory import fix_malloc_mmap_threshold
+    from runtime.output_target import begin_run, release_all
     from runtime.outputs import open_outputs
 
     control = control if control is not None else RunControl()
+    begin_run()
+    control.on_abort(release_all)  # a third signal: this run's lock files go too
     fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
     opened: list[Any] = []  # closed in reverse order whatever happens
     try:
@@ -102,6 +104,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
     finally:
         graceful, control.graceful = control.graceful, True  # a signal now must not cut the closing short
         close_all(reversed(opened), PROG)  # a sink still open here belongs to a run that did not finish
+        release_all()  # outputs claimed by checks whose sinks never opened (a run that failed early)
         control.graceful = graceful
 
 
@@ -138,6 +141,11 @@ def _open_sources(options: RunOptions, engine: Any, opened: list[Any]) -> list[t
     # a missing file fails before any model work, and so do outputs that cannot be written,
     # clash with each other or would overwrite an input
     streams = [(name, parse_source(src, source_options)) for name, src in parse_streams(options.videos)]
+    if options.benchmark and streams[0][1].live:
+        from runtime.errors import UsageError
+
+        raise UsageError("--benchmark needs a file, folder or demo source (live frames cannot be "
+                         "replayed)")
     _check_outputs(options, streams)
     sources = [source for _, source in streams]
     for source in sources:  # a stream that cannot be opened fails before a default build
@@ -174,11 +182,11 @@ def _check_outputs(options: RunOptions, streams: list[tuple[str, Any]]) -> None:
 
     check_outputs(options, streams)
     for sink in sinks_of(plan_outputs(options, streams)):
-        sink.check()
+        sink.check()  # and claimed: a second run writing the same output is refused now
     if options.summary_json:
-        from runtime.sinks import check_writable
+        from runtime.sinks import check_summary
 
-        check_writable(Path(options.summary_json).parent, "--summary-json")
+        check_summary(options.summary_json)
 
 
 def _remote(engine: str | None) -> bool:
@@ -290,7 +298,7 @@ def _stream(options: RunOptions, control: Any, streams: list[tuple[str, Any]], b
         if bench is not None and total.frames and control.code is None:
             measured = bench.finish(total.fps, cpu_ms)
         summary = summarize(total, [(name, p.source, p.stats) for (name, _), p in zip(streams, shared.pipes)],
-                            backend, cpu_ms, errors, control.code, measured)
+                            backend, cpu_ms, errors, control.code, measured, sinks)
         if options.summary_json:
             write_summary(options.summary_json, summary.data, errors)
     finally:

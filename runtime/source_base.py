@@ -6,7 +6,6 @@ source defined elsewhere subclasses `Source` without importing the parser that d
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from runtime.naming import redact_source
 from segdata.frames import FrameError, to_bgr8
 
 log = logging.getLogger("runtime.sources")
@@ -48,6 +48,7 @@ class SourceOptions:
     reconnect: int = 5  # attempts before a lost live stream ends the run
     reconnect_delay: float = 0.5  # first backoff in seconds; doubles, capped at 8 s
     timeout: float = 10.0  # network open/read timeout in seconds
+    rtsp_transport: str = "auto"  # rtsp://: FFmpeg's choice (UDP, then TCP), or only tcp / udp
     demo_size: tuple[int, int] = (240, 480)  # (H, W); the CLI passes the artefact's input size
     demo_frames: int = 300
     demo_seed: int = 0
@@ -61,11 +62,6 @@ class _Item(NamedTuple):
     name: str = ""
     t_grab: float | None = None  # live sources: when the grabber got it
     stamp: tuple[int, str, int] | None = None  # bags: (header stamp ns, frame id, log time ns)
-
-
-def redact(uri: str) -> str:
-    """Hide a password in a URL before it is printed or logged."""
-    return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", uri)
 
 
 class Source:
@@ -93,7 +89,7 @@ class Source:
         self.close()
 
     def describe(self) -> str:
-        return f"{self.kind} {redact(self.uri)}"
+        return f"{self.kind} {redact_source(self.uri)}"
 
     @property
     def frame_count(self) -> int | None:

@@ -24,8 +24,10 @@ import glob
 import logging
 import os
 import re
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,7 +35,8 @@ import cv2
 import numpy as np
 
 from runtime.errors import SourceError, SourceMissing
-from runtime.source_base import STALE, Frame, Source, SourceOptions, _Item, redact  # noqa: F401 (their home)
+from runtime.naming import redact_source
+from runtime.source_base import STALE, Frame, Source, SourceOptions, _Item  # noqa: F401 (their home)
 from segdata.frames import IMAGE_SUFFIXES, FrameError, read_image
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
 SOURCE_HELP = ("SRC is camN, /dev/videoN, a video file, an image folder or glob, "
                "rtsp:// http(s):// udp:// URL, a ROS bag (BAG or BAG#TOPIC), or demo")
+LOST = "lost (live source: sent while the stream was down and being reconnected)"
+RTSP_TRANSPORTS = ("auto", "tcp", "udp")
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 
 def _cap_size(cap: cv2.VideoCapture) -> tuple[int, int] | None:
@@ -173,17 +179,28 @@ class ImageFolderSource(Source):
         if os.path.isdir(uri):
             names = [os.path.join(uri, n) for n in os.listdir(uri)
                      if Path(n).suffix.lower() in IMAGE_SUFFIXES and not n.startswith(".")]
-            where = f"folder {uri}"
+            where, others = f"folder {uri}", []
         else:
-            names = [p for p in glob.glob(uri) if os.path.isfile(p)]
-            where = f"glob {uri!r}"
+            folder, pattern = os.path.split(uri)
+            if folder and os.path.isdir(folder):  # shots[1]/*.png: the folder that exists, not a class
+                uri_glob = os.path.join(glob.escape(folder), pattern)
+            else:
+                uri_glob = uri
+            matched = [p for p in glob.glob(uri_glob) if os.path.isfile(p)]
+            names = [p for p in matched if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+            where, others = f"glob {uri!r}", [p for p in matched if p not in set(names)]
         if not names:
-            raise SourceError(f"no images in {where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
+            seen = (f"; it matches {len(others)} other file(s), e.g. {os.path.basename(others[0])}"
+                    if others else "")
+            raise SourceError(f"no images in {where} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}{seen}); "
                               "point --video at a folder of images, a video file, or use demo")
+        if others:
+            log.warning("%s: %d matching file(s) are not images and are skipped (e.g. %s)", where,
+                        len(others), os.path.basename(others[0]))
         return cls(uri, options, sorted(names, key=_natural_key))
 
     def describe(self) -> str:
-        return f"images {self.uri} ({len(self.files)} files)"
+        return f"images {redact_source(self.uri)} ({len(self.files)} files)"
 
     def open(self) -> None:
         """One image given by name must be readable (a folder may skip the odd broken file)."""
@@ -222,12 +239,13 @@ class VideoFileSource(Source):
         return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG)
 
     def _open_error(self, elapsed: float) -> str:
-        return (f"cannot open video file {self.uri}: OpenCV's FFmpeg backend cannot decode it "
-                f"(not a video, truncated, or an unsupported codec); check it with `ffprobe {self.uri}`")
+        uri = redact_source(self.uri)
+        return (f"cannot open video file {uri}: OpenCV's FFmpeg backend cannot decode it "
+                f"(not a video, truncated, or an unsupported codec); check it with `ffprobe {uri}`")
 
     def open(self) -> None:
         t0 = time.monotonic()
-        self._cap = _interruptible(self._capture, f"open {redact(self.uri)}")
+        self._cap = _interruptible(self._capture, f"open {redact_source(self.uri)}")
         if not self._cap.isOpened():
             self._cap.release()
             raise SourceError(self._open_error(time.monotonic() - t0))
@@ -249,7 +267,7 @@ class VideoFileSource(Source):
     def describe(self) -> str:
         fps = f", {self.fps:.3g} fps" if self.fps else ""
         n = f", {self._count} frames" if getattr(self, "_count", 0) > 0 else ""
-        return f"{self.kind} {redact(self.uri)}{n}{fps}"
+        return f"{self.kind} {redact_source(self.uri)}{n}{fps}"
 
     def _pass(self, stop: threading.Event, first: bool) -> Iterator[_Item]:
         if not first:  # --loop: reopen rather than seek, which is frame-inaccurate in many codecs
@@ -293,14 +311,35 @@ class RemoteFileSource(VideoFileSource):
         return _capture_with_timeouts(self.uri, self.options.timeout)
 
     def _open_error(self, elapsed: float) -> str:
-        return (f"cannot open {redact(self.uri)}: the server sent a file that OpenCV's FFmpeg backend cannot "
-                f"decode (after {elapsed:.1f} s); check it with `ffprobe {redact(self.uri)}`")
+        uri = redact_source(self.uri)
+        return (f"cannot open {uri}: the server sent a file that OpenCV's FFmpeg backend cannot "
+                f"decode (after {elapsed:.1f} s); check it with `ffprobe {uri}`")
 
 
-def _capture_with_timeouts(uri: str, timeout: float) -> cv2.VideoCapture:
+_FFMPEG_OPTIONS_LOCK = threading.Lock()
+
+
+def _capture_with_timeouts(uri: str, timeout: float, ffmpeg_options: dict[str, str] | None = None
+                           ) -> cv2.VideoCapture:
+    """An FFmpeg capture with open/read timeouts. `ffmpeg_options` (e.g. rtsp_transport) reach
+    FFmpeg the only way OpenCV offers: $OPENCV_FFMPEG_CAPTURE_OPTIONS, read when a capture opens,
+    so they are merged into it for this open under a lock (and the variable put back after)."""
     ms = int(timeout * 1000)
-    return cv2.VideoCapture(uri, cv2.CAP_FFMPEG,
-                            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    if not ffmpeg_options:
+        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+    with _FFMPEG_OPTIONS_LOCK:
+        before = os.environ.get(FFMPEG_OPTIONS_ENV)
+        pairs = [p.split(";", 1) for p in (before or "").split("|") if ";" in p]
+        merged = {k: v for k, v in pairs if k not in ffmpeg_options} | ffmpeg_options
+        os.environ[FFMPEG_OPTIONS_ENV] = "|".join(f"{k};{v}" for k, v in merged.items())
+        try:
+            return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+        finally:
+            if before is None:
+                os.environ.pop(FFMPEG_OPTIONS_ENV, None)
+            else:
+                os.environ[FFMPEG_OPTIONS_ENV] = before
 
 
 def _interruptible(open_capture: Callable[[], cv2.VideoCapture], what: str) -> cv2.VideoCapture:
@@ -339,6 +378,7 @@ class LiveSource(Source):
     and reopens a lost stream with bounded backoff."""
 
     live = True
+    PACED_AGAIN = 3  # frames arriving a frame interval apart after a reconnect: the burst is over
 
     def _capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
@@ -365,14 +405,58 @@ class LiveSource(Source):
         self._grabber = threading.Thread(target=self._grab_loop, name=f"grab-{self.kind}", daemon=True)
         self._grabber.start()
 
+    def _frame_interval(self) -> float | None:
+        """Seconds between the stream's frames: from their timestamps (the sender's clock, so the
+        burst of buffered frames after an open does not shorten it), else the stated fps."""
+        if len(self._intervals) >= 4:
+            return statistics.median(self._intervals)
+        return 1.0 / self.fps if self.fps else None
+
+    def _note_timestamp(self, previous_ms: float | None) -> float | None:
+        """Record the gap between this frame's timestamp and the previous one's; returns this one."""
+        pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC) if self._cap is not None else 0.0
+        if previous_ms is not None and 0 < pos_ms - previous_ms < 5000:
+            self._intervals.append((pos_ms - previous_ms) / 1e3)
+        return pos_ms if pos_ms > 0 else previous_ms
+
+    def _count_lost(self, t_down: float, t_paced: float, received: int) -> None:
+        """Once a reconnected stream is paced again: the frames the sender sent since our last
+        frame before it went down, less those we received since (FFmpeg hands over the ones it
+        buffered while the stream was being opened in a burst), were lost: counted as drops."""
+        interval = self._frame_interval()
+        gap = t_paced - t_down
+        lost = max(0, round(gap / interval) - received) if interval else 0
+        if lost:
+            self.drops[LOST] += lost
+        counted = f"; ~{lost} frame(s) lost" if interval else " (frame rate unknown: lost frames not counted)"
+        log.warning("%s: frames flow again %.1f s after the last one%s", self.describe(), gap, counted)
+
     def _grab_loop(self) -> None:
         failures = 0
+        self._intervals: deque[float] = deque(maxlen=32)
+        t_last: float | None = None
+        t_down: float | None = None  # the last frame before a reconnect, until the stream is paced again
+        since_down = paced_run = 0
+        pos_ms: float | None = None  # the previous frame's timestamp in this session
         try:
             while not self._closing.is_set():
                 ok, image = self._cap.read() if self._cap is not None else (False, None)
                 if ok:
                     failures = 0
-                    item = _Item(self._grabbed, image, "", time.perf_counter())
+                    now = time.perf_counter()
+                    if t_down is not None:
+                        since_down += 1
+                        interval = self._frame_interval()
+                        # a burst of buffered frames arrives back to back; paced again = three gaps
+                        # in a row of at least half a frame interval (a busy CPU can stretch one)
+                        paced = since_down > 1 and interval is not None and now - t_last > interval / 2
+                        paced_run = paced_run + 1 if paced else 0
+                        if interval is None or paced_run >= self.PACED_AGAIN:
+                            self._count_lost(t_down, now, since_down)
+                            t_down = None
+                    pos_ms = self._note_timestamp(pos_ms)
+                    t_last = now
+                    item = _Item(self._grabbed, image, "", now)
                     self._grabbed += 1
                     with self._cond:
                         if self._slot is not None:
@@ -384,8 +468,13 @@ class LiveSource(Source):
                     break
                 failures += 1
                 if failures > self.options.reconnect:
-                    self.end_reason = (f"stream lost; {self.options.reconnect} reconnect attempt(s) failed"
-                                       if self.options.reconnect else "stream ended")
+                    if self.options.reconnect:  # asked to keep the stream alive and could not: a failure
+                        self.end_reason = f"stream lost; {self.options.reconnect} reconnect attempt(s) failed"
+                        self.incomplete = (f"was lost: {self.options.reconnect} reconnect attempt(s) "
+                                           "failed (the outputs hold every frame before; --reconnect N and "
+                                           "--timeout S wait longer)")
+                    else:  # --reconnect 0: the stream's end is the run's end
+                        self.end_reason = "stream ended"
                     log.warning("%s: %s", self.describe(), self.end_reason)
                     break
                 delay = min(self.options.reconnect_delay * 2 ** (failures - 1), 8.0)
@@ -401,6 +490,9 @@ class LiveSource(Source):
                     cap.release()
                 else:
                     self.reconnects += 1
+                    pos_ms = None  # a new session: its timestamps start again
+                    if t_last is not None and t_down is None:
+                        t_down, since_down, paced_run = t_last, 0, 0
                     log.warning("%s: reconnected", self.describe())
         except Exception as exc:  # a crashing grabber must still end the source, not hang it
             self.end_reason = f"capture failed: {exc}"
@@ -473,18 +565,32 @@ class StreamSource(LiveSource):
 
     kind = "stream"
 
+    @property
+    def is_rtsp(self) -> bool:
+        return self.uri.lower().startswith(("rtsp://", "rtsps://"))
+
     def _capture(self) -> cv2.VideoCapture:
-        return _capture_with_timeouts(self.uri, self.options.timeout)
+        transport = self.options.rtsp_transport
+        options = {"rtsp_transport": transport} if self.is_rtsp and transport != "auto" else None
+        return _capture_with_timeouts(self.uri, self.options.timeout, options)
 
     def _open_error(self, elapsed: float) -> str:
         hint = ("is the sender running and sending to this host/port?" if self.uri.startswith("udp")
                 else "check the URL, credentials, that the server is up and reachable")
+        uri = redact_source(self.uri)
+        if elapsed < 0.8 * self.options.timeout and self.is_rtsp:  # the camera said no: ask it why
+            from runtime.rtsp_probe import rtsp_refusal
+
+            why = rtsp_refusal(self.uri, self.options.rtsp_transport, 0.9 * self.options.timeout - elapsed)
+            if why:
+                return f"cannot open stream {uri}: {why} (after {elapsed:.1f} s)"
         if elapsed < 0.8 * self.options.timeout:  # not a timeout: refused, not found, undecodable
-            return (f"cannot open stream {redact(self.uri)}: it failed after {elapsed:.1f} s (refused, not "
-                    f"found or not a video; -v shows FFmpeg's reason); {hint}")
-        return (f"cannot open stream {redact(self.uri)}: no video within {self.options.timeout:g} s; {hint} "
-                "(raise the wait with --timeout; RTSP over TCP: "
-                "OPENCV_FFMPEG_CAPTURE_OPTIONS='rtsp_transport;tcp')")
+            why = ("FFmpeg's reason stays hidden: the URL holds a secret it would print" if uri != self.uri
+                   else "-v shows FFmpeg's reason")
+            return (f"cannot open stream {uri}: it failed after {elapsed:.1f} s (refused, not "
+                    f"found or not a video; {why}); {hint}")
+        return (f"cannot open stream {uri}: no video within {self.options.timeout:g} s; {hint} "
+                "(raise the wait with --timeout; RTSP through a firewall: --rtsp-transport tcp)")
 
 
 class HttpSource(StreamSource):
@@ -496,8 +602,8 @@ class HttpSource(StreamSource):
     def open(self) -> None:
         from runtime.http_probe import FILE, probe
 
-        found = probe(self.uri, self.options.timeout, redact(self.uri))
-        log.info("%s: %s (%s)", redact(self.uri),
+        found = probe(self.uri, self.options.timeout, redact_source(self.uri))
+        log.info("%s: %s (%s)", redact_source(self.uri),
                  "a file on a web server" if found.kind == FILE else "a live stream", found.why)
         if found.kind == FILE:
             self.__class__ = RemoteFileSource
@@ -525,19 +631,20 @@ def parse_source(uri: str, options: SourceOptions | None = None) -> Source:
     if scheme == "file":
         uri = uri[len("file://"):]
     elif scheme:
-        raise SourceError(f"unsupported URL scheme {scheme}:// in {redact(uri)}; {SOURCE_HELP}")
+        raise SourceError(f"unsupported URL scheme {scheme}:// in {redact_source(uri)}; {SOURCE_HELP}")
     from runtime.ros.bag_source import parse_bag_uri
 
     bag = parse_bag_uri(uri, options)  # MCAP, rosbag2 folder or ROS 1 bag, with an optional #TOPIC
     if bag is not None:
         return bag
-    if os.path.isdir(uri) or any(c in uri for c in "*?["):
+    # a file or folder that exists is that file or folder, even when its name holds * ? or [
+    if os.path.isdir(uri) or (not os.path.isfile(uri) and any(c in uri for c in "*?[")):
         return ImageFolderSource.from_uri(uri, options)
     if os.path.isfile(uri):
         if Path(uri).suffix.lower() in IMAGE_SUFFIXES:
             return ImageFolderSource(uri, options, [uri])
         return VideoFileSource(uri, options)
-    raise SourceMissing(f"no such file or folder: {uri}; {SOURCE_HELP}")
+    raise SourceMissing(f"no such file or folder: {redact_source(uri)}; {SOURCE_HELP}")
 
 
 def open_source(uri: str, options: SourceOptions | None = None) -> Source:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artefact.files import cache_root
+from artefact.files import atomic_write_bytes, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -343,11 +343,19 @@ def server_pid(pid_file: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
-    if not cmdline or not Path(cmdline[0].decode(errors="replace")).name.startswith("tritonserver"):
+    if not _is_tritonserver(pid):
         what = cmdline[0].decode(errors="replace")[:60]
         raise UsageError(f"PID {pid} in {pid_file} is not a tritonserver (it is {what!r}); not stopping it - "
                          "remove the stale file")
     return pid
+
+
+def _is_tritonserver(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmdline) and Path(cmdline[0].decode(errors="replace")).name.startswith("tritonserver")
 
 
 def _alive(pid: int) -> bool:
@@ -415,6 +423,39 @@ def main(argv: list[str] | None = None) -> int:
                       usage=(ArtefactError,), signals=signals)
 
 
+def _check_outputs(log_file: str | Path, pid_file: Path | None) -> None:
+    """Before a server starts: its log goes to a file (or /dev/null, a terminal, stdout), never a
+    FIFO whose reader could stall the server, nor a device; the PID file is a regular file that
+    holds no other live server's PID and nothing that is not a PID (it is not ours to replace)."""
+    from clikit import UsageError
+    from runtime.output_target import FILE, check_name_length, resolve
+
+    where = resolve(log_file, "--log")
+    if where.kind != FILE and where.what in ("a FIFO", "/dev/full"):
+        raise UsageError(f"--log {log_file} is {where.what}: the server writes its log there for as long as "
+                         "it runs, and a FIFO whose reader stops would stall it; give a file or /dev/null")
+    if pid_file is None:
+        return
+    where = resolve(pid_file, "--pid-file")
+    if where.kind != FILE:
+        raise UsageError(f"--pid-file {pid_file} is {where.what}: `stop` reads the PID back from it; give a "
+                         "regular file such as tritonserver.pid")
+    check_name_length(where.path, "--pid-file", pid_file)
+    if where.path.exists():
+        text = where.path.read_text(errors="replace").split()
+        if len(text) != 1 or not text[0].isdigit():
+            raise UsageError(f"--pid-file {pid_file} exists and does not hold a PID (it is not ours to "
+                             "replace); give another file")
+        pid = int(text[0])
+        if _alive(pid) and not _is_tritonserver(pid):
+            raise UsageError(f"--pid-file {pid_file} names PID {pid}, a live process that is not a "
+                             "tritonserver (the file is not ours to replace); give another file")
+        if _alive(pid):
+            raise UsageError(f"--pid-file {pid_file}: tritonserver PID {pid} runs from it; stop it first "
+                             f"(python -m serving.triton_server stop --pid-file {pid_file}) or give another "
+                             "file")
+
+
 def _main(args: argparse.Namespace, signals: Any) -> int:
     from clikit import UsageError
 
@@ -444,6 +485,7 @@ def _main(args: argparse.Namespace, signals: Any) -> int:
         raise UsageError(f"{args.action} needs a model repository folder (got {args.repo!r}); write one with "
                 "`python -m build_engine --triton-repo DIR`")
     log_file = args.log or (Path(args.repo).resolve().parent / "tritonserver.log")
+    _check_outputs(log_file, pid_file if args.action == "start" else None)
     venv = Path(args.venv) if args.venv else None
     server = TritonServer(args.repo, grpc_port=args.grpc_port, http_port=args.http_port,
                           metrics_port=args.metrics_port, host=args.host, venv=venv, log_file=log_file)
@@ -456,7 +498,7 @@ def _main(args: argparse.Namespace, signals: Any) -> int:
                 "log": str(log_file), "skipped": server.skipped}
         if args.action == "start":
             try:  # without its PID file nobody could stop it by name: never leave it running then
-                pid_file.write_text(f"{server.pid}\n")
+                atomic_write_bytes(pid_file, f"{server.pid}\n".encode())
             except OSError as exc:
                 raise ServerError(f"cannot write the PID file {pid_file}: {exc.strerror or exc}; the server "
                                   "was stopped - give a writable --pid-file") from None

@@ -8,8 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = {"artefact", "segdata", "devices", "clikit"}
-# what of the runtime the build side may use: the owners of model loading and of source URIs
-RUNTIME_SEAMS = {"runtime.backends", "runtime.sources", "runtime.errors"}
+# what of the runtime the build side may use: the owners of model loading, of source URIs and of
+# naming a source (the one redaction of secrets in URLs)
+RUNTIME_SEAMS = {"runtime.backends", "runtime.sources", "runtime.errors", "runtime.naming"}
 
 
 def imports(folder: str) -> dict[str, set[str]]:

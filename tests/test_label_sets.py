@@ -99,8 +99,11 @@ def test_manifest_carries_the_label_set_and_the_renderer_uses_it(tmp_path: Path)
     from runtime.render import Renderer
 
     ls = load_label_set("kitti-road-fork")
+    from artefact.files import sha256_file
+
     (tmp_path / "m.onnx").write_bytes(b"x")
     Manifest(name="m", model="m", backend="onnxruntime", precision="fp32", model_file="m.onnx",
+             model_sha256=sha256_file(tmp_path / "m.onnx"),
              classes=list(ls.classes), palette=[list(c) for c in ls.palette], input_size=[64, 64],
              mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0], ignore_index=ls.ignore_index,
              label_set=ls.name).save(tmp_path / "m.json")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.errors import SourceError
+from runtime.naming import redact_source
 from runtime.sources import (
     STALE,
     CameraSource,
@@ -23,7 +24,6 @@ from runtime.sources import (
     VideoFileSource,
     open_source,
     parse_source,
-    redact,
 )
 
 
@@ -102,7 +102,7 @@ def test_uri_parsing() -> None:
     assert parse_source("/dev/video2").device == 2
     for url in ("rtsp://h/s", "http://h/v.mjpg", "https://h/x", "udp://0.0.0.0:5000", "rtmp://h/a"):
         assert isinstance(parse_source(url), StreamSource) and parse_source(url).live
-    assert redact("rtsp://admin:s3cret@10.0.0.2/stream") == "rtsp://admin:***@10.0.0.2/stream"
+    assert redact_source("rtsp://admin:s3cret@10.0.0.2/stream") == "rtsp://admin:***@10.0.0.2/stream"
 
 
 @pytest.mark.parametrize("uri, words", [

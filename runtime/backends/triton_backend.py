@@ -28,6 +28,7 @@ from artefact.files import parse_json_text
 from artefact.manifest import ArtefactError, manifest_from_dict
 from runtime.backends.base import Backend, Collected, labels_2d, map_2d, require_confidence
 from runtime.errors import BackendUnavailable, UsageError
+from runtime.naming import redact_source
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,11 @@ def parse_url(url: str) -> TritonURL:
         port = parts.port or 8001
     except ValueError:
         port = -1
+    if parts.username is not None or parts.password is not None:  # Triton's gRPC takes no credentials
+        raise UsageError(f"--engine {redact_source(url)}: a triton:// URL carries no user or password "
+                         "(Triton's gRPC endpoint has none); give triton://HOST:PORT/MODEL")
     if parts.scheme != "triton" or not parts.hostname or port <= 0 or not 1 <= len(path) <= 2:
-        raise UsageError(f"--engine {url!r} is not triton://HOST:PORT/MODEL (gRPC port, e.g. "
+        raise UsageError(f"--engine {redact_source(url)!r} is not triton://HOST:PORT/MODEL (gRPC port, e.g. "
                          "triton://127.0.0.1:8001/demo-python)")
     return TritonURL(parts.hostname, port, path[0], path[1] if len(path) == 2 else "")
 
@@ -86,7 +90,7 @@ def _status(exc: BaseException) -> str:
 
 def _one_line(exc: BaseException) -> str:
     text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
-    return " ".join(str(text).split())[:300]
+    return redact_source(" ".join(str(text).split()))[:300]
 
 
 class _Completions:

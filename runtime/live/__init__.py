@@ -7,6 +7,7 @@ and says so in one line when it is missing. The HTTP server itself is the standa
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runtime.errors import UsageError
@@ -26,13 +27,15 @@ def check_extra() -> None:
         raise UsageError(f"--serve needs the serve extra (prometheus_client): {SERVE_EXTRA}") from None
 
 
-def open_server(host: str, port: int, *, token: str | None = None, max_clients: int = 32) -> LiveServer:
-    """Bind HOST:PORT (UsageError when taken or not ours), warn when it is not loopback, serve."""
+def open_server(host: str, port: int, *, token: str | None = None, max_clients: int = 32,
+                allowed_hosts: Sequence[str] = ()) -> LiveServer:
+    """Bind HOST:PORT (UsageError when taken or not ours), warn when it is not loopback, serve.
+    `allowed_hosts`: names besides its own addresses that may appear in Host headers."""
     check_extra()
     from runtime.live.address import is_loopback
     from runtime.live.server import LiveServer
 
-    server = LiveServer(host, port, token=token, max_clients=max_clients)
+    server = LiveServer(host, port, token=token, max_clients=max_clients, allowed_hosts=allowed_hosts)
     if not is_loopback(host):
         log.warning("--serve %s: listening beyond this machine; anyone who can reach it sees the stream%s",
                     host, "" if token else " (set --serve-token to require a token)")

@@ -4,11 +4,20 @@ Why the standard library's ThreadingHTTPServer and not a framework: every endpoi
 of bytes the streams already hold, MJPEG and server-sent events are a loop writing to one
 socket (a thread per viewer is the natural shape, and the viewers are few), and an edge box
 should not carry an async web stack for that. What a framework would add is limits, so they
-are here: a bounded number of connections (the next few get 503, beyond that a refusal, never
-an unbounded thread), a small budget for the request line and headers (414 / 431), a socket
-timeout so a stalled client is dropped instead of holding a slot, a token on every endpoint
-when one is set, 404 for anything unknown. Closing shuts every open socket, so blocked writes
-end and the server stops at once with the rest of the outputs.
+are here:
+- a request head (line + headers) has HEAD_TIMEOUT_S in all to arrive, however slowly it
+  trickles in, and a small byte budget (414 / 431); at most MAX_PENDING_HEADS connections may be
+  sending theirs at once, past that the oldest is dropped (a trickling flood cannot pile up);
+- the Host header must name this server (an address it is bound to, or a name the user
+  allowed), else 421: a web page on a domain that re-resolves to 127.0.0.1 (DNS rebinding)
+  cannot read the view through the visitor's browser;
+- a token on every endpoint when one is set (401);
+- only a request that has arrived whole, for this host, with the token, takes one of the
+  `max_clients` serving slots; beyond them 503. So neither unfinished nor unauthenticated
+  requests can hold the slots the viewers need;
+- a socket timeout so a stalled viewer is dropped instead of holding a slot; 404 for anything
+  unknown. Closing shuts every open socket, so blocked writes end and the server stops at once
+  with the rest of the outputs.
 
 Paths (the first stream also answers at the top level):
     /  /stream.mjpg  /snapshot.jpg  /stats  /events       the first stream
@@ -29,6 +38,8 @@ import select
 import socket
 import socketserver
 import threading
+import time
+from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +47,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from runtime.errors import UsageError
+from runtime.live.hosts import HostCheck
 from runtime.live.metrics import LiveMetrics
 from runtime.live.stream import LiveStream
 
@@ -43,7 +55,8 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_LINE = 8 * 1024
 MAX_HEAD = 32 * 1024  # request line + headers; browsers send ~1 KB
-BUSY_SLOTS = 4  # connections past the limit that still get a proper 503
+HEAD_TIMEOUT_S = 5.0  # the whole request head, from accept to its blank line (browsers: milliseconds)
+MAX_PENDING_HEADS = 128  # connections still sending their head; past it the oldest is dropped
 SOCKET_TIMEOUT_S = 10.0  # a viewer that takes longer to accept a frame is dropped
 # The kernel's send buffer is a queue too (autotuned up to megabytes): bounded per stream, it
 # still holds several frames for a distant viewer (256 KiB / 100 ms RTT ~ 2.5 MB/s).
@@ -60,10 +73,12 @@ PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-i
 
 class _HeadBudget:
     """Wraps the socket file while the stdlib parses headers: past MAX_HEAD bytes in all it
-    raises LineTooLong, which the stdlib answers with 431."""
+    raises LineTooLong, which the stdlib answers with 431. `ended` says whether the head got
+    its blank line (a head cut off by its deadline ends in b'' and must not be served)."""
 
     def __init__(self, fp: Any, budget: int) -> None:
         self._fp, self._left = fp, budget
+        self.ended = False
 
     def readline(self, limit: int = -1) -> bytes:
         cap = self._left + 1 if limit < 0 else min(limit, self._left + 1)
@@ -71,6 +86,7 @@ class _HeadBudget:
         self._left -= len(line)
         if self._left < 0:
             raise http.client.LineTooLong(f"request head over {MAX_HEAD} bytes")
+        self.ended = line in (b"\r\n", b"\n")
         return line
 
 
@@ -88,28 +104,77 @@ class _Handler(BaseHTTPRequestHandler):
     # -- request parsing with tighter limits than the stdlib's 64 KiB lines / 100 headers --
     def handle_one_request(self) -> None:
         self.close_connection = True  # one request per connection: streams hold theirs anyway
+        server = self.server
         try:
-            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
-            if not self.raw_requestline:
-                return
-            if len(self.raw_requestline) > MAX_REQUEST_LINE:
-                self.requestline, self.request_version, self.command = "", "", ""
-                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-                return
-            raw, self.rfile = self.rfile, _HeadBudget(self.rfile, MAX_HEAD - len(self.raw_requestline))
             try:
-                if not self.parse_request():
-                    return
+                whole = self._read_head()
             finally:
-                self.rfile = raw
+                server.head_done(self.request)
+            if not whole:
+                return
+            self.connection.settimeout(server.client_timeout)
             method = getattr(self, f"do_{self.command}", None)
             if method is None:
                 self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here")
                 return
-            method()
-            self.wfile.flush()
+            live: LiveServer = server.live
+            refusal = live.host_refusal(self.headers.get_all("Host"), self.request_version)
+            if refusal is not None:
+                status, why = refusal
+                self._send(status, why.encode() + b"\n", "text/plain; charset=utf-8", self.command == "HEAD")
+                return
+            query = parse_qs(urlsplit(self.path).query)
+            if not live.authorized(self.headers.get("Authorization"), (query.get("token") or [None])[0]):
+                self._extra_headers = [("WWW-Authenticate", 'Bearer realm="pspnet-rt"')]
+                self._send(HTTPStatus.UNAUTHORIZED, b"a token is needed: ?token=... or Authorization: Bearer "
+                           b"...\n", "text/plain; charset=utf-8", self.command == "HEAD")
+                return
+            if not server.take_slot():
+                self._busy()
+                return
+            try:
+                method()
+                self.wfile.flush()
+            finally:
+                server.give_slot()
         except (TimeoutError, ConnectionError, BrokenPipeError):
             log.debug("client %s went away or timed out", self.client_address[0])
+
+    def _read_head(self) -> bool:
+        """The request line and headers, whole, within the head's deadline (the server cuts the
+        read side of a head that is late); False when it was answered or dropped instead."""
+        self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+        if not self.raw_requestline:
+            return False
+        if len(self.raw_requestline) > MAX_REQUEST_LINE:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return False
+        if not self.raw_requestline.endswith(b"\n"):
+            self._late()
+            return False
+        raw, self.rfile = self.rfile, _HeadBudget(self.rfile, MAX_HEAD - len(self.raw_requestline))
+        try:
+            if not self.parse_request():
+                return False
+            ended = self.rfile.ended
+        finally:
+            self.rfile = raw
+        if not ended:  # cut off before its blank line: never served half-read
+            self._late()
+            return False
+        return True
+
+    def _late(self) -> None:
+        self.requestline, self.request_version, self.command = "", "HTTP/1.0", ""
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(1.0)
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT, "the request head did not arrive in time")
+
+    def _busy(self) -> None:
+        self._extra_headers = [("Retry-After", "2"), ("Connection", "close")]
+        self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"too many connections to the live view; try again\n",
+                   "text/plain; charset=utf-8", self.command == "HEAD")
 
     def log_message(self, format: str, *args: Any) -> None:  # the stdlib prints every request
         log.debug("%s %s", self.address_string(), format % args)
@@ -132,14 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._route(head=False)
 
     def _route(self, head: bool) -> None:
+        """The host, the token and a slot are checked already (handle_one_request)."""
         live: LiveServer = self.server.live
         url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        if not live.authorized(self.headers.get("Authorization"), (query.get("token") or [None])[0]):
-            self._extra_headers = [("WWW-Authenticate", 'Bearer realm="pspnet-rt"')]
-            self._send(HTTPStatus.UNAUTHORIZED, b"a token is needed: ?token=... or Authorization: Bearer "
-                       b"...\n", "text/plain; charset=utf-8", head)
-            return
         path = url.path
         if path == "/metrics":
             body, ctype = live.metrics.render(self.headers.get("Accept"))
@@ -249,44 +309,19 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
 
-class _BusyHandler(BaseHTTPRequestHandler):
-    """For connections past the limit: read the request, answer 503, close."""
-
-    server_version = "pspnet-rt"
-    sys_version = ""
-    timeout = 2.0
-
-    def handle_one_request(self) -> None:
-        self.close_connection = True
-        try:
-            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
-            self.requestline, self.request_version, self.command = "", "HTTP/1.0", "GET"
-            self.send_response(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections")
-            body = b"too many connections to the live view; try again\n"
-            for name, value in (("Retry-After", "2"), ("Content-Type", "text/plain; charset=utf-8"),
-                                ("Content-Length", str(len(body))), ("Connection", "close")):
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-        except (OSError, ValueError):
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("busy: %s %s", self.address_string(), format % args)
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # handler threads are ours to track (see process_request) and join
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], live: LiveServer, max_clients: int,
-                 client_timeout: float) -> None:
+                 client_timeout: float, head_timeout: float) -> None:
         self.live = live
         self.client_timeout = client_timeout
+        self.head_timeout = head_timeout
         self.closing = threading.Event()
         self._slots = threading.BoundedSemaphore(max_clients)
-        self._busy = threading.BoundedSemaphore(BUSY_SLOTS)
+        self._heads: dict[socket.socket, float] = {}  # still sending their head -> deadline, oldest first
         self._open: set[socket.socket] = set()
         self._workers: set[threading.Thread] = set()
         self._open_lock = threading.Lock()
@@ -297,36 +332,61 @@ class _Server(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
+    # -- request heads: bounded in time and in number, holding no serving slot -------------
     def process_request(self, request: Any, client_address: Any) -> None:
-        if self._slots.acquire(blocking=False):
-            slot = self._slots
-        elif self._busy.acquire(blocking=False):
-            slot = self._busy
-        else:  # far past the limit: refuse without a thread
-            log.debug("refusing %s: too many connections", client_address)
-            self.shutdown_request(request)
-            return
-        thread = threading.Thread(target=self._serve_one, args=(request, client_address, slot),
-                                  name="pspnet-rt-http", daemon=True)
+        request.settimeout(self.head_timeout)
+        dropped = []
         with self._open_lock:
+            self._heads[request] = time.monotonic() + self.head_timeout
+            while len(self._heads) > MAX_PENDING_HEADS:  # a flood of unfinished heads: drop the oldest
+                oldest = next(iter(self._heads))
+                del self._heads[oldest]
+                dropped.append(oldest)
+            thread = threading.Thread(target=self._serve_one, args=(request, client_address),
+                                      name="pspnet-rt-http", daemon=True)
             self._open.add(request)
             self._workers.add(thread)
+        for sock in dropped:
+            log.debug("dropping a connection still sending its request head: too many pending")
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         thread.start()
 
-    def _serve_one(self, request: Any, client_address: Any, slot: threading.BoundedSemaphore) -> None:
+    def head_done(self, request: socket.socket) -> None:
+        with self._open_lock:
+            self._heads.pop(request, None)
+
+    def service_actions(self) -> None:
+        """Called by serve_forever between polls: cut the read side of every head past its
+        deadline, so its handler's read returns and it answers 408 (a per-read timeout alone
+        lets a client trickle a byte every few seconds for ever)."""
+        now = time.monotonic()
+        with self._open_lock:
+            late = [sock for sock, deadline in self._heads.items() if deadline <= now]
+            for sock in late:
+                del self._heads[sock]
+        for sock in late:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+
+    # -- serving slots: taken only by whole, allowed, authorised requests -----------------
+    def take_slot(self) -> bool:
+        return self._slots.acquire(blocking=False)
+
+    def give_slot(self) -> None:
+        self._slots.release()
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
         try:
-            if slot is self._busy:
-                _BusyHandler(request, client_address, self)
-            else:
-                self.finish_request(request, client_address)
+            self.finish_request(request, client_address)
         except Exception:
             log.debug("request from %s failed", client_address, exc_info=True)
         finally:
             with self._open_lock:
+                self._heads.pop(request, None)
                 self._open.discard(request)
                 self._workers.discard(threading.current_thread())
             self.shutdown_request(request)
-            slot.release()
 
     def end_connections(self, timeout: float = 5.0) -> None:
         """Shut every open socket (a write blocked on a stalled viewer fails at once), then join."""
@@ -347,14 +407,16 @@ class LiveServer:
     """Binds at construction (so a taken port fails before any model loads), serves in a thread."""
 
     def __init__(self, host: str, port: int, *, token: str | None = None, max_clients: int = 32,
-                 client_timeout: float = SOCKET_TIMEOUT_S) -> None:
+                 client_timeout: float = SOCKET_TIMEOUT_S, head_timeout: float = HEAD_TIMEOUT_S,
+                 allowed_hosts: Sequence[str] = ()) -> None:
         self.host, self.token = host, token or None
+        self.hosts = HostCheck(host, allowed_hosts)
         self.streams: dict[str, LiveStream] = {}
         self.metrics = LiveMetrics(lambda: list(self.streams.values()))
         self.page = PAGE.read_bytes()
         cls = _Server6 if ":" in host else _Server
         try:
-            self._server = cls((host, port), self, max_clients, client_timeout)
+            self._server = cls((host, port), self, max_clients, client_timeout, head_timeout)
         except OSError as exc:
             why = exc.strerror or str(exc)
             hint = ("choose another port, or stop what holds it" if exc.errno == 98 else
@@ -371,6 +433,10 @@ class LiveServer:
 
     def describe(self) -> str:
         return f"live view {self.url}" + (" (token required)" if self.token else "")
+
+    def host_refusal(self, hosts: list[str] | None, version: str) -> tuple[int, str] | None:
+        """None when the Host header names this server; else the status and the reason."""
+        return self.hosts.refusal(hosts, version)
 
     def authorized(self, header: str | None, query_token: str | None) -> bool:
         if self.token is None:

@@ -17,6 +17,7 @@ is not safe.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -33,6 +34,21 @@ IDLE_REFRESH_S = 1.0  # JPEG refresh when nobody is watching
 SHARES_EVERY_S = 0.4  # class shares for the figures (sent twice a second), not for every frame
 RECENT_MAX = 4096  # frames kept for the window (a fast stream's 5 s, bounded either way)
 Observer = Callable[[dict[str, float], float], None]
+
+
+def _shown(value: Any) -> Any:
+    """What a viewer and a scraper may see of the backend's description: files by their name,
+    never where they live on this machine (an absolute path says who runs it and how the box
+    is laid out: the artefact, OpenVINO's cache folder), and no secret a URL may carry."""
+    from runtime.naming import redact_source
+
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    if isinstance(value, str):
+        return os.path.basename(value.rstrip("/")) if os.path.isabs(value) else redact_source(value)
+    return value
 
 
 class LiveStream:
@@ -83,7 +99,7 @@ class LiveStream:
                extra_drops: Counter[str] | None = None) -> None:
         """The run's figures, once the backend is loaded. `extra_drops` are counted by the source
         itself (stale live frames, corrupt files) until the run merges them into `stats`."""
-        self._stats, self.backend, self._extra_drops = stats, dict(backend), extra_drops
+        self._stats, self.backend, self._extra_drops = stats, _shown(backend), extra_drops
         self.state = "running"
 
     def write(self, image: np.ndarray, labels: np.ndarray, times: dict[str, float], e2e_ms: float) -> None:

@@ -17,10 +17,11 @@ from a source without stamps gets one (runtime.ros.stamps says how).
 
 Messages are serialized by `rosbags` (CDR, definitions stored in the file as ros2msg) and
 written by the `mcap` package's writer (zstd chunks, with index and summary). The bag is whole
-or absent, as our other outputs: it is written to a hidden temp file beside the target, read
-back at close (every record, chunk CRCs checked, message counts compared), and only then renamed
-over the target; a failed run never replaces a bag that was there (its bag goes beside, as
-NAME.incomplete.mcap).
+or absent, as our other outputs: it is claimed for this run (runtime.output_target: one run
+writes it at a time; /dev/null, FIFOs and devices are refused, a bag is read back), written to
+this run's hidden temp file beside the target, read back at close (every record, chunk CRCs
+checked, message counts compared), and only then renamed over the target; a failed run never
+replaces a bag that was there (its bag goes beside, as NAME.incomplete.mcap).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import IO, Any
@@ -39,8 +39,9 @@ import cv2
 import numpy as np
 
 from runtime.errors import OutputError, WriteError
+from runtime.output_target import FILE, Claim, claim, create_exclusive, resolve
 from runtime.ros.stamps import StampClock
-from runtime.sinks import Sink, _commit, check_writable
+from runtime.sinks import Sink, check_writable
 from runtime.stats import STAGES
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class BagSink(Sink):
         self.messages = 0
         self.frames = 0
         self.tmp: Path | None = None
+        self.claim: Claim | None = None
         self._fh: IO[bytes] | None = None
         self._writer: Any = None
         self._store: Any = None
@@ -129,7 +131,12 @@ class BagSink(Sink):
             raise OutputError(f"--bag {self.path} is a folder; give a file name such as {self.path}/seg.mcap")
         if self.path.suffix.lower() != ".mcap":
             raise OutputError(f"--bag {self.path}: the bag is written as MCAP; give a name ending in .mcap")
-        check_writable(self.path.parent, "the bag")
+        where = resolve(self.path, "--bag")
+        if where.kind != FILE:
+            raise OutputError(f"--bag {self.path} is {where.what}: a bag is read back whole before it is "
+                              "kept; give a file name such as seg.mcap")
+        check_writable(where.path.parent, "the bag")
+        self.claim = claim(self.path, "--bag")  # the last step: refused if another run writes it
 
     def open(self) -> None:
         from runtime.ros import require
@@ -143,14 +150,10 @@ class BagSink(Sink):
         for name, text in EXTRA_TYPES.items():
             store.register(get_types_from_msg(text, name))
         self._store = store
-        self.replaces = self.path.exists()
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mcap", dir=self.path.parent)
-        self.tmp = Path(tmp)
+        self.replaces = self.claim.path.exists()
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a bag is a shared file like a video
-            self._fh = os.fdopen(fd, "wb")
+            self.tmp = self.claim.temp_for()  # .NAME.<token>.partial.mcap, recorded in the claim's lock
+            self._fh = os.fdopen(create_exclusive(self.tmp), "wb")
             self._writer = Writer(self._fh, compression=CompressionType.ZSTD)
             self._writer.start(profile="ros2", library="pspnet-rt")
         except OSError as exc:
@@ -238,6 +241,13 @@ class BagSink(Sink):
     # -- closing ---------------------------------------------------------------------------
     def close(self, failed: bool = False) -> None:
         """Finish the file (index, summary), read it back, and rename it over the target."""
+        try:
+            self._close(failed)
+        finally:
+            if self.claim is not None:
+                self.claim.release()  # the lock file goes; a temp left by a failure went already
+
+    def _close(self, failed: bool) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -269,11 +279,13 @@ class BagSink(Sink):
                 self.tmp.unlink(missing_ok=True)
                 kept = f"; {self.path} was left as it was" if self.replaces else ""
                 raise WriteError(f"bag {self.path} is not whole, removed: {problem}{kept}")
-            self.written = _commit(self.tmp, self.path, self.replaces, failed)
+            self.written = self.claim.commit(self.tmp, self.replaces, failed)
 
     def discard(self) -> None:
         if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
+        if self.claim is not None:
+            self.claim.release()
 
 
 def verify_bag(path: Path, expected: dict[int, int]) -> str | None:

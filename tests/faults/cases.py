@@ -220,10 +220,13 @@ CASES: list[Case] = [
     Case("out-read-only", "outputs", RT, "--output, --masks, --stats, --summary-json on a read-only tmpfs",
          EXIT2),
     Case("out-full", "outputs", RT, "--masks and --stats on a full tmpfs (0 bytes free)",
-         "exit 1, one line; an older stats file stays as it was, no temp file"),
+         "exit 2 before any model work, one line (not even the output's lock file fits); an older stats "
+         "file stays as it was, no temp file"),
     Case("out-clash", "outputs", RT, "--output = --stats, --stats = --summary-json, --output = the --video "
          "file, --stats = the --engine manifest, --summary-json = its model file, --masks = the --video "
          "folder", EXIT2 + "; inputs untouched"),
+    Case("out-rtsp", "outputs", RT, "--output rtsp:// on a port in use, on an address that is not this "
+         "machine's, given twice, with an empty password", EXIT2 + " before any model work"),
     Case("out-failed-run-keeps-old", "outputs", RT, "a run that fails (disk full on --masks) over existing "
          "--output and --stats files", "exit 1; the old files stay, the new whole ones are kept as "
          "NAME.incomplete.EXT"),
@@ -240,7 +243,8 @@ CASES: list[Case] = [
          "exit 129; video plays with every frame of the stats, masks and stats whole"),
     Case("sig-rt-repeated", "signals", RT, "SIGTERM twice within 50 ms during the run (the second lands "
          "in shutdown)", "exit 143; outputs whole, as after one"),
-    Case("sig-rt-abort", "signals", RT, "SIGTERM three times", "exit 143 at once; temp files removed, the "
+    Case("sig-rt-abort", "signals", RT, "SIGTERM three times (with --summary-json: its lock file too)",
+         "exit 143 at once; temp files removed, the "
          "files that existed before the run untouched"),
     Case("sig-build", "signals", BE, "SIGINT / SIGTERM / SIGHUP during export of a --force rebuild",
          "exit 130 / 143 / 129, one line; previous artefact byte-identical, no temp folder"),
@@ -255,6 +259,16 @@ CASES: list[Case] = [
          "udp with no sender, --timeout 1", "exit 2 within ~timeout, one line"),
     Case("net-http-errors", "network", RT, "HTTP 404 for the --video URL",
          "exit 2, one line with the status"),
+    Case("net-rtsp-refusals", "network", RT,
+         "a real RTSP camera (gst-rtsp-server) asked for a wrong path, with a wrong password (Basic and "
+         "Digest), with no credentials, over a transport it does not offer (--rtsp-transport udp to a "
+         "TCP-only camera), --timeout 10",
+         "exit 2 at once, one line naming what the camera said (404, 401, 461) and the fix; the password "
+         "appears nowhere in the output"),
+    Case("net-rtsp-lost", "network", RT,
+         "a real RTSP camera killed mid-run (SIGKILL of its server), restarted, then killed for good "
+         "(--reconnect 5)", "reconnects and goes on, the frames sent while it was down counted as lost; "
+         "then exit 1, one line ('was lost: 5 reconnect attempt(s) failed'), outputs whole"),
     Case("net-remote-file-cut", "network", RT,
          "an mp4 over HTTP whose server closes the connection, or goes silent, half way (--timeout 2)",
          "exit 1, one line: the frames that came are written whole, the run says where it ended"),
@@ -347,6 +361,53 @@ CASES: list[Case] = [
          "is garbage, empty, PID 1, or the PID of a process that is not a tritonserver; start with two "
          "ports alike", "exit 2, one line naming the file (the process is never signalled); a PID "
          "that is gone: exit 0, the stale file removed"),
+    # issue 21, the run side: outputs that are not files, runs that write at once, the live view's
+    # visitors, secrets in source URLs, what can be refused before the model loads
+    Case("out-not-a-file", "trust-run", RT, "--output, --stats, --summary-json on /dev/null, /dev/full, a "
+         "symlink to /dev/null, /dev/stdout, a FIFO with a reader, a pipe as /dev/fd/N (bash's >(...)); "
+         "/dev/urandom, /dev/loop-control, a block device, a unix socket, stdin, a closed descriptor, a "
+         "FIFO nobody reads; a symlink to a regular file",
+         "in place, never renamed over: /dev/null stays the device, the FIFO's reader gets every stats line "
+         "and an MPEG-TS video that plays, /dev/stdout carries the stats alone (the summary goes to stderr); "
+         + EXIT2 + " for the others, the device untouched; a FIFO without a reader: exit 2 after the "
+         "reader wait, never a hang; through a symlink the file is replaced and the link stays a link"),
+    Case("out-concurrent", "trust-run", RT + ", python -m benchmarks.latency", "two runs started at once on "
+         "one --output and --stats; a second run on the --output, --masks, --stats, --summary-json or --bag "
+         "of a running one, on a per-stream X-NAME.mp4, through a symlink alias; benchmarks' --out held by "
+         "another run; a run SIGKILLed mid-write, then run again; a file of someone else where the lock goes",
+         "one run writes, the other gets exit 2 before any model work and one line naming the holder's PID; "
+         "the file is whole (its frames = its stats lines); after a SIGKILL the next run removes the temp "
+         "files the dead run's lock recorded, nothing else; a foreign lock-named file is refused and left "
+         "byte-identical"),
+    Case("out-usage-up-front", "trust-run", RT, "--output .webm / .gif / .ogv / .png / .txt; names whose "
+         "temp name passes NAME_MAX (--output, --stats, --summary-json, a per-stream video); a glob that "
+         "matches only text files; --show or --benchmark with two streams; --benchmark on a live stream; a "
+         "mask name taken by a folder", EXIT2 + " (the container asked of ffmpeg itself)"),
+    Case("source-odd-names", "trust-run", RT, "an image named frame[1].png beside frame1.png, a video named "
+         "clip?.mp4, a folder shots[1]/ read with shots[1]/*.png",
+         "the file or folder that exists, not a glob: exactly its frames"),
+    Case("stdout-closed", "trust-run", RT, "stdout closed (>&-), or its reader gone before the summary, with "
+         "--summary-json", "exit 0, the summary JSON whole, no BrokenPipeError or traceback"),
+    Case("serve-host", "trust-run", RT + " --serve", "Host headers evil.example (with a port), "
+         "127.0.0.1.evil.example, localhost., 10.0.0.1 on a 127.0.0.1 bind, empty, malformed, two of them, "
+         "none in HTTP/1.1, on every endpoint; --serve-allow-host names; a 0.0.0.0 bind",
+         "421 (400 for the malformed ones) before the token is checked or a slot is taken; the server's "
+         "own addresses, localhost and the allowed names 200"),
+    Case("serve-slow-heads", "trust-run", RT + " --serve", "40 sockets trickling one byte every 4 s "
+         "(reconnecting when dropped), 40 whole requests with a wrong token and 200 idle connections, while "
+         "viewers with the token (4 slots) ask for /stats and the MJPEG stream",
+         "every viewer served within seconds all along; a head is cut off after 5 s (408); a wrong token "
+         "gets 401 without a slot; the idle flood evicts its own oldest connections, threads stay bounded"),
+    Case("secrets-in-urls", "trust-run", RT, "passwords and tokens in --video URLs (rtsp://:PW@, "
+         "rtsp://u:p@PW@, u:pa/ss@, ?password=, ?token=, X-Amz-Signature=, #access_token=, a one-slash typo, "
+         "an unknown scheme, a refused stream, an HTTP 404, an mp4 served with basic auth) and "
+         "triton://u:PW@, with -v",
+         "the secret in no output: the printed summary, stderr (logs included), --summary-json, --stats, "
+         "the live page's title, /stats, /metrics (which names the artefact by file name, no absolute "
+         "path); one function for all (runtime.naming.redact_source)"),
+    Case("triton-server-outputs", "trust-run", "python -m serving.triton_server", "start with --pid-file "
+         "/dev/null, a FIFO, a file holding notes, the PID file of a running server; --log a FIFO",
+         EXIT2 + " (before any server starts); the file untouched"),
 ]
 
 

@@ -16,8 +16,10 @@ AREAS = (("reproductions", "The five reproductions of issue 13"), ("files", "Fil
          ("outputs", "Outputs"), ("signals", "Signals (what a terminal or a service manager sends)"),
          ("network", "Network sources"),
          ("services", "Several streams, the live view, Triton (client, repository, server tool)"),
-         ("options", "Options"),
-         ("trust", "What a build may delete or replace, and what an artefact must prove (issue 21)"))
+         ("trust", "What a build may delete or replace, and what an artefact must prove (issue 21)"),
+         ("trust-run", "Trust, the run side: outputs that are not files, runs that write at once, the live "
+          "view's visitors, secrets in URLs"),
+         ("options", "Options"))
 
 HEADER = """# Reliability: what was tried, and what each case gets
 
@@ -42,7 +44,11 @@ The rules every case is held to:
   command the same way (128+N) with outputs closed; a second signal does not interrupt that
   clean-up, a third aborts after removing this run's temp files;
 - **temp files are removed on every exit path**; those of a process killed with SIGKILL are
-  removed by the next build (work folders) or replaced by the next run (hidden `.NAME.partial`).
+  removed by the next build (work folders) or by the next run that writes that output (its lock
+  file records the dead run's temp names: `.NAME.<token>.partial`);
+- **one run writes an output at a time**, and a path that is not a regular file (/dev/null, a
+  FIFO, /dev/stdout) is written in place, never renamed over; devices and disks are refused;
+- **no secret from a URL reaches any output** (`runtime.naming.redact_source`).
 """
 
 

@@ -76,13 +76,20 @@ def test_signal_while_pspnet_rt_builds_its_default_artefact(tmp_path: Path, sig:
     assert not (tmp_path / "m").exists() or not list((tmp_path / "m").iterdir())
 
 
-def _run_until_frames(ov: str, tmp_path: Path, frames: int = 5):
+def _run_until_frames(ov: str, tmp_path: Path, frames: int = 5, extra: tuple[str, ...] = ()):
     stats = tmp_path / "s.jsonl"
     proc = spawn("runtime", "--video", "demo", "--loop", "--demo-frames", "30", "--engine", ov,
-                 "--output", str(tmp_path / "o.mp4"), "--masks", str(tmp_path / "m"), "--stats", str(stats))
-    # a new stats file is written in place; one that existed is replaced at close, by its partial
-    lines = stats.with_name(".s.jsonl.partial") if stats.exists() else stats
-    wait_for(lambda: lines.exists() and len(lines.read_text().splitlines()) >= frames, "frames", proc=proc)
+                 "--output", str(tmp_path / "o.mp4"), "--masks", str(tmp_path / "m"), "--stats", str(stats),
+                 *extra)
+    # a new stats file is written in place; one that existed is replaced at close, by this run's
+    # partial (.s.<token>.partial.jsonl)
+    existed = stats.exists()
+
+    def written() -> int:
+        lines = next(tmp_path.glob(".s.*.partial.jsonl"), None) if existed else stats
+        return len(lines.read_text().splitlines()) if lines is not None and lines.exists() else 0
+
+    wait_for(lambda: written() >= frames, "frames", proc=proc)
     return proc
 
 
@@ -132,7 +139,8 @@ def test_third_signal_aborts_without_touching_what_existed(demo_artefacts: dict[
                                                           tmp_path: Path) -> None:
     (tmp_path / "o.mp4").write_bytes(b"an earlier video")
     (tmp_path / "s.jsonl").write_text('{"earlier": 1}\n')
-    proc = _run_until_frames(str(demo_artefacts["openvino"]), tmp_path)
+    proc = _run_until_frames(str(demo_artefacts["openvino"]), tmp_path,
+                             extra=("--summary-json", str(tmp_path / "sum.json")))
     try:
         _signals(proc, signal.SIGTERM, 3, gap=0.02)
         _, err = proc.communicate(timeout=60)
