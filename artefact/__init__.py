@@ -5,6 +5,7 @@ what it runs.
 """
 
 from artefact.manifest import (  # noqa: F401
+    CONFIDENCE_NAME,
     INPUT_NAME,
     LABELS_NAME,
     LOGITS_NAME,

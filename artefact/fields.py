@@ -86,6 +86,10 @@ def semantic_problems(data: dict[str, Any], backends: tuple[str, ...], precision
     for name in ("name", "model", "model_file", "input_name", "output_name"):
         if not data.get(name):
             bad(name, "must not be empty")
+    for name in ("logits_name", "confidence_name"):  # optional outputs: absent, or a name of their own
+        value = data.get(name)
+        if value is not None and (not value or value in (data.get("input_name"), data.get("output_name"))):
+            bad(name, "must be null or a tensor name other than the input's and the labels'")
     if data.get("backend") not in backends:
         bad("backend", f"must be one of {', '.join(backends)}")
     if data.get("precision") not in precisions:

@@ -16,6 +16,7 @@ MANIFEST_FORMAT = "pspnet-rt/1"
 INPUT_NAME = "image"  # uint8 BGR NHWC 1xHxWx3
 LABELS_NAME = "labels"  # uint8 class ids 1xHxW
 LOGITS_NAME = "logits"  # float32 1xCxHxW, optional (--with-logits)
+CONFIDENCE_NAME = "confidence"  # uint8 1xHxW max softmax probability (255 = 1.0), optional (--confidence)
 # ONNX metadata_props key: how many classes the graph's ArgMax chooses from, written by the build
 # from the graph itself, read by the runtime without the onnx package (runtime.backends.contract)
 CLASSES_METADATA = "pspnet_rt.classes"
@@ -33,7 +34,9 @@ class Manifest:
 
     `model_file` is relative to the manifest's folder, so artefact folders can be moved.
     The fused contract: input `input_name` uint8 NHWC BGR 1xHxWx3, output `output_name` uint8
-    class ids 1xHxW (plus float logits when `logits_name` is set).
+    class ids 1xHxW (plus float logits when `logits_name` is set, and the uint8 per-pixel
+    confidence, max softmax probability x 255, when `confidence_name` is set). `flip`: the graph
+    averages the logits of the image and of its mirror (2x the network's work).
     """
 
     name: str
@@ -53,6 +56,8 @@ class Manifest:
     input_channels: str = "BGR"
     output_name: str = LABELS_NAME
     logits_name: str | None = None
+    confidence_name: str | None = None
+    flip: bool = False
     dynamic_shape: bool = False
     ignore_index: int = 255  # the label value evaluation skips (segdata.label_sets)
     label_set: str = ""  # the label set's name (classes, palette, ignore_index are its content)

@@ -42,7 +42,14 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from artefact.files import atomic_path, atomic_write_json, cache_key, cache_root, sha256_file
-from artefact.manifest import LABELS_NAME, LOGITS_NAME, ArtefactError, Manifest, load_manifest
+from artefact.manifest import (
+    CONFIDENCE_NAME,
+    LABELS_NAME,
+    LOGITS_NAME,
+    ArtefactError,
+    Manifest,
+    load_manifest,
+)
 from build_engine import commit, environment, option_rules
 from build_engine.compilers import compiler_for
 from build_engine.errors import BuildError
@@ -50,9 +57,11 @@ from build_engine.graph_facts import check_class_count
 from build_engine.preflight import check_build
 from build_engine.trained import TrainedFacts, trained_facts
 from build_engine.verify import (
+    CONFIDENCE_MAX_LEVELS,
     FP32_MIN_AGREEMENT,
     Agreement,
     compare,
+    confidence_vs_logits,
     require_finite_weights,
     require_meaningful,
     verification_frames,
@@ -88,6 +97,8 @@ class BuildOptions(PrecisionOptions):
     backend: str = "auto"
     input_size: tuple[int, int] | None = None
     with_logits: bool = False
+    confidence: bool = False  # a uint8 per-pixel confidence output (max softmax probability)
+    flip: bool = False  # logits of the image and its mirror averaged in the graph (2x compute)
     output: str | None = None
     force: bool = False
     workspace_mb: int = 1024
@@ -211,7 +222,10 @@ class Builder:
         size = "dyn" if self.options.dynamic else f"{self.height}x{self.width}"
         # INT8 artefacts of different calibration methods live side by side (to be compared).
         tag = f"int8-{self.options.calib_method}" if precision == "int8" else precision
-        return f"{self.spec.name}{self.variant}-{size}-{tag}-{self.backend}"
+        # the graph options get their own names, so an artefact with them and one without coexist
+        o = self.options
+        graph = "".join(s for s, on in (("-flip", o.flip), ("-conf", o.confidence)) if on)
+        return f"{self.spec.name}{self.variant}-{size}-{tag}-{self.backend}{graph}"
 
     def files_to_replace(self) -> list[str]:
         """Names in the output folder this build may write over, known before it starts: its
@@ -248,6 +262,8 @@ class Builder:
             "logits": self.options.with_logits,
             "tools": {k: versions[k] for k in ("torch", "onnx", "onnxruntime", "openvino")},
         }
+        if self.options.confidence or self.options.flip:  # absent otherwise: older keys stay valid
+            parts["graph_options"] = {"confidence": self.options.confidence, "flip": self.options.flip}
         if self.options.precision != "fp32":
             parts["calib"] = [self.options.calib_data, self.options.calib_images,
                               self.options.calib_method, self.options.eval_data,
@@ -360,18 +376,19 @@ class Builder:
         require_finite_weights(net)  # before an export that would only agree with NaN
         t0 = time.perf_counter()
         raw = export_fused_onnx(net, self.spec, work / "raw.onnx", self.height, self.width,
-                                self.options.dynamic)
+                                self.options.dynamic, self.options.confidence, self.options.flip)
         return Exported(raw, time.perf_counter() - t0, net, weights)
 
     def slim(self, exported: Exported, work: Path) -> Slimmed:
-        """onnxslim: constant folding and dead nodes gone; both outputs kept."""
+        """onnxslim: constant folding and dead nodes gone; every output kept."""
         import onnx
 
+        from build_engine.export import output_names
         from calib.onnx_tools import keep_outputs, node_count, slim
 
         graph = onnx.load(str(exported.onnx))
         before = node_count(graph)
-        graph = slim(keep_outputs(graph, [LABELS_NAME, LOGITS_NAME]))
+        graph = slim(keep_outputs(graph, output_names(self.options.confidence)))
         path = work / "fp32.onnx"
         onnx.save(graph, str(path))
         after = node_count(graph)
@@ -385,23 +402,29 @@ class Builder:
         from runtime.backends import open_runner
 
         frames = verification_frames(self.height, self.width, self.options.verify_frames)
-        reference = torch_reference(exported.net, self.spec, frames)
+        reference = torch_reference(exported.net, self.spec, frames, self.options.flip)
         require_meaningful(reference, "PyTorch", list(self.spec.classes))
         with open_runner("onnxruntime", slimmed.onnx) as ort_run:
             exported_predictions = [ort_run.predict(f) for f in frames]
+            confidence = confidence_vs_logits(ort_run, frames, reference) if self.options.confidence else None
         require_meaningful(exported_predictions, "the exported ONNX", list(self.spec.classes))
         agreement = compare(reference, exported_predictions)
+        agreement.confidence = confidence
         tqdm.write(f"ONNX Runtime vs PyTorch: {agreement.summary()}", file=sys.stderr)
         if agreement.pixel_agreement < FP32_MIN_AGREEMENT:
             raise BuildError(f"the exported ONNX disagrees with PyTorch: {agreement.summary()} "
                              f"(need >= {FP32_MIN_AGREEMENT * 100:.1f} %)")
+        if agreement.confidence and agreement.confidence["max_abs_levels"] > CONFIDENCE_MAX_LEVELS:
+            raise BuildError(f"the exported confidence disagrees with PyTorch's logits: "
+                             f"{agreement.summary()} (need <= {CONFIDENCE_MAX_LEVELS} levels)")
         return Verified(slimmed.onnx, agreement, frames, reference)
 
     def quantize(self, verified: Verified, work: Path) -> PrecisionResult:
         """The graph of the asked precision (FP16 / INT8 Q/DQ, or the final FP32), through its gate."""
         from calib.precision import apply_precision
 
-        outputs = [LABELS_NAME, LOGITS_NAME] if self.options.with_logits else [LABELS_NAME]
+        outputs = [LABELS_NAME] + [LOGITS_NAME] * self.options.with_logits \
+            + [CONFIDENCE_NAME] * self.options.confidence
         return apply_precision(verified.onnx, work, self.options, self.spec, outputs,
                                self.output / "calibration", self.compiler)
 
@@ -411,7 +434,13 @@ class Builder:
         only if the tiled tail gives the same class map as the one it replaces."""
         import onnx
 
-        from build_engine.label_tiles import TAIL_MIN_AGREEMENT, tail_agreement, tile_labels
+        from build_engine.label_tiles import (
+            TAIL_MIN_AGREEMENT,
+            tail_agreement,
+            tail_confidence_difference,
+            tile_labels,
+        )
+        from build_engine.verify import CONFIDENCE_MAX_LEVELS
 
         whole = onnx.load(str(precision.onnx_path))
         model = onnx.load(str(precision.onnx_path))
@@ -419,9 +448,11 @@ class Builder:
         if plan.mode != "row tiles":
             return Tiled(precision, plan.to_dict())
         plan.tail_agreement = round(tail_agreement(whole, model, LABELS_NAME), 6)
-        if plan.tail_agreement < TAIL_MIN_AGREEMENT:
-            log.warning("row-tiled labels tail kept out: %.4f %% pixels equal to the whole-image tail",
-                        plan.tail_agreement * 100)
+        plan.confidence_max_diff = tail_confidence_difference(whole, model, LABELS_NAME)
+        confidence_off = (plan.confidence_max_diff or 0) > CONFIDENCE_MAX_LEVELS
+        if plan.tail_agreement < TAIL_MIN_AGREEMENT or confidence_off:
+            log.warning("row-tiled labels tail kept out: %.4f %% pixels equal to the whole-image tail, "
+                        "confidence within %s levels", plan.tail_agreement * 100, plan.confidence_max_diff)
             return Tiled(precision, {**plan.to_dict(), "mode": "whole image",
                                      "reason": "the tiled tail disagreed with the whole-image tail"})
         path = work / f"{precision.onnx_path.stem}.tiled.onnx"
@@ -450,9 +481,13 @@ class Builder:
             return None
         with run:
             agreement = compare(verified.reference, [run.predict(f) for f in verified.frames])
+            if self.options.confidence:
+                agreement.confidence = confidence_vs_logits(run, verified.frames, verified.reference)
         tqdm.write(f"{self.backend} {self.options.precision} vs PyTorch FP32: {agreement.summary()}",
                    file=sys.stderr)
-        if self.options.precision == "fp32" and agreement.pixel_agreement < FP32_MIN_AGREEMENT:
+        if self.options.precision == "fp32" and (
+                agreement.pixel_agreement < FP32_MIN_AGREEMENT or (
+                    agreement.confidence and agreement.confidence["max_abs_levels"] > CONFIDENCE_MAX_LEVELS)):
             raise BuildError(f"{self.backend} FP32 disagrees with PyTorch: {agreement.summary()}")
         return agreement
 
@@ -470,6 +505,8 @@ class Builder:
             mean=list(self.spec.mean), std=list(self.spec.std),
             channel_order=self.spec.channel_order,
             logits_name=LOGITS_NAME if self.options.with_logits else None,
+            confidence_name=CONFIDENCE_NAME if self.options.confidence else None,
+            flip=self.options.flip,
             dynamic_shape=self.options.dynamic,
             model_sha256=sha256_file(compiled.model_path),
             onnx_sha256=sha256_file(precision.onnx_path),
@@ -535,6 +572,7 @@ class Builder:
                 parts += [flag, ",".join(f"{v:g}" for v in value)]
         if o.dynamic:
             parts.append("--dynamic")
+        parts += [flag for flag, on in (("--flip", o.flip), ("--confidence", o.confidence)) if on]
         if o.output:
             parts += ["--output", o.output]
         return shlex.join(parts)

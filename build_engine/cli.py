@@ -33,6 +33,8 @@ examples:
       any class count: names, colours and ignore index from a label-set file (see docs/weights.md)
   python -m build_engine --precision int8 --backend onnxruntime --stop-after quantize
       keep the INT8 Q/DQ graph (and its gate report) to look at, e.g. in Netron
+  python -m build_engine --precision int8 --confidence --flip
+      an artefact that also returns the per-pixel confidence, with flip at inference (2x compute)
   python -m build_engine --list-models
   python -m build_engine --precision int8 --backend openvino --triton-repo models/
       the artefact plus a Triton model repository: models/demo (backend openvino) and
@@ -77,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"export size (default: the model's native size; at most {MAX_SIDE} a side)")
     p.add_argument("--dynamic", action="store_true", help="dynamic H/W input (exact pyramid pooling)")
     p.add_argument("--with-logits", action="store_true", help="also output float logits")
+    p.add_argument("--confidence", action="store_true",
+                   help="also output the per-pixel confidence: the largest softmax probability of the "
+                        "resized logits as uint8 (255 = 1.0), computed in the graph (pspnet-rt "
+                        "--confidence DIR, --visualize confidence); recorded in the manifest")
+    p.add_argument("--flip", action="store_true",
+                   help="flip at inference: the graph averages the logits of the image and of its "
+                        "mirror (the TF seed's --flipped-eval); twice the network's work, usually a "
+                        "small mIoU gain (docs/benchmarks.md); recorded in the manifest")
     p.add_argument("--calib-data", metavar="SRC", **arg("calib_data"),
                    help="calibration frames: folder, glob, video, dataset or synthetic:calib:N "
                         "(default: a synthetic calibration clip)")
@@ -184,6 +194,7 @@ def _run_build(args: argparse.Namespace, command: str) -> int:
     options = BuildOptions(
         model=args.model, weights=args.weights, precision=args.precision, backend=args.backend,
         input_size=args.input_size, dynamic=args.dynamic, with_logits=args.with_logits,
+        confidence=args.confidence, flip=args.flip,
         output=args.output, force=args.force, calib_data=args.calib_data,
         calib_images=args.calib_images, calib_method=args.calib_method, eval_data=args.eval_data,
         eval_images=args.eval_images, max_miou_drop=args.max_miou_drop, fallback=args.fallback,

@@ -17,9 +17,12 @@ logits, resized, and reduced:
 
 The ArgMax outputs (int64, 1 x rows x W) are concatenated and flow into the graph's existing
 tail (Cast to float, Cast to uint8), so precision handling (FP16's float32 post-processing,
-INT8's float head) and the I/O types are unchanged. Graphs with a `logits` output or dynamic
-sizes keep the whole-image path (the logits are materialised anyway, or the tile count would
-depend on the size).
+INT8's float head) and the I/O types are unchanged. A `confidence` output (build_engine.
+confidence_tail) reads the same full-size logits: its class-wide part (max, shift, exp, sum over
+classes) runs per tile as well and the 1 x rows x W sums are concatenated into the tail's own
+sum, so the confidence does not bring the full-size logits back. Graphs with a `logits` output or
+dynamic sizes keep the whole-image path (the logits are materialised anyway, or the tile count
+would depend on the size).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class TilePlan:
     tile_mb: float | None = None
     aligned: bool | None = None  # tile edges on source rows (plain Resize) or MatMul rows
     tail_agreement: float | None = None  # tiled vs whole-image tail, same random logits (ORT)
+    confidence_max_diff: int | None = None  # the same for the confidence output, in uint8 levels
     policy: dict[str, float] = field(default_factory=lambda: {"tile_above_mb": TILE_ABOVE_MB,
                                                               "tile_mb": TILE_MB})
 
@@ -100,7 +104,14 @@ def find_tail(model: Any, labels_name: str) -> tuple[Any, Any] | str:
             _attr(resize, "coordinate_transformation_mode", b"half_pixel") != b"align_corners":
         return "the Resize is not bilinear with align_corners"
     outputs = {o.name for o in graph.output}
-    if resize.output[0] in outputs or len(consumers.get(resize.output[0], [])) != 1:
+    readers = {n.name for n in consumers.get(resize.output[0], []) if n is not argmax}
+    if readers:
+        from build_engine.confidence_tail import reduction_of
+
+        confidence = reduction_of(model, resize.output[0])
+        if confidence is None or readers != {confidence["max"].name, confidence["sub"].name}:
+            return "the full-size logits are read by more than the ArgMax (and the confidence tail)"
+    if resize.output[0] in outputs:
         return "the full-size logits are a graph output (with_logits): they are materialised anyway"
     return resize, argmax
 
@@ -171,6 +182,10 @@ def tile_labels(model: Any, labels_name: str, tile_above_mb: float | None = None
     graph = model.graph
     nodes, inits = [], []
     x = resize.input[0]
+    from build_engine.confidence_tail import reduce_max, reduction_of
+
+    confidence = reduction_of(model, resize.output[0])  # its class-wide part runs per tile too
+    sums = []
 
     def const(name: str, value: np.ndarray) -> str:
         inits.append(numpy_helper.from_array(value, name))
@@ -203,18 +218,38 @@ def tile_labels(model: Any, labels_name: str, tile_above_mb: float | None = None
                   helper.make_node("ArgMax", [f"{p}/logits"], [f"{p}/argmax"], name=f"{p}/ArgMax",
                                    axis=1, keepdims=0)]
         part = f"{p}/argmax"
+        if confidence is not None:  # max, shift, exp and sum over classes of this tile's logits
+            axis_c = const(f"{p}/class_axis", np.array([1], np.int64))
+            tile_logits = f"{p}/logits"
+            nodes += [
+                reduce_max(model, tile_logits, axis_c, f"{p}/cmax", f"{p}/ReduceMax"),
+                helper.make_node("Sub", [tile_logits, f"{p}/cmax"], [f"{p}/cshift"], name=f"{p}/Sub"),
+                helper.make_node("Exp", [f"{p}/cshift"], [f"{p}/cexp"], name=f"{p}/Exp"),
+                helper.make_node("ReduceSum", [f"{p}/cexp", axis_c], [f"{p}/csum"], name=f"{p}/ReduceSum",
+                                 keepdims=0)]
+        tile_sum = f"{p}/csum"
         if rows_out != y1 - y0:  # an aligned tile also made the next tile's first row: drop it
-            nodes.append(helper.make_node("Slice", [part, const(f"{p}/keep0", np.array([0], np.int64)),
-                                                    const(f"{p}/keep1", np.array([y1 - y0], np.int64)),
-                                                    const(f"{p}/axis1", np.array([1], np.int64))],
-                                          [f"{p}/labels"], name=f"{p}/Keep"))
+            keep = [const(f"{p}/keep0", np.array([0], np.int64)),
+                    const(f"{p}/keep1", np.array([y1 - y0], np.int64)),
+                    const(f"{p}/axis1", np.array([1], np.int64))]
+            nodes.append(helper.make_node("Slice", [part, *keep], [f"{p}/labels"], name=f"{p}/Keep"))
             part = f"{p}/labels"
+            if confidence is not None:
+                nodes.append(helper.make_node("Slice", [tile_sum, *keep], [f"{p}/csum_kept"],
+                                              name=f"{p}/KeepSum"))
+                tile_sum = f"{p}/csum_kept"
         parts.append(part)
+        sums.append(tile_sum)
     nodes.append(helper.make_node("Concat", parts, [argmax.output[0]], name="tiles/Concat", axis=1))
+    replaced = [resize, argmax]
+    if confidence is not None:  # the tail's sum, now made of the tiles' sums; its Div etc. stay
+        nodes.append(helper.make_node("Concat", sums, [confidence["sum"].output[0]], name="tiles/ConcatSum",
+                                      axis=1))
+        replaced += list(confidence.values())
 
     old = list(graph.node)
     at = old.index(resize)
-    kept = [n for n in old if n is not resize and n is not argmax]
+    kept = [n for n in old if all(n is not r for r in replaced)]
     del graph.node[:]
     graph.node.extend(kept[:at] + nodes + kept[at:])
     graph.initializer.extend(inits)
@@ -236,33 +271,55 @@ def tail_agreement(whole: Any, tiled: Any, labels_name: str, samples: int = 2, s
     """Pixels equal between the two graphs' tails (low-resolution logits -> labels) on ONNX Runtime,
     fed random logits: a pure function of its input, so this proves the rewrite without running the
     network, and random values have more near-ties than a trained model's logits."""
+    from artefact.manifest import LABELS_NAME
+
+    labels = _run_tails(whole, tiled, labels_name, LABELS_NAME, samples, seed)
+    equal = sum(int(np.count_nonzero(a == b)) for a, b in zip(*labels))
+    return equal / sum(a.size for a in labels[0])
+
+
+def tail_confidence_difference(whole: Any, tiled: Any, labels_name: str, samples: int = 2,
+                               seed: int = 0) -> int | None:
+    """The largest |difference| in uint8 levels between the two graphs' `confidence` outputs on the
+    same random logits (as tail_agreement), or None when the graph has no confidence output."""
+    from artefact.manifest import CONFIDENCE_NAME
+
+    if not any(o.name == CONFIDENCE_NAME for o in whole.graph.output):
+        return None
+    maps = _run_tails(whole, tiled, labels_name, CONFIDENCE_NAME, samples, seed)
+    return max(int(np.abs(a.astype(np.int16) - b).max()) for a, b in zip(*maps))
+
+
+def _run_tails(whole: Any, tiled: Any, labels_name: str, output: str, samples: int,
+               seed: int) -> list[list[np.ndarray]]:
+    """`output` of both graphs' tails (from the low-resolution logits) on the same random logits."""
     import onnx
 
-    from artefact.manifest import LABELS_NAME
     from runtime.backends import open_runner
 
     tail_input = find_tail(whole, labels_name)[0].input[0]
     shape = _static_shape(whole, tail_input)
     rng = np.random.default_rng(seed)
     inputs = [rng.standard_normal(shape[1:]).astype(np.float32) for _ in range(samples)]
-    labels = []
+    found = []
     with tempfile.TemporaryDirectory(prefix="pspnet-tiles-") as tmp:
         for name, model in (("whole", whole), ("tiled", tiled)):
             path = Path(tmp) / f"{name}.onnx"
-            onnx.save(_tail_model(model, tail_input, labels_name), str(path))
+            onnx.save(_tail_model(model, tail_input, labels_name, output), str(path))
             with open_runner("onnxruntime", path) as run:
-                labels.append([run.infer(x, [LABELS_NAME])[LABELS_NAME] for x in inputs])
-    equal = sum(int(np.count_nonzero(a == b)) for a, b in zip(*labels))
-    return equal / sum(a.size for a in labels[0])
+                found.append([run.infer(x, [output])[output] for x in inputs])
+    return found
 
 
-def _tail_model(model: Any, tail_input: str, labels_name: str) -> Any:
-    """The graph from `tail_input` to the labels, with the runners' tensor names (image -> labels)."""
+def _tail_model(model: Any, tail_input: str, labels_name: str, output: str | None = None) -> Any:
+    """The graph from `tail_input` to the labels (and `output`, e.g. confidence), with the runners'
+    tensor names (image -> labels)."""
     import onnx
 
     from artefact.manifest import INPUT_NAME, LABELS_NAME
 
-    part = onnx.utils.Extractor(model).extract_model([tail_input], [labels_name])
+    outputs = [labels_name] + ([output] if output and output != LABELS_NAME else [])
+    part = onnx.utils.Extractor(model).extract_model([tail_input], outputs)
     renames = {tail_input: INPUT_NAME, labels_name: LABELS_NAME}
     for node in part.graph.node:
         node.input[:] = [renames.get(i, i) for i in node.input]

@@ -101,6 +101,7 @@ SUPPORTED: dict[str, tuple[frozenset, tuple[int, ...]]] = {
     "Expand": (ANY, (0,)), "Gather": (ANY, (0,)), "Identity": (ANY, (0,)),
     "Shape": (ANY, (0,)), "Size": (ANY, (0,)), "Constant": (ANY, ()),
     "Pad": (NUMERIC, (0,)), "Softmax": (FLOATS, (0,)),
+    "Exp": (FLOATS, (0,)),  # the confidence tail (confidence_tail.py); 10.0-EA..10.1-GA: FP32, FP16, BF16
     "MatMul": (FLOATS, (0, 1)),  # the row-tiled labels tail's row weights (label_tiles.py)
     "QuantizeLinear": (FLOATS, (0,)),
     "DequantizeLinear": (frozenset({I8, TensorProto.FLOAT8E4M3FN, TensorProto.INT4}), (0,)),

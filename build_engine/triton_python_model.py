@@ -32,6 +32,7 @@ class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         _honour_pythonpath()
         try:
+            from artefact.manifest import load_manifest
             from runtime.backends import load_backend
         except ImportError as exc:
             raise pb_utils.TritonModelException(
@@ -44,7 +45,11 @@ class TritonPythonModel:
         options: dict = {"hint": params.get("pspnet_rt_hint") or "latency"}
         if params.get("pspnet_rt_requests"):
             options["requests"] = int(params["pspnet_rt_requests"])
-        self.backend = load_backend(manifest, "auto", **options)
+        artefact = load_manifest(manifest)
+        # an artefact built with --confidence serves its confidence map as a second output
+        self.confidence_name = artefact.confidence_name
+        options["confidence"] = bool(self.confidence_name)
+        self.backend = load_backend(artefact, "auto", **options)
         self.input_name = self.backend.manifest.input_name
         self.output_name = self.backend.manifest.output_name
 
@@ -63,15 +68,21 @@ class TritonPythonModel:
             except Exception as exc:
                 failed[r] = f"{type(exc).__name__}: {exc}"
         labels: dict[int, list[np.ndarray]] = {r: [] for r in range(len(requests))}
+        confidence: dict[int, list[np.ndarray]] = {r: [] for r in range(len(requests))}
+
+        def collect() -> None:
+            done_r, out = backend.collect()
+            labels[done_r].append(out)
+            if self.confidence_name:
+                confidence[done_r].append(backend.last_confidence)
+
         try:
             for r, frame in rows:
                 if backend.in_flight >= backend.max_in_flight:
-                    done_r, out = backend.collect()
-                    labels[done_r].append(out)
+                    collect()
                 backend.submit(frame, r)
             while backend.in_flight:
-                done_r, out = backend.collect()
-                labels[done_r].append(out)
+                collect()
         except Exception as exc:
             return [pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
                     for _ in requests]
@@ -81,7 +92,11 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(failed[r])))
                 continue
             out = np.ascontiguousarray(np.stack(labels[r]))
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor.from_dlpack(self.output_name, out)]))
+            tensors = [pb_utils.Tensor.from_dlpack(self.output_name, out)]
+            if self.confidence_name:
+                tensors.append(pb_utils.Tensor.from_dlpack(self.confidence_name,
+                                                           np.ascontiguousarray(np.stack(confidence[r]))))
+            responses.append(pb_utils.InferenceResponse(tensors))
         return responses
 
     def finalize(self) -> None:

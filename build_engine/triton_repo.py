@@ -143,6 +143,8 @@ def build_config(manifest: Manifest, name: str, variant: str, options: RepoOptio
     config.output.add(name=manifest.output_name, data_type=pb.TYPE_UINT8, dims=labels)
     if manifest.logits_name and not python:  # the runtime backends return class maps only
         config.output.add(name=manifest.logits_name, data_type=pb.TYPE_FP32, dims=logits)
+    if manifest.confidence_name:  # uint8 like the labels, same dims (both variants serve it)
+        config.output.add(name=manifest.confidence_name, data_type=pb.TYPE_UINT8, dims=labels)
     gpu = manifest.backend == "tensorrt" and not python
     kind = pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU
     config.instance_group.add(kind=kind, count=options.instances)

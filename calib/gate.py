@@ -27,6 +27,9 @@ class GateReport:
     limit_points: float = 1.0
     note: str = ""
     precision_ran: str | None = None  # what the gate's runner reported it ran
+    # artefacts with a confidence output: its error against FP32's (segdata.confidence.confidence_error);
+    # reported, not gated (the mIoU limit decides)
+    confidence: dict | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -43,6 +46,11 @@ class GateReport:
                         f"{self.miou_drop_points:7.2f}")
         rows.append(f"pixel agreement with FP32: {self.pixel_agreement * 100:.2f} %  "
                     f"(mIoU vs FP32 predictions {self.miou_vs_fp32 * 100:.2f})")
+        if self.confidence is not None:
+            c = self.confidence
+            rows.append(f"confidence vs FP32 (levels of 255): mean |Δ| {c['mean_abs_levels']:.2f}, "
+                        f"p99 {c['p99_abs_levels']:g}, max {c['max_abs_levels']}, "
+                        f"mean Δ {c['mean_signed_levels']:+.2f}")
         return "\n".join(rows)
 
 

@@ -26,6 +26,25 @@ def final_classifier(model: onnx.ModelProto) -> onnx.NodeProto | None:
     return None
 
 
+def head_convs(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Every Conv whose output reaches the labels' ArgMax through no other Conv: the final
+    classifier, and with --flip the mirrored branch's classifier too (INT8 keeps both in float)."""
+    made_by = producers(model)
+    argmax = next((n for n in model.graph.node if n.op_type == "ArgMax"), None)
+    found: list[onnx.NodeProto] = []
+    stack, seen = ([argmax.input[0]] if argmax is not None else []), set()
+    while stack:
+        node = made_by.get(stack.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type == "Conv":
+            found.append(node)
+        else:
+            stack.extend(node.input)
+    return found
+
+
 def preprocessing_nodes(model: onnx.ModelProto) -> list[str]:
     """Every node between the uint8 input and the first Conv (layout, BGR->RGB, normalise)."""
     made_by = producers(model)
@@ -50,6 +69,30 @@ def postprocessing_nodes(model: onnx.ModelProto) -> list[str]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     out, stack = [], list(cls.output)
+    while stack:
+        for node in consumers.get(stack.pop(), []):
+            if node.name not in out:
+                out.append(node.name)
+                stack.extend(node.output)
+    return out
+
+
+def unquantized_graph_options(model: onnx.ModelProto) -> list[str]:
+    """Nodes the artefact options add that INT8 must leave in float (and that a placement would
+    otherwise quantize): anything between the final classifier(s) and the outputs (--flip's
+    average, the confidence tail). Nothing in a plain graph."""
+    from calib.qdq_placement import ANY_QUANTIZED_OP
+
+    after = {name for conv in head_convs(model) for name in _downstream(model, conv)}
+    return [n.name for n in model.graph.node if n.name in after and n.op_type in ANY_QUANTIZED_OP]
+
+
+def _downstream(model: onnx.ModelProto, start: onnx.NodeProto) -> list[str]:
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    out, stack = [], list(start.output)
     while stack:
         for node in consumers.get(stack.pop(), []):
             if node.name not in out:

@@ -18,6 +18,7 @@ import onnx
 from tqdm import tqdm
 
 from artefact.files import atomic_path, sha256_file
+from artefact.manifest import CONFIDENCE_NAME, LABELS_NAME
 from calib.gate import GateReport, gate
 from calib.gate_backends import GateRun, GateTarget, gate_target
 from calib.options import PrecisionOptions
@@ -72,7 +73,8 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
     evalset = labels_for(spec, gate_frames(options.eval_data or "synthetic:val", options.eval_images,
                                            height, width))
     gate_backend = gate_target(backend)  # what runs for each target, and its words (calib/gate_backends.py)
-    fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir)
+    # with a confidence output, FP32's confidence maps come along: the gate reports their error too
+    fp32_preds = fp32_reference(gate_backend, base, evalset, cache_dir, CONFIDENCE_NAME in outputs)
     classes = list(spec.classes)
 
     if options.precision == "fp16":
@@ -83,7 +85,19 @@ def apply_precision(fp32_onnx: Path, work: Path, options: PrecisionOptions, spec
         return PrecisionResult(path, None, _accuracy(report, evalset, ran, kept_fp32=kept),
                                {"onnxconverter_common": _version("onnxconverter-common")})
 
-    return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes)
+    ranges_base = base if outputs == [LABELS_NAME] else final_graph(fp32_onnx, work / "fp32_labels.onnx",
+                                                                    [LABELS_NAME])
+    return _int8(base, work, options, spec, evalset, fp32_preds, gate_backend, cache_dir, classes,
+                 ranges_base)
+
+
+class Reference(list):
+    """FP32's class maps of the gate frames (a list, as everywhere) that also carries FP32's
+    confidence maps when the artefact has a confidence output: the gate reports their error."""
+
+    def __init__(self, labels: list[np.ndarray], confidence: list[np.ndarray]) -> None:
+        super().__init__(labels)
+        self.confidence = confidence
 
 
 def labels_for(spec: ModelSpec, evalset: FrameSet) -> FrameSet:
@@ -111,47 +125,60 @@ def gate_frames(source: str, n: int, height: int, width: int) -> FrameSet:
     return load_frames(source, n, height, width, seed=1, default_split="val")
 
 
-def fp32_reference(gate_backend: GateTarget, base: Path, evalset: FrameSet, cache_dir: Path
-                   ) -> list[np.ndarray]:
+def fp32_reference(gate_backend: GateTarget, base: Path, evalset: FrameSet, cache_dir: Path,
+                   confidence: bool = False) -> list[np.ndarray]:
     """FP32's class maps of the gate frames on the gate backend: what every candidate is compared
-    with. Kept in `cache_dir` under the graph's sha256, the frames' fingerprint and the backend's
+    with (with `confidence`, a Reference that also holds FP32's confidence maps, from the same
+    runs). Kept in `cache_dir` under the graph's sha256, the frames' fingerprint and the backend's
     version, so another precision of the same model does not run FP32 again."""
     from artefact.files import cache_key
     from devices import version
 
-    key = cache_key({"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend.name,
-                     "version": version(gate_backend.name)})
+    parts = {"onnx": sha256_file(base), "frames": evalset.fingerprint(), "backend": gate_backend.name,
+             "version": version(gate_backend.name)}
+    if confidence:  # a key of its own; the labels-only key is unchanged, so older caches stay valid
+        parts["outputs"] = [LABELS_NAME, CONFIDENCE_NAME]
+    key = cache_key(parts)
     path = cache_dir / f"{key}-fp32-reference.npz"
+    n = len(evalset.frames)
     if path.is_file():
         try:
             with np.load(path) as data:
-                preds = [data[f"p{i}"] for i in range(len(evalset.frames))]
+                preds = [data[f"p{i}"] for i in range(n)]
+                conf = [data[f"c{i}"] for i in range(n)] if confidence else None
             tqdm.write(f"FP32 reference of the gate frames: cached ({path.name})", file=sys.stderr)
-            return preds
+            return preds if conf is None else Reference(preds, conf)
         except (OSError, KeyError, ValueError) as exc:
             log.warning("recomputing the FP32 reference, %s is unreadable: %s", path, exc)
     with gate_backend.open_gate_runner(base, "fp32") as fp32_run:
-        preds = predict_all(fp32_run, evalset.frames, "FP32 reference")
+        if confidence:
+            both = _outputs_of(fp32_run, evalset.frames, [fp32_run.labels_name, CONFIDENCE_NAME],
+                               "FP32 reference")
+            preds, conf = [p for p, _ in both], [c for _, c in both]
+        else:
+            preds, conf = predict_all(fp32_run, evalset.frames, "FP32 reference"), None
     cache_dir.mkdir(parents=True, exist_ok=True)
+    arrays = {f"p{i}": p for i, p in enumerate(preds)} | {f"c{i}": c for i, c in enumerate(conf or [])}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **{f"p{i}": p for i, p in enumerate(preds)})
-    return preds
+        np.savez_compressed(fh, **arrays)
+    return preds if conf is None else Reference(preds, conf)
 
 
 def _int8(base: Path, work: Path, options: PrecisionOptions, spec: ModelSpec, evalset: FrameSet,
-          fp32_preds: list, gate_backend: GateTarget, cache_dir: Path, classes: list[str]
-          ) -> PrecisionResult:
-    from calib.graph_parts import final_classifier, quantized_blocks
+          fp32_preds: list, gate_backend: GateTarget, cache_dir: Path, classes: list[str],
+          ranges_base: Path | None = None) -> PrecisionResult:
+    from calib.graph_parts import head_convs, quantized_blocks, unquantized_graph_options
     from calib.qdq_placement import describe
     from calib.quantize import preprocess, quantize_int8
 
     pre = preprocess(base, work / "int8_pre.onnx")
     graph = onnx.load(str(pre))
     exclude: list[str] = []
-    cls = final_classifier(graph)
-    if cls is not None and not options.quantize_classifier:
-        exclude.append(cls.name)
-    cache, provenance = calibration_ranges(base, pre, graph, options, spec, evalset, cache_dir, work)
+    if not options.quantize_classifier:  # the final classifier (with --flip, each branch's)
+        exclude += [conv.name for conv in head_convs(graph)]
+    exclude += unquantized_graph_options(graph)  # --flip's average, the confidence tail; none if plain
+    cache, provenance = calibration_ranges(ranges_base or base, pre, graph, options, spec, evalset,
+                                           cache_dir, work)
     placement = options.qdq_placement or gate_backend.qdq_placement
     out = quantize_int8(pre, work / "int8.onnx", None, options.calib_method, exclude, cache, placement)
     report, ran = _gate(gate_backend, out, "int8", fp32_preds, evalset, classes, options,
@@ -257,15 +284,34 @@ def sensitivity(pre: Path, work: Path, blocks: dict[str, list[str]], exclude: li
 def _gate(backend: GateTarget, path: Path, precision: str, fp32_preds: list, evalset: FrameSet,
           classes: list[str], options: PrecisionOptions, fail: bool = True
           ) -> tuple[GateReport, GateRun]:
+    fp32_confidence = getattr(fp32_preds, "confidence", None)
     with backend.open_gate_runner(path, precision) as run:
-        preds = predict_all(run, evalset.frames, f"{precision} gate")
+        if fp32_confidence is None:
+            preds = predict_all(run, evalset.frames, f"{precision} gate")
+        else:
+            both = _outputs_of(run, evalset.frames, [run.labels_name, CONFIDENCE_NAME],
+                               f"{precision} gate")
+            preds = [labels for labels, _ in both]
     report = gate(fp32_preds, preds, evalset, classes, options.max_miou_drop)
+    if fp32_confidence is not None:
+        from segdata.confidence import confidence_error
+
+        report.confidence = confidence_error(fp32_confidence, [conf for _, conf in both])
     report.precision_ran = run.precision_ran
     ran = backend.what_ran(precision, run)
     tqdm.write(f"{precision} gate ran on: {ran.description}\n{report.table()}", file=sys.stderr)
     if fail and not report.passed:
         raise GateFailed(_fail_message(report, precision), report)
     return report, ran
+
+
+def _outputs_of(run: Any, frames: list[np.ndarray], names: list[str], desc: str) -> list[tuple]:
+    """The named outputs of each frame, as a tuple per frame (without the batch axis)."""
+    out = []
+    for frame in tqdm(frames, desc=desc, unit="img", leave=False, disable=None):
+        values = run.infer(frame, names)
+        out.append(tuple(values[n] for n in names))
+    return out
 
 
 def _fail_message(report: GateReport, precision: str) -> str:

@@ -25,6 +25,10 @@ examples:
   pspnet-rt --video cam0 --engine model.engine --show
       a V4L2 camera (/dev/video0) on TensorRT; stale frames are dropped, never queued
   pspnet-rt --video 'frames/*.png' --engine m.json --visualize side-by-side --output sbs.mp4
+  pspnet-rt --video drive.mp4 --engine m-conf.json --confidence conf/ --visualize confidence \\
+            --output heat.mp4
+      an artefact built with `python -m build_engine --confidence`: per frame an 8-bit PNG of
+      the max softmax probability (255 = 1.0, resized like the masks), and a heat-map video
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
   pspnet-rt --video 'rtsp://admin:PASS@10.0.0.2/stream1' --rtsp-transport tcp --engine m.json \\
             --output seg.mp4 --output rtsp://127.0.0.1:8554/seg
@@ -123,13 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
                           "one; docs/rtsp.md); give both to do both")
     out.add_argument("--masks", metavar="DIR", **arg("masks"),
                      help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
+    out.add_argument("--confidence", metavar="DIR", **arg("confidence"),
+                     help="per-pixel confidence (max softmax probability, 0-255 = 0-1) as a lossless 8-bit "
+                          "PNG per frame, DIR/NNNNNN.png like --masks; needs an artefact built with "
+                          "`python -m build_engine --confidence` (without --engine one is built)")
     out.add_argument("--show", action="store_true",
                      help="show a window (needs a display and OpenCV with GUI)")
     out.add_argument("--stats", metavar="FILE.jsonl", **arg("stats"),
                      help="one JSON object per frame with per-stage ms")
     out.add_argument("--summary-json", metavar="FILE", **arg("summary_json"),
                      help="also write the exit summary as JSON")
-    out.add_argument("--visualize", **arg("visualize"), default="overlay")
+    out.add_argument("--visualize", **arg("visualize"), default="overlay",
+                     help="overlay (default) the class colours on the frame, mask (colours only), "
+                          "side-by-side, or confidence: a heat map of the per-pixel confidence over the "
+                          "frame (dark = uncertain; needs a --confidence artefact)")
     out.add_argument("--alpha", **arg("alpha"), default=0.5,
                      help="overlay opacity 0..1 (default 0.5)")
     out.add_argument("--no-legend", action="store_true", help="do not draw the class legend")

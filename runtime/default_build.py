@@ -46,11 +46,13 @@ class BuildFailed(RuntimeError):
 
 
 def builder_command(model: str, precision: str, backend: str, input_size: tuple[int, int] | None,
-                    verbose: int = 0) -> list[str]:
+                    verbose: int = 0, confidence: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "build_engine", "--model", model, "--precision", precision,
            "--backend", backend]
     if input_size:
         cmd += ["--input-size", f"{input_size[0]}x{input_size[1]}"]
+    if confidence:  # the run reads the confidence output (pspnet-rt --confidence / --visualize confidence)
+        cmd.append("--confidence")
     return cmd + ["-v"] * min(verbose, 2)
 
 
@@ -62,7 +64,7 @@ def require_builder() -> None:
 
 
 def build_default(model: str, precision: str, backend: str, input_size: tuple[int, int] | None = None,
-                  verbose: int = 0) -> Path:
+                  verbose: int = 0, confidence: bool = False) -> Path:
     """Build (or find in the builder's cache) the artefact and return its manifest's path.
 
     Raises NoBuilder (no export extra), Reported(2 or 1) when the builder refused the request
@@ -70,7 +72,7 @@ def build_default(model: str, precision: str, backend: str, input_size: tuple[in
     build leaves nothing behind).
     """
     require_builder()
-    cmd = builder_command(model, precision, backend, input_size, verbose)
+    cmd = builder_command(model, precision, backend, input_size, verbose, confidence)
     log.info("building: %s", " ".join(cmd[1:]))
     # the child's error lines then name pspnet-rt and its ways out, not the builder's flags
     env = {**os.environ, "PSPNET_RT_BUILD_CALLER": "pspnet-rt"}  # build_engine.errors.CALLER_ENV

@@ -34,6 +34,9 @@ class Segmented:
     tag: Any
     labels: np.ndarray  # uint8 HxW class ids (indices into engine.classes)
     timings: dict[str, float] = field(default_factory=dict)  # ms: pre, inference, post
+    # uint8 HxW max softmax probability (255 = 1.0) at the frame's size, resized like the labels;
+    # None unless the engine was loaded with confidence=True (an artefact built with --confidence)
+    confidence: np.ndarray | None = None
 
 
 class Engine:
@@ -109,9 +112,10 @@ class Engine:
         h, w, pre_ms = self._sizes.popleft()
         t0 = time.perf_counter()
         labels = labels_to_size(result.labels, h, w)
+        confidence = None if result.confidence is None else labels_to_size(result.confidence, h, w)
         timings = {"pre": pre_ms, "inference": result.infer_ms, **result.stage_ms,
                    "post": (time.perf_counter() - t0) * 1e3}
-        return Segmented(result.tag, labels, timings)
+        return Segmented(result.tag, labels, timings, confidence)
 
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:
@@ -160,7 +164,8 @@ def _manifest_backend(path: Path) -> str | None:
 
 
 def default_artefact(model: str = "demo", precision: str = "auto", backend: str = "auto",
-                     input_size: tuple[int, int] | None = None, verbose: int = 0) -> Path:
+                     input_size: tuple[int, int] | None = None, verbose: int = 0,
+                     confidence: bool = False) -> Path:
     """The cached default build (built once through runtime.default_build, the runtime's one door
     to the builder); needs the export extra."""
     from runtime.default_build import build_default, require_builder
@@ -168,7 +173,7 @@ def default_artefact(model: str = "demo", precision: str = "auto", backend: str 
     require_builder()  # before the announcement: an edge box without the export extra gets one line
     log.warning("no --engine: building (or finding in the cache) %s, precision %s, backend %s", model,
                 precision, backend)
-    return build_default(model, precision, backend, input_size, verbose)
+    return build_default(model, precision, backend, input_size, verbose, confidence=confidence)
 
 
 def is_remote(engine: Any) -> bool:

@@ -37,10 +37,11 @@ class RunOptions:
     # -- outputs (opened in runtime.outputs.open_outputs) ----------------------------------
     output: str | None = None  # video file; several streams: X-NAME.mp4
     masks: str | None = None  # folder of class-id PNGs; several streams: DIR/NAME/
+    confidence: str | None = None  # folder of confidence PNGs (a --confidence artefact); as masks
     show: bool = False  # a window (one stream only)
     stats: str | None = None  # JSONL, one object per frame
     summary_json: str | None = None
-    visualize: str = "overlay"  # overlay | mask | side-by-side
+    visualize: str = "overlay"  # overlay | mask | side-by-side | confidence (a heat map)
     alpha: float = 0.5
     legend: bool = True
     fps: float | None = None  # output video rate (default: the source's)
@@ -91,6 +92,10 @@ class RunOptions:
             raise UsageError("give at least one source (videos=['demo'], a file, camN, a URL, ...)")
         if self.serve_token and not self.serve:
             raise UsageError("--serve-token needs --serve [HOST:]PORT")
+        if self.wants_confidence and self.temporal not in (None, "", "off"):
+            raise UsageError("--confidence and --visualize confidence need every frame through the "
+                             "network; frames between --temporal key frames have no confidence: "
+                             "drop --temporal")
         if self.output and str(self.output).lower().startswith("rtsp://"):
             if self.rtsp_out:
                 raise UsageError("give one rtsp:// URL to serve (output or rtsp_out), not two")
@@ -109,6 +114,12 @@ class RunOptions:
         return cls(**{**taken, **overrides})
 
     @property
+    def wants_confidence(self) -> bool:
+        """The run reads the artefact's confidence output (--confidence DIR, --visualize confidence):
+        the backend fetches it, and a default build is made with --confidence."""
+        return bool(self.confidence) or self.visualize == "confidence"
+
+    @property
     def several(self) -> bool:
         """More than one stream shares the backend (per-stream output names, no window)."""
         return len(self.videos) > 1
@@ -125,7 +136,8 @@ class RunOptions:
         hint = self.hint if self.hint != "auto" else ("latency" if live else "throughput")
         # live: one request in flight, so every inference starts on the newest frame
         requests = self.requests or (1 if live else None)
-        opts: dict[str, Any] = {"hint": hint, "requests": requests, "cuda_graph": self.cuda_graph}
+        opts: dict[str, Any] = {"hint": hint, "requests": requests, "cuda_graph": self.cuda_graph,
+                                "confidence": self.wants_confidence}
         if self.device is not None:
             if self.device.isdigit():
                 opts["device_index"] = int(self.device)

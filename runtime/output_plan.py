@@ -13,6 +13,8 @@ from runtime.errors import OutputError
 
 FILE_OUTPUTS = (("--output", "output"), ("--stats", "stats"), ("--summary-json", "summary_json"),
                 ("--bag", "bag"))
+# folders of one PNG per frame, NNNNNN.png (DIR/NAME per stream when there are several)
+FOLDER_OUTPUTS = (("--masks", "masks"), ("--confidence", "confidence"))
 
 
 def stream_path(path: str | Path, name: str) -> Path:
@@ -60,10 +62,10 @@ def _artefact_files(given: Path) -> list[Path]:
             *(manifest.model_path.parent / name for name in manifest.companion_files)]
 
 
-def planned_outputs(options: Any, names: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """(option, real path) of every file the run writes, and every mask folder: with several
-    streams, --output X.mp4 is X-NAME.mp4 and --masks DIR is DIR/NAME per stream, so those are
-    the paths that must not clash."""
+def planned_outputs(options: Any, names: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(option, real path) of every file the run writes, and of every PNG folder (--masks,
+    --confidence): with several streams, --output X.mp4 is X-NAME.mp4 and --masks DIR is DIR/NAME
+    per stream, so those are the paths that must not clash."""
     several = len(names) > 1
     files: list[tuple[str, str]] = []
     for flag, attr in FILE_OUTPUTS:
@@ -74,18 +76,20 @@ def planned_outputs(options: Any, names: list[str]) -> tuple[list[tuple[str, str
             files += [(f"{flag} (stream {name})", _real(stream_path(value, name))) for name in names]
         else:
             files.append((flag, _real(value)))
-    masks: list[str] = []
-    if getattr(options, "masks", None):
-        masks = [_real(masks_folder(options.masks, name, several)) for name in names]
-    return files, masks
+    folders: list[tuple[str, str]] = []
+    for flag, attr in FOLDER_OUTPUTS:
+        value = getattr(options, attr, None)
+        if value:
+            folders += [(flag, _real(masks_folder(value, name, several))) for name in names]
+    return files, folders
 
 
 def check_outputs(options: Any, streams: list[tuple[str, Any]]) -> None:
     """Raise OutputError naming the clash and the fix; cheap (no writes). `options` is the run's
     runtime.options.RunOptions; `streams` are its (name, source) pairs, one for a single-stream run."""
-    files, masks = planned_outputs(options, [name for name, _ in streams])
+    files, folders = planned_outputs(options, [name for name, _ in streams])
     seen: dict[str, str] = {}
-    for flag, path in files + [("--masks", m) for m in masks]:
+    for flag, path in files + folders:
         if path in seen and not _is_device(path):
             piped = path.startswith("/proc/")  # stdout or /dev/fd/N on a pipe or socket
             where = "one stream (a pipe or socket: their lines would interleave)" if piped else path
@@ -96,17 +100,19 @@ def check_outputs(options: Any, streams: list[tuple[str, Any]]) -> None:
         if path in inputs and not _is_device(path):
             raise OutputError(f"{flag} {path} is an input of this run ({inputs[path]}); writing it would "
                               "destroy it - choose another path")
-        for folder in masks:
+        for folder_flag, folder in folders:
             if os.path.dirname(path) == folder and _is_mask_name(os.path.basename(path)):
-                raise OutputError(f"{flag} {path} would be overwritten by a mask of --masks {folder}; "
+                raise OutputError(f"{flag} {path} would be overwritten by a PNG of {folder_flag} {folder}; "
                                   "choose another name")
             if path == folder or folder.startswith(path + os.sep):
-                raise OutputError(f"{flag} {path} is where --masks writes {folder}; choose another path")
-    for folder in masks:
+                raise OutputError(f"{flag} {path} is where {folder_flag} writes {folder}; "
+                                  "choose another path")
+    for folder_flag, folder in folders:
         inside = [p for p, flag in inputs.items() if flag == "--video" and folder in (p, os.path.dirname(p))]
         if inside:
-            raise OutputError(f"--masks {folder} holds inputs of this run ({inputs[inside[0]]} {inside[0]}); "
-                              "its masks would replace or be read as input frames - choose another folder")
+            raise OutputError(f"{folder_flag} {folder} holds inputs of this run ({inputs[inside[0]]} "
+                              f"{inside[0]}); its PNGs would replace or be read as input frames - choose "
+                              "another folder")
 
 
 def _is_mask_name(name: str) -> bool:

@@ -5,7 +5,7 @@ the live-view server, opened). One stream is the case N = 1 of several:
     one stream   --output out.mp4   --masks DIR          --stats s.jsonl (lines as they were)
     several      out-NAME.mp4 each  DIR/NAME/ each       one s.jsonl, lines carry "stream": NAME
 
-A new kind of output (an RTSP stream out, confidence PNGs) is a RunOptions field, a
+A new kind of output (an RTSP stream out; the confidence PNGs are one) is a RunOptions field, a
 field of runtime.pipeline.Outputs, a few lines in `stream_outputs` and its write in
 `Pipeline._write`; the run opens, checks, closes and vouches for it like the others.
 """
@@ -42,7 +42,7 @@ class LockedSink:
 
 def stream_outputs(options: RunOptions, name: str, fps: float | None, stats: Any = None) -> Outputs:
     """One stream's file and window sinks, not opened yet; `stats` is the run's shared stats sink."""
-    from runtime.sinks import MaskSink, VideoSink, WindowSink
+    from runtime.sinks import ConfidenceSink, MaskSink, VideoSink, WindowSink
 
     several = options.several
     out = Outputs(stats=stats)
@@ -51,6 +51,8 @@ def stream_outputs(options: RunOptions, name: str, fps: float | None, stats: Any
                               options.fps or fps or 25.0, preset=options.x264_preset)
     if options.masks:
         out.masks = MaskSink(masks_folder(options.masks, name, several))
+    if options.confidence:
+        out.confidence = ConfidenceSink(masks_folder(options.confidence, name, several))
     if options.show:
         out.window = WindowSink()
     return out

@@ -33,7 +33,7 @@ import numpy as np
 
 from runtime.backends.base import Backend
 from runtime.render import Renderer, present_classes
-from runtime.sinks import MaskSink, StatsSink, VideoSink, WindowSink
+from runtime.sinks import ConfidenceSink, MaskSink, StatsSink, VideoSink, WindowSink
 from runtime.sources import STALE, Frame, Source
 from runtime.stats import RunStats
 from segdata.frames import labels_to_size, to_model_input
@@ -50,6 +50,7 @@ class Job:
     frame: Frame
     model_input: np.ndarray | None = None
     labels: np.ndarray | None = None  # at the model's size after inference, the frame's after post
+    confidence: np.ndarray | None = None  # uint8 max softmax probability, resized like the labels
     image: np.ndarray | None = None  # rendered picture
     present: list[int] | None = None
     times: dict[str, float] = field(default_factory=dict)
@@ -76,10 +77,11 @@ class Outputs:
     foxglove: Any = None  # runtime.ros.foxglove_sink.FoxgloveSink (the ros extra; shared by streams)
     results: Any = None  # runtime.results.ResultQueue: each frame's result handed to Python code
     rtsp: Any = None  # runtime.rtsp_sink.RtspSink, or one stream's RtspMount of the shared one
+    confidence: ConfidenceSink | None = None
 
     def all(self) -> list[Any]:
         sinks = (self.video, self.masks, self.stats, self.window, self.live, self.bag, self.foxglove,
-                 self.results, self.rtsp)
+                 self.results, self.rtsp, self.confidence)
         return [s for s in sinks if s is not None]
 
 
@@ -198,11 +200,13 @@ class Pipeline:
             t0 = time.perf_counter()
             h, w = job.frame.image.shape[:2]
             job.labels = labels_to_size(job.labels, h, w)
+            if job.confidence is not None:  # nearest neighbour, exactly as the labels
+                job.confidence = labels_to_size(job.confidence, h, w)
             if self.need_present:
                 job.present = present_classes(job.labels, self.num_classes)
             t1 = time.perf_counter()
             if self.need_render:
-                job.image = self.renderer.render(job.frame.image, job.labels, job.present)
+                job.image = self.renderer.render(job.frame.image, job.labels, job.present, job.confidence)
             t2 = time.perf_counter()
             job.times["post"] = (t1 - t0) * 1e3
             job.times["render"] = (t2 - t1) * 1e3
@@ -216,6 +220,8 @@ class Pipeline:
                 out.video.write(job.image)
             if out.masks is not None:
                 out.masks.write(job.frame.index, job.labels)
+            if out.confidence is not None:
+                out.confidence.write(job.frame.index, job.confidence)
             if out.bag is not None:  # its frame_stats message carries the stages before this one
                 so_far = (time.perf_counter() - job.frame.t_capture) * 1e3
                 out.bag.write(job.frame, job.labels, job.image, job.times, so_far, job.present, job.fields,
@@ -340,6 +346,7 @@ class SharedInference:
                 result = backend.collect_result()
                 i, job = result.tag
                 job.labels = result.labels
+                job.confidence = result.confidence
                 job.times["inference"] = result.infer_ms
                 job.times.update(result.stage_ms)
                 job.fields = result.fields

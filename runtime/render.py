@@ -13,7 +13,9 @@ from artefact.manifest import Manifest
 from segdata.label_sets import from_manifest
 from segdata.labels import palette_lut_bgr
 
-MODES = ("overlay", "mask", "side-by-side")
+MODES = ("overlay", "mask", "side-by-side", "confidence")
+# --visualize confidence: a perceptually uniform map, dark = uncertain, bright = confident
+CONFIDENCE_COLORMAP = cv2.COLORMAP_INFERNO
 NEUTRAL_BGR = (128, 128, 128)  # ignore / unknown ids: grey, so they read as 'no class'
 LEGEND_MAX_ROWS = 12
 
@@ -42,6 +44,12 @@ class Renderer:
         self.lut = palette_lut_bgr(self.palette, NEUTRAL_BGR)  # 256x3, ids past the palette -> grey
         self._lut_cv = np.ascontiguousarray(self.lut.reshape(256, 1, 3))
         self._legend = lru_cache(maxsize=256)(self._draw_legend)
+        self._scale = lru_cache(maxsize=8)(self._draw_scale)
+
+    @property
+    def needs_confidence(self) -> bool:
+        """Whether render() draws the confidence map (an artefact built with --confidence)."""
+        return self.mode == "confidence"
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, **kwargs: object) -> Renderer:
@@ -52,8 +60,12 @@ class Renderer:
         # cv2.LUT on a 3-channel copy is ~6x faster than numpy fancy indexing (lut[labels])
         return cv2.LUT(cv2.merge((labels, labels, labels)), self._lut_cv)
 
-    def render(self, frame: np.ndarray, labels: np.ndarray, present: list[int] | None = None) -> np.ndarray:
-        """frame (HxWx3 BGR) + labels (HxW, same size) -> the picture for this mode."""
+    def render(self, frame: np.ndarray, labels: np.ndarray, present: list[int] | None = None,
+               confidence: np.ndarray | None = None) -> np.ndarray:
+        """frame (HxWx3 BGR) + labels (HxW, same size) -> the picture for this mode; the confidence
+        mode draws `confidence` (HxW uint8, 255 = 1.0) as a heat map over the frame instead."""
+        if self.mode == "confidence":
+            return self.heat_map(frame, confidence)
         color = self.colorize(labels)
         if self.mode == "mask":
             out, legend_x = color, 0
@@ -67,6 +79,39 @@ class Renderer:
                 present = present_classes(labels, len(self.classes))
             self._blend_legend(out, present, legend_x, frame.shape[0])
         return out
+
+    def heat_map(self, frame: np.ndarray, confidence: np.ndarray | None) -> np.ndarray:
+        """The confidence map in CONFIDENCE_COLORMAP, blended over the frame with --alpha, and (with
+        the legend on) a 0-100 % scale bar."""
+        if confidence is None:
+            raise ValueError("--visualize confidence needs the artefact's confidence output")
+        heat = cv2.applyColorMap(confidence, CONFIDENCE_COLORMAP)
+        out = cv2.addWeighted(frame, 1.0 - self.alpha, heat, self.alpha, 0.0)
+        if self.legend:
+            row = max(12, min(24, frame.shape[0] // 16))
+            patch = self._scale(row)
+            h, w = min(patch.shape[0], out.shape[0] - 4), min(patch.shape[1], out.shape[1] - 4)
+            if h > 0 and w > 0:
+                roi = out[4:4 + h, 4:4 + w]
+                roi[:] = cv2.addWeighted(roi, 0.25, patch[:h, :w], 0.75, 0.0)
+        return out
+
+    def _draw_scale(self, row: int) -> np.ndarray:
+        """A horizontal colour bar from 0 % to 100 % confidence with its ends labelled."""
+        font, scale = cv2.FONT_HERSHEY_SIMPLEX, row / 32.0
+        bar_w = row * 6
+        ramp = np.linspace(0, 255, bar_w).astype(np.uint8)[None].repeat(max(4, row // 2), 0)
+        bar = cv2.applyColorMap(ramp, CONFIDENCE_COLORMAP)
+        texts = ("0%", "100%", "confidence")
+        widths = [cv2.getTextSize(t, font, scale, 1)[0][0] for t in texts]
+        patch = np.full((row * 2 + bar.shape[0] + 4, max(bar_w + 8, widths[2] + 8), 3), 32, np.uint8)
+        cv2.putText(patch, texts[2], (4, row - 4), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        top = row
+        patch[top:top + bar.shape[0], 4:4 + bar_w] = bar
+        y = top + bar.shape[0] + row - 4
+        cv2.putText(patch, texts[0], (4, y), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(patch, texts[1], (4 + bar_w - widths[1], y), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        return patch
 
     def _blend_legend(self, out: np.ndarray, present: list[int], x0: int, height: int) -> None:
         row = max(12, min(24, height // 16))

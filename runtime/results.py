@@ -35,6 +35,9 @@ class StreamResult:
     name: str | None = None  # the image's file name (folder and glob sources)
     key: bool | None = None  # video-aware inference: a key frame (True) or a propagated one (False)
     fields: dict[str, Any] = field(default_factory=dict)  # more per-frame facts (why a key frame, ...)
+    # uint8 HxW max softmax probability (255 = 1.0) at the frame's size, when the run asked for it
+    # (confidence=DIR or visualize="confidence", an artefact built with --confidence)
+    confidence: np.ndarray | None = None
 
     @property
     def propagated(self) -> bool:
@@ -61,7 +64,7 @@ class ResultQueue:
         fields = dict(job.fields)
         timings = {**job.times, "end-to-end": e2e_ms}
         result = StreamResult(job.frame.index, job.frame.image, job.labels, timings, stream, job.frame.name,
-                              fields.pop("key", None), fields)
+                              fields.pop("key", None), fields, job.confidence)
         while not self.draining.is_set():
             try:
                 self.queue.put(result, timeout=0.1)

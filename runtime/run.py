@@ -77,6 +77,11 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
             backend, startup_s = _connect(options, sources)
             opened.append(backend)
         manifest = backend.manifest if backend is not None else _manifest(options)
+        if engine is not None and options.wants_confidence and not backend.confidence_name:
+            from runtime.errors import UsageError
+
+            raise UsageError("this run writes or draws the confidence: open the engine with "
+                             "load(..., confidence=True) (an artefact built with --confidence)")
         _open_demos(options, manifest, sources, opened)
         outputs = open_outputs(options, manifest, streams, opened)
         if results is not None:
@@ -198,7 +203,8 @@ def _manifest(options: RunOptions) -> Any:
     if options.engine:
         return load_manifest(find_artefact(options.engine, options.backend))
     o = options
-    return load_manifest(default_artefact(o.model, o.precision, o.backend, o.input_size, o.verbose))
+    return load_manifest(default_artefact(o.model, o.precision, o.backend, o.input_size, o.verbose,
+                                          confidence=o.wants_confidence))
 
 
 def _load(options: RunOptions, manifest: Any, sources: list[Any]) -> tuple[Any, float]:
@@ -225,7 +231,7 @@ def _connect(options: RunOptions, sources: list[Any]) -> tuple[Any, float]:
     live = [s for s in sources if s.live]
     return connect(options.engine, requests=options.requests or (len(live) if live else None),
                    timeout=options.timeout, reconnect=max(0, options.reconnect),
-                   reconnect_delay=options.reconnect_delay)
+                   reconnect_delay=options.reconnect_delay, confidence=options.wants_confidence)
 
 
 def _video_aware(backend: Any, temporal: Any, streams: list[tuple[str, Any]], opened: list[Any],

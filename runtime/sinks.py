@@ -430,6 +430,19 @@ class MaskSink(Sink):
             self.claim.release()
 
 
+class ConfidenceSink(MaskSink):
+    """--confidence DIR: the per-pixel confidence (max softmax probability, 255 = 1.0) as lossless
+    8-bit grey PNGs, one per frame, named by frame index like --masks and written whole the same way."""
+
+    def __init__(self, folder: str | Path, compression: int = 1) -> None:
+        # the masks' PNG settings: RLE suits it too (most pixels are 255), measured on the demo at
+        # 240x480: 1.5 ms and 17 KB a frame, against 2.0 ms and 20 KB with PNG's default strategy
+        super().__init__(folder, compression, flag="--confidence")
+
+    def describe(self) -> str:
+        return f"confidence {self.folder}/NNNNNN.png"
+
+
 class StatsSink(Sink):
     """One JSON object per frame, flushed as it is written, so `tail -f` shows every frame and a
     killed run keeps every line. A new file is created (exclusively) and written in place; a

@@ -30,6 +30,18 @@ def demo_artefacts(artefact_dir: Path) -> dict[str, Path]:
             for backend in ("openvino", "onnxruntime")}
 
 
+@pytest.fixture(scope="session")
+def confidence_artefact(artefact_dir: Path) -> Path:
+    """Manifest of the demo model at 96x192, FP32 on ONNX Runtime, built with both graph options:
+    --confidence (the uint8 confidence output) and --flip (image + mirror logits averaged)."""
+    if not _has_torch():
+        pytest.skip("building artefacts needs the export extra (torch)")
+    from build_engine.api import build_artefact
+
+    return build_artefact("demo", "fp32", "onnxruntime", TINY_SIZE, output=artefact_dir, confidence=True,
+                          flip=True, verify_frames=2)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`gpu` tests skip cleanly where TensorRT or a CUDA device is absent, `cuda` tests where no
     CUDA device answers through the bindings (checked only when such tests were collected)."""

@@ -136,3 +136,33 @@ def test_a_build_tiles_its_labels_tail_and_keeps_the_answer(tmp_path, monkeypatc
         a.close()
         b.close()
     assert agree >= 0.9999
+
+
+@pytest.mark.parametrize("classes,h,w,height,width", [(19, 12, 14, 89, 105), (6, 9, 7, 50, 33)])
+def test_the_confidence_tail_is_tiled_with_the_labels(classes: int, h: int, w: int, height: int,
+                                                      width: int) -> None:
+    """A graph with the confidence output: its class-wide part runs per tile, the full-size logits
+    are never whole, and labels and confidence equal the whole-image graph's (ORT and OpenVINO)."""
+    from build_engine.confidence_tail import add_confidence_output
+    from build_engine.label_tiles import tail_agreement, tail_confidence_difference
+
+    whole = add_confidence_output(tail_graph(classes, h, w, height, width))
+    tiled = copy.deepcopy(whole)
+    plan = tile_labels(tiled, "labels", tile_above_mb=0, tile_mb=classes * width * 4 * 9 / 2**20)
+    assert plan.mode == "row tiles" and plan.tiles > 2
+    assert check_model(tiled) == []
+    names = {n.name for n in tiled.graph.node}
+    assert "confidence_tail/Exp" not in names and "confidence_tail/Div" in names  # per tile, then one map
+    assert not [n for n in tiled.graph.node if "logits" in n.input]  # nothing reads whole-size logits
+    assert tail_agreement(whole, tiled, "labels") == 1.0
+    assert tail_confidence_difference(whole, tiled, "labels") <= 1
+    x = np.random.default_rng(3).standard_normal((1, classes, h, w)).astype(np.float32) * 3
+    import openvino as ov
+
+    core = ov.Core()
+    runs = []
+    for model in (whole, tiled):
+        compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": "f32"})
+        runs.append(compiled(x)[compiled.output("confidence")])
+    assert np.abs(runs[0].astype(int) - runs[1]).max() <= 1

@@ -357,6 +357,36 @@ def test_stream_ring_simulation_catches_missing_waits() -> None:
     assert wrong > 0  # without the event wait, compute reads the buffer before the upload
 
 
+def test_stream_ring_reads_extra_outputs_per_buffer_set() -> None:
+    """The confidence map rides in every buffer set beside the labels: each frame gets its own."""
+    import contextlib
+
+    cuda = SimCuda()
+    frames = [np.random.default_rng(i).integers(0, 255, (6, 8, 3), dtype=np.uint8) for i in range(5)]
+    got = {}
+    with contextlib.ExitStack() as stack:
+        def enqueue(s: Any, stream: Any) -> None:  # labels = blue // 4, "confidence" = green
+            def run() -> None:
+                image = cuda.mem[s.dev_in.ptr].reshape(6, 8, 3)
+                cuda.mem[s.dev_out.ptr][:] = image[:, :, 0].reshape(-1) // 4
+                cuda.mem[s.extra_out[0][0].ptr][:] = image[:, :, 1].reshape(-1)
+            stream.append(("call", run))
+
+        ring = StreamRing(cuda, stack, (1, 6, 8, 3), np.uint8, (1, 6, 8), np.uint8, enqueue,
+                          extra_outputs=(((1, 6, 8), np.uint8),))
+        for i, f in enumerate(frames):
+            if len(ring) == 2:
+                tag, labels, _ = ring.collect()
+                got[tag] = (labels, ring.last_extra[0])
+            ring.submit(f, i)
+        while len(ring):
+            tag, labels, _ = ring.collect()
+            got[tag] = (labels, ring.last_extra[0])
+    for i, f in enumerate(frames):
+        assert np.array_equal(got[i][0][0], f[:, :, 0] // 4) and np.array_equal(got[i][1][0], f[:, :, 1])
+    assert not cuda.mem  # the extra buffers are freed with the rest
+
+
 @pytest.mark.gpu
 def test_tensorrt_backend_on_gpu(tmp_path: Path) -> None:
     """Real TensorRT on a GPU machine: build a tiny engine, run it with and without CUDA graphs."""
@@ -375,3 +405,34 @@ def test_tensorrt_backend_on_gpu(tmp_path: Path) -> None:
     with load_backend(manifest, cuda_graph=True) as graphs:
         for f, r in zip(frames, ref):
             assert np.array_equal(graphs.infer(f), r)
+
+
+@pytest.mark.gpu
+def test_tensorrt_confidence_engine_on_gpu(tmp_path: Path) -> None:
+    """Real TensorRT: an engine built with --confidence --flip returns each frame's confidence map,
+    close to ONNX Runtime's on the same ONNX (FP32), with and without CUDA graphs."""
+    from artefact.manifest import CONFIDENCE_NAME, LABELS_NAME
+    from build_engine.api import build_artefact
+    from runtime.backends import open_runner
+
+    options = {"output": tmp_path, "confidence": True, "flip": True}
+    manifest = build_artefact("demo", "fp32", "tensorrt", (96, 192), **options)
+    twin = build_artefact("demo", "fp32", "onnxruntime", (96, 192), **options)
+    frames = frames_for(manifest, 4)
+    for graphs in (False, True):
+        with load_backend(manifest, confidence=True, cuda_graph=graphs) as be:
+            got = {}
+            for i, f in enumerate(frames):
+                if be.in_flight == be.max_in_flight:
+                    tag, labels = be.collect()
+                    got[tag] = (labels, be.last_confidence)
+                be.submit(f, i)
+            while be.in_flight:
+                tag, labels = be.collect()
+                got[tag] = (labels, be.last_confidence)
+        assert all(c.shape == (96, 192) and c.dtype == np.uint8 for _, c in got.values())
+        with open_runner("onnxruntime", load_manifest(twin).model_path) as ref:  # the same graph on ORT
+            for i, f in enumerate(frames):
+                want = ref.infer(f, [LABELS_NAME, CONFIDENCE_NAME])
+                assert np.mean(got[i][0] == want[LABELS_NAME]) >= 0.999
+                assert np.abs(got[i][1].astype(int) - want[CONFIDENCE_NAME]).max() <= 2

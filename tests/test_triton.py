@@ -61,13 +61,16 @@ def triton_install() -> object:
 
 
 @pytest.fixture(scope="session")
-def triton_repo(demo_artefacts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """demo (native openvino, not loadable on the CPU Triton), demo-python (2 instances), and
-    misfit: a python model whose declared input is not the artefact's size."""
+def triton_repo(demo_artefacts: dict[str, Path], confidence_artefact: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """demo (native openvino, not loadable on the CPU Triton), demo-python (2 instances), demo-conf
+    (python, an artefact built with --confidence --flip), and misfit: a python model whose declared
+    input is not the artefact's size."""
     repo = tmp_path_factory.mktemp("triton") / "models"
     write_repository(demo_artefacts["openvino"], repo)
     write_repository(demo_artefacts["onnxruntime"], repo, RepoOptions(name="demo-ort", variant="python",
                                                                       instances=1))
+    write_repository(confidence_artefact, repo, RepoOptions(name="demo-conf", variant="python", instances=1))
     misfit = write_repository(demo_artefacts["openvino"], repo,
                               RepoOptions(name="misfit", variant="python", instances=1))[0]
     config = validate_config((misfit / "config.pbtxt").read_text())
@@ -197,6 +200,48 @@ def test_onnxruntime_artefact_served_by_the_python_variant(demo_artefacts: dict[
             connect_backend(triton_server.engine("demo-ort"), timeout=30) as remote:
         assert remote.manifest.backend == "onnxruntime"
         assert all(np.array_equal(remote.infer(f), local.infer(f)) for f in frames)
+
+
+def test_confidence_is_served_as_a_second_output(confidence_artefact: Path, triton_server: TritonServer,
+                                                 tmp_path: Path) -> None:
+    """An artefact built with --confidence: both Triton configs declare the uint8 output, the client
+    gets each frame's map (async, every slot busy) equal to in-process, and pspnet-rt --confidence
+    writes them through the server."""
+    from runtime.backends import connect_backend, load_backend
+    from runtime.cli import main
+
+    manifest = load_manifest(confidence_artefact)
+    for variant in ("native", "python"):
+        config = build_config(manifest, "m", variant, RepoOptions())
+        names_types = [(t.name, t.data_type) for t in config.output]
+        assert names_types[-1] == ("confidence", config.output[0].data_type)  # uint8, like the labels
+    frames = demo_frames(6)
+    with load_backend(confidence_artefact, confidence=True) as local, \
+            connect_backend(triton_server.engine("demo-conf"), timeout=30, confidence=True) as remote:
+        expected = []
+        for f in frames:
+            labels = local.infer(f)
+            expected.append((labels, local.last_confidence))
+        got = {}
+        for i, f in enumerate(frames):
+            if remote.in_flight >= remote.max_in_flight:
+                tag, labels = remote.collect()
+                got[tag] = (labels, remote.last_confidence)
+            remote.submit(f, i)
+        while remote.in_flight:
+            tag, labels = remote.collect()
+            got[tag] = (labels, remote.last_confidence)
+    for i, (labels, confidence) in enumerate(expected):
+        assert np.array_equal(got[i][0], labels) and np.array_equal(got[i][1], confidence)
+    with connect_backend(triton_server.engine("demo-conf"), timeout=30) as labels_only:  # not asked for
+        assert np.array_equal(labels_only.infer(frames[0]), expected[0][0])
+        assert labels_only.last_confidence is None
+    assert main(["--video", "demo", "--demo-frames", "3", "--engine", triton_server.engine("demo-conf"),
+                 "--confidence", str(tmp_path / "c")]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [f"{i:06d}.png" for i in range(3)]
+    plain = run_cli("--video", "demo", "--demo-frames", "2", "--engine", triton_server.engine("demo-ort"),
+                    "--confidence", str(tmp_path / "none"), timeout=120)
+    assert plain.returncode == 2 and "--confidence" in plain.stderr  # a model built without it
 
 
 def test_four_concurrent_streams_through_one_server(triton_server: TritonServer,

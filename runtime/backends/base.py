@@ -28,6 +28,7 @@ class Collected:
     infer_ms: float = 0.0
     stage_ms: dict[str, float] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)
+    confidence: np.ndarray | None = None  # HxW uint8, when the backend was opened with confidence=True
 
 
 class Backend:
@@ -41,6 +42,11 @@ class Backend:
     libraries release the GIL while they compute. `collect()` is the older two-value form.
 
     Lifetime is explicit: use `with load_backend(...) as backend:` or call `close()`.
+
+    Confidence: a backend opened with `confidence=True` (an artefact built with --confidence)
+    also fetches the graph's uint8 confidence output: each `Collected` carries its HxW map, and
+    `last_confidence` is the one of the job `collect` (or `infer`) returned last; None when not
+    asked for.
     """
 
     name = "backend"
@@ -56,7 +62,9 @@ class Backend:
         self.last_infer_ms = 0.0
         self.last_stage_ms: dict[str, float] = {}
         self.last_fields: dict[str, Any] = {}
-        self._done: collections.deque[tuple[Any, np.ndarray, float]] = collections.deque()
+        self.confidence_name: str | None = None  # set by want_confidence(): fetch that output too
+        self.last_confidence: np.ndarray | None = None
+        self._done: collections.deque[tuple[Any, np.ndarray, float, np.ndarray | None]] = collections.deque()
         self._closed = False
 
     # -- opening ---------------------------------------------------------------------------
@@ -65,6 +73,11 @@ class Backend:
         m = self.manifest
         return {"input_name": m.input_name, "labels_name": m.output_name,
                 "logits_name": m.logits_name or LOGITS_NAME}
+
+    def want_confidence(self, wanted: bool) -> None:
+        """Fetch the artefact's confidence output too; refuses an artefact built without one."""
+        if wanted:
+            self.confidence_name = require_confidence(self.manifest)
 
     def _activate(self, runner: Any) -> Any:
         """Open the artefact's model through its backend's runner; a refusal names the rebuild."""
@@ -103,18 +116,19 @@ class Backend:
     def submit(self, frame: np.ndarray, tag: Any) -> None:
         t0 = time.perf_counter()
         labels = self.infer(frame)
-        self._done.append((tag, labels, (time.perf_counter() - t0) * 1e3))
+        self._done.append((tag, labels, (time.perf_counter() - t0) * 1e3, self.last_confidence))
 
     def collect_result(self) -> Collected:
         """The oldest submitted frame's result (waiting for it), with its timings."""
-        tag, labels, ms = self._done.popleft()
-        return Collected(tag, labels, ms)
+        tag, labels, ms, confidence = self._done.popleft()
+        return Collected(tag, labels, ms, confidence=confidence)
 
     def collect(self) -> tuple[Any, np.ndarray]:
-        """(tag, labels) of the oldest submitted frame; its timings stay in `last_*`."""
+        """(tag, labels) of the oldest submitted frame; its timings (and confidence) stay in `last_*`."""
         result = self.collect_result()
         self.last_infer_ms, self.last_stage_ms, self.last_fields = (result.infer_ms, result.stage_ms,
                                                                     result.fields)
+        self.last_confidence = result.confidence
         return result.tag, result.labels
 
     @property
@@ -173,16 +187,37 @@ def check_backend(manifest: Manifest, backend: str) -> None:
             f"--model {manifest.model} --precision {manifest.precision} --backend {backend}`")
 
 
-def labels_2d(out: np.ndarray, manifest: Manifest) -> np.ndarray:
-    """[1,H,W] (or [H,W]) graph output -> HxW uint8, refusing anything else loudly."""
+def require_confidence(manifest: Manifest) -> str:
+    """The artefact's confidence output name; ArtefactError (exit 2) naming the rebuild if it has none."""
+    if manifest.confidence_name:
+        return manifest.confidence_name
+    command = manifest.build.get("command")
+    rebuild = (f"`{command} --confidence`" if command and "--confidence" not in command else
+               f"`python -m build_engine --model {manifest.model} --precision {manifest.precision} "
+               f"--backend {manifest.backend} --confidence`")
+    raise ArtefactError(f"{manifest.path or manifest.name} has no confidence output (it was built without "
+                        f"--confidence); rebuild it with {rebuild}")
+
+
+def map_2d(out: np.ndarray, manifest: Manifest, name: str | None = None) -> np.ndarray:
+    """[1,H,W] (or [H,W]) uint8 graph output (the labels, or the `confidence` map) -> HxW uint8,
+    refusing any other shape loudly."""
     if out.ndim == 3 and out.shape[0] == 1:
         out = out[0]
     if out.ndim != 2:
-        raise ArtefactError(f"{manifest.path}: output {manifest.output_name!r} has shape {out.shape}; "
-                            "the fused contract is uint8 [1,H,W] class ids. Rebuild with "
+        shown = name or manifest.output_name
+        raise ArtefactError(f"{manifest.path}: output {shown!r} has shape {out.shape}; "
+                            "the fused contract is uint8 [1,H,W] maps. Rebuild with "
                             f"{manifest.rebuild_hint()}")
     if out.dtype != np.uint8:
         out = out.astype(np.uint8)
+    return out
+
+
+def labels_2d(out: np.ndarray, manifest: Manifest) -> np.ndarray:
+    """[1,H,W] (or [H,W]) class-id output -> HxW uint8, refusing anything else loudly, and ids the
+    manifest has no class for."""
+    out = map_2d(out, manifest)
     if len(manifest.classes) < 256 and out.size and int(out.max()) >= len(manifest.classes):
         # a class id the manifest has no name or colour for: the manifest does not describe the model
         raise ArtefactError(f"{manifest.path}: the model output class id {int(out.max())} but classes lists "

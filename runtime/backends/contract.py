@@ -59,6 +59,8 @@ def contract_problem(manifest: Manifest, facts: ModelFacts) -> str | None:
     logits = facts.outputs.get(manifest.logits_name or "")
     if manifest.logits_name and logits is None:
         return f"logits_name is {manifest.logits_name!r} but the model has no such output"
+    if manifest.confidence_name and manifest.confidence_name not in facts.outputs:
+        return f"confidence_name is {manifest.confidence_name!r} but the model has no such output"
     classes = facts.classes
     if classes is None and logits is not None and len(logits) == 4:
         classes = logits[1]

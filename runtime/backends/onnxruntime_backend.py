@@ -16,7 +16,7 @@ import numpy as np
 
 from artefact.manifest import ArtefactError, Manifest
 from devices import install_hint
-from runtime.backends.base import Backend, check_backend, labels_2d
+from runtime.backends.base import Backend, check_backend, labels_2d, map_2d
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
 
@@ -158,12 +158,13 @@ class OnnxRuntimeRunner(Runner):
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    OPTIONS = ("providers", "threads")
+    OPTIONS = ("providers", "threads", "confidence")
 
     def __init__(self, manifest: Manifest, *, providers: list[str] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, confidence: bool = False) -> None:
         super().__init__(manifest)
         check_backend(manifest, self.name)
+        self.want_confidence(confidence)
         # the streaming backend uses the GPU providers where installed (device "GPU"); it loads the
         # very bytes whose hash was checked
         self._runner = self._activate(OnnxRuntimeRunner(
@@ -175,8 +176,11 @@ class OnnxRuntimeBackend(Backend):
 
     def infer(self, frame: np.ndarray) -> np.ndarray:
         self._check_frame(frame)
-        out = self._runner.infer(frame, [self.manifest.output_name])[self.manifest.output_name]
-        return labels_2d(out, self.manifest)
+        names = [self.manifest.output_name] + ([self.confidence_name] if self.confidence_name else [])
+        out = self._runner.infer(frame, names)
+        if self.confidence_name:
+            self.last_confidence = map_2d(out[self.confidence_name], self.manifest, self.confidence_name)
+        return labels_2d(out[self.manifest.output_name], self.manifest)
 
     def close(self) -> None:
         self._runner.deactivate()

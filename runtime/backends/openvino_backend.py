@@ -22,7 +22,7 @@ import numpy as np
 from artefact.files import sha256_file
 from artefact.manifest import ArtefactError, Manifest
 from devices import install_hint, openvino_precision_hint
-from runtime.backends.base import Backend, Collected, check_backend, labels_2d
+from runtime.backends.base import Backend, Collected, check_backend, labels_2d, map_2d
 from runtime.backends.ov_cache import BlobCache, cache_key
 from runtime.backends.runner import Runner
 from runtime.errors import BackendUnavailable
@@ -247,16 +247,21 @@ class _Completions:
     and if that released the last reference to the compiled model its executor would try to join
     the very thread it runs on (std::terminate)."""
 
-    def __init__(self, output_index: int, manifest: Manifest) -> None:
+    def __init__(self, output_index: int, manifest: Manifest, confidence_index: int | None = None) -> None:
         self.output_index = output_index
+        self.confidence_index = confidence_index  # the confidence output's index, when asked for
         self.manifest = manifest
         self.cond = threading.Condition()
-        self.results: dict[int, tuple[np.ndarray | BaseException, float]] = {}
+        self.results: dict[int, tuple[tuple[np.ndarray, np.ndarray | None] | BaseException, float]] = {}
 
     def __call__(self, request: Any, seq: int) -> None:
         try:
-            result: np.ndarray | BaseException = labels_2d(
-                request.get_output_tensor(self.output_index).data.copy(), self.manifest)
+            labels = labels_2d(request.get_output_tensor(self.output_index).data.copy(), self.manifest)
+            confidence = None
+            if self.confidence_index is not None:
+                confidence = map_2d(request.get_output_tensor(self.confidence_index).data.copy(),
+                                       self.manifest, self.manifest.confidence_name)
+            result: tuple[np.ndarray, np.ndarray | None] | BaseException = (labels, confidence)
         except BaseException as exc:  # surfaced by collect(), never lost in OpenVINO's thread
             result = exc
         with self.cond:
@@ -266,12 +271,14 @@ class _Completions:
 
 class OpenVINOBackend(Backend):
     name = "openvino"
-    OPTIONS = ("device", "hint", "requests", "precision_hint", "cache")
+    OPTIONS = ("device", "hint", "requests", "precision_hint", "cache", "confidence")
 
     def __init__(self, manifest: Manifest, *, device: str = "CPU", hint: str = "latency",
-                 requests: int | None = None, precision_hint: str | None = None, cache: bool = True) -> None:
+                 requests: int | None = None, precision_hint: str | None = None, cache: bool = True,
+                 confidence: bool = False) -> None:
         super().__init__(manifest)
         check_backend(manifest, self.name)
+        self.want_confidence(confidence)
         files = manifest.read_verified()  # the .xml and .bin bytes the model is read from
         self.cache_dir = self._cache_dir() if cache else None
         runner = OpenVINORunner(manifest.model_path, manifest.precision, device=device, hint=hint,
@@ -289,7 +296,8 @@ class OpenVINOBackend(Backend):
         # THROUGHPUT 2 -> 4 requests, pipeline/bare FPS 0.88 -> 0.94 with video + masks).
         optimal = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.max_in_flight = max(1, requests or max(2, 2 * optimal))
-        self._done_box = _Completions(runner.output_index(manifest.output_name), manifest)
+        confidence_index = runner.output_index(self.confidence_name) if self.confidence_name else None
+        self._done_box = _Completions(runner.output_index(manifest.output_name), manifest, confidence_index)
         self._queue = import_openvino().AsyncInferQueue(compiled, self.max_in_flight)
         self._queue.set_callback(self._done_box)
         self._pending: collections.deque[tuple[int, Any, float, np.ndarray]] = collections.deque()
@@ -310,8 +318,11 @@ class OpenVINOBackend(Backend):
 
     def infer(self, frame: np.ndarray) -> np.ndarray:
         self._check_frame(frame)
-        out = self._runner.infer(frame, [self.manifest.output_name])[self.manifest.output_name]
-        return labels_2d(out, self.manifest)
+        names = [self.manifest.output_name] + ([self.confidence_name] if self.confidence_name else [])
+        out = self._runner.infer(frame, names)
+        if self.confidence_name:
+            self.last_confidence = map_2d(out[self.confidence_name], self.manifest, self.confidence_name)
+        return labels_2d(out[self.manifest.output_name], self.manifest)
 
     def submit(self, frame: np.ndarray, tag: Any) -> None:
         self._check_frame(frame)
@@ -333,7 +344,8 @@ class OpenVINOBackend(Backend):
         self._pending.popleft()
         if isinstance(result, BaseException):
             raise result
-        return Collected(tag, result, (t_done - t0) * 1e3)
+        labels, confidence = result
+        return Collected(tag, labels, (t_done - t0) * 1e3, confidence=confidence)
 
     @property
     def in_flight(self) -> int:

@@ -118,6 +118,8 @@ class BufferSet:
     h2d_done: Any  # recorded on the copy stream after the upload
     done: Any  # recorded on the compute stream after the download
     graph: Any = field(default=None, repr=False)
+    # more outputs read per frame (the confidence map when asked for): (device, pinned host) each
+    extra_out: list[tuple[DeviceBuffer, HostBuffer]] = field(default_factory=list)
 
 
 class StreamRing:
@@ -132,7 +134,8 @@ class StreamRing:
 
     def __init__(self, cuda: CudaApi, stack: contextlib.ExitStack, in_shape: tuple[int, ...],
                  in_dtype: Any, out_shape: tuple[int, ...], out_dtype: Any,
-                 enqueue: Callable[[BufferSet, Any], None], sets: int = 2) -> None:
+                 enqueue: Callable[[BufferSet, Any], None], sets: int = 2,
+                 extra_outputs: tuple[tuple[tuple[int, ...], Any], ...] = ()) -> None:
         self.cuda = cuda
         self.enqueue = enqueue
         self.copy_stream = cuda.stream_create()
@@ -155,10 +158,19 @@ class StreamRing:
             stack.callback(cuda.event_destroy, h2d_done)
             done = cuda.event_create()
             stack.callback(cuda.event_destroy, done)
-            self.sets.append(BufferSet(k, host_in, dev_in, dev_out, host_out, h2d_done, done))
+            extra = []
+            for shape, dtype in extra_outputs:
+                extra_host = cuda.pinned(shape, dtype)
+                stack.callback(cuda.free_pinned, extra_host)
+                extra_dev = cuda.malloc(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+                stack.callback(cuda.free, extra_dev)
+                extra.append((extra_dev, extra_host))
+            self.sets.append(BufferSet(k, host_in, dev_in, dev_out, host_out, h2d_done, done,
+                                       extra_out=extra))
         # drain before anything above is freed (callbacks run last-in first-out)
         stack.callback(self.synchronize)
         self._next = 0
+        self.last_extra: list[np.ndarray] = []
         self._in_flight: collections.deque[tuple[BufferSet, Any, float]] = collections.deque()
 
     def __len__(self) -> int:
@@ -179,13 +191,17 @@ class StreamRing:
         cuda.stream_wait_event(self.compute_stream, s.h2d_done)
         self.enqueue(s, self.compute_stream)
         cuda.dtoh_async(s.host_out, s.dev_out, self.compute_stream)
+        for extra_dev, extra_host in s.extra_out:
+            cuda.dtoh_async(extra_host, extra_dev, self.compute_stream)
         cuda.event_record(s.done, self.compute_stream)
         self._in_flight.append((s, tag, t0))
 
     def collect(self) -> tuple[Any, np.ndarray, float]:
-        """(tag, output copy, submit-to-done ms) of the oldest frame in flight."""
+        """(tag, output copy, submit-to-done ms) of the oldest frame in flight; copies of its extra
+        outputs, in `extra_outputs` order, are in `last_extra`."""
         s, tag, t0 = self._in_flight.popleft()
         self.cuda.event_sync(s.done)
+        self.last_extra = [host.array.copy() for _, host in s.extra_out]
         return tag, s.host_out.array.copy(), (time.perf_counter() - t0) * 1e3
 
     def synchronize(self) -> None:
@@ -196,12 +212,13 @@ class StreamRing:
 # ---------------------------------------------------------------------------------------------
 class TensorRTBackend(Backend):
     name = "tensorrt"
-    OPTIONS = ("device_index", "cuda_graph", "cuda_api")
+    OPTIONS = ("device_index", "cuda_graph", "cuda_api", "confidence")
 
     def __init__(self, manifest: Manifest, *, device_index: int = 0, cuda_graph: bool = False,
-                 cuda_api: str | None = None) -> None:
+                 cuda_api: str | None = None, confidence: bool = False) -> None:
         super().__init__(manifest)
         check_backend(manifest, self.name)
+        self.want_confidence(confidence)
         # the engine is deserialized from these very bytes, checked against the manifest's sha256
         self._engine_bytes: bytes = manifest.read_verified()[manifest.model_file]
         trt = import_tensorrt()
@@ -264,17 +281,25 @@ class TensorRTBackend(Backend):
             self._context.set_input_shape(manifest.input_name, in_shape)
         self._hw = (int(in_shape[1]), int(in_shape[2]))
         out_shape = tuple(self._context.get_tensor_shape(manifest.output_name))
+        extra: tuple[tuple[tuple[int, ...], Any], ...] = ()
+        if self.confidence_name:  # read per frame: a buffer in every set, like the labels
+            if self.confidence_name not in outputs or \
+                    np.dtype(trt.nptype(engine.get_tensor_dtype(self.confidence_name))) != np.uint8:
+                raise ArtefactError(f"{manifest.model_path} has no uint8 output {self.confidence_name!r} "
+                                    f"(outputs {outputs}); rebuild with {manifest.rebuild_hint()}")
+            extra = ((tuple(self._context.get_tensor_shape(self.confidence_name)), np.uint8),)
         # outputs the runtime does not read (logits) still need an address: one scratch each,
         # shared by both sets because the compute stream runs one frame at a time
         for name in outputs:
-            if name == manifest.output_name:
+            if name == manifest.output_name or name == self.confidence_name:
                 continue
             shape = tuple(self._context.get_tensor_shape(name))
             nbytes = int(np.prod(shape)) * np.dtype(trt.nptype(engine.get_tensor_dtype(name))).itemsize
             scratch = self.cuda.malloc(nbytes)
             stack.callback(self.cuda.free, scratch)
             self._context.set_tensor_address(name, scratch.ptr)
-        self._ring = StreamRing(self.cuda, stack, in_shape, np.uint8, out_shape, np.uint8, self._enqueue)
+        self._ring = StreamRing(self.cuda, stack, in_shape, np.uint8, out_shape, np.uint8, self._enqueue,
+                                extra_outputs=extra)
         self.max_in_flight = len(self._ring.sets)
         self.cuda_graph = False
         if cuda_graph:
@@ -308,6 +333,8 @@ class TensorRTBackend(Backend):
     def _bind(self, s: BufferSet) -> None:
         self._context.set_tensor_address(self.manifest.input_name, s.dev_in.ptr)
         self._context.set_tensor_address(self.manifest.output_name, s.dev_out.ptr)
+        if self.confidence_name:
+            self._context.set_tensor_address(self.confidence_name, s.extra_out[0][0].ptr)
 
     def _enqueue(self, s: BufferSet, stream: Any) -> None:
         if s.graph is not None:
@@ -363,7 +390,11 @@ class TensorRTBackend(Backend):
     def collect_result(self) -> Collected:
         self.cuda.activate()
         tag, out, ms = self._ring.collect()
-        return Collected(tag, out.reshape(out.shape[-2:]), ms)
+        confidence = None
+        if self.confidence_name:
+            extra = self._ring.last_extra[0]
+            confidence = extra.reshape(extra.shape[-2:])
+        return Collected(tag, out.reshape(out.shape[-2:]), ms, confidence=confidence)
 
     @property
     def in_flight(self) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 
 from artefact.files import parse_json_text
 from artefact.manifest import ArtefactError, manifest_from_dict
-from runtime.backends.base import Backend, Collected, labels_2d
+from runtime.backends.base import Backend, Collected, labels_2d, map_2d, require_confidence
 from runtime.errors import BackendUnavailable, UsageError
 from runtime.naming import redact_source
 
@@ -94,17 +94,18 @@ def _one_line(exc: BaseException) -> str:
 
 
 class _Completions:
-    """Where tritonclient's callback thread drops finished results, by sequence number."""
+    """Where tritonclient's callback thread drops finished results, by sequence number: the raw
+    outputs named in `names` (the labels, and the confidence when asked for)."""
 
-    def __init__(self, output_name: str) -> None:
-        self.output_name = output_name
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
         self.cond = threading.Condition()
-        self.results: dict[int, tuple[np.ndarray | BaseException, float]] = {}
+        self.results: dict[int, tuple[list[np.ndarray] | BaseException, float]] = {}
 
     def callback(self, seq: int, result: Any, error: BaseException | None) -> None:
         try:
-            value: np.ndarray | BaseException = (error if error is not None
-                                                 else result.as_numpy(self.output_name))
+            value: list[np.ndarray] | BaseException = (error if error is not None
+                                                       else [result.as_numpy(n) for n in self.names])
         except BaseException as exc:
             value = exc
         with self.cond:
@@ -114,10 +115,10 @@ class _Completions:
 
 class TritonBackend(Backend):
     name = "triton"
-    OPTIONS = ("requests", "timeout", "reconnect", "reconnect_delay")
+    OPTIONS = ("requests", "timeout", "reconnect", "reconnect_delay", "confidence")
 
     def __init__(self, url: str, *, requests: int | None = None, timeout: float = 10.0, reconnect: int = 5,
-                 reconnect_delay: float = 0.5) -> None:
+                 reconnect_delay: float = 0.5, confidence: bool = False) -> None:
         self.url = parse_url(url)
         self._grpc = _grpc()
         self.timeout = float(timeout)
@@ -127,6 +128,12 @@ class TritonBackend(Backend):
         self._client = self._connect(self.timeout)
         config = self._model_config()
         super().__init__(self._manifest(config))
+        if confidence:  # the served model's manifest says whether it was built with --confidence
+            try:
+                self.confidence_name = require_confidence(self.manifest)
+            except ArtefactError as exc:
+                raise UsageError(f"model {self.url.model!r} on {self.url.address}: {exc}, then write its "
+                                 "repository again (--triton-repo)") from None
         self._check_tensors(config)
         self._check_contract()
         self.config = config
@@ -134,7 +141,7 @@ class TritonBackend(Backend):
         self.precision_ran = self.manifest.precision
         self.max_in_flight = max(1, requests or DEFAULT_IN_FLIGHT)
         self.connect_s = time.perf_counter() - t0
-        self._done_box = _Completions(self.manifest.output_name)
+        self._done_box = _Completions(self._output_names())
         self._pending: collections.deque[tuple[int, Any, float, np.ndarray]] = collections.deque()
         self._seq = 0
         self.reconnects = 0
@@ -209,10 +216,11 @@ class TritonBackend(Backend):
             dims = [int(d) for d in image.get("dims", [])] if image else []
             got = f"{image.get('data_type')} {dims}" if image else "missing"
             problems.append(f"input {m.input_name!r} should be TYPE_UINT8 {want_in}, is {got}")
-        labels = outputs.get(m.output_name)
-        if labels is None or labels.get("data_type") != "TYPE_UINT8":
-            problems.append(f"output {m.output_name!r} should be TYPE_UINT8, is "
-                            f"{labels.get('data_type') if labels else 'missing'}")
+        for name in self._output_names():
+            out = outputs.get(name)
+            if out is None or out.get("data_type") != "TYPE_UINT8":
+                problems.append(f"output {name!r} should be TYPE_UINT8, is "
+                                f"{out.get('data_type') if out else 'missing'}")
         if problems:
             raise UsageError(f"model {self.url.model!r} on {self.url.address} does not fit the fused "
                              f"contract (uint8 BGR frames in, uint8 class ids out): {'; '.join(problems)}; "
@@ -253,22 +261,33 @@ class TritonBackend(Backend):
                              "build_engine --engine ARTEFACT.json --triton-repo DIR`")
 
     # -- inference ---------------------------------------------------------------------------
+    def _output_names(self) -> list[str]:
+        """The outputs requested per frame: the labels, and the confidence when asked for."""
+        return [self.manifest.output_name] + ([self.confidence_name] if self.confidence_name else [])
+
     def _inputs(self, batch: np.ndarray) -> tuple[list[Any], list[Any]]:
         inp = self._grpc.InferInput(self.manifest.input_name, list(batch.shape), "UINT8")
         inp.set_data_from_numpy(batch)
-        return [inp], [self._grpc.InferRequestedOutput(self.manifest.output_name)]
+        return [inp], [self._grpc.InferRequestedOutput(n) for n in self._output_names()]
+
+    def _maps(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(labels, confidence or None) of one result's raw outputs."""
+        confidence = map_2d(raw[1], self.manifest, self.confidence_name) if self.confidence_name else None
+        return labels_2d(raw[0], self.manifest), confidence
 
     def infer(self, frame: np.ndarray) -> np.ndarray:
         self._check_frame(frame)
-        return self._retry_or_raise(np.ascontiguousarray(frame[None]), None)
+        raw = self._retry_or_raise(np.ascontiguousarray(frame[None]), None)
+        labels, self.last_confidence = self._maps(raw)
+        return labels
 
-    def _infer_once(self, batch: np.ndarray) -> np.ndarray:
+    def _infer_once(self, batch: np.ndarray) -> list[np.ndarray]:
         inputs, outputs = self._inputs(batch)
         result = self._client.infer(self.url.model, inputs, self.url.version, outputs=outputs,
                                     client_timeout=self.timeout)
-        return labels_2d(result.as_numpy(self.manifest.output_name), self.manifest)
+        return [result.as_numpy(n) for n in self._output_names()]
 
-    def _retry_or_raise(self, batch: np.ndarray, error: BaseException | None) -> np.ndarray:
+    def _retry_or_raise(self, batch: np.ndarray, error: BaseException | None) -> list[np.ndarray]:
         """Run one frame synchronously; while the server is unreachable, reconnect with backoff."""
         attempt = 0
         while True:
@@ -286,14 +305,14 @@ class TritonBackend(Backend):
                 self._client.close()
                 self._client = self._grpc.InferenceServerClient(self.url.address)
             try:
-                labels = self._infer_once(batch)
+                raw = self._infer_once(batch)
             except Exception as exc:
                 error = exc
                 continue
             if attempt:
                 self.reconnects += 1
                 log.warning("triton: %s answers again after %d attempt(s)", self.url.address, attempt)
-            return labels
+            return raw
 
     def submit(self, frame: np.ndarray, tag: Any) -> None:
         self._check_frame(frame)
@@ -320,11 +339,10 @@ class TritonBackend(Backend):
             result, t_done = box.results.pop(seq)
         self._pending.popleft()
         if isinstance(result, BaseException):
-            labels = self._retry_or_raise(batch, result)
+            result = self._retry_or_raise(batch, result)
             t_done = time.perf_counter()
-        else:
-            labels = labels_2d(result, self.manifest)
-        return Collected(tag, labels, (t_done - t0) * 1e3)
+        labels, confidence = self._maps(result)
+        return Collected(tag, labels, (t_done - t0) * 1e3, confidence=confidence)
 
     @property
     def in_flight(self) -> int:
