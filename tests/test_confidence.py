@@ -227,8 +227,10 @@ def test_run_writes_confidence_pngs_and_a_heat_map(confidence_artefact: Path, tm
     assert main(["--video", "demo", "--demo-frames", "4", "--engine", str(confidence_artefact),
                  "--confidence", str(out / "conf"), "--masks", str(out / "masks"),
                  "--visualize", "confidence", "--output", str(out / "heat.mp4")]) == 0
+    from artefact.ownership import RECORD
+
     names = sorted(p.name for p in (out / "conf").iterdir())
-    assert names == [f"{i:06d}.png" for i in range(4)]  # no temp files left
+    assert names == [RECORD] + [f"{i:06d}.png" for i in range(4)]  # no temp files left, the PNGs recorded ours
     with open_runner("onnxruntime", load_manifest(confidence_artefact).model_path) as run:
         for name, frame in zip(names, demo_frames(4)):
             png = cv2.imread(str(out / "conf" / name), cv2.IMREAD_UNCHANGED)
