@@ -25,6 +25,10 @@ examples:
       a V4L2 camera (/dev/video0) on TensorRT; stale frames are dropped, never queued
   pspnet-rt --video 'frames/*.png' --engine m.json --visualize side-by-side --output sbs.mp4
   pspnet-rt --video udp://0.0.0.0:5000 --engine m.json --output live.mp4 --reconnect 3
+  pspnet-rt --video 'rtsp://admin:PASS@10.0.0.2/stream1' --rtsp-transport tcp --engine m.json \\
+            --output seg.mp4 --output rtsp://127.0.0.1:8554/seg
+      an IP camera in (the password never printed), the segmented stream out to RTSP clients
+      (ffplay rtsp://127.0.0.1:8554/seg) and to a file
   pspnet-rt --video demo --engine m.json --max-frames 100 --benchmark
       bare inference FPS before and after the whole pipeline on the same frames
   pspnet-rt --video demo --engine triton://127.0.0.1:8001/demo-python --output demo.mp4
@@ -63,9 +67,11 @@ Ctrl-C / SIGTERM / SIGHUP stop cleanly: the video is closed and playable, every 
 the stats are flushed and the summary is printed; a second signal does not cut that short, a
 third aborts (removing this run's temp files). Exit 0 means every output was verified whole at
 close; what was at an output path stays until a verified file replaces it.
-A live stream that stays lost after --reconnect attempts ends the run normally (exit 0, with
-the reason in the summary). FFmpeg options for network sources go in
-OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'rtsp_transport;tcp' or 'analyzeduration;500000'.
+A live stream that stays lost after its --reconnect attempts ends the run with exit 1 (the
+outputs are closed whole, the frames lost while reconnecting are counted as drops); with
+--reconnect 0 the stream's end is the run's end (exit 0). Other FFmpeg options for network
+sources go in OPENCV_FFMPEG_CAPTURE_OPTIONS, e.g. 'analyzeduration;500000'.
+--output rtsp://HOST:PORT/PATH serves the rendered stream to RTSP clients (docs/rtsp.md).
 exit codes: 0 ok, 1 runtime failure, 2 bad input (source, artefact, option, output path),
 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 """
@@ -82,6 +88,36 @@ def _serve_address(text: str) -> tuple[str, int]:
         return parse_bind(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_video_file = clikit.output_file("a video file such as out.mp4")
+
+
+@clikit.option_type("a video file such as out.mp4, or rtsp://[USER:PASSWORD@]HOST:PORT/PATH to serve",
+                    good="out.mp4", bad=("", "/", "/dev/null/x", "rtsp://", "rtsp://127.0.0.1:99999/seg"))
+def _output(text: str) -> str:
+    if text.lower().startswith("rtsp://"):
+        from runtime.errors import OutputError
+        from runtime.rtsp_sink import RtspSink
+
+        try:
+            RtspSink.parse(text)
+        except OutputError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+        return text
+    return _video_file(text)
+
+
+def split_outputs(given: list[str] | None) -> tuple[str | None, str | None]:
+    """--output may be given twice: one video file and one rtsp:// URL to serve -> (file, url)."""
+    from runtime.errors import UsageError
+
+    urls = [o for o in given or [] if o.lower().startswith("rtsp://")]
+    files = [o for o in given or [] if o not in urls]
+    if len(files) > 1 or len(urls) > 1:
+        raise UsageError("--output takes one video file and one rtsp:// URL at most; got "
+                         + ", ".join(repr(o) for o in (files if len(files) > 1 else urls)))
+    return (files[0] if files else None), (urls[0] if urls else None)
 
 
 @clikit.option_type("a host name or IP address", good="box.local",
@@ -129,8 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--loop", action="store_true", help="replay files, folders and demo until stopped")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--output", metavar="FILE.mp4", type=clikit.output_file("a video file such as out.mp4"),
-                     help="rendered video (H.264 via ffmpeg when present)")
+    out.add_argument("--output", metavar="FILE.mp4|rtsp://HOST:PORT/PATH", type=_output, action="append",
+                     help="rendered video (H.264 via ffmpeg when present); an rtsp:// URL serves it to RTSP "
+                          "clients instead (GStreamer's RTSP server; 127.0.0.1 by default, port 0 = a free "
+                          "one; docs/rtsp.md); give both to do both")
     out.add_argument("--masks", metavar="DIR", type=clikit.output_dir("a folder for mask PNGs"),
                      help="lossless class-id PNG per frame, DIR/NNNNNN.png by frame index")
     out.add_argument("--show", action="store_true",
@@ -183,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="reopen a lost live stream up to N times (backoff 0.5 s doubling, max 8 s)")
     live.add_argument("--reconnect-delay", type=clikit.float_in(high=60, what="a delay", above=0),
                       default=0.5, metavar="S", help=argparse.SUPPRESS)
+    live.add_argument("--rtsp-transport", choices=("auto", "tcp", "udp"), default="auto",
+                      help="rtsp:// sources: auto (default: FFmpeg tries UDP, then TCP), tcp (through "
+                           "firewalls and NAT; no packet loss) or udp (lowest latency on a clean network)")
     live.add_argument("--timeout", type=clikit.float_in(high=86400, what="a timeout", above=0), default=10.0,
                       metavar="S", help="network stream and Triton server open/read timeout in seconds (> 0)")
     live.add_argument("--demo-frames", type=clikit.int_in(1, 100_000), default=300, metavar="N",
@@ -312,7 +353,9 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     """The parsed flags as the run's options (same names; --video is `videos`, --no-legend `legend`)."""
     from runtime.options import RunOptions
 
-    return RunOptions.from_fields(args, videos=list(args.video), legend=not args.no_legend)
+    output, rtsp_out = split_outputs(args.output)
+    return RunOptions.from_fields(args, videos=list(args.video), legend=not args.no_legend, output=output,
+                                  rtsp_out=rtsp_out)
 
 
 def _run(args: argparse.Namespace, signals: clikit.Signals) -> int:

@@ -48,6 +48,8 @@ class RunOptions:
     bag: str | None = None  # a ROS 2 MCAP bag out (the ros extra; runtime/ros/bag_sink.py)
     bag_topic: str = "/pspnet/class_map"
     foxglove: tuple[str, int] | None = None  # (host, port) of the Foxglove live view (the ros extra)
+    rtsp_out: str | None = None  # rtsp://[USER:PASSWORD@]HOST:PORT/PATH: serve the rendered stream there
+    # (runtime/rtsp_sink.py; several streams: PATH/NAME); an rtsp:// `output` lands here
     # -- runtime tuning --------------------------------------------------------------------
     device: str | None = None  # OpenVINO device name, or a CUDA index for tensorrt
     hint: str = "auto"  # OpenVINO: auto | latency | throughput
@@ -60,6 +62,7 @@ class RunOptions:
     reconnect: int = 5
     reconnect_delay: float = 0.5
     timeout: float = 10.0
+    rtsp_transport: str = "auto"  # rtsp:// sources: auto | tcp | udp
     demo_frames: int = 300
     demo_seed: int = 0
     topic: str | None = None  # bags: the image topic of every bag source that does not name one
@@ -81,6 +84,10 @@ class RunOptions:
             raise UsageError("give at least one source (videos=['demo'], a file, camN, a URL, ...)")
         if self.serve_token and not self.serve:
             raise UsageError("--serve-token needs --serve [HOST:]PORT")
+        if self.output and str(self.output).lower().startswith("rtsp://"):
+            if self.rtsp_out:
+                raise UsageError("give one rtsp:// URL to serve (output or rtsp_out), not two")
+            self.output, self.rtsp_out = None, str(self.output)
         if self.serve_allow_host and not self.serve:
             raise UsageError("--serve-allow-host needs --serve [HOST:]PORT")
 
@@ -101,8 +108,8 @@ class RunOptions:
         return SourceOptions(loop=self.loop, max_frames=self.max_frames, capture_size=self.capture_size,
                              capture_fps=self.capture_fps, reconnect=self.reconnect,
                              reconnect_delay=self.reconnect_delay, timeout=self.timeout,
-                             demo_frames=self.demo_frames, demo_seed=self.demo_seed, topic=self.topic,
-                             realtime=self.realtime)
+                             rtsp_transport=self.rtsp_transport, demo_frames=self.demo_frames,
+                             demo_seed=self.demo_seed, topic=self.topic, realtime=self.realtime)
 
     def backend_options(self, live: bool) -> dict[str, Any]:
         """runtime.backends.load_backend's keywords; `live`: a live source is among the streams."""

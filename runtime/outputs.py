@@ -79,15 +79,25 @@ def plan_outputs(options: RunOptions, streams: list[tuple[str, Any]]) -> list[Ou
         bag = BagSink(options.bag, [], [], topic=options.bag_topic)  # classes once the manifest is read
         for out in outputs:
             out.bag = bag
+    if options.rtsp_out:  # one RTSP server; several streams each at PATH/NAME (runtime/rtsp_sink.py)
+        from runtime.rtsp_sink import RtspSink
+
+        names = [name for name, _ in streams] if options.several else None
+        rtsp = RtspSink(options.rtsp_out, options.fps or streams[0][1].fps or 25.0, streams=names,
+                        preset=options.x264_preset)
+        for i, out in enumerate(outputs):
+            out.rtsp = rtsp.mount(i) if options.several else rtsp
     return outputs
 
 
 def sinks_of(outputs: list[Outputs]) -> list[Any]:
     """Every sink of the run once, in the order they open and close (a shared one unwrapped)."""
+    from runtime.rtsp_sink import RtspMount
+
     found: list[Any] = []
     for out in outputs:
         for sink in out.all():
-            sink = sink.sink if isinstance(sink, LockedSink) else sink
+            sink = sink.sink if isinstance(sink, LockedSink | RtspMount) else sink
             if sink not in found:
                 found.append(sink)
     return found

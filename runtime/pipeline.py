@@ -75,10 +75,11 @@ class Outputs:
     bag: Any = None  # runtime.ros.bag_sink.BagSink (the ros extra; shared by streams)
     foxglove: Any = None  # runtime.ros.foxglove_sink.FoxgloveSink (the ros extra; shared by streams)
     results: Any = None  # runtime.results.ResultQueue: each frame's result handed to Python code
+    rtsp: Any = None  # runtime.rtsp_sink.RtspSink, or one stream's RtspMount of the shared one
 
     def all(self) -> list[Any]:
         sinks = (self.video, self.masks, self.stats, self.window, self.live, self.bag, self.foxglove,
-                 self.results)
+                 self.results, self.rtsp)
         return [s for s in sinks if s is not None]
 
 
@@ -113,7 +114,7 @@ class Pipeline:
         self.q_post: queue.Queue = queue.Queue(queue_size)
         self.q_write: queue.Queue = queue.Queue(queue_size)
         self.errors: list[tuple[str, BaseException]] = []
-        pictures = (outputs.video, outputs.window, outputs.live, outputs.bag, outputs.foxglove)
+        pictures = (outputs.video, outputs.window, outputs.live, outputs.bag, outputs.foxglove, outputs.rtsp)
         self.need_render = renderer is not None and any(s is not None for s in pictures)
         self.need_present = (outputs.stats is not None or outputs.bag is not None
                              or (self.need_render and renderer.legend))
@@ -219,6 +220,8 @@ class Pipeline:
                 so_far = (time.perf_counter() - job.frame.t_capture) * 1e3
                 out.bag.write(job.frame, job.labels, job.image, job.times, so_far, job.present, job.fields,
                               stream=self.stream)
+            if out.rtsp is not None:  # hands the frame to the RTSP server process: never waits for it
+                out.rtsp.write(job.image)
             if out.window is not None:
                 out.window.write(job.image)
                 if out.window.quit_requested and not self.stop.is_set():

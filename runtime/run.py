@@ -292,7 +292,7 @@ def _stream(options: RunOptions, control: Any, streams: list[tuple[str, Any]], b
         if bench is not None and total.frames and control.code is None:
             measured = bench.finish(total.fps, cpu_ms)
         summary = summarize(total, [(name, p.source, p.stats) for (name, _), p in zip(streams, shared.pipes)],
-                            backend, cpu_ms, errors, control.code, measured)
+                            backend, cpu_ms, errors, control.code, measured, sinks)
         if options.summary_json:
             write_summary(options.summary_json, summary.data, errors)
     finally:

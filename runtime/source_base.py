@@ -48,6 +48,7 @@ class SourceOptions:
     reconnect: int = 5  # attempts before a lost live stream ends the run
     reconnect_delay: float = 0.5  # first backoff in seconds; doubles, capped at 8 s
     timeout: float = 10.0  # network open/read timeout in seconds
+    rtsp_transport: str = "auto"  # rtsp://: FFmpeg's choice (UDP, then TCP), or only tcp / udp
     demo_size: tuple[int, int] = (240, 480)  # (H, W); the CLI passes the artefact's input size
     demo_frames: int = 300
     demo_seed: int = 0

@@ -24,8 +24,10 @@ import glob
 import logging
 import os
 import re
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
 SOURCE_HELP = ("SRC is camN, /dev/videoN, a video file, an image folder or glob, "
                "rtsp:// http(s):// udp:// URL, a ROS bag (BAG or BAG#TOPIC), or demo")
+LOST = "lost (live source: sent while the stream was down and being reconnected)"
+RTSP_TRANSPORTS = ("auto", "tcp", "udp")
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 
 def _cap_size(cap: cv2.VideoCapture) -> tuple[int, int] | None:
@@ -311,10 +316,30 @@ class RemoteFileSource(VideoFileSource):
                 f"decode (after {elapsed:.1f} s); check it with `ffprobe {uri}`")
 
 
-def _capture_with_timeouts(uri: str, timeout: float) -> cv2.VideoCapture:
+_FFMPEG_OPTIONS_LOCK = threading.Lock()
+
+
+def _capture_with_timeouts(uri: str, timeout: float, ffmpeg_options: dict[str, str] | None = None
+                           ) -> cv2.VideoCapture:
+    """An FFmpeg capture with open/read timeouts. `ffmpeg_options` (e.g. rtsp_transport) reach
+    FFmpeg the only way OpenCV offers: $OPENCV_FFMPEG_CAPTURE_OPTIONS, read when a capture opens,
+    so they are merged into it for this open under a lock (and the variable put back after)."""
     ms = int(timeout * 1000)
-    return cv2.VideoCapture(uri, cv2.CAP_FFMPEG,
-                            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    if not ffmpeg_options:
+        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+    with _FFMPEG_OPTIONS_LOCK:
+        before = os.environ.get(FFMPEG_OPTIONS_ENV)
+        pairs = [p.split(";", 1) for p in (before or "").split("|") if ";" in p]
+        merged = {k: v for k, v in pairs if k not in ffmpeg_options} | ffmpeg_options
+        os.environ[FFMPEG_OPTIONS_ENV] = "|".join(f"{k};{v}" for k, v in merged.items())
+        try:
+            return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+        finally:
+            if before is None:
+                os.environ.pop(FFMPEG_OPTIONS_ENV, None)
+            else:
+                os.environ[FFMPEG_OPTIONS_ENV] = before
 
 
 def _interruptible(open_capture: Callable[[], cv2.VideoCapture], what: str) -> cv2.VideoCapture:
@@ -353,6 +378,7 @@ class LiveSource(Source):
     and reopens a lost stream with bounded backoff."""
 
     live = True
+    PACED_AGAIN = 3  # frames arriving a frame interval apart after a reconnect: the burst is over
 
     def _capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
@@ -379,14 +405,58 @@ class LiveSource(Source):
         self._grabber = threading.Thread(target=self._grab_loop, name=f"grab-{self.kind}", daemon=True)
         self._grabber.start()
 
+    def _frame_interval(self) -> float | None:
+        """Seconds between the stream's frames: from their timestamps (the sender's clock, so the
+        burst of buffered frames after an open does not shorten it), else the stated fps."""
+        if len(self._intervals) >= 4:
+            return statistics.median(self._intervals)
+        return 1.0 / self.fps if self.fps else None
+
+    def _note_timestamp(self, previous_ms: float | None) -> float | None:
+        """Record the gap between this frame's timestamp and the previous one's; returns this one."""
+        pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC) if self._cap is not None else 0.0
+        if previous_ms is not None and 0 < pos_ms - previous_ms < 5000:
+            self._intervals.append((pos_ms - previous_ms) / 1e3)
+        return pos_ms if pos_ms > 0 else previous_ms
+
+    def _count_lost(self, t_down: float, t_paced: float, received: int) -> None:
+        """Once a reconnected stream is paced again: the frames the sender sent since our last
+        frame before it went down, less those we received since (FFmpeg hands over the ones it
+        buffered while the stream was being opened in a burst), were lost: counted as drops."""
+        interval = self._frame_interval()
+        gap = t_paced - t_down
+        lost = max(0, round(gap / interval) - received) if interval else 0
+        if lost:
+            self.drops[LOST] += lost
+        counted = f"; ~{lost} frame(s) lost" if interval else " (frame rate unknown: lost frames not counted)"
+        log.warning("%s: frames flow again %.1f s after the last one%s", self.describe(), gap, counted)
+
     def _grab_loop(self) -> None:
         failures = 0
+        self._intervals: deque[float] = deque(maxlen=32)
+        t_last: float | None = None
+        t_down: float | None = None  # the last frame before a reconnect, until the stream is paced again
+        since_down = paced_run = 0
+        pos_ms: float | None = None  # the previous frame's timestamp in this session
         try:
             while not self._closing.is_set():
                 ok, image = self._cap.read() if self._cap is not None else (False, None)
                 if ok:
                     failures = 0
-                    item = _Item(self._grabbed, image, "", time.perf_counter())
+                    now = time.perf_counter()
+                    if t_down is not None:
+                        since_down += 1
+                        interval = self._frame_interval()
+                        # a burst of buffered frames arrives back to back; paced again = three gaps
+                        # in a row of at least half a frame interval (a busy CPU can stretch one)
+                        paced = since_down > 1 and interval is not None and now - t_last > interval / 2
+                        paced_run = paced_run + 1 if paced else 0
+                        if interval is None or paced_run >= self.PACED_AGAIN:
+                            self._count_lost(t_down, now, since_down)
+                            t_down = None
+                    pos_ms = self._note_timestamp(pos_ms)
+                    t_last = now
+                    item = _Item(self._grabbed, image, "", now)
                     self._grabbed += 1
                     with self._cond:
                         if self._slot is not None:
@@ -398,8 +468,13 @@ class LiveSource(Source):
                     break
                 failures += 1
                 if failures > self.options.reconnect:
-                    self.end_reason = (f"stream lost; {self.options.reconnect} reconnect attempt(s) failed"
-                                       if self.options.reconnect else "stream ended")
+                    if self.options.reconnect:  # asked to keep the stream alive and could not: a failure
+                        self.end_reason = f"stream lost; {self.options.reconnect} reconnect attempt(s) failed"
+                        self.incomplete = (f"was lost: {self.options.reconnect} reconnect attempt(s) "
+                                           "failed (the outputs hold every frame before; --reconnect N and "
+                                           "--timeout S wait longer)")
+                    else:  # --reconnect 0: the stream's end is the run's end
+                        self.end_reason = "stream ended"
                     log.warning("%s: %s", self.describe(), self.end_reason)
                     break
                 delay = min(self.options.reconnect_delay * 2 ** (failures - 1), 8.0)
@@ -415,6 +490,9 @@ class LiveSource(Source):
                     cap.release()
                 else:
                     self.reconnects += 1
+                    pos_ms = None  # a new session: its timestamps start again
+                    if t_last is not None and t_down is None:
+                        t_down, since_down, paced_run = t_last, 0, 0
                     log.warning("%s: reconnected", self.describe())
         except Exception as exc:  # a crashing grabber must still end the source, not hang it
             self.end_reason = f"capture failed: {exc}"
@@ -487,21 +565,32 @@ class StreamSource(LiveSource):
 
     kind = "stream"
 
+    @property
+    def is_rtsp(self) -> bool:
+        return self.uri.lower().startswith(("rtsp://", "rtsps://"))
+
     def _capture(self) -> cv2.VideoCapture:
-        return _capture_with_timeouts(self.uri, self.options.timeout)
+        transport = self.options.rtsp_transport
+        options = {"rtsp_transport": transport} if self.is_rtsp and transport != "auto" else None
+        return _capture_with_timeouts(self.uri, self.options.timeout, options)
 
     def _open_error(self, elapsed: float) -> str:
         hint = ("is the sender running and sending to this host/port?" if self.uri.startswith("udp")
                 else "check the URL, credentials, that the server is up and reachable")
         uri = redact_source(self.uri)
+        if elapsed < 0.8 * self.options.timeout and self.is_rtsp:  # the camera said no: ask it why
+            from runtime.rtsp_probe import rtsp_refusal
+
+            why = rtsp_refusal(self.uri, self.options.rtsp_transport, 0.9 * self.options.timeout - elapsed)
+            if why:
+                return f"cannot open stream {uri}: {why} (after {elapsed:.1f} s)"
         if elapsed < 0.8 * self.options.timeout:  # not a timeout: refused, not found, undecodable
             why = ("FFmpeg's reason stays hidden: the URL holds a secret it would print" if uri != self.uri
                    else "-v shows FFmpeg's reason")
             return (f"cannot open stream {uri}: it failed after {elapsed:.1f} s (refused, not "
                     f"found or not a video; {why}); {hint}")
         return (f"cannot open stream {uri}: no video within {self.options.timeout:g} s; {hint} "
-                "(raise the wait with --timeout; RTSP over TCP: "
-                "OPENCV_FFMPEG_CAPTURE_OPTIONS='rtsp_transport;tcp')")
+                "(raise the wait with --timeout; RTSP through a firewall: --rtsp-transport tcp)")
 
 
 class HttpSource(StreamSource):

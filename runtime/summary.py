@@ -44,7 +44,7 @@ def stream_line(stats: RunStats, source: Any) -> str:
 
 def summarize(total: RunStats, streams: list[tuple[str, Any, RunStats]], backend: Any, cpu_ms: float,
               errors: list[str], exit_signal: int | None,
-              bench: tuple[str, dict[str, Any]] | None = None) -> RunSummary:
+              bench: tuple[str, dict[str, Any]] | None = None, sinks: list[Any] | None = None) -> RunSummary:
     """The summary of a finished run: `streams` are (name, source, its stats); `total` is all of
     them as one run (runtime.streams.merge_stats); `errors` the failures found so far. One stream
     is said as `source`, several as a row each and a `streams` object in the JSON."""
@@ -70,6 +70,11 @@ def summarize(total: RunStats, streams: list[tuple[str, Any, RunStats]], backend
         data.update(_source_facts(source))
         no_frames = f"no frames came from {source.describe()} ({source.end_reason or 'empty'})"
     extra += backend.summary_lines()
+    for sink in sinks or []:  # an output with figures of its own (RTSP out: frames, drops, clients)
+        if hasattr(sink, "report"):
+            label, line, key, facts = sink.report()
+            extra.append((label, line))
+            data[key] = facts
     if bench is not None:
         extra.append(("vs bare", bench[0]))
     if errors:

@@ -8,7 +8,11 @@
 #             an unprivileged user in a temp dir); only the binaries are needed, so no system
 #             cluster is created or started. If it cannot be installed, only that test skips.
 #             PSPNET_RT_NO_POSTGRES=1 leaves it out.
-# Idempotent: does nothing when both are already on PATH, so CI can call it on every run.
+#   GStreamer RTSP server  optional: `--output rtsp://` and the RTSP camera of the tests and
+#             benchmark (python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-base/good/
+#             ugly for x264enc); if it cannot be installed, that output says how to get it and those
+#             tests skip. PSPNET_RT_NO_GSTREAMER=1 leaves it out.
+# Idempotent: does nothing when all are already present, so CI can call it on every run.
 # Needs root (or sudo) and apt; on other systems it says what to install and fails (ffmpeg)
 # or warns (chromium), rather than guessing a package manager.
 set -euo pipefail
@@ -38,6 +42,34 @@ install_postgres() {
   fi
 }
 install_postgres
+
+# GStreamer's RTSP server (optional; warns, never fails). What it needs is checked by the helper
+# itself (runtime/rtsp_helper.py --check), so the list lives in one place.
+RTSP_HELPER="$(cd "$(dirname "$0")/.." && pwd)/runtime/rtsp_helper.py"
+GST_PACKAGES="python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+have_gst_rtsp() { [ -x /usr/bin/python3 ] && /usr/bin/python3 "$RTSP_HELPER" --check >/dev/null 2>&1; }
+install_gstreamer_rtsp() {
+  [ "${PSPNET_RT_NO_GSTREAMER:-0}" = "1" ] && return 0
+  if have_gst_rtsp; then
+    echo "install-system-deps: GStreamer RTSP server already present (/usr/bin/python3 with gi)"
+    return 0
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "install-system-deps: warning: the GStreamer RTSP server is missing and this script needs root; --output rtsp:// and the RTSP tests will skip" >&2; return 0; }
+    sudo="sudo"
+  fi
+  command -v apt-get >/dev/null 2>&1 || { echo "install-system-deps: warning: no apt-get; install $GST_PACKAGES (or your system's equivalents) for --output rtsp:// and the RTSP tests" >&2; return 0; }
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $GST_PACKAGES >/dev/null 2>&1 || {
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null 2>&1 &&
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $GST_PACKAGES >/dev/null 2>&1; } || true
+  if have_gst_rtsp; then
+    echo "install-system-deps: installed the GStreamer RTSP server ($GST_PACKAGES)"
+  else
+    echo "install-system-deps: warning: the GStreamer RTSP server is not usable ($(/usr/bin/python3 "$RTSP_HELPER" --check 2>&1 | tail -n 1)); --output rtsp:// says how to fix it, the RTSP tests skip" >&2
+  fi
+}
+install_gstreamer_rtsp
 
 have_ffmpeg() { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; }
 have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }

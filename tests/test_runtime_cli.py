@@ -241,11 +241,12 @@ def wait_for(condition: Any, what: str, timeout: float = 240) -> None:
 
 
 @needs_ffmpeg
-def test_udp_stream_reconnects_then_exits_cleanly(ov: str, tmp_path: Path) -> None:
+def test_udp_stream_reconnects_then_fails_cleanly(ov: str, tmp_path: Path) -> None:
     """A local ffmpeg streams H.264/MPEG-TS to udp://127.0.0.1; it is stopped mid-run, and started
     again once pspnet-rt reports the reconnect; stopped for good, pspnet-rt gives up after its
-    last attempt and exits 0 with whole, consistent outputs. Paced by pspnet-rt's own output,
-    so a slow machine only makes it slower."""
+    last attempt and exits 1 (the stream it was asked to keep alive is lost) with one error line
+    and whole, consistent outputs. Paced by pspnet-rt's own output, so a slow machine only makes
+    it slower."""
     port = free_udp_port()
     send = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
             "testsrc=size=192x96:rate=10", "-t", "300", "-c:v", "libx264", "-preset", "ultrafast", "-tune",
@@ -285,7 +286,9 @@ def test_udp_stream_reconnects_then_exits_cleanly(ov: str, tmp_path: Path) -> No
             if p.poll() is None:
                 p.kill()
     err = "".join(err_lines)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert "was lost: 3 reconnect attempt(s) failed" in err.strip().splitlines()[-1]
     summary = json.loads((tmp_path / "sum.json").read_text())
     assert summary["reconnects"] >= 1, err
     assert summary["end_reason"] == "stream lost; 3 reconnect attempt(s) failed"

@@ -225,6 +225,8 @@ CASES: list[Case] = [
     Case("out-clash", "outputs", RT, "--output = --stats, --stats = --summary-json, --output = the --video "
          "file, --stats = the --engine manifest, --summary-json = its model file, --masks = the --video "
          "folder", EXIT2 + "; inputs untouched"),
+    Case("out-rtsp", "outputs", RT, "--output rtsp:// on a port in use, on an address that is not this "
+         "machine's, given twice, with an empty password", EXIT2 + " before any model work"),
     Case("out-failed-run-keeps-old", "outputs", RT, "a run that fails (disk full on --masks) over existing "
          "--output and --stats files", "exit 1; the old files stay, the new whole ones are kept as "
          "NAME.incomplete.EXT"),
@@ -257,6 +259,16 @@ CASES: list[Case] = [
          "udp with no sender, --timeout 1", "exit 2 within ~timeout, one line"),
     Case("net-http-errors", "network", RT, "HTTP 404 for the --video URL",
          "exit 2, one line with the status"),
+    Case("net-rtsp-refusals", "network", RT,
+         "a real RTSP camera (gst-rtsp-server) asked for a wrong path, with a wrong password (Basic and "
+         "Digest), with no credentials, over a transport it does not offer (--rtsp-transport udp to a "
+         "TCP-only camera), --timeout 10",
+         "exit 2 at once, one line naming what the camera said (404, 401, 461) and the fix; the password "
+         "appears nowhere in the output"),
+    Case("net-rtsp-lost", "network", RT,
+         "a real RTSP camera killed mid-run (SIGKILL of its server), restarted, then killed for good "
+         "(--reconnect 5)", "reconnects and goes on, the frames sent while it was down counted as lost; "
+         "then exit 1, one line ('was lost: 5 reconnect attempt(s) failed'), outputs whole"),
     Case("net-remote-file-cut", "network", RT,
          "an mp4 over HTTP whose server closes the connection, or goes silent, half way (--timeout 2)",
          "exit 1, one line: the frames that came are written whole, the run says where it ended"),

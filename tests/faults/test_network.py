@@ -4,6 +4,7 @@ line that says what happened and how long it took. Real sockets and servers on 1
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import threading
 import time
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 from tests.faults import helpers
-from tests.faults.helpers import free_port, last_line, needs_ffmpeg, one_line, rt
+from tests.faults.helpers import free_port, last_line, needs_ffmpeg, one_line, rt, wait_for
+from tests.rtsp_fixtures import CAMERA_FPS, burned_indices, camera, cameras, stats_lines
 
 
 @pytest.fixture
@@ -139,3 +141,93 @@ def test_remote_file_cut_half_way(ov: str, file_server: type[_Files], tmp_path: 
     assert 0 < len(frames) < 60 and frames == list(range(len(frames)))  # whole, in order
     assert " processed," in out
     assert took < 60  # a stalled server costs its read timeouts, never a hang
+
+
+# -- a real RTSP camera (GStreamer's gst-rtsp-server, tests/rtsp_fixtures.py) -------------------------
+PASSWORD = "Right-Pw-7q"  # the camera's
+WRONG = "Wrong-Pw-3x"
+
+
+@pytest.mark.fault("net-rtsp-refusals")
+@pytest.mark.parametrize("case, words", [
+    ("wrong path", ["404", "check the path"]),
+    ("wrong password, Basic", ["401", "user name and password", "rtsp://viewer:***@127.0.0.1:"]),
+    ("wrong password, Digest", ["401", "user name and password", "rtsp://viewer:***@127.0.0.1:"]),
+    ("no credentials", ["401", "user name and password"]),
+    ("transport not offered", ["461", "--rtsp-transport"]),
+])
+def test_rtsp_camera_refuses(ov: str, case: str, words: list[str], capsys: pytest.CaptureFixture) -> None:
+    options: dict = {"protocols": "tcp"} if case.startswith("transport") else {}
+    if "password" in case or case == "no credentials":
+        options |= {"credentials": f"viewer:{PASSWORD}", "auth": "digest" if "Digest" in case else "basic"}
+    extra = ["--rtsp-transport", "udp"] if case.startswith("transport") else []
+    with cameras() as stack:
+        cam = stack.enter_context(camera(**options))
+        url = cam.url(f"viewer:{WRONG}" if "password" in case else None)
+        if case == "wrong path":
+            url += "-nope"
+        code, out, err, took = rt(["--video", url, *extra, "--engine", ov, "--timeout", "10"], capsys)
+    assert code == 2, err
+    line = one_line(err, *words)
+    assert "after 0." in line or "after 1." in line, line
+    assert took < 10
+    assert PASSWORD not in out + err and WRONG not in out + err
+
+
+@pytest.mark.fault("net-rtsp-lost")
+def test_camera_reboot_reconnects_then_lost_for_good(ov: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """Killed (SIGKILL of its server, by PID) mid-stream and restarted on the same port 1.5 s later:
+    the run reconnects, and the frames the camera numbered while down are counted as lost. Killed
+    for good: after its --reconnect attempts (5, from 0.2 s doubling) the run ends with exit 1,
+    one error line, the outputs whole."""
+    stats = tmp_path / "s.jsonl"
+
+    def lines() -> int:
+        return len(stats.read_text().splitlines()) if stats.exists() else 0
+
+    with cameras() as stack:
+        cam = stack.enter_context(camera())
+        done = threading.Event()
+        marks: dict[str, float] = {}
+
+        def reboot_then_die() -> None:
+            try:
+                wait_for(lambda: lines() >= 8 or done.is_set(), "frames before the reboot", timeout=120)
+                cam.kill()
+                marks["down"] = time.time()
+                time.sleep(1.5)
+                cam.start()
+                marks["up"] = time.time()
+                before = lines()
+                wait_for(lambda: lines() >= before + 8 or done.is_set(), "frames after the reboot",
+                         timeout=120)
+                cam.kill()
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=reboot_then_die, daemon=True)
+        thread.start()
+        code, _, err, _ = rt(["--video", cam.url(), "--engine", ov, "--reconnect", "5",
+                                 "--reconnect-delay", "0.2", "--timeout", "3", "--visualize", "side-by-side",
+                                 "--output", str(tmp_path / "o.mp4"), "--stats", str(stats),
+                                 "--summary-json", str(tmp_path / "sum.json")], capsys)
+        done.set()
+        thread.join(timeout=30)
+    assert "up" in marks, err
+    assert code == 1, err
+    last_line(err, "rtsp://127.0.0.1", "was lost", "5 reconnect attempt(s) failed")
+    summary = json.loads((tmp_path / "sum.json").read_text())
+    assert summary["reconnects"] >= 1
+    assert summary["end_reason"] == "stream lost; 5 reconnect attempt(s) failed"
+    from runtime.sources import LOST
+
+    lost = summary["dropped"].get(LOST, 0)
+    indices = burned_indices(tmp_path / "o.mp4")  # the outputs are whole and agree
+    assert None not in indices and len(indices) == len(stats_lines(stats)) and indices == sorted(indices)
+    # the outage is the widest jump between written frames: the frames the camera numbered while
+    # its server was down were lost, and no more than those between the two written frames (give
+    # or take 3: the count comes from arrival times, and FFmpeg holds two frames of each session)
+    before, after = max(itertools.pairwise(indices), key=lambda pair: pair[1] - pair[0])
+    down = (marks["up"] - marks["down"]) * CAMERA_FPS
+    assert 0.9 * down <= lost <= after - before - 1 + 3, (lost, down, before, after)

@@ -166,3 +166,31 @@ def test_benchmark_out_read_only(tmp_path: Path, capsys: pytest.CaptureFixture) 
         err = capsys.readouterr().err
         assert code == 2, err
         one_line(err, "--out", "Read-only file system")
+
+
+@pytest.mark.fault("out-rtsp")
+@pytest.mark.parametrize("case", ["port in use", "not this machine", "twice", "empty password"])
+def test_rtsp_output_that_cannot_serve(tmp_path: Path, case: str, capsys: pytest.CaptureFixture) -> None:
+    """Refused before any model work (the --engine need not even load: a manifest-less path)."""
+    import socket
+
+    from tests.rtsp_fixtures import need_rtsp_server
+
+    need_rtsp_server()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        urls = {"port in use": [f"rtsp://127.0.0.1:{port}/seg"],
+                "not this machine": ["rtsp://192.0.2.1:8554/seg"],  # TEST-NET-1: never a local address
+                "twice": ["rtsp://127.0.0.1:0/a", "rtsp://127.0.0.1:0/b"],
+                "empty password": ["rtsp://viewer:@127.0.0.1:0/seg"]}[case]
+        engine = tmp_path / "never-loaded.json"
+        engine.write_text("{}")
+        argv = ["--video", "demo", "--engine", str(engine)] + [a for u in urls for a in ("--output", u)]
+        code, _, err, took = rt(argv, capsys)
+    assert code == 2, err
+    words = {"port in use": ["in use", "port"], "not this machine": ["cannot listen", "192.0.2.1"],
+             "twice": ["one rtsp:// URL"], "empty password": ["USER:PASSWORD"]}[case]
+    one_line(err, *words)
+    assert took < 30
