@@ -70,7 +70,7 @@ examples:
   python -m benchmarks.serving
       the INT8 OpenVINO demo artefact (built once, cached), 60 frames per stream, 1/2/4 streams
   flock -x /tmp/pspnet-cpu.lock python -m benchmarks.serving --out results/
-      what the README's figures come from (nobody else on the CPU)
+      what the figures in docs/serving.md come from (nobody else on the CPU)
   python -m benchmarks.serving --engine m.json --frames 30 --streams 1,4
 """
 

@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: a synthetic calibration clip)")
     p.add_argument("--calib-images", **arg("calib_images"), default=200, metavar="N")
     p.add_argument("--calib-method", **arg("calib_method"), default="percentile",
-                   help="percentile (default: best agreement with FP32 on the demo model; see README), "
-                        "entropy (KL, 2048 bins as TensorRT), minmax")
+                   help="percentile (default: best agreement with FP32 on the demo model; see "
+                        "docs/measurements.md), entropy (KL, 2048 bins as TensorRT), minmax")
     p.add_argument("--eval-data", metavar="SRC", **arg("eval_data"),
                    help="held-out labelled frames for the accuracy gate (default: synthetic:val)")
     p.add_argument("--eval-images", **arg("eval_images"), default=48, metavar="N")

@@ -23,7 +23,7 @@ class TensorRTUnavailable(RuntimeError):
 
 
 INSTALL_HINT = ("TensorRT is not installed: `pip install pspnet-rt[tensorrt]` with NVIDIA's "
-                "package index (see README, 'TensorRT'), on a machine with an NVIDIA GPU")
+                "package index (see docs/install.md, 'TensorRT'), on a machine with an NVIDIA GPU")
 
 
 def import_tensorrt():

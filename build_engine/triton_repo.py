@@ -50,7 +50,7 @@ NATIVE = {  # backend -> (config key, value, file in 1/)
     "openvino": ("backend", "openvino", "model.xml"),
 }
 VARIANTS = ("auto", "native", "python", "both")
-# Measured on the 2-core CPU box with the INT8 demo artefact (benchmarks/serving.py, README): one
+# Measured on the 2-core CPU box with the INT8 demo artefact (benchmarks/serving.py, docs/serving.md): one
 # instance without dynamic batching served the most frames per second at 1, 2 and 4 streams (2
 # instances, or dynamic batching, split the two cores between requests and lost 15-40 %).
 DEFAULT_INSTANCES = 1
@@ -394,7 +394,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "cores or GPUs)")
     g.add_argument("--triton-dynamic-batching", action="store_true",
                    help="python variant: let Triton group requests (slower than without on the 2-core "
-                        "CPU box, see README)")
+                        "CPU box, see docs/serving.md)")
     g.add_argument("--triton-max-batch", type=clikit.int_in(1, 1024), default=DEFAULT_MAX_BATCH, metavar="B",
                    help="max_batch_size of the python variant with dynamic batching")
 

@@ -133,7 +133,7 @@ CALIBRATOR_OPTIONS = {
 # peaked at 13.6-16.9 GB). Fed CHUNK frames at a time, with the histograms' bins fixed first from
 # the whole set's range (`_seed_histograms`), ORT's collectors add each chunk into bins that are
 # exactly those of one histogram over all frames, so memory is bounded and the ranges are those
-# of the all-at-once run (README, "Calibration memory", has the measurement).
+# of the all-at-once run (docs/building.md, step 4, has the measurement).
 CHUNK = 8
 
 

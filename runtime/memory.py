@@ -1,6 +1,6 @@
 """Give back memory a long-running runtime process holds but no longer uses (Linux, glibc).
 
-Two measured costs on pspnet50_cityscapes INT8 at 713x713 (README, "Memory for small boards"):
+Two measured costs on pspnet50_cityscapes INT8 at 713x713 (docs/memory.md):
 
 * OpenVINO maps the model's weights file (the IR's .bin, or its cache blob) and keeps that
   mapping for the compiled model's lifetime, although after compiling it computes only from its

@@ -383,7 +383,7 @@ examples:
       in the foreground until Ctrl-C
 
 Binds 127.0.0.1 unless --host says otherwise. Loads the models its Python backend can serve
-(native openvino/onnxruntime/tensorrt models need NVIDIA's full Triton, see README).
+(native openvino/onnxruntime/tensorrt models need NVIDIA's full Triton, see docs/serving.md).
 exit codes: 0 ok, 1 the server failed to install/start/stop, 2 bad input
 """
 

@@ -10,7 +10,7 @@ from pspnet.train import evaluate
 from pspnet.zoo import DEMO_MODEL, WEIGHTS_DIR, get_spec
 from segdata.datasets import open_dataset
 
-# Issue 3's bar, on the full held-out split that the README reports (0.8517 measured): a
+# Issue 3's bar, on the full held-out split that docs/training.md reports (0.8517 measured): a
 # smaller sample is noisier than the margin (24 scenes measure 0.848).
 HELD_OUT = 100
 MIOU_FLOOR = 0.85

@@ -64,7 +64,7 @@ def test_openvino_releases_its_weights_file_pages_and_answers_the_same(
         demo_artefacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """The OpenVINO backend releases the .bin pages once compiled, and the labels equal those of
     a run that kept them. (Whatever OpenVINO does read in place, as some FP32 layers do, simply
-    faults back in; INT8 convolutions compute from the repacked copy: README, "Memory for small boards".)"""
+    faults back in; INT8 convolutions compute from the repacked copy: docs/memory.md.)"""
     pytest.importorskip("openvino")
     from artefact.manifest import load_manifest
     from runtime.backends import load_backend

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = ("the tensorrt backend needs TensorRT and CUDA Python bindings on an NVIDIA GPU machine: "
                 "`pip install 'pspnet-rt[tensorrt]'` (TensorRT wheels come from NVIDIA's package index, "
-                "see the README); or run an ONNX artefact with --backend openvino or onnxruntime")
+                "see docs/install.md); or run an ONNX artefact with --backend openvino or onnxruntime")
 
 
 def import_tensorrt() -> Any:
