@@ -517,6 +517,12 @@ CASES: list[Case] = [
          "link to a FIFO (each blocked the build for ever); an index whose header claims 10^9 or 0 data "
          "files (a list of 10^9 paths was made)",
          EXIT2 + " in seconds, one line, nothing written"),
+    Case("refused-run-no-folders", "trust-sweep-3", RT,
+         "a source refused when the streams open (after the outputs were checked) with --confidence, "
+         "--masks, --bag, --stats, --output, --summary-json in new nested folders; two streams, the second "
+         "refused; a new folder inside a user's folder; an existing empty folder",
+         "exit 2, one line; the folders the run made are removed again (only if still empty: rmdir), the "
+         "user's folders and files stay (was: empty folders left behind by every failed run)"),
 ]
 
 

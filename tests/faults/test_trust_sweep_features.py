@@ -278,3 +278,37 @@ def test_tf_checkpoint_folders_that_would_block_or_explode_are_refused(tmp_path:
         one_line(err)
         assert time.monotonic() - t0 < 30, case
         assert not (tmp_path / "art").exists(), case
+
+
+# ---------------------------------------------------------------- a refused run leaves no folders
+@pytest.mark.fault("refused-run-no-folders")
+def test_a_run_refused_at_its_source_leaves_no_folders_it_made(ov: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    refused = "rtsp://127.0.0.1:1/x"  # nothing listens: refused when the sources open, after the checks
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "every kind of output, in new nested folders": (
+            [refused], ["--confidence", "n/c/d", "--masks", "n/m", "--bag", "n/b/x.mcap", "--stats",
+                        "n/s/s.jsonl", "--output", "n/o/o.mp4", "--summary-json", "n/j/j.json"], "n"),
+        "several streams, the second refused": (["demo", f"b={refused}"],
+                                                ["--confidence", "sev"], "sev"),
+        "a new folder inside a user's folder": ([refused], ["--masks", "mine/sub/masks"], "mine/sub"),
+        "an existing empty folder": ([refused], ["--masks", "empty"], None),
+    }
+    for case, (videos, outputs, gone) in cases.items():
+        argv = [a for v in videos for a in ("--video", v)] + ["--engine", ov]
+        argv += [str(tmp_path / o) if i % 2 else o for i, o in enumerate(outputs)]
+        code, _, err, _ = rt(argv, capsys)
+        assert code == 2, (case, err)
+        one_line(err, "127.0.0.1:1")
+        if gone is not None:
+            assert not (tmp_path / gone).exists(), (case, sorted(p.name for p in tmp_path.rglob("*")))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert (tmp_path / "empty").is_dir()  # it was there before the run: left as it was
+    # a run that streams keeps its folders and what it wrote there
+    code, _, err, _ = rt(["--video", "demo", "--engine", ov, "--max-frames", "2", "--masks",
+                          str(tmp_path / "kept" / "m")], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "kept" / "m").glob("*.png")) == ["000000.png", "000001.png"]
