@@ -43,7 +43,10 @@ def test_the_docs_example_runs_as_written(demo_artefacts: dict[str, Path], artef
     lines = out.getvalue().splitlines()
     assert [int(ln.split()[0]) for ln in lines[:8]] == list(range(8))  # one line per streamed frame
     assert lines[-1].startswith("8 frames") and lines[-1].endswith("every output whole: True")
-    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [f"{i:06d}.png" for i in range(8)]
+    from artefact.ownership import RECORD
+
+    masks = sorted(p.name for p in (tmp_path / "masks").iterdir())
+    assert masks == [RECORD] + [f"{i:06d}.png" for i in range(8)]  # the PNGs, recorded as ours
     labels = cv2.imread(str(tmp_path / "labels.png"), cv2.IMREAD_UNCHANGED)
     last = cv2.imread(str(tmp_path / "masks" / "000007.png"), cv2.IMREAD_UNCHANGED)
     assert labels.shape == TINY_SIZE and np.array_equal(labels, last)  # engine(frame) == the pipeline's

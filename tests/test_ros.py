@@ -369,14 +369,20 @@ def test_a_stalled_foxglove_client_never_slows_the_writer() -> None:
     only what the SDK's bounded backlog and the socket buffers held: it lost frames."""
     import socket
 
+    from runtime.ros.foxglove_guard import BUFFER_CAP
     from runtime.ros.foxglove_sink import FoxgloveSink
 
-    frames = 60
+    big = np.random.default_rng(0).integers(0, 255, (480, 960, 3), np.uint8)  # ~540 kB JPEGs
+    jpeg = len(cv2.imencode(".jpg", big)[1])
+    # between the SDK and the client sit the SDK's backlog (8 messages), two loopback TCP hops
+    # (SDK -> guard, guard -> client: each up to the kernel's largest send + receive buffers) and
+    # the guard's own buffer: send more than all of them can hold, or nothing need be lost
+    kernel = [int(Path(f"/proc/sys/net/ipv4/tcp_{k}mem").read_text().split()[2]) for k in ("r", "w")]
+    frames = int(1.5 * (8 * jpeg + 2 * sum(kernel) + BUFFER_CAP) / jpeg) + 1
     sink = FoxgloveSink("127.0.0.1", 0, ["road"], [[1, 2, 3]])
     sink.open()
     sink.add_stream(None, live=True, fps=None)  # its channels are advertised from now on
     stream = sink._streams[None]
-    big = np.random.default_rng(0).integers(0, 255, (480, 960, 3), np.uint8)  # 300 kB JPEGs: 18 MB in all
     labels = np.zeros((480, 960), np.uint8)
 
     async def subscribe_stall_then_read() -> tuple[list[float], int]:
@@ -398,6 +404,7 @@ def test_a_stalled_foxglove_client_never_slows_the_writer() -> None:
             while not stream.overlay.has_sinks():  # the server has taken the subscription
                 assert time.monotonic() < deadline, "the subscription never reached the server"
                 await asyncio.sleep(0.01)
+            ws.transport.pause_reading()  # stalled: not a byte more is read off the socket
             delays = []
             for i in range(frames):
                 frame = type("F", (), {"index": i, "stamp_ns": i, "frame_id": "", "log_time_ns": i,
@@ -406,13 +413,14 @@ def test_a_stalled_foxglove_client_never_slows_the_writer() -> None:
                 sink.write(frame, labels, big, {}, 1.0)
                 delays.append(time.perf_counter() - t0)
                 # the next frame once this one went out (however fast this machine encodes, all
-                # 60 reach the SDK): never held by the client, which never reads, so its socket
+                # frames reach the SDK): never held by the client, which never reads, so its socket
                 # and the SDK's backlog fill up
                 deadline = time.monotonic() + 60
                 while stream.published <= i:
                     assert time.monotonic() < deadline, f"the publisher is stuck at frame {i}"
                     await asyncio.sleep(0.002)
             received = 0  # the client reads again: what was kept for it, then silence
+            ws.transport.resume_reading()
             with contextlib.suppress(asyncio.TimeoutError, websockets.exceptions.ConnectionClosed):
                 while True:
                     data = await asyncio.wait_for(ws.recv(), 30 if received == 0 else 2)

@@ -46,8 +46,12 @@ def probe(video: Path) -> dict:
 
 
 def check_masks(folder: Path, size: tuple[int, int] | None = None) -> list[str]:
-    names = sorted(p.name for p in folder.iterdir())
+    """The mask PNGs of a run's folder, each whole; nothing else but the record of what we wrote."""
+    from artefact.ownership import RECORD
+
+    names = sorted(p.name for p in folder.iterdir() if p.name != RECORD)
     assert not [n for n in names if not n.endswith(".png")], names  # no temp files left behind
+    assert not names or (folder / RECORD).is_file()
     for name in names:
         mask = cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED)
         assert mask is not None and mask.dtype == np.uint8 and mask.ndim == 2, name  # whole, class ids
