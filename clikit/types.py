@@ -19,6 +19,7 @@ import json
 import math
 import numbers
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -318,13 +319,29 @@ def input_path(what: str = "a file or folder") -> OptionType:
     return OptionType(parse, what, __file__, ["", "/nonexistent/pspnet-rt-fault"], bad_values=[3, None])
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def _refuse_url(value: str, what: str) -> None:
+    """An output named by a URL (http://, udp://, rtsps:// ...) that does not exist as a path: it
+    would be written as local folders named `http:/u:PW@host/...` (the password kept on disk) while
+    the user expects a stream; refused, the URL redacted."""
+    if _URL.match(value) and not os.path.lexists(value):
+        from clikit.redaction import redact_source
+
+        scheme = value.split(":", 1)[0]
+        raise _refuse(f"{redact_source(value)} is a URL ({scheme}://); expected {what} on this machine, "
+                      f"not a network address (write ./{scheme}:... for a local path that starts so)")
+
+
 def output_file(what: str = "a file to write") -> OptionType:
-    """A file to write: not empty, not an existing folder, not under an existing file. Whether
-    it can really be written is checked when the command opens it (before long work)."""
+    """A file to write: not empty, not an existing folder, not under an existing file, not a URL.
+    Whether it can really be written is checked when the command opens it (before long work)."""
 
     def parse(value: str) -> str:
         if not value.strip():
             raise _refuse(f"expected {what}, got an empty path")
+        _refuse_url(value, what)
         if os.path.isdir(value):
             raise _refuse(f"{value} is a folder; expected {what}, e.g. {os.path.join(value, 'out')}")
         _check_parents(value, what)
@@ -334,11 +351,12 @@ def output_file(what: str = "a file to write") -> OptionType:
 
 
 def output_dir(what: str = "a folder to write into") -> OptionType:
-    """A folder to write into (created if missing): not empty, not an existing file."""
+    """A folder to write into (created if missing): not empty, not an existing file, not a URL."""
 
     def parse(value: str) -> str:
         if not value.strip():
             raise _refuse(f"expected {what}, got an empty path")
+        _refuse_url(value, what)
         if os.path.exists(value) and not os.path.isdir(value):
             raise _refuse(f"{value} is a file; expected {what}")
         _check_parents(value, what)

@@ -173,9 +173,14 @@ def _handle(value: bytes | memoryview, pos: int = 0) -> tuple[int, int, int]:
     return offset, size, pos
 
 
+MAX_SHARDS = 4096  # data files a checkpoint may have (TF's own savers write 1 per device)
+
+
 def read_index(path: str | Path) -> tuple[dict[str, BundleEntry], int]:
     """{variable name: BundleEntry} of a `.index` file, and its number of data shards."""
     path = Path(path)
+    if not path.is_file():  # a FIFO would block the read for ever, a device never end
+        raise CheckpointError(f"{path} is not a regular file; a TensorFlow checkpoint index is one")
     data = path.read_bytes()
     if len(data) < FOOTER_SIZE or int.from_bytes(data[-8:], "little") != TABLE_MAGIC:
         raise CheckpointError(f"{path} is not a TensorFlow checkpoint index (no table magic at its end)")
@@ -199,6 +204,9 @@ def read_index(path: str | Path) -> tuple[dict[str, BundleEntry], int]:
                               "download it again") from None
     if not little:
         raise CheckpointError(f"{path} was written on a big-endian machine; not supported")
+    if not 1 <= shards <= MAX_SHARDS:  # a damaged or hostile header: never loop over 10^9 file names
+        raise CheckpointError(f"{path} says its tensors are in {shards} data files; a damaged TensorFlow "
+                              "checkpoint index - copy or download it again")
     return entries, shards
 
 
@@ -251,7 +259,9 @@ def find_prefix(path: str | Path) -> Path | None:
         named = _from_checkpoint_file(state) if state.is_file() else None
         if named is not None:
             return named
-        indexes = sorted(folder.glob("*.index"), key=lambda p: (_step(p.with_suffix("")), p.stat().st_mtime))
+        # regular files only: a FIFO (or a link to one) named *.index would block the read for ever
+        indexes = sorted((p for p in folder.glob("*.index") if p.is_file()),
+                         key=lambda p: (_step(p.with_suffix("")), p.stat().st_mtime))
         if not indexes:
             return None
         chosen = indexes[-1].with_suffix("")
@@ -356,10 +366,12 @@ def _build_block(items: list[tuple[bytes, bytes]], restart_interval: int = 16) -
     return bytes(out)
 
 
-def write_checkpoint(prefix: str | Path, tensors: dict[str, np.ndarray], block_size: int = 4096) -> Path:
+def write_checkpoint(prefix: str | Path, tensors: dict[str, np.ndarray], block_size: int = 4096,
+                     header_shards: int = 1) -> Path:
     """A V2 bundle TensorFlow's Saver would read: one shard, sorted keys, crc32c everywhere.
 
-    For tests and tools: small fixtures in the seed's layout without TensorFlow.
+    For tests and tools: small fixtures in the seed's layout without TensorFlow (`header_shards`
+    other than 1 makes a damaged one, whose header claims that many data files).
     """
     prefix = Path(prefix)
     codes = {v: k for k, v in DTYPES.items()}
@@ -371,7 +383,8 @@ def write_checkpoint(prefix: str | Path, tensors: dict[str, np.ndarray], block_s
         items.append((name.encode(), _entry_bytes(codes[array.dtype], array.shape, len(blob), len(raw),
                                                    mask(crc32c(raw)))))
         blob += raw
-    header = _field(1, 0, _put_varint(1)) + _field(3, 2, _put_varint(2) + _field(1, 0, _put_varint(1)))
+    version = _field(3, 2, _put_varint(2) + _field(1, 0, _put_varint(1)))
+    header = _field(1, 0, _put_varint(header_shards)) + version
     items.insert(0, (b"", header))
     table, index_items, chunk = bytearray(), [], []
 

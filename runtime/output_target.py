@@ -560,6 +560,39 @@ def begin_run() -> None:
     """A new run in this process: where its summary goes is decided by its own outputs (the
     previous run's are released; the summary was printed after that)."""
     _STDOUT_IS_AN_OUTPUT.clear()
+    with _REGISTRY_LOCK:
+        _MADE_FOLDERS.clear()
+
+
+_MADE_FOLDERS: list[Path] = []  # folders this run created for its outputs (parents first)
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, outermost first: what creating it
+    will make (call before creating it, then `made_folders` with the result)."""
+    missing: list[Path] = []
+    folder = Path(os.path.abspath(folder))
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.insert(0, folder)
+        folder = folder.parent
+    return missing
+
+
+def made_folders(folders: list[Path]) -> None:
+    """Note folders this run created for an output: a run that fails before writing into them
+    removes them again (`remove_made_folders`), so a refused source leaves no empty folders."""
+    with _REGISTRY_LOCK:
+        _MADE_FOLDERS.extend(f for f in folders if f not in _MADE_FOLDERS)
+
+
+def remove_made_folders() -> None:
+    """Remove the folders this run created that are still empty, innermost first (rmdir: a folder
+    that holds anything, ours or not, stays); for a run that failed before its outputs were written."""
+    with _REGISTRY_LOCK:
+        made, _MADE_FOLDERS[:] = list(_MADE_FOLDERS), []
+    for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def open_standard_descriptors() -> None:

@@ -114,14 +114,20 @@ class Server:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string("media.factory.role", ROLE)
-        supported = GstRtsp.RTSPAuthMethod(0)
+        supported = []
         if "basic" in methods:
-            supported |= GstRtsp.RTSPAuthMethod.BASIC
+            supported.append(GstRtsp.RTSPAuthMethod.BASIC)
             auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
         if "digest" in methods:
-            supported |= GstRtsp.RTSPAuthMethod.DIGEST
+            supported.append(GstRtsp.RTSPAuthMethod.DIGEST)
             auth.add_digest(user, password, token)
-        auth.set_supported_methods(supported)
+        try:  # the methods the server challenges with, as flags
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod(sum(int(m) for m in supported)))
+        except (TypeError, ValueError):
+            # PyGObject types the flags as an enum (3.42: "invalid enum value: 3"; `|` gives an int it
+            # refuses): challenge with the last (Digest when asked); a client that sends Basic
+            # credentials up front is still checked against the Basic entry added above
+            auth.set_supported_methods(supported[-1])
         self.server.set_auth(auth)
         permissions = GstRtspServer.RTSPPermissions()
         permissions.add_permission_for_role(ROLE, "media.factory.access", True)

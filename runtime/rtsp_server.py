@@ -44,7 +44,13 @@ class RtspUnavailable(RuntimeError):
 
 
 class RtspServerError(RuntimeError):
-    """The server process failed to start or ended early (the message carries its own words)."""
+    """The server process failed to start or ended early (the message carries its own words);
+    `crashed` when it died of an exception of its own (a bug or a broken GStreamer, not the user's
+    mistake), whose last line alone is the message."""
+
+    def __init__(self, message: str, crashed: bool = False) -> None:
+        super().__init__(message)
+        self.crashed = crashed
 
 
 _found: tuple[str | None, str] | None = None
@@ -151,10 +157,11 @@ class RtspServerProcess:
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.05):
             if self._proc.poll() is not None or time.monotonic() > deadline:
-                why = self._last_words() or (f"exit {self._proc.returncode}" if self._proc.poll() is not None
-                                             else f"not listening after {timeout:g} s")
+                words, crashed = self._last_words()
+                why = words or (f"exit {self._proc.returncode}" if self._proc.poll() is not None
+                                else f"not listening after {timeout:g} s")
                 self.stop()
-                raise RtspServerError(why)
+                raise RtspServerError(why, crashed=crashed)
         self._feeder = threading.Thread(target=self._feed, name="rtsp-server-feed", daemon=True)
         self._feeder.start()
 
@@ -173,14 +180,19 @@ class RtspServerProcess:
             elif "ended" in event:
                 self.ended = event
 
-    def _last_words(self) -> str:
+    def _last_words(self) -> tuple[str, bool]:
+        """What the helper said last, and whether it died of a Python exception (then only the
+        exception's own line: never a traceback's frames in a one-line error)."""
         if self._stderr is None:
-            return ""
+            return "", False
         with contextlib.suppress(OSError, ValueError):
             self._stderr.seek(0)
-            lines = self._stderr.read().decode(errors="replace").strip().splitlines()
-            return " | ".join(line.strip() for line in lines[-3:])
-        return ""
+            lines = [line.strip() for line in self._stderr.read().decode(errors="replace").splitlines()
+                     if line.strip()]
+            if any(line.startswith("Traceback (most recent call last)") for line in lines):
+                return f"the helper {HELPER.name} failed: {lines[-1]}", True
+            return " | ".join(lines[-3:]), False
+        return "", False
 
     @property
     def alive(self) -> bool:
@@ -215,7 +227,7 @@ class RtspServerProcess:
 
     def _gone(self, exc: BaseException) -> str:
         rc = self._proc.poll() if self._proc is not None else None
-        words = self._last_words()
+        words, _ = self._last_words()
         how = f"exit {rc}" if rc is not None else str(exc)
         return f"the RTSP server process ended ({how}{': ' + words if words else ''})"
 

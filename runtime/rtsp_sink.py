@@ -127,7 +127,8 @@ class RtspSink(Sink):
         try:
             self.server.start()
         except RtspServerError as exc:
-            raise OutputError(f"--output {self.public_url()}: the RTSP server did not start: {exc}") from None
+            error = WriteError if exc.crashed else OutputError  # our helper's crash is no usage error
+            raise error(f"--output {self.public_url()}: the RTSP server did not start: {exc}") from None
         urls = ", ".join(self.public_url(i) for i in range(len(self.paths)))
         self.announce(f"serving {urls} (H.264; RTSP clients may connect)")
 

@@ -60,7 +60,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
     """
     from runtime.finish import close_all
     from runtime.memory import fix_malloc_mmap_threshold
-    from runtime.output_target import begin_run, release_all
+    from runtime.output_target import begin_run, release_all, remove_made_folders
     from runtime.outputs import open_outputs
 
     control = control if control is not None else RunControl()
@@ -68,6 +68,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
     control.on_abort(release_all)  # a third signal: this run's lock files go too
     fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
     opened: list[Any] = []  # closed in reverse order whatever happens
+    streamed = False
     try:
         temporal = _check_options(options)
         streams = _open_sources(options, engine, opened)
@@ -100,11 +101,14 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
 
             source = sources[0]
             bench = Benchmark(source.uri, source, getattr(backend, "inner", backend), options.max_frames)
+        streamed = True
         return _stream(options, control, streams, backend, startup_s, manifest, outputs, opened, bench)
     finally:
         graceful, control.graceful = control.graceful, True  # a signal now must not cut the closing short
         close_all(reversed(opened), PROG)  # a sink still open here belongs to a run that did not finish
         release_all()  # outputs claimed by checks whose sinks never opened (a run that failed early)
+        if not streamed:  # refused before any frame: the folders made for its outputs go, if empty
+            remove_made_folders()
         control.graceful = graceful
 
 

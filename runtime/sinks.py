@@ -83,11 +83,17 @@ class Sink:
 
 
 def check_writable(folder: Path, what: str) -> None:
-    """Create `folder` if needed and prove a file can be written there (root ignores modes)."""
+    """Create `folder` if needed and prove a file can be written there (root ignores modes); the
+    folders made are noted, so that a run that fails before writing removes them again."""
+    from runtime.output_target import made_folders, missing_folders
+
+    missing = missing_folders(folder)
     try:
         probe_writable(folder)
     except OSError as exc:
         raise OutputError(f"cannot write {what} to {folder}: {_why(exc)}; choose a writable folder") from None
+    finally:
+        made_folders([f for f in missing if f.is_dir()])
 
 
 class VideoSink(Sink):

@@ -46,6 +46,8 @@ from segdata.labels import (
 )
 
 MAX_CLASSES = 256  # the class map is uint8
+MAX_CLASS_NAME = 128  # characters: a class name is printed in summaries, legends, bags, manifests
+MAX_FILE_BYTES = 1 << 20  # a label-set file: 256 classes fit in a few KB; more is not a label set
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
@@ -86,6 +88,11 @@ def _problems(name: str, classes: list, palette: list, ignore_index: object) -> 
         out.append(f"must have 1 to {MAX_CLASSES} classes (the class map is uint8), has {len(classes)}")
     if any(not isinstance(c, str) or not c.strip() for c in classes):
         out.append("every class needs a non-empty name")
+    elif any(len(c) > MAX_CLASS_NAME or not c.isprintable() for c in classes):
+        bad = next(c for c in classes if len(c) > MAX_CLASS_NAME or not c.isprintable())
+        shown = ascii(bad[:40]) + ("..." if len(bad) > 40 else "")
+        out.append(f"class name {shown} must be printable text (no newlines or control characters) of at "
+                   f"most {MAX_CLASS_NAME} characters")
     elif len(set(classes)) != len(classes):
         dup = sorted({c for c in classes if classes.count(c) > 1})
         out.append(f"class names must be unique ({', '.join(dup[:3])} repeat)")
@@ -184,7 +191,13 @@ def load_label_set(source: str | Path) -> LabelSet:
         raise LabelSetError(f"label-set file {path} does not exist (or is not a file); give a JSON file "
                             f"or a built-in name: {', '.join(registered())}")
     try:
-        raw = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            data_bytes = fh.read(MAX_FILE_BYTES + 1)
+        if len(data_bytes) > MAX_FILE_BYTES:
+            raise LabelSetError(f"label-set file {path} is larger than {MAX_FILE_BYTES >> 20} MiB; a label "
+                                f"set of at most {MAX_CLASSES} classes fits in a few KB: is it the right "
+                                "file?")
+        raw = data_bytes.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelSetError(f"cannot read label-set file {path}: {exc}") from None
     if path.suffix.lower() in (".yaml", ".yml"):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import SourceError, UsageError
+from runtime.naming import redact_source
 from runtime.source_base import STALE, Source, SourceOptions, _Item
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,35 @@ def parse_bag_uri(uri: str, options: SourceOptions) -> Source | None:
     if found is None:
         return None
     path, topic = found
+    check_bag_files(path, uri)
     cls = RealtimeBagSource if options.realtime else BagSource
     return cls(uri, options, path, topic or options.topic)
+
+
+def check_bag_files(path: Path, uri: str) -> list[Path]:
+    """The files a bag is read from, each a regular file (a link to one is fine); a FIFO, device,
+    socket or broken link - the bag itself or a .mcap in a rosbag2 folder - is refused up front
+    (SourceError, exit 2): a bag is read by seeking, and a FIFO would block the run for ever."""
+    import os
+    import stat
+
+    shown = redact_source(uri)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".mcap", ".db3", ".yaml"))
+    else:
+        files = [path]
+    for file in files:
+        try:
+            mode = os.stat(file).st_mode
+        except OSError as exc:
+            raise SourceError(f"--video {shown}: {file} cannot be read ({exc.strerror or exc}: a broken or "
+                              "looping link?); give a bag file or a rosbag2 folder") from None
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a device")
+            raise SourceError(f"--video {shown}: {file} is {kind}, not a file; a bag is read by seeking, "
+                              "so give a bag file (or a rosbag2 folder of them)")
+    return files
 
 
 class BagSource(Source):

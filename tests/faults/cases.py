@@ -486,6 +486,43 @@ CASES: list[Case] = [
          "--video (OpenCV's own warnings on stderr)",
          "exit 2 in seconds, one line (OpenCV/FFmpeg's native log quiet without -v, in every command that"
          " opens sources)"),
+    # issue 21, the third sweep: the features merged after the second (confidence, RTSP out, ROS
+    # bags, label-set files, TF checkpoints, train/search, the Python API)
+    Case("output-is-a-url", "trust-sweep-3",
+         "every command's file and folder outputs (pspnet-rt, build_engine, pspnet.train, pspnet.search)",
+         "--output rtsps://u:PW@ and rtmp://, --stats http://u:PW@, --summary-json https://...?token=, "
+         "--masks udp://, --confidence srt://?passphrase=, --bag s3://u:PW@, build --output "
+         "https://u:PW@, train --out file://, search --out sftp://; the same as RunOptions fields from "
+         "Python",
+         EXIT2 + " at parse time, the URL redacted, nothing created (they were written as local folders "
+         "`rtsps:/u:PW@host/seg`, the password kept on disk, exit 0); a path that exists as written is "
+         "used; rtsp:// --output is still served"),
+    Case("bag-input-not-a-file", "trust-sweep-3", RT + " --video BAG",
+         "an .mcap that is a FIFO (alone and with #TOPIC); a rosbag2 folder holding a FIFO .mcap (the run "
+         "hung for ever), a link to /dev/zero, a broken link, a link loop",
+         EXIT2 + " (was: a hang, or exit 1 with a raw NotADirectoryError)"),
+    Case("rtsp-out-credentials", "trust-sweep-3", RT + " --output rtsp://USER:PW@",
+         "--output rtsp://viewer:PW@... served with Basic+Digest, Basic, Digest (the helper crashed at "
+         "start on every one: PyGObject types the auth methods as an enum); clients with the right, a "
+         "wrong and no password; the helper dying of an exception",
+         "served: the right credentials get H.264, the others are refused; a helper crash is exit 1, one "
+         "line (its exception, not its traceback's frames; was exit 2 with them), the password in no "
+         "message"),
+    Case("label-set-hostile", "trust-sweep-3", BE + " --classes FILE",
+         "class names holding a newline and HTML, a terminal escape, a NUL, 10 000 characters; a label-set "
+         "file padded past 1 MiB and one with a 10 MB name (read whole before); the Python API's LabelSet",
+         EXIT2 + " (one line, nothing built); names with spaces, commas, accents and other scripts accepted"),
+    Case("tf-checkpoint-hostile", "trust-sweep-3", BE + " --weights DIR",
+         "a TF checkpoint folder holding a FIFO named *.index, the FIFO named by its `checkpoint` file, a "
+         "link to a FIFO (each blocked the build for ever); an index whose header claims 10^9 or 0 data "
+         "files (a list of 10^9 paths was made)",
+         EXIT2 + " in seconds, one line, nothing written"),
+    Case("refused-run-no-folders", "trust-sweep-3", RT,
+         "a source refused when the streams open (after the outputs were checked) with --confidence, "
+         "--masks, --bag, --stats, --output, --summary-json in new nested folders; two streams, the second "
+         "refused; a new folder inside a user's folder; an existing empty folder",
+         "exit 2, one line; the folders the run made are removed again (only if still empty: rmdir), the "
+         "user's folders and files stay (was: empty folders left behind by every failed run)"),
 ]
 
 

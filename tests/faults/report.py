@@ -20,6 +20,7 @@ AREAS = (("reproductions", "The five reproductions of issue 13"), ("files", "Fil
          ("trust-run", "Trust, the run side: outputs that are not files, runs that write at once, the live "
           "view's visitors, secrets in URLs"),
          ("trust-sweep", "Trust, the second sweep (issue 21, tried again against every command)"),
+         ("trust-sweep-3", "Trust, the third sweep: the features merged after the second (issue 21)"),
          ("options", "Options"))
 
 HEADER = """# Reliability: what was tried, and what each case gets
