@@ -26,6 +26,7 @@ from tests.faults.helpers import stop
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("tritonclient.grpc", reason="needs tritonclient (pip install -e .[test] or .[triton])")
 
+from artefact.ownership import RECORD  # noqa: E402 - the record of what a run wrote into a folder
 from build_engine.triton_repo import (  # noqa: E402 - after the importorskip
     MANIFEST_PARAMETER,
     RepoOptions,
@@ -238,7 +239,8 @@ def test_confidence_is_served_as_a_second_output(confidence_artefact: Path, trit
         assert labels_only.last_confidence is None
     assert main(["--video", "demo", "--demo-frames", "3", "--engine", triton_server.engine("demo-conf"),
                  "--confidence", str(tmp_path / "c")]) == 0
-    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [f"{i:06d}.png" for i in range(3)]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir() if p.name != RECORD) == [
+        f"{i:06d}.png" for i in range(3)]
     plain = run_cli("--video", "demo", "--demo-frames", "2", "--engine", triton_server.engine("demo-ort"),
                     "--confidence", str(tmp_path / "none"), timeout=120)
     assert plain.returncode == 2 and "--confidence" in plain.stderr  # a model built without it
@@ -259,7 +261,7 @@ def test_four_concurrent_streams_through_one_server(triton_server: TritonServer,
     for i in range(4):
         mine = [r["frame"] for r in lines if r["stream"] == f"cam{i}"]
         assert mine == list(range(n))  # every frame, in order, per stream
-        names = sorted(p.name for p in (tmp_path / "masks" / f"cam{i}").iterdir())
+        names = sorted(p.name for p in (tmp_path / "masks" / f"cam{i}").iterdir() if p.name != RECORD)
         assert names == [f"{k:06d}.png" for k in range(n)]
     local = run_cli("--video", "demo", "--demo-frames", str(n), "--engine", str(demo_artefacts["openvino"]),
                     "--masks", str(tmp_path / "local"))
