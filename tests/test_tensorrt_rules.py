@@ -285,9 +285,9 @@ def test_tensorrt_build_names_the_refused_node_before_tensorrt_is_called(tmp_pat
 
     real_export = export.export_fused_onnx
 
-    def old_export(net, spec, path, height, width, dynamic=False):
+    def old_export(net, spec, path, height, width, dynamic=False, *options, **named):
         return export_the_old_way(net, spec, Path(path), dynamic) if not dynamic else \
-            real_export(net, spec, path, height, width, dynamic)
+            real_export(net, spec, path, height, width, dynamic, *options, **named)
 
     def tensorrt_must_not_be_reached():
         raise AssertionError("TensorRT was called before the graph rules")
