@@ -49,6 +49,9 @@ _BARE_URL_END = re.compile(r"[\r\n'\"<>`]")
 _SECRET_WORDS = ("pass", "pwd", "token", "secret", "key", "sig", "auth", "cred", "session", "jwt",
                  "ticket", "cookie", "private")
 _SECRET_NAMES = ("p", "pw", "pin", "psk", "sid", "code")
+# our own synthetic data source ends in @HxW (synthetic:calib:200@240x480): that @ is a size, not
+# the end of a userinfo, and there is nothing secret in it
+_SIZE_AFTER_AT = re.compile(r"[^@/\s]*@\d+[x\u00d7]\d+(?=$|[\s),.;:'\"])")
 _PARAM = re.compile(r"(?<=[?&;#])([A-Za-z0-9_.\-\[\]%]+)=([^&;#\s'\"<>`]*)")
 
 
@@ -94,7 +97,10 @@ def _urls(text: str) -> list[tuple[int, int]]:
         bare = match.start() == 0 and not text[start:start + 1].isspace()
         end_match = (_BARE_URL_END if bare else _URL_END).search(text, start)
         end = end_match.start() if end_match else len(text)
-        if "@" in text[start:end]:
+        url = text[start:end]
+        our_size = (match.group(1) == "synthetic:" and url.count("@") == 1
+                    and _SIZE_AFTER_AT.match(url))
+        if "@" in url and not our_size:
             spans.append((start, end))
             pos = end
     return spans

@@ -34,8 +34,11 @@ __all__ = ["Artefact", "ArtefactError", "BuildOptions", "Engine", "Manifest", "R
            "stream"]
 
 
-def build(options: BuildOptions | None = None, /, **fields: Any) -> Artefact:
+def build(options: BuildOptions | str | None = None, /, **fields: Any) -> Artefact:
     """Build (or find in the cache) an artefact, as `python -m build_engine` does.
+
+    `build("demo", precision="int8")` names the zoo model first; `build(BuildOptions(...))` or
+    `build(model=..., ...)` work too.
 
     `fields` are BuildOptions' (model, precision, backend, input_size, output, calib_data,
     max_miou_drop, ...) and override `options`. precision="auto" (the default) picks the
@@ -48,6 +51,10 @@ def build(options: BuildOptions | None = None, /, **fields: Any) -> Artefact:
     from build_engine.api import BuildOptions
     from build_engine.api import build as build_artefact
 
+    if isinstance(options, str):  # build("demo", ...): the model's name
+        options, fields = None, {"model": options, **fields}
+    elif options is not None and not isinstance(options, BuildOptions):
+        raise TypeError(f"build() takes a model name or BuildOptions first, not {type(options).__name__}")
     # BuildOptions checks each value by its flag's rule ([96, 192] -> (96, 192), a Path -> str)
     options = dataclasses.replace(options or BuildOptions(), **fields)
     if options.stop_after:

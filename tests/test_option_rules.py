@@ -143,6 +143,10 @@ def test_the_python_api_refuses_bad_values_before_any_work() -> None:
         rt.build(input_size=(0, 5))
     with pytest.raises(UsageError, match=r"BuildOptions\.calib_images"):
         rt.build(precision="int8", calib_images=-3)
+    with pytest.raises(UsageError, match=r"BuildOptions\.input_size"):  # the model's name first
+        rt.build("demo", input_size=(0, 5))
+    with pytest.raises(TypeError, match="a model name or BuildOptions first"):
+        rt.build(3)
 
 
 def test_a_refused_value_never_shows_a_password() -> None:

@@ -42,9 +42,14 @@ TYPED = {  # how a user may type a URL with a secret -> what of it must survive
     "inside a sentence": ("cannot open 'rtsp://u:S3cretPW@h/x' (refused)",
                           "cannot open 'rtsp://u:***@h/x' (refused)"),
     "twice in a line": ("a rtsp://u:S3cretPW@h b rtsp://v:S3cretPW@h", "a rtsp://u:***@h b rtsp://v:***@h"),
+    "a typo whose host looks like a size": ("rtsp:u:S3cretPW@240x480", "rtsp:u:***@240x480"),
+    "not our synthetic source": ("synthetic:u:S3cretPW@cam", "synthetic:u:***@cam"),
 }
 UNTOUCHED = ["demo", "cam0", "/dev/video2", "frames/*.png", "/data/clip:v1@2x.png", "udp://@:5000",
-             "rtsp://cam:554/Streaming/Channels/101?transportmode=unicast", "http://h/a:b@c"]
+             "rtsp://cam:554/Streaming/Channels/101?transportmode=unicast", "http://h/a:b@c",
+             # our synthetic data source's @HxW is a size (the main command's summary names it)
+             "synthetic:calib:200@240x480", "calibrated on synthetic:calib:200@240x480",
+             "--eval-data synthetic:val:40@240x480, 48 frames", "(synthetic:val@96x192)"]
 
 
 @pytest.mark.fault("secrets-in-urls")
