@@ -67,7 +67,7 @@ from build_engine.verify import (
     verification_frames,
 )
 from calib.options import PrecisionOptions
-from clikit import UsageError
+from clikit import UsageError, signals_deferred
 from clikit.fields import Rule, check_fields
 
 if TYPE_CHECKING:
@@ -366,17 +366,20 @@ class Builder:
 
     # -- the steps -----------------------------------------------------------------------
     def export(self, work: Path) -> Exported:
-        """PyTorch -> the fused ONNX graph (uint8 image in; labels and logits out)."""
-        from build_engine.export import check_size, export_fused_onnx
-        from pspnet.build import load_model
+        """PyTorch -> the fused ONNX graph (uint8 image in; labels and logits out). A signal waits
+        for torch's import and the trace (C++ calling into Python: clikit.signals_deferred)."""
+        with signals_deferred():
+            from build_engine.export import check_size, export_fused_onnx
+            from pspnet.build import load_model
 
         for note in check_size(self.height, self.width, self.spec.bins):
             log.warning(note)
         net, weights = load_model(self.spec, self.weights_file())
         require_finite_weights(net)  # before an export that would only agree with NaN
         t0 = time.perf_counter()
-        raw = export_fused_onnx(net, self.spec, work / "raw.onnx", self.height, self.width,
-                                self.options.dynamic, self.options.confidence, self.options.flip)
+        with signals_deferred():
+            raw = export_fused_onnx(net, self.spec, work / "raw.onnx", self.height, self.width,
+                                    self.options.dynamic, self.options.confidence, self.options.flip)
         return Exported(raw, time.perf_counter() - t0, net, weights)
 
     def slim(self, exported: Exported, work: Path) -> Slimmed:
@@ -402,7 +405,8 @@ class Builder:
         from runtime.backends import open_runner
 
         frames = verification_frames(self.height, self.width, self.options.verify_frames)
-        reference = torch_reference(exported.net, self.spec, frames, self.options.flip)
+        with signals_deferred():
+            reference = torch_reference(exported.net, self.spec, frames, self.options.flip)
         require_meaningful(reference, "PyTorch", list(self.spec.classes))
         with open_runner("onnxruntime", slimmed.onnx) as ort_run:
             exported_predictions = [ort_run.predict(f) for f in frames]

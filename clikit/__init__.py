@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -212,6 +212,8 @@ class Signals:
         self.count = 0
         self._old: dict[int, Any] = {}
         self._abort_hooks: list[Callable[[], None]] = []
+        self.deferring = 0  # > 0 inside signals_deferred(): a signal is noted, raised at its end
+        self.pending = False
 
     def __enter__(self) -> Signals:
         self.install()
@@ -225,8 +227,13 @@ class Signals:
             return
         for sig in SIGNAL_EXIT:
             self._old[sig] = signal.signal(sig, self._handle)
+        global _ACTIVE
+        _ACTIVE = self
 
     def restore(self) -> None:
+        global _ACTIVE
+        if _ACTIVE is self:
+            _ACTIVE = None
         if self.code is not None:
             # the command is stopping on a signal and its clean-up is done. A repeat that lands
             # from here to the exit must not meet the default action (killed: -N, not 128+N).
@@ -252,6 +259,9 @@ class Signals:
         if self.count == 1:
             self.code, self.name = code, name
             self.stop.set()
+            if self.deferring:  # native code may be calling back into Python: raise at the block's end
+                self.pending = True
+                return
             if not self.graceful:
                 raise Interrupted(code, name)
             self._say(f"{name}: {self.finishing} (a third signal aborts)")
@@ -263,6 +273,32 @@ class Signals:
                 with contextlib.suppress(Exception):
                     hook()
             os._exit(self.code or code)
+
+
+_ACTIVE: Signals | None = None  # the running command's handlers (main thread only)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """A block where a signal is noted, not raised, until the block ends.
+
+    Why: the handlers raise Interrupted wherever Python happens to be, and inside code that a
+    C++ extension called back into (importing torch, tracing an export) pybind11 turns that
+    exception into std::terminate: the process aborts and no clean-up runs (a build's work folder
+    stayed behind). Around such calls the stop waits for the block's end, then raises as usual.
+    Without a command's handlers (library use, other threads) it changes nothing."""
+    active = _ACTIVE
+    if active is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    active.deferring += 1
+    try:
+        yield
+    finally:
+        active.deferring -= 1
+    if not active.deferring and active.pending and not active.graceful:
+        active.pending = False
+        raise Interrupted(active.code or EXIT_SIGINT, active.name or "SIGINT")
 
 
 def _say(line: str) -> None:

@@ -119,6 +119,37 @@ def test_a_stream_of_signals_still_ends_with_the_first_ones_code() -> None:
         assert err.splitlines()[0] == "t: interrupted by SIGTERM"
 
 
+def test_a_deferred_signal_waits_for_the_blocks_end_then_stops_the_command(tmp_path: Path) -> None:
+    """Inside clikit.signals_deferred() (torch's import, an export's trace: C++ calling back into
+    Python, where an exception aborts the process) a signal is noted; the block finishes, its
+    clean-up runs, and the command stops with the signal's code."""
+    script = ("import os, signal, sys, pathlib\n"
+              "import clikit\n"
+              f"out = pathlib.Path({str(tmp_path)!r})\n"
+              "def body(args):\n"
+              "    try:\n"
+              "        with clikit.signals_deferred():\n"
+              "            os.kill(os.getpid(), signal.SIGTERM)\n"
+              "            os.kill(os.getpid(), signal.SIGTERM)\n"
+              "            (out / 'block-finished').touch()\n"
+              "        (out / 'after-the-block').touch()\n"
+              "    finally:\n"
+              "        (out / 'cleaned-up').touch()\n"
+              "    return 0\n"
+              "sys.exit(clikit.run('t', clikit.parser('t', None), body, []))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "t: interrupted by SIGTERM"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["block-finished", "cleaned-up"]
+
+
+def test_signals_deferred_changes_nothing_without_a_commands_handlers() -> None:
+    with clikit.signals_deferred():
+        value = 1
+    assert value == 1
+
+
 # Programs that run under the system's python3 (GStreamer's PyGObject lives there, not in our
 # virtualenv): they cannot import clikit, so they keep their own small parser.
 SYSTEM_PYTHON_PROGRAMS = {"runtime/rtsp_helper.py"}
