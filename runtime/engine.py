@@ -196,8 +196,9 @@ def connect(url: str, **opts: Any) -> tuple[Backend, float]:
     """A Triton client backend (its manifest comes from the server), and how long connecting took."""
     from runtime.backends import connect_backend
 
-    t0 = time.perf_counter()
-    return _opened_whole(lambda: connect_backend(url, **opts)), time.perf_counter() - t0
+    t0 = time.perf_counter()  # not with signals held: a hung server must stay interruptible
+    opened = connect_backend(url, **opts)
+    return opened, time.perf_counter() - t0
 
 
 def _opened_whole(open_it: Callable[[], Backend]) -> Backend:
