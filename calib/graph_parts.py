@@ -62,19 +62,7 @@ def preprocessing_nodes(model: onnx.ModelProto) -> list[str]:
 def postprocessing_nodes(model: onnx.ModelProto) -> list[str]:
     """Nodes after the final classifier: logit Resize, ArgMax, Cast (kept in float32)."""
     cls = final_classifier(model)
-    if cls is None:
-        return []
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    out, stack = [], list(cls.output)
-    while stack:
-        for node in consumers.get(stack.pop(), []):
-            if node.name not in out:
-                out.append(node.name)
-                stack.extend(node.output)
-    return out
+    return [] if cls is None else _downstream(model, cls)
 
 
 def unquantized_graph_options(model: onnx.ModelProto) -> list[str]:
@@ -88,6 +76,7 @@ def unquantized_graph_options(model: onnx.ModelProto) -> list[str]:
 
 
 def _downstream(model: onnx.ModelProto, start: onnx.NodeProto) -> list[str]:
+    """Names of every node fed, directly or not, by `start`'s outputs (in the order reached)."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
