@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,11 +184,23 @@ def is_remote(engine: Any) -> bool:
 
 
 def open_backend(manifest: Manifest, backend: str = "auto", **opts: Any) -> tuple[Backend, float]:
-    """The artefact on its backend, and how long opening it took (seconds)."""
+    """The artefact on its backend, and how long opening it took (seconds). Opened with signals
+    held (its library's import and set-up are native code that calls back into Python, where a
+    raised signal aborts the process: clikit.signals_deferred); a signal that came meanwhile
+    closes it again, then stops the command."""
+    from clikit import signals_deferred
     from runtime.backends import load_backend
 
     t0 = time.perf_counter()
-    return _opened_whole(lambda: load_backend(manifest, backend, **opts)), time.perf_counter() - t0
+    opened: Backend | None = None
+    try:
+        with signals_deferred():
+            opened = load_backend(manifest, backend, **opts)
+    except KeyboardInterrupt:
+        if opened is not None:
+            opened.close()
+        raise
+    return opened, time.perf_counter() - t0
 
 
 def connect(url: str, **opts: Any) -> tuple[Backend, float]:
@@ -199,23 +210,6 @@ def connect(url: str, **opts: Any) -> tuple[Backend, float]:
     t0 = time.perf_counter()  # not with signals held: a hung server must stay interruptible
     opened = connect_backend(url, **opts)
     return opened, time.perf_counter() - t0
-
-
-def _opened_whole(open_it: Callable[[], Backend]) -> Backend:
-    """Open a backend with signals held (its library's import and set-up are native code that
-    calls back into Python, where a raised signal aborts the process: clikit.signals_deferred);
-    a signal that came meanwhile closes it again, then stops the command."""
-    from clikit import signals_deferred
-
-    opened: Backend | None = None
-    try:
-        with signals_deferred():
-            opened = open_it()
-    except KeyboardInterrupt:
-        if opened is not None:
-            opened.close()
-        raise
-    return opened
 
 
 def load(artefact: Any, backend: str = "auto", **opts: Any) -> Engine:
