@@ -58,6 +58,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
     (runtime.pipeline.Outputs.results). Raises UsageError (bad input: exit 2), ArtefactError,
     WriteError and the like before streaming; failures while streaming are in the summary.
     """
+    from runtime.cpu_share import restore_opencv_threads, settle_opencv_threads
     from runtime.finish import close_all
     from runtime.memory import fix_malloc_mmap_threshold
     from runtime.output_target import begin_run, release_all, remove_made_folders
@@ -69,6 +70,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
     fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
     opened: list[Any] = []  # closed in reverse order whatever happens
     streamed = False
+    opencv_threads: int | None = None  # OpenCV's thread count before this run settled it
     try:
         temporal = _check_options(options)
         streams = _open_sources(options, engine, opened)
@@ -95,6 +97,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
             opened.append(backend)
         if temporal is not None:
             backend = _video_aware(backend, temporal, streams, opened, owned=engine is None)
+        opencv_threads = settle_opencv_threads(backend)
         bench = None
         if options.benchmark:  # measured before and after the run, on the same frames
             from runtime.bare import Benchmark
@@ -109,6 +112,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
         release_all()  # outputs claimed by checks whose sinks never opened (a run that failed early)
         if not streamed:  # refused before any frame: the folders made for its outputs go, if empty
             remove_made_folders()
+        restore_opencv_threads(opencv_threads)
         control.graceful = graceful
 
 

@@ -1,0 +1,49 @@
+"""OpenCV's own thread pool, settled for a run once its backend is known.
+
+When inference runs on this machine's CPU (OpenVINO CPU, ONNX Runtime CPU) it already keeps every
+core busy; OpenCV's pthreads pool then splits each resize, LUT and JPEG encode of the capture,
+render and write stages over workers that wait actively for work and take cores from inference.
+Measured on the 2-vCPU Zen 3 CI machine, 240x480 overlay render: 1.07 ms with OpenCV's default
+2 threads, 0.45 ms with 1. The pipeline's stages are threads of their own already, so one OpenCV
+thread per call is the better split there. On a GPU (TensorRT, CUDA EPs) or a remote server the
+cores are the CPU stages' own and OpenCV keeps its default. A user's OPENCV_FOR_THREADS_NUM wins,
+and a run from Python gives the caller's setting back when it ends (cv2's setting is global).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ENV = "OPENCV_FOR_THREADS_NUM"
+
+
+def inference_on_host_cpu(backend: Any) -> bool:
+    """Whether the backend computes on this machine's CPU cores (device strings from runtime.backends)."""
+    inner = getattr(backend, "inner", backend)  # --temporal wraps the engine
+    return (getattr(inner, "name", "") != "triton"
+            and str(getattr(inner, "device", "")).upper().startswith("CPU"))
+
+
+def settle_opencv_threads(backend: Any) -> int | None:
+    """One OpenCV thread while inference shares the CPU. Returns the count to restore afterwards,
+    None when nothing was changed."""
+    import cv2
+
+    if ENV in os.environ or not inference_on_host_cpu(backend):
+        return None
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    log.debug("inference on the CPU: OpenCV runs each call on its stage's own thread (was %d)", before)
+    return before
+
+
+def restore_opencv_threads(before: int | None) -> None:
+    """Give OpenCV back the thread count settle_opencv_threads() found."""
+    if before is not None:
+        import cv2
+
+        cv2.setNumThreads(before)
