@@ -7,8 +7,12 @@ the same frames of the synthetic street clip from
     bag jpeg     an MCAP bag of sensor_msgs/CompressedImage jpeg
     bag + --bag  bag raw again, writing the results as a bag (--bag out.mcap)
 Pipeline FPS comes from each run's --summary-json. Targets: each bag source >= 0.95 x the video
-file, and --bag costs <= 5 % of FPS (bag + --bag vs bag raw). The order of conditions rotates
-from round to round so a neighbour's load drift biases none.
+file, and --bag costs <= 5 % of FPS (bag + --bag vs bag raw). A shared machine's speed drifts by
+more than the effects measured here (the same run went from 22.6 to 18.0 FPS within minutes), so
+each round compares runs made next to each other: 'bag raw' and 'bag + --bag' always run back to
+back, their order flipped every round; the other conditions rotate around that pair. A target is
+judged on the median of the per-round ratios (one round hit by a neighbour's load does not decide
+it); the mean and every round's ratio are reported beside it.
 
 Memory: a reader-only pass (no model) over a short and a long bag of the same frames, in fresh
 processes, compares peak RSS: bag reading streams, so the long bag must not cost more memory.
@@ -53,7 +57,7 @@ CONDITIONS = ("video", "bag raw", "bag jpeg", "bag + --bag")
 EXAMPLES = """\
 examples:
   python -m benchmarks.ros --out results
-      300 frames at 240x480 through the default artefact, 3 interleaved rounds
+      300 frames at 240x480 through the default artefact, 8 interleaved rounds
   python -m benchmarks.ros --engine artefacts/demo-240x480-int8-openvino.json --frames 100 --rounds 2
 """
 
@@ -65,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=positive_int, default=300, help="frames per run (default 300)")
     p.add_argument("--size", type=clikit.hw_size, default=(240, 480), metavar="HxW",
                    help="frame size (default 240x480, the demo's)")
-    p.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--rounds", type=positive_int, default=8, help="interleaved rounds (default 8)")
     p.add_argument("--long-frames", type=positive_int, default=3000,
                    help="frames of the long bag for the memory check (default 3000)")
     p.add_argument("--out", type=clikit.output_dir(), default="results", help="DIR for ros.{json,md,png}")
@@ -125,8 +129,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         sizes = {k: p.stat().st_size for k, p in paths.items()}
         with LoadMonitor() as load:
             for rnd in range(args.rounds):
-                order = CONDITIONS[rnd % len(CONDITIONS):] + CONDITIONS[: rnd % len(CONDITIONS)]
-                for condition in order:
+                for condition in round_order(rnd):
                     print(f"{PROG}: round {rnd + 1}/{args.rounds} {condition}", file=sys.stderr, flush=True)
                     runs.append(_pipeline(condition, rnd, engine, paths, folder))
             memory = {name: _reader_peak(paths[name]) for name in ("short", "long")}
@@ -148,6 +151,15 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         log.warning("matplotlib missing: no ros.png")
     print(terminal_report(result), flush=True)
     return result
+
+
+def round_order(rnd: int) -> list[str]:
+    """The conditions of round `rnd`: the --bag pair back to back (order flipped every round), the
+    units rotated so no condition always runs first or after the same neighbour."""
+    pair = ["bag raw", "bag + --bag"] if rnd % 2 == 0 else ["bag + --bag", "bag raw"]
+    units = [["video"], ["bag jpeg"], pair]
+    k = rnd % len(units)
+    return [c for unit in units[k:] + units[:k] for c in unit]
 
 
 def _pipeline(condition: str, rnd: int, engine: str, paths: dict[str, Path], folder: Path) -> dict[str, Any]:
@@ -213,11 +225,12 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     for name, a, b in (("bag raw / video", "bag raw", "video"), ("bag jpeg / video", "bag jpeg", "video"),
                        ("bag + --bag / bag raw", "bag + --bag", "bag raw")):
         r = ratios(a, b)
-        out[name] = {"per_round": r, "mean": round(statistics.mean(r), 3) if r else None}
+        out[name] = {"per_round": r, "median": round(statistics.median(r), 3) if r else None,
+                     "mean": round(statistics.mean(r), 3) if r else None}
     out["meets"] = {
-        "bag raw >= 0.95 x video": _ge(out["bag raw / video"]["mean"], SOURCE_TARGET),
-        "bag jpeg >= 0.95 x video": _ge(out["bag jpeg / video"]["mean"], SOURCE_TARGET),
-        "--bag costs <= 5 %": _ge(out["bag + --bag / bag raw"]["mean"], 1 - BAG_OUTPUT_MAX_COST),
+        "bag raw >= 0.95 x video": _ge(out["bag raw / video"]["median"], SOURCE_TARGET),
+        "bag jpeg >= 0.95 x video": _ge(out["bag jpeg / video"]["median"], SOURCE_TARGET),
+        "--bag costs <= 5 %": _ge(out["bag + --bag / bag raw"]["median"], 1 - BAG_OUTPUT_MAX_COST),
         "memory flat over a long bag": result["memory"]["meets_target"]}
     return out
 
@@ -226,7 +239,7 @@ def _ge(value: float | None, target: float) -> bool | None:
     return None if value is None else value >= target
 
 
-HEADER = ("condition", "FPS per round", "mean FPS", "x reference", "peak RSS MB")
+HEADER = ("condition", "FPS per round", "mean FPS", "x reference (median of rounds)", "peak RSS MB")
 
 
 def _rows(result: dict[str, Any]) -> list[list[str]]:
@@ -236,7 +249,7 @@ def _rows(result: dict[str, Any]) -> list[list[str]]:
     rows = []
     for c in CONDITIONS:
         mine = [r for r in result["runs"] if r["condition"] == c and r["status"] == "ok"]
-        ratio = s[ref[c]]["mean"] if c in ref else None
+        ratio = s[ref[c]]["median"] if c in ref else None
         rows.append([c, ", ".join(fmt(r["fps"], ".2f") for r in mine), fmt(s["fps_mean"][c], ".2f"),
                      (fmt(ratio, ".3f") + (" (vs video)" if c != "bag + --bag" else " (vs bag raw)")) if ratio
                      else "–", fmt(max((r["peak_rss_mb"] for r in mine), default=None), ".0f")])
@@ -252,15 +265,13 @@ def markdown_report(result: dict[str, Any]) -> str:
              f"{cfg['frames']} frames at {cfg['size'][0]}x{cfg['size'][1]} ({first.get('backend')}, "
              f"precision ran {first.get('precision_ran')}), {cfg['rounds']} interleaved rounds (order "
              "rotated each round). Inputs written by rosbags: MCAP with sensor_msgs/Image bgr8, MCAP with "
-             "CompressedImage jpeg; the video is the same frames as mp4v. Ratios are per round, then "
-             "averaged.", "", markdown_table(HEADER, _rows(result)), "",
-             f"- bag raw / video: {s['bag raw / video']['mean']} (per round "
-             f"{s['bag raw / video']['per_round']}); target >= {SOURCE_TARGET}",
-             f"- bag jpeg / video: {s['bag jpeg / video']['mean']} (per round "
-             f"{s['bag jpeg / video']['per_round']}); target >= {SOURCE_TARGET}",
-             f"- --bag output: bag + --bag / bag raw {s['bag + --bag / bag raw']['mean']} (per round "
-             f"{s['bag + --bag / bag raw']['per_round']}); target >= {1 - BAG_OUTPUT_MAX_COST} "
-             f"(costs <= {BAG_OUTPUT_MAX_COST:.0%})",
+             "CompressedImage jpeg; the video is the same frames as mp4v. 'bag raw' and 'bag + --bag' run "
+             "back to back in every round (order flipped each round); ratios are per round, the "
+             "target judged on their median (mean beside it).", "", markdown_table(HEADER, _rows(result)), "",
+             _ratio_line("bag raw / video", s["bag raw / video"], f">= {SOURCE_TARGET}"),
+             _ratio_line("bag jpeg / video", s["bag jpeg / video"], f">= {SOURCE_TARGET}"),
+             _ratio_line("--bag output: bag + --bag / bag raw", s["bag + --bag / bag raw"],
+                         f">= {1 - BAG_OUTPUT_MAX_COST} (costs <= {BAG_OUTPUT_MAX_COST:.0%})"),
              f"- memory, reader only (no model), peak RSS: {mem['short']['frames']} frames "
              f"({mem['short']['bag_mb']} MB bag) {mem['short']['peak_rss_mb']} / "
              f"{mem['short_again']['peak_rss_mb']} MB, {mem['long']['frames']} frames "
@@ -270,6 +281,11 @@ def markdown_report(result: dict[str, Any]) -> str:
              "", "Targets: " + "; ".join(f"{k}: {'met' if v else 'NOT met' if v is not None else 'no data'}"
                                          for k, v in s["meets"].items())]
     return "\n".join(parts) + "\n"
+
+
+def _ratio_line(name: str, ratio: dict[str, Any], target: str) -> str:
+    return (f"- {name}: median {ratio['median']}, mean {ratio['mean']} (per round {ratio['per_round']}); "
+            f"target {target}")
 
 
 def terminal_report(result: dict[str, Any]) -> str:
