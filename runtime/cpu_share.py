@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -28,22 +29,37 @@ def inference_on_host_cpu(backend: Any) -> bool:
             and str(getattr(inner, "device", "")).upper().startswith("CPU"))
 
 
-def settle_opencv_threads(backend: Any) -> int | None:
-    """One OpenCV thread while inference shares the CPU. Returns the count to restore afterwards,
-    None when nothing was changed."""
+_lock = threading.Lock()
+_runs = 0  # runs in this process that settled OpenCV's threads and have not ended
+_before = 0  # OpenCV's thread count before the first of them
+
+
+def settle_opencv_threads(backend: Any) -> bool:
+    """One OpenCV thread while inference shares the CPU; True when this run changed it (then it
+    calls restore_opencv_threads when it ends). Runs at once in one process share the setting:
+    the caller's count comes back when the last of them ends."""
+    global _runs, _before
     import cv2
 
     if ENV in os.environ or not inference_on_host_cpu(backend):
-        return None
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    log.debug("inference on the CPU: OpenCV runs each call on its stage's own thread (was %d)", before)
-    return before
+        return False
+    with _lock:
+        if _runs == 0:
+            _before = cv2.getNumThreads()
+        _runs += 1
+        cv2.setNumThreads(1)
+    log.debug("inference on the CPU: OpenCV runs each call on its stage's own thread")
+    return True
 
 
-def restore_opencv_threads(before: int | None) -> None:
-    """Give OpenCV back the thread count settle_opencv_threads() found."""
-    if before is not None:
-        import cv2
+def restore_opencv_threads(settled: bool) -> None:
+    """This run is over: the last run out gives OpenCV back the count the first one found."""
+    global _runs
+    if not settled:
+        return
+    import cv2
 
-        cv2.setNumThreads(before)
+    with _lock:
+        _runs -= 1
+        if _runs == 0:
+            cv2.setNumThreads(_before)

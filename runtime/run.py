@@ -70,7 +70,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
     fix_malloc_mmap_threshold()  # frame buffers must not pile up in per-thread heaps (runtime/memory.py)
     opened: list[Any] = []  # closed in reverse order whatever happens
     streamed = False
-    opencv_threads: int | None = None  # OpenCV's thread count before this run settled it
+    opencv_settled = False  # whether this run set OpenCV's thread count (runtime/cpu_share.py)
     try:
         temporal = _check_options(options)
         streams = _open_sources(options, engine, opened)
@@ -97,7 +97,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
             opened.append(backend)
         if temporal is not None:
             backend = _video_aware(backend, temporal, streams, opened, owned=engine is None)
-        opencv_threads = settle_opencv_threads(backend)
+        opencv_settled = settle_opencv_threads(backend)
         bench = None
         if options.benchmark:  # measured before and after the run, on the same frames
             from runtime.bare import Benchmark
@@ -112,7 +112,7 @@ def run(options: RunOptions, control: Any = None, engine: Any = None, results: A
         release_all()  # outputs claimed by checks whose sinks never opened (a run that failed early)
         if not streamed:  # refused before any frame: the folders made for its outputs go, if empty
             remove_made_folders()
-        restore_opencv_threads(opencv_threads)
+        restore_opencv_threads(opencv_settled)
         control.graceful = graceful
 
 

@@ -46,6 +46,21 @@ def test_only_inference_on_this_machines_cpu_counts(demo_artefacts: dict[str, Pa
     with rt.load(demo_artefacts["openvino"]) as engine:
         assert inference_on_host_cpu(engine.backend)
     # no GPU or Triton server here: their backends' device strings, as runtime.backends sets them
-    assert not inference_on_host_cpu(SimpleNamespace(name="tensorrt", device="NVIDIA H100 (cuda:0, cuda-python)"))
+    tensorrt = SimpleNamespace(name="tensorrt", device="NVIDIA H100 (cuda:0, cuda-python)")
+    assert not inference_on_host_cpu(tensorrt)
     assert not inference_on_host_cpu(SimpleNamespace(name="onnxruntime", device="GPU (CUDA EP)"))
     assert not inference_on_host_cpu(SimpleNamespace(name="triton", device="127.0.0.1:8001"))
+
+
+def test_runs_at_once_give_the_setting_back_when_the_last_ends(demo_artefacts: dict[str, Path],
+                                                               opencv_threads: int,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    first = rt.stream("demo", demo_artefacts["onnxruntime"], max_frames=6, demo_frames=6)
+    second = rt.stream("demo", demo_artefacts["openvino"], max_frames=3, demo_frames=3)
+    it = iter(first)
+    next(it)
+    assert [cv2.getNumThreads() for _ in second] == [1, 1, 1]  # the second ends while the first runs
+    assert second.summary.ok and cv2.getNumThreads() == 1
+    assert [cv2.getNumThreads() for _ in it] == [1] * 5
+    assert cv2.getNumThreads() == opencv_threads
