@@ -23,10 +23,10 @@ ENV = "OPENCV_FOR_THREADS_NUM"
 
 
 def inference_on_host_cpu(backend: Any) -> bool:
-    """Whether the backend computes on this machine's CPU cores (device strings from runtime.backends)."""
-    inner = getattr(backend, "inner", backend)  # --temporal wraps the engine
-    return (getattr(inner, "name", "") != "triton"
-            and str(getattr(inner, "device", "")).upper().startswith("CPU"))
+    """Whether the backend computes on this machine's CPU cores (device strings from runtime.backends;
+    the --temporal wrappers carry their engine's name and device)."""
+    return (getattr(backend, "name", "") != "triton"
+            and str(getattr(backend, "device", "")).upper().startswith("CPU"))
 
 
 _lock = threading.Lock()
